@@ -1,0 +1,24 @@
+"""Model artefact commands: tiny checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tryon.cli import app
+
+
+@app.command("tiny-models")
+def tiny_models(
+    out: Annotated[Path, typer.Option(help="Folder to write the checkpoints to.")] = Path(
+        ".cache/tiny-models"
+    ),
+    force: Annotated[bool, typer.Option(help="Rebuild even if present.")] = False,
+) -> None:
+    """Build deterministic tiny random checkpoints (CLIPSeg, SD inpaint, x4 upscaler, two LoRAs)."""
+    from tryon.tiny_models import ensure_tiny_models
+
+    for name, path in ensure_tiny_models(out, force=force).items():
+        typer.echo(f"{name}: {path}")

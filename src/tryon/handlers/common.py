@@ -1,0 +1,147 @@
+"""What the three model handlers share: JSON in/out, image fields, device, seeds, timings.
+
+Handlers follow the Hugging Face SageMaker inference toolkit contract
+(``model_fn``, ``input_fn``, ``predict_fn``, ``output_fn``); the local endpoint server
+drives the same four functions. Client errors are raised as
+:class:`tryon.errors.RequestError` and become HTTP 400.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from tryon import imaging
+from tryon.errors import RequestError
+
+JSON_CONTENT_TYPE = "application/json"
+#: Largest request body a handler accepts (SageMaker real-time caps payloads at 6 MB;
+#: the local server and asynchronous endpoints may carry more).
+MAX_BODY_BYTES = int(os.environ.get("TRYON_MAX_BODY_BYTES", 64 * 1024 * 1024))
+MAX_SEED = 2**32 - 1
+
+
+def parse_json_request(data: Any, content_type: str | None) -> dict[str, Any]:
+    """Decode a JSON request body into a dict; RequestError on anything else."""
+    media_type = (content_type or JSON_CONTENT_TYPE).split(";")[0].strip().lower()
+    if media_type not in {JSON_CONTENT_TYPE, "application/x-json", "text/json"}:
+        raise RequestError("content_type", f"must be {JSON_CONTENT_TYPE}, got {content_type!r}")
+    if isinstance(data, Mapping):
+        return dict(data)
+    if isinstance(data, bytearray | memoryview):
+        data = bytes(data)
+    if isinstance(data, bytes | str) and len(data) > MAX_BODY_BYTES:
+        raise RequestError("body", f"is {len(data)} bytes; the limit is {MAX_BODY_BYTES} bytes")
+    try:
+        payload = json.loads(data)
+    except (TypeError, ValueError) as exc:
+        raise RequestError("body", f"is not valid JSON ({exc})") from exc
+    if not isinstance(payload, dict):
+        raise RequestError("body", f"must be a JSON object, got {type(payload).__name__}")
+    return payload
+
+
+def json_response(prediction: Mapping[str, Any], accept: str | None) -> str:
+    """Serialise a prediction as JSON; RequestError if the client accepts something else."""
+    media = (accept or JSON_CONTENT_TYPE).split(";")[0].strip().lower()
+    if media not in {JSON_CONTENT_TYPE, "*/*", "application/*"}:
+        raise RequestError("accept", f"only {JSON_CONTENT_TYPE} responses are produced, got {accept!r}")
+    return json.dumps(prediction)
+
+
+def _s3_client():
+    import boto3
+
+    return boto3.client("s3", endpoint_url=os.environ.get("TRYON_S3_ENDPOINT_URL") or None)
+
+
+def read_image_bytes(value: Any, *, field: str) -> bytes:
+    """Bytes of an image field: base64 text (``data:`` URLs too) or an ``s3://bucket/key`` URI."""
+    if isinstance(value, str) and value.startswith("s3://"):
+        bucket, key = imaging.parse_s3_uri(value, field=field)
+        try:
+            obj = _s3_client().get_object(Bucket=bucket, Key=key)
+        except Exception as exc:  # botocore ClientError and connection faults alike
+            raise RequestError(field, f"could not be read from {value}: {exc}") from exc
+        if obj.get("ContentLength", 0) > imaging.DEFAULT_MAX_BYTES:
+            raise RequestError(
+                field, f"is {obj['ContentLength']} bytes; the limit is {imaging.DEFAULT_MAX_BYTES} bytes"
+            )
+        return obj["Body"].read()
+    return imaging.b64decode(value, field=field)
+
+
+def load_image(
+    payload: Mapping[str, Any],
+    field: str,
+    *,
+    max_pixels: int = imaging.DEFAULT_MAX_PIXELS,
+) -> Image.Image:
+    """Decode the image in ``payload[field]`` safely (limits, bombs, EXIF orientation)."""
+    if field not in payload or payload[field] in (None, ""):
+        raise RequestError(field, "is required (base64 PNG/JPEG/WebP or s3://bucket/key)")
+    data = read_image_bytes(payload[field], field=field)
+    return imaging.decode_image(data, field=field, max_pixels=max_pixels)
+
+
+def encode_image(img: Image.Image) -> str:
+    """Base64 PNG of an image, as responses carry them."""
+    return imaging.b64encode(imaging.encode_png(img))
+
+
+def resolve_model_source(model_dir: str | os.PathLike[str] | None, default_id: str) -> str:
+    """Where to load weights from: the model folder if it has weights, else ``HF_MODEL_ID``, else default.
+
+    SageMaker passes ``/opt/ml/model``; an archive packaged without weights (or an empty
+    folder) falls back to a hub id, which needs network access.
+    """
+    if model_dir:
+        path = Path(model_dir)
+        if (path / "model_index.json").exists() or (path / "config.json").exists():
+            return str(path)
+    return os.environ.get("HF_MODEL_ID") or default_id
+
+
+def torch_device_and_dtype():
+    """(device, dtype): CUDA with float16 when available, else CPU with float32.
+
+    ``TRYON_DEVICE`` (``cpu``/``cuda``) overrides the choice.
+    """
+    import torch
+
+    wanted = os.environ.get("TRYON_DEVICE", "").lower()
+    if wanted == "cpu" or (not wanted and not torch.cuda.is_available()):
+        return torch.device("cpu"), torch.float32
+    return torch.device("cuda"), torch.float16
+
+
+def resolve_seed(payload: Mapping[str, Any], field: str = "seed") -> int:
+    """The request's seed (an integer in [0, 2**32-1]) or a freshly drawn one."""
+    from tryon.validation import get_int
+
+    seed = get_int(payload, field, None, minimum=0, maximum=MAX_SEED)
+    return secrets.randbelow(MAX_SEED + 1) if seed is None else seed
+
+
+class PhaseTimer:
+    """Collects wall-clock milliseconds per named phase: ``with timer.phase("decode"): ...``."""
+
+    def __init__(self) -> None:
+        self.timings_ms: dict[str, float] = {}
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = (time.perf_counter() - start) * 1000.0
+            self.timings_ms[name] = round(self.timings_ms.get(name, 0.0) + elapsed, 3)

@@ -1,0 +1,34 @@
+"""Session-wide fixtures: tiny checkpoints are built once per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+# Fake credentials so no test can reach a real account.
+for _var, _value in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}.items():
+    os.environ[_var] = _value
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def tiny_models() -> dict[str, Path]:
+    """name -> folder of each tiny checkpoint (clipseg, sd-inpaint, sd-x4-upscaler, lora-a, lora-b)."""
+    from tryon.tiny_models import ensure_tiny_models
+
+    return ensure_tiny_models(REPO_ROOT / ".cache" / "tiny-models")
