@@ -1,0 +1,258 @@
+"""Create or update the three SageMaker endpoints from packaged ``model.tar.gz`` artefacts.
+
+Uses the sagemaker Python SDK v3 resource classes (``sagemaker.core.resources``): a Model,
+an EndpointConfig and an Endpoint per kind. Names of models and configs carry a digest
+of what they contain, so re-running with the same artefacts changes nothing and a new
+artefact rolls the endpoint forward with ``UpdateEndpoint`` (no downtime).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from tryon.errors import RequestError
+
+Mode = Literal["realtime", "serverless", "async"]
+KINDS = ("clipseg", "sd_inpaint", "sd_upscale")
+#: Sensible instance defaults per kind (CLIPSeg runs fine on CPU).
+DEFAULT_INSTANCE = {"clipseg": "ml.m5.xlarge", "sd_inpaint": "ml.g5.xlarge", "sd_upscale": "ml.g5.xlarge"}
+DEFAULT_TRANSFORMERS_VERSION = "4.51.3"
+DEFAULT_PYTORCH_VERSION = "2.6.0"
+DEFAULT_PY_VERSION = "py312"
+
+
+@dataclass(frozen=True)
+class EndpointPlan:
+    """Everything needed to create one endpoint, and nothing that needs AWS to compute."""
+
+    kind: str
+    endpoint_name: str
+    model_data_url: str
+    image_uri: str
+    mode: Mode = "realtime"
+    instance_type: str = "ml.g5.xlarge"
+    instance_count: int = 1
+    serverless_memory_mb: int = 6144
+    serverless_max_concurrency: int = 2
+    async_output_path: str | None = None
+    async_success_topic: str | None = None
+    async_error_topic: str | None = None
+    environment: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def digest(self) -> str:
+        """Short content digest: changes whenever anything the endpoint serves changes."""
+        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:10]
+
+    @property
+    def model_name(self) -> str:
+        return f"{self.endpoint_name[:52]}-{self.digest}"
+
+    @property
+    def config_name(self) -> str:
+        return f"{self.endpoint_name[:50]}-c-{self.digest}"
+
+
+def default_image_uri(kind: str, region: str, instance_type: str, mode: Mode) -> str:
+    """The Hugging Face PyTorch inference DLC for the instance (CPU image for serverless)."""
+    from sagemaker.core import image_uris
+
+    return image_uris.retrieve(
+        framework="huggingface",
+        region=region,
+        version=DEFAULT_TRANSFORMERS_VERSION,
+        base_framework_version=f"pytorch{DEFAULT_PYTORCH_VERSION}",
+        py_version=DEFAULT_PY_VERSION,
+        image_scope="inference",
+        instance_type="ml.m5.xlarge" if mode == "serverless" else instance_type,
+    )
+
+
+def make_plan(
+    kind: str,
+    *,
+    endpoint_name: str,
+    model_data_url: str,
+    region: str,
+    mode: Mode = "realtime",
+    instance_type: str | None = None,
+    image_uri: str | None = None,
+    **options: Any,
+) -> EndpointPlan:
+    """Validate one endpoint's settings and fill in defaults; RequestError names the bad option."""
+    if kind not in KINDS:
+        raise RequestError("kind", f"must be one of {', '.join(KINDS)}, got {kind!r}")
+    if not model_data_url.startswith("s3://") or not model_data_url.endswith(".tar.gz"):
+        raise RequestError(
+            f"{kind}.model_data", f"must be an s3://.../model.tar.gz URI, got {model_data_url!r}"
+        )
+    if mode == "serverless" and kind != "clipseg":
+        raise RequestError(f"{kind}.mode", "serverless endpoints are CPU-only; use them for clipseg")
+    if mode == "async" and not options.get("async_output_path"):
+        raise RequestError(f"{kind}.async_output_path", "is required for asynchronous endpoints")
+    instance_type = instance_type or DEFAULT_INSTANCE[kind]
+    return EndpointPlan(
+        kind=kind,
+        endpoint_name=endpoint_name,
+        model_data_url=model_data_url,
+        image_uri=image_uri or default_image_uri(kind, region, instance_type, mode),
+        mode=mode,
+        instance_type=instance_type,
+        environment={"HF_HUB_OFFLINE": "1", "TRYON_ENDPOINT_KIND": kind, **options.pop("environment", {})},
+        **options,
+    )
+
+
+def describe_plan(plan: EndpointPlan) -> dict[str, Any]:
+    """What ``--dry-run`` prints: the names and settings that would be created."""
+    return {
+        "endpoint": plan.endpoint_name,
+        "kind": plan.kind,
+        "mode": plan.mode,
+        "model": plan.model_name,
+        "endpoint_config": plan.config_name,
+        "model_data": plan.model_data_url,
+        "image": plan.image_uri,
+        "instance": "serverless"
+        if plan.mode == "serverless"
+        else f"{plan.instance_count} x {plan.instance_type}",
+    }
+
+
+def _production_variant(plan: EndpointPlan, shapes: Any) -> Any:
+    if plan.mode == "serverless":
+        return shapes.ProductionVariant(
+            variant_name="AllTraffic",
+            model_name=plan.model_name,
+            serverless_config=shapes.ProductionVariantServerlessConfig(
+                memory_size_in_mb=plan.serverless_memory_mb, max_concurrency=plan.serverless_max_concurrency
+            ),
+        )
+    return shapes.ProductionVariant(
+        variant_name="AllTraffic",
+        model_name=plan.model_name,
+        initial_instance_count=plan.instance_count,
+        instance_type=plan.instance_type,
+        initial_variant_weight=1.0,
+    )
+
+
+def _async_config(plan: EndpointPlan, shapes: Any) -> Any:
+    notification = None
+    if plan.async_success_topic or plan.async_error_topic:
+        notification = shapes.AsyncInferenceNotificationConfig(
+            success_topic=plan.async_success_topic, error_topic=plan.async_error_topic
+        )
+    return shapes.AsyncInferenceConfig(
+        output_config=shapes.AsyncInferenceOutputConfig(
+            s3_output_path=plan.async_output_path, notification_config=notification
+        )
+    )
+
+
+def _fix_serverless_casing(params: dict[str, Any], **_: Any) -> None:
+    """sagemaker-core 3.27 serialises ``memory_size_in_mb`` as ``MemorySizeInMb``; AWS wants ``...InMB``."""
+    for variant in params.get("ProductionVariants", []):
+        config = variant.get("ServerlessConfig")
+        if config and "MemorySizeInMb" in config:
+            config["MemorySizeInMB"] = config.pop("MemorySizeInMb")
+
+
+def _exists(getter: Callable[..., Any], name: str, session: Any) -> Any | None:
+    from botocore.exceptions import ClientError
+
+    try:
+        return getter(name, session=session)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in {"ValidationException", "ResourceNotFound"}:
+            return None
+        raise
+
+
+def apply_plan(
+    plan: EndpointPlan,
+    *,
+    role_arn: str,
+    session: Any,
+    wait: bool = True,
+    on_status: Callable[[str], None] = lambda _msg: None,
+) -> dict[str, str]:
+    """Create the model and config if new, then create or update the endpoint; return what happened."""
+    from sagemaker.core import shapes
+    from sagemaker.core.resources import Endpoint, EndpointConfig, Model
+
+    region = session.region_name
+    session.events.unregister("provide-client-params.sagemaker.CreateEndpointConfig", _fix_serverless_casing)
+    session.events.register("provide-client-params.sagemaker.CreateEndpointConfig", _fix_serverless_casing)
+    if _exists(Model.get, plan.model_name, session) is None:
+        on_status(f"creating model {plan.model_name}")
+        Model.create(
+            model_name=plan.model_name,
+            primary_container=shapes.ContainerDefinition(
+                image=plan.image_uri, model_data_url=plan.model_data_url, environment=plan.environment
+            ),
+            execution_role_arn=role_arn,
+            session=session,
+            region=region,
+        )
+    if _exists(EndpointConfig.get, plan.config_name, session) is None:
+        on_status(f"creating endpoint config {plan.config_name}")
+        kwargs: dict[str, Any] = {}
+        if plan.mode == "async":
+            kwargs["async_inference_config"] = _async_config(plan, shapes)
+        EndpointConfig.create(
+            endpoint_config_name=plan.config_name,
+            production_variants=[_production_variant(plan, shapes)],
+            session=session,
+            region=region,
+            **kwargs,
+        )
+    endpoint = _exists(Endpoint.get, plan.endpoint_name, session)
+    if endpoint is None:
+        on_status(f"creating endpoint {plan.endpoint_name}")
+        endpoint = Endpoint.create(
+            endpoint_name=plan.endpoint_name,
+            endpoint_config_name=plan.config_name,
+            session=session,
+            region=region,
+        )
+        action = "created"
+    elif endpoint.endpoint_config_name != plan.config_name:
+        on_status(f"updating endpoint {plan.endpoint_name} to {plan.config_name}")
+        endpoint.endpoint_config_name = plan.config_name
+        endpoint.update()
+        action = "updated"
+    else:
+        action = "unchanged"
+    if wait and action != "unchanged":
+        on_status(f"waiting for {plan.endpoint_name} to be InService")
+        endpoint.wait_for_status("InService", poll=10, timeout=3600)
+    endpoint.refresh()
+    return {"endpoint": plan.endpoint_name, "action": action, "status": str(endpoint.endpoint_status)}
+
+
+def upload_artifact(path: Path, bucket: str, key: str, session: Any) -> str:
+    """Upload a local model.tar.gz and return its s3:// URI."""
+    if not path.is_file():
+        raise RequestError("artifact", f"{path} is not a file")
+    session.client("s3").upload_file(str(path), bucket, key)
+    return f"s3://{bucket}/{key}"
+
+
+def parse_assignments(values: list[str], option: str) -> Mapping[str, str]:
+    """``["clipseg=a", "sd_inpaint=b"]`` -> dict; RequestError naming the option when malformed."""
+    out: dict[str, str] = {}
+    for value in values:
+        name, sep, rest = value.partition("=")
+        if not sep or not name or not rest:
+            raise RequestError(option, f"expects KIND=VALUE, got {value!r}")
+        if name not in KINDS:
+            raise RequestError(option, f"kind must be one of {', '.join(KINDS)}, got {name!r}")
+        out[name] = rest
+    return out
