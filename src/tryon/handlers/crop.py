@@ -1,0 +1,117 @@
+"""Crop-to-mask geometry and feathered paste-back (Pillow and numpy only).
+
+Inpainting models work at one resolution (512 px for SD2, 1024 px for SDXL). Photos come
+in any size and aspect, and a garment mask usually covers a part of them. So the handler
+inpaints only a window around the mask:
+
+1. :func:`binarize` the mask (``> 127`` is repainted) and take its bounding box;
+2. :func:`crop_box_for_mask` pads that box with context, grows it to the working aspect
+   ratio and keeps it inside the photo;
+3. the window is resized to the working size, inpainted, and :func:`paste_back` resizes
+   the result to the window and blends it in with weights that are zero wherever the mask
+   is zero, so every pixel outside the mask is byte-identical to the input.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+Box = tuple[int, int, int, int]
+#: Mask values above this are repainted.
+MASK_THRESHOLD = 127
+#: Default feather radius in pixels of the photo (inward only).
+DEFAULT_FEATHER = 4
+
+
+def binarize(mask: Image.Image) -> Image.Image:
+    """Mode-L mask with 255 where ``mask > 127`` (any input mode; alpha ignored) and 0 elsewhere."""
+    gray = mask.convert("L") if mask.mode != "L" else mask
+    return gray.point(lambda v: 255 if v > MASK_THRESHOLD else 0)
+
+
+def mask_bbox(mask: Image.Image) -> Box | None:
+    """Bounding box (left, top, right, bottom; right/bottom exclusive) of a binary mask, or None if empty."""
+    return mask.getbbox()
+
+
+def _grow_span(lo: int, hi: int, target: int, limit: int) -> tuple[int, int]:
+    """Grow [lo, hi) symmetrically to ``target`` length, shifted (not shrunk) to fit [0, limit)."""
+    target = min(max(target, hi - lo), limit)
+    extra = target - (hi - lo)
+    lo -= extra // 2
+    hi = lo + target
+    if lo < 0:
+        lo, hi = 0, target
+    if hi > limit:
+        lo, hi = limit - target, limit
+    return lo, hi
+
+
+def crop_box_for_mask(
+    bbox: Box,
+    image_size: tuple[int, int],
+    working_size: tuple[int, int],
+    padding: int,
+) -> Box:
+    """The photo window to inpaint: ``bbox`` plus ``padding``, grown to the working aspect, clamped.
+
+    The window always contains the padded bbox (clamped to the photo). It has the working
+    aspect ratio unless the photo is too small in one direction, in which case it spans the
+    photo in that direction (the resize to the working size then stretches it slightly).
+    """
+    img_w, img_h = image_size
+    work_w, work_h = working_size
+    if padding < 0:
+        raise ValueError("padding must be >= 0")
+    left, top, right, bottom = bbox
+    left, top = max(0, left - padding), max(0, top - padding)
+    right, bottom = min(img_w, right + padding), min(img_h, bottom + padding)
+    box_w, box_h = right - left, bottom - top
+    aspect = work_w / work_h
+    # Grow the short side (relative to the working aspect) so the window matches it.
+    if box_w / box_h < aspect:
+        want_w, want_h = round(box_h * aspect), box_h
+    else:
+        want_w, want_h = box_w, round(box_w / aspect)
+    left, right = _grow_span(left, right, want_w, img_w)
+    top, bottom = _grow_span(top, bottom, want_h, img_h)
+    return left, top, right, bottom
+
+
+def feather_weights(mask: Image.Image, radius: int) -> np.ndarray:
+    """Blend weights in [0, 1] from a binary mask: soft inside the edge, exactly 0 where the mask is 0."""
+    inside = np.asarray(mask, dtype=np.float32) / 255.0
+    if radius <= 0:
+        return inside
+    blurred = np.asarray(mask.filter(ImageFilter.GaussianBlur(radius)), dtype=np.float32) / 255.0
+    return np.minimum(blurred, inside)
+
+
+def paste_back(
+    original: Image.Image,
+    generated: Image.Image,
+    box: Box,
+    mask: Image.Image,
+    *,
+    feather: int = DEFAULT_FEATHER,
+) -> Image.Image:
+    """A new photo: ``generated`` (any size) resized into ``box`` and blended where ``mask`` is set.
+
+    ``original`` must be RGB; ``mask`` is the binary mask of the whole photo (:func:`binarize`).
+    Pixels where the mask is 0 are copied from ``original`` unchanged.
+    """
+    if original.mode != "RGB":
+        raise ValueError("original must be RGB")
+    if mask.size != original.size:
+        raise ValueError(f"mask size {mask.size} != image size {original.size}")
+    left, top, right, bottom = box
+    region = (right - left, bottom - top)
+    patch = generated.convert("RGB").resize(region, Image.Resampling.LANCZOS)
+    weights = feather_weights(mask.crop(box), feather)[..., None]
+    base = np.asarray(original.crop(box), dtype=np.float32)
+    blended = base + (np.asarray(patch, dtype=np.float32) - base) * weights
+    out_region = np.where(weights > 0, np.clip(np.rint(blended), 0, 255), base).astype(np.uint8)
+    result = original.copy()
+    result.paste(Image.fromarray(out_region, "RGB"), (left, top))
+    return result

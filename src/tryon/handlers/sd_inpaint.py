@@ -1,0 +1,304 @@
+"""Stable Diffusion inpainting endpoint: crop-to-mask, samplers, LoRA adapters.
+
+SageMaker entry points (Hugging Face inference toolkit contract): :func:`model_fn`,
+:func:`input_fn`, :func:`predict_fn`, :func:`output_fn`. The request and response
+contract is documented in ``docs/endpoint-sd-inpaint.md``.
+
+One :class:`InpaintModel` serves concurrent callers: every pipeline mutation (scheduler,
+active adapter) and every inference run happens under its lock.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from tryon import imaging
+from tryon.errors import RequestError
+from tryon.handlers import crop
+from tryon.handlers.adapters import (
+    AdapterCache,
+    AdapterSource,
+    default_adapter,
+    max_adapters_from_env,
+    resolve_adapter,
+)
+from tryon.handlers.common import (
+    MAX_SEED,
+    PhaseTimer,
+    encode_image,
+    json_response,
+    load_image,
+    parse_json_request,
+    resolve_model_source,
+    resolve_seed,
+    torch_device_and_dtype,
+)
+from tryon.handlers.samplers import SchedulerCache
+from tryon.validation import get_float, get_int, get_str, reject_unknown, require_mapping
+
+DEFAULT_MODEL_ID = "stabilityai/stable-diffusion-2-inpainting"
+DEFAULT_STEPS = 30
+MAX_STEPS = 150
+DEFAULT_GUIDANCE = 7.5
+MAX_GUIDANCE = 50.0
+MAX_IMAGES = 4
+MIN_SIZE, MAX_SIZE = 64, 2048
+DEFAULT_PADDING, MAX_PADDING = 32, 2048
+MAX_PROMPT_CHARS = 2000
+#: Stability AI's SDXL 1.0 rules (JumpStart / REST API): these working sizes and cfg_scale <= 35.
+SDXL_DIMENSIONS = frozenset(
+    {(1024, 1024), (1152, 896), (896, 1152), (1216, 832), (832, 1216), (1344, 768), (768, 1344)}
+    | {(1536, 640), (640, 1536)}
+)
+SDXL_MAX_GUIDANCE = 35.0
+
+KNOWN_FIELDS = {
+    "image",
+    "mask",
+    "prompt",
+    "negative_prompt",
+    "steps",
+    "guidance_scale",
+    "cfg_scale",
+    "strength",
+    "seed",
+    "sampler",
+    "num_images",
+    "width",
+    "height",
+    "adapter",
+    "adapter_scale",
+    "padding",
+}
+
+
+@dataclass
+class InpaintModel:
+    """A loaded inpainting pipeline and the state that goes with it (what model_fn returns)."""
+
+    pipe: Any
+    model_id: str
+    model_dir: str | None
+    working_resolution: int
+    is_sdxl: bool
+    adapters: AdapterCache
+    schedulers: SchedulerCache
+    default_adapter: AdapterSource | None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass(frozen=True)
+class InpaintParams:
+    """The validated scalar fields of a request (images are decoded separately)."""
+
+    prompt: str
+    negative_prompt: str | None
+    steps: int
+    guidance_scale: float
+    strength: float
+    seed: int
+    sampler: str | None
+    num_images: int
+    width: int
+    height: int
+    adapter: str | None
+    adapter_scale: float
+    padding: int
+
+
+def model_fn(model_dir: str | None, context: Any = None) -> InpaintModel:
+    """Load the inpainting pipeline (SD 1.5/2 or SDXL) and the default LoRA adapter, if any."""
+    from diffusers import AutoPipelineForInpainting
+
+    source = resolve_model_source(model_dir, DEFAULT_MODEL_ID)
+    device, dtype = torch_device_and_dtype()
+    pipe = AutoPipelineForInpainting.from_pretrained(
+        source, dtype=dtype, safety_checker=None, requires_safety_checker=False
+    )
+    if getattr(pipe, "safety_checker", None) is not None:
+        pipe.safety_checker = None
+    pipe = pipe.to(device)
+    if device.type == "cuda":
+        # SDPA (flash / memory-efficient attention) is diffusers' default processor on torch 2.
+        from diffusers.models.attention_processor import AttnProcessor2_0
+
+        pipe.unet.set_attn_processor(AttnProcessor2_0())
+    pipe.set_progress_bar_config(disable=True)
+    model = InpaintModel(
+        pipe=pipe,
+        model_id=os.environ.get("TRYON_MODEL_ID") or source,
+        model_dir=str(model_dir) if model_dir else None,
+        working_resolution=int(pipe.unet.config.sample_size * pipe.vae_scale_factor),
+        is_sdxl=hasattr(pipe, "text_encoder_2"),
+        adapters=AdapterCache(pipe, max_adapters_from_env()),
+        schedulers=SchedulerCache(pipe.scheduler),
+        default_adapter=default_adapter(model_dir),
+    )
+    if model.default_adapter is not None:
+        model.adapters.activate(model.default_adapter)
+    return model
+
+
+def input_fn(data: Any, content_type: str | None) -> dict[str, Any]:
+    """Parse the JSON request body."""
+    return parse_json_request(data, content_type)
+
+
+def output_fn(prediction: Mapping[str, Any], accept: str | None) -> str:
+    """Serialise the response as JSON."""
+    return json_response(prediction, accept)
+
+
+def _guidance(payload: Mapping[str, Any], model: InpaintModel) -> float:
+    has_alias = payload.get("cfg_scale") is not None
+    if has_alias and payload.get("guidance_scale") is not None:
+        raise RequestError("cfg_scale", "is an alias of guidance_scale; give only one of them")
+    name = "cfg_scale" if has_alias else "guidance_scale"
+    limit = SDXL_MAX_GUIDANCE if model.is_sdxl else MAX_GUIDANCE
+    return get_float(payload, name, DEFAULT_GUIDANCE, minimum=0.0, maximum=limit)
+
+
+def _working_size(payload: Mapping[str, Any], model: InpaintModel) -> tuple[int, int]:
+    res = model.working_resolution
+    width = get_int(payload, "width", res, minimum=MIN_SIZE, maximum=MAX_SIZE, multiple_of=8)
+    height = get_int(payload, "height", res, minimum=MIN_SIZE, maximum=MAX_SIZE, multiple_of=8)
+    if model.is_sdxl and (width, height) not in SDXL_DIMENSIONS:
+        allowed = ", ".join(f"{w}x{h}" for w, h in sorted(SDXL_DIMENSIONS))
+        field_name = "width" if "width" in payload else "height"
+        raise RequestError(field_name, f"{width}x{height} is not an SDXL size; allowed: {allowed}")
+    return width, height
+
+
+def parse_params(payload: Mapping[str, Any], model: InpaintModel) -> InpaintParams:
+    """Validate every non-image field; RequestError names the field and its limit."""
+    reject_unknown(payload, KNOWN_FIELDS)
+    steps = get_int(payload, "steps", DEFAULT_STEPS, minimum=1, maximum=MAX_STEPS)
+    strength = get_float(payload, "strength", 1.0, minimum=0.0, maximum=1.0, exclusive_minimum=True)
+    if int(steps * strength) < 1:
+        raise RequestError(
+            "strength", f"{strength} x steps {steps} leaves no denoising step; steps x strength must be >= 1"
+        )
+    width, height = _working_size(payload, model)
+    seed = resolve_seed(payload)
+    num_images = get_int(payload, "num_images", 1, minimum=1, maximum=MAX_IMAGES)
+    sampler = get_str(payload, "sampler", None, max_length=100) or None
+    model.schedulers.validate(sampler)
+    return InpaintParams(
+        prompt=get_str(payload, "prompt", max_length=MAX_PROMPT_CHARS, allow_empty=False),
+        negative_prompt=get_str(payload, "negative_prompt", None, max_length=MAX_PROMPT_CHARS) or None,
+        steps=steps,
+        guidance_scale=_guidance(payload, model),
+        strength=strength,
+        seed=seed,
+        sampler=sampler,
+        num_images=num_images,
+        width=width,
+        height=height,
+        adapter=get_str(payload, "adapter", None, max_length=1024) or None,
+        adapter_scale=get_float(payload, "adapter_scale", 1.0, minimum=0.0, maximum=2.0),
+        padding=get_int(payload, "padding", DEFAULT_PADDING, minimum=0, maximum=MAX_PADDING),
+    )
+
+
+def _load_inputs(payload: Mapping[str, Any]) -> tuple[Image.Image, Image.Image]:
+    """The RGB photo and its binary mask (same EXIF-oriented size), or RequestError."""
+    image = load_image(payload, "image")
+    mask = load_image(payload, "mask")
+    if mask.size != image.size:
+        raise RequestError(
+            "mask",
+            f"is {mask.width}x{mask.height} but the image is {image.width}x{image.height}; sizes must match",
+        )
+    return imaging.to_rgb(image), crop.binarize(mask)
+
+
+def image_seeds(params: InpaintParams) -> list[int]:
+    """Seed of each image: ``seed + i``, wrapped into [0, 2**32 - 1] so each can be replayed alone."""
+    return [(params.seed + i) % (MAX_SEED + 1) for i in range(params.num_images)]
+
+
+def _generate(
+    model: InpaintModel, params: InpaintParams, image: Image.Image, mask: Image.Image
+) -> list[Image.Image]:
+    """Run the pipeline once per image, each with its own generator, so each is reproducible alone."""
+    import torch
+
+    images = []
+    for seed in image_seeds(params):
+        generator = torch.Generator(device="cpu").manual_seed(seed)
+        result = model.pipe(
+            prompt=params.prompt,
+            negative_prompt=params.negative_prompt,
+            image=image,
+            mask_image=mask,
+            width=params.width,
+            height=params.height,
+            strength=params.strength,
+            num_inference_steps=params.steps,
+            guidance_scale=params.guidance_scale,
+            generator=generator,
+            output_type="pil",
+        )
+        images.append(result.images[0])
+    return images
+
+
+def predict_fn(data: Mapping[str, Any], model: InpaintModel) -> dict[str, Any]:
+    """Inpaint the masked part of the photo; return full-size images and what was used."""
+    timer = PhaseTimer()
+    params = parse_params(require_mapping(data), model)
+    with timer.phase("decode"):
+        image, mask = _load_inputs(data)
+    with timer.phase("preprocess"):
+        bbox = crop.mask_bbox(mask)
+        if bbox is None:
+            raise RequestError("mask", "is empty (no pixel > 127)")
+        work = (params.width, params.height)
+        box = crop.crop_box_for_mask(bbox, image.size, work, params.padding)
+        work_image = image.crop(box).resize(work, Image.Resampling.LANCZOS)
+        # BOX + "any coverage" keeps thin mask parts in the working-size mask.
+        work_mask = mask.crop(box).resize(work, Image.Resampling.BOX).point(lambda v: 255 if v else 0)
+        adapter = resolve_adapter(params.adapter, model.model_dir)
+    with timer.phase("queue"):  # waiting for other callers of the same pipeline
+        model.lock.acquire()
+    try:
+        with timer.phase("preprocess"):
+            model.adapters.activate(adapter, params.adapter_scale)
+            model.pipe.scheduler = model.schedulers.get(params.sampler)
+        with timer.phase("inference"):
+            generated = _generate(model, params, work_image, work_mask)
+    finally:
+        model.lock.release()
+    with timer.phase("postprocess"):
+        results = [crop.paste_back(image, g, box, mask) for g in generated]
+    with timer.phase("encode"):
+        encoded = [encode_image(r) for r in results]
+    return {
+        "images": encoded,
+        "seeds": image_seeds(params),
+        "timings_ms": timer.timings_ms,
+        "model": model.model_id,
+        "adapter": None if adapter is None else {"name": adapter.name, "scale": params.adapter_scale},
+        "sampler": params.sampler or model.schedulers.default_name,
+        "working_size": [params.width, params.height],
+        "crop_box": list(box),
+    }
+
+
+__all__ = [
+    "DEFAULT_MODEL_ID",
+    "InpaintModel",
+    "InpaintParams",
+    "image_seeds",
+    "input_fn",
+    "model_fn",
+    "output_fn",
+    "parse_params",
+    "predict_fn",
+]
