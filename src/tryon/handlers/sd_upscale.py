@@ -1,0 +1,252 @@
+"""Stable Diffusion x4 upscaler endpoint: image -> image four times as wide and as tall.
+
+Inputs up to ``TRYON_UPSCALE_MAX_INPUT_SIDE`` px per side (default 512) go through the
+pipeline in one pass. Larger ones, up to ``TRYON_UPSCALE_MAX_TILED_SIDE`` px (default
+2048, and never an output above 8192 px per side), are cut into overlapping tiles that are
+upscaled one by one and blended with linear ramps across the overlaps. Larger still is
+refused with a message naming the limit. Every pass is padded (mirrored edges) to a
+multiple of 8 px, so any size works and the output is exactly 4x the input.
+
+The initial latent noise is drawn once for the whole (padded) image from the seed and
+cropped per tile, so overlapping tiles start from the same noise where they overlap.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from tryon import imaging
+from tryon.errors import RequestError
+from tryon.handlers.common import (
+    PhaseTimer,
+    encode_image,
+    json_response,
+    load_image,
+    parse_json_request,
+    progress_bars_enabled,
+    resolve_model_source,
+    resolve_seed,
+    torch_device_and_dtype,
+)
+from tryon.validation import get_float, get_int, get_str, reject_unknown
+
+DEFAULT_MODEL_ID = "stabilityai/stable-diffusion-x4-upscaler"
+SCALE = 4
+#: Every pass is padded to a multiple of this (the UNet's and VAE's downsampling factors).
+PAD_MULTIPLE = 8
+MAX_OUTPUT_SIDE = 8192
+MIN_TILE = 32
+KNOWN_FIELDS = {
+    "image",
+    "prompt",
+    "negative_prompt",
+    "steps",
+    "guidance_scale",
+    "noise_level",
+    "seed",
+    "tile_size",
+    "tile_overlap",
+}
+
+
+def max_input_side() -> int:
+    """Largest side upscaled in a single pass (``TRYON_UPSCALE_MAX_INPUT_SIDE``, default 512)."""
+    return int(os.environ.get("TRYON_UPSCALE_MAX_INPUT_SIDE", "512"))
+
+
+def max_tiled_side() -> int:
+    """Largest side accepted at all: ``TRYON_UPSCALE_MAX_TILED_SIDE`` (default 2048), capped by 8192/4."""
+    return min(int(os.environ.get("TRYON_UPSCALE_MAX_TILED_SIDE", "2048")), MAX_OUTPUT_SIDE // SCALE)
+
+
+@dataclass
+class UpscaleModel:
+    """A loaded upscale pipeline, the model id it came from, and a lock for inference."""
+
+    pipe: Any
+    device: Any
+    dtype: Any
+    model_id: str
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass
+class UpscaleRequest:
+    """A validated request with its decoded RGB image; ``timer`` already holds the decode time."""
+
+    image: Image.Image
+    prompt: str
+    negative_prompt: str | None
+    steps: int
+    guidance_scale: float
+    noise_level: int
+    seed: int
+    tile_size: int
+    tile_overlap: int
+    timer: PhaseTimer
+
+
+def model_fn(model_dir: str | None, context: Any = None) -> UpscaleModel:
+    """Load the x4 upscaler (float16 on CUDA, float32 on CPU); progress bars only if asked for."""
+    from diffusers import StableDiffusionUpscalePipeline
+
+    source = resolve_model_source(model_dir, DEFAULT_MODEL_ID)
+    device, dtype = torch_device_and_dtype()
+    pipe = StableDiffusionUpscalePipeline.from_pretrained(source, dtype=dtype).to(device)
+    pipe.set_progress_bar_config(disable=not progress_bars_enabled())
+    return UpscaleModel(pipe=pipe, device=device, dtype=dtype, model_id=source)
+
+
+def input_fn(data: Any, content_type: str | None) -> UpscaleRequest:
+    """Parse and validate a JSON request; decode its image and check it against the size limits."""
+    timer = PhaseTimer()
+    with timer.phase("decode"):
+        payload = parse_json_request(data, content_type)
+        reject_unknown(payload, KNOWN_FIELDS)
+        prompt = get_str(payload, "prompt", "")
+        negative_prompt = get_str(payload, "negative_prompt", None)
+        steps = get_int(payload, "steps", 20, minimum=1, maximum=150)
+        guidance_scale = get_float(payload, "guidance_scale", 7.5, minimum=0.0, maximum=50.0)
+        noise_level = get_int(payload, "noise_level", 20, minimum=0, maximum=350)
+        seed = resolve_seed(payload)
+        single = max_input_side()
+        tile_size = get_int(
+            payload, "tile_size", single, minimum=MIN_TILE, maximum=single, multiple_of=PAD_MULTIPLE
+        )
+        tile_overlap = get_int(payload, "tile_overlap", min(64, tile_size // 4), minimum=0)
+        if tile_overlap > tile_size // 2:
+            half = tile_size // 2
+            raise RequestError("tile_overlap", f"must be <= tile_size / 2 = {half}, got {tile_overlap}")
+        limit = max_tiled_side()
+        image = load_image(payload, "image", max_pixels=min(imaging.DEFAULT_MAX_PIXELS, limit * limit))
+        if max(image.size) > limit:
+            raise RequestError(
+                "image",
+                f"is {image.width}x{image.height}; the limit is {limit} px per side "
+                f"(TRYON_UPSCALE_MAX_TILED_SIDE; outputs are at most {MAX_OUTPUT_SIDE} px per side)",
+            )
+        image = imaging.to_rgb(image)
+    return UpscaleRequest(
+        image=image,
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        steps=steps,
+        guidance_scale=guidance_scale,
+        noise_level=noise_level,
+        seed=seed,
+        tile_size=tile_size,
+        tile_overlap=tile_overlap,
+        timer=timer,
+    )
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Start offsets of tiles of ``tile`` px covering ``length`` px, overlapping by at least ``overlap``.
+
+    The tiles are spread evenly, so the first starts at 0 and the last ends at ``length``.
+    """
+    if length <= tile:
+        return [0]
+    stride = tile - overlap
+    count = -(-(length - overlap) // stride)
+    return [round(i * (length - tile) / (count - 1)) for i in range(count)]
+
+
+def _ramp_weights(starts: list[int], tile: int, index: int, scale: int) -> np.ndarray:
+    """1-D blend weights (output scale) for tile ``index``: linear ramps across each overlap, else 1."""
+    size = tile * scale
+    x = np.arange(size, dtype=np.float32) + 0.5
+    weights = np.ones(size, dtype=np.float32)
+    left = (starts[index - 1] + tile - starts[index]) * scale if index > 0 else 0
+    right = (starts[index] + tile - starts[index + 1]) * scale if index < len(starts) - 1 else 0
+    if left > 0:
+        weights = np.minimum(weights, x / left)
+    if right > 0:
+        weights = np.minimum(weights, (size - x) / right)
+    return weights
+
+
+def _pad_to_multiple(image: Image.Image, multiple: int) -> np.ndarray:
+    """The image as an array, mirrored at the right and bottom edges up to a multiple of ``multiple``."""
+    arr = np.asarray(image)
+    pad_h = -arr.shape[0] % multiple
+    pad_w = -arr.shape[1] % multiple
+    if pad_h or pad_w:
+        arr = np.pad(arr, ((0, pad_h), (0, pad_w), (0, 0)), mode="symmetric")
+    return arr
+
+
+def predict_fn(data: UpscaleRequest, model: UpscaleModel) -> dict[str, Any]:
+    """Upscale 4x, in one pass or in blended tiles; returns the image, seed, tile count and timings."""
+    import torch
+
+    timer = data.timer
+    pipe = model.pipe
+    width, height = data.image.size
+    with timer.phase("preprocess"):
+        padded = _pad_to_multiple(data.image, PAD_MULTIPLE)
+        ph, pw = padded.shape[:2]
+        tile_h, tile_w = min(data.tile_size, ph), min(data.tile_size, pw)
+        ys = tile_starts(ph, tile_h, data.tile_overlap)
+        xs = tile_starts(pw, tile_w, data.tile_overlap)
+        noise = torch.randn(
+            (1, pipe.vae.config.latent_channels, ph, pw),
+            generator=torch.Generator("cpu").manual_seed(data.seed),
+            dtype=torch.float32,
+        )
+        cfg = data.guidance_scale > 1.0
+    with timer.phase("inference"), model.lock, torch.inference_mode():
+        prompt_embeds, negative_embeds = pipe.encode_prompt(
+            data.prompt, model.device, 1, cfg, negative_prompt=data.negative_prompt
+        )
+        single = len(ys) == 1 and len(xs) == 1
+        out = None if single else np.zeros((ph * SCALE, pw * SCALE, 3), dtype=np.float32)
+        weight_sum = None if single else np.zeros((ph * SCALE, pw * SCALE, 1), dtype=np.float32)
+        for iy, y in enumerate(ys):
+            wy = _ramp_weights(ys, tile_h, iy, SCALE)
+            for ix, x in enumerate(xs):
+                result = pipe(
+                    image=Image.fromarray(padded[y : y + tile_h, x : x + tile_w]),
+                    prompt_embeds=prompt_embeds,
+                    negative_prompt_embeds=negative_embeds if cfg else None,
+                    num_inference_steps=data.steps,
+                    guidance_scale=data.guidance_scale,
+                    noise_level=data.noise_level,
+                    generator=torch.Generator("cpu").manual_seed(data.seed),
+                    latents=noise[:, :, y : y + tile_h, x : x + tile_w].to(model.device, model.dtype),
+                    output_type="np",
+                ).images[0]
+                if single:
+                    out = result
+                    continue
+                weight = (wy[:, None] * _ramp_weights(xs, tile_w, ix, SCALE)[None, :])[..., None]
+                oy, ox = y * SCALE, x * SCALE
+                region = np.s_[oy : oy + tile_h * SCALE, ox : ox + tile_w * SCALE]
+                out[region] += result * weight
+                weight_sum[region] += weight
+    with timer.phase("postprocess"):
+        if not single:
+            out /= weight_sum
+        pixels = np.clip(out[: height * SCALE, : width * SCALE] * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        upscaled = Image.fromarray(pixels)
+    with timer.phase("encode"):
+        image_b64 = encode_image(upscaled)
+    return {
+        "image": image_b64,
+        "seed": data.seed,
+        "size": [upscaled.width, upscaled.height],
+        "tiles": len(ys) * len(xs),
+        "timings_ms": timer.timings_ms,
+        "model": model.model_id,
+    }
+
+
+def output_fn(prediction: dict[str, Any], accept: str | None) -> str:
+    """Serialise the prediction as JSON."""
+    return json_response(prediction, accept)
