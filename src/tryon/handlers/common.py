@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import time
 from collections.abc import Iterator, Mapping
@@ -27,6 +28,7 @@ JSON_CONTENT_TYPE = "application/json"
 #: the local server and asynchronous endpoints may carry more).
 MAX_BODY_BYTES = int(os.environ.get("TRYON_MAX_BODY_BYTES", 64 * 1024 * 1024))
 MAX_SEED = 2**32 - 1
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
 def parse_json_request(data: Any, content_type: str | None) -> dict[str, Any]:
@@ -101,13 +103,21 @@ def resolve_model_source(model_dir: str | os.PathLike[str] | None, default_id: s
     """Where to load weights from: the model folder if it has weights, else ``HF_MODEL_ID``, else default.
 
     SageMaker passes ``/opt/ml/model``; an archive packaged without weights (or an empty
-    folder) falls back to a hub id, which needs network access.
+    folder) falls back to a hub id, which needs network access. Locally ``model_dir`` may
+    itself be a hub id (``CIDAS/clipseg-rd64-refined``) when it names no existing folder.
     """
     if model_dir:
         path = Path(model_dir)
         if (path / "model_index.json").exists() or (path / "config.json").exists():
             return str(path)
+        if not path.exists() and _HUB_ID.fullmatch(str(model_dir)):
+            return str(model_dir)
     return os.environ.get("HF_MODEL_ID") or default_id
+
+
+def progress_bars_enabled() -> bool:
+    """Whether pipelines show their tqdm progress bars (``TRYON_PROGRESS_BARS=1``; off when serving)."""
+    return os.environ.get("TRYON_PROGRESS_BARS", "").lower() in {"1", "true", "yes"}
 
 
 def torch_device_and_dtype():

@@ -35,6 +35,7 @@ from tryon.handlers.common import (
     json_response,
     load_image,
     parse_json_request,
+    progress_bars_enabled,
     resolve_model_source,
     resolve_seed,
     torch_device_and_dtype,
@@ -129,7 +130,7 @@ def model_fn(model_dir: str | None, context: Any = None) -> InpaintModel:
         from diffusers.models.attention_processor import AttnProcessor2_0
 
         pipe.unet.set_attn_processor(AttnProcessor2_0())
-    pipe.set_progress_bar_config(disable=True)
+    pipe.set_progress_bar_config(disable=not progress_bars_enabled())
     model = InpaintModel(
         pipe=pipe,
         model_id=os.environ.get("TRYON_MODEL_ID") or source,
