@@ -1,0 +1,191 @@
+"""``tryon serve`` (local endpoint server) and ``tryon package`` (model.tar.gz)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tryon.cli import EXIT_BAD_INPUT, app, fail
+from tryon.handlers import HANDLER_MODULES
+
+TINY_ROOT = Path(".cache/tiny-models")
+#: endpoint kind -> folder of its tiny checkpoint under TINY_ROOT
+TINY_FOLDERS = {"clipseg": "clipseg", "sd_inpaint": "sd-inpaint", "sd_upscale": "sd-x4-upscaler"}
+
+ENDPOINT_HELP = (
+    "NAME=KIND:DIR, or NAME=DIR when NAME is a kind (clipseg, sd_inpaint, sd_upscale). Repeatable; "
+    "NAME is the EndpointName boto3 uses."
+)
+
+
+def parse_endpoint_spec(spec: str):
+    """``NAME=KIND:DIR`` or ``NAME=DIR`` (KIND = NAME) -> EndpointConfig; ValueError with the reason."""
+    from tryon.server import EndpointConfig
+
+    name, sep, rest = spec.partition("=")
+    name = name.strip()
+    if not sep or not name or not rest:
+        raise ValueError(f"--endpoint {spec!r}: expected NAME=KIND:DIR or NAME=DIR")
+    kind, colon, folder = rest.partition(":")
+    if not colon or kind not in HANDLER_MODULES:  # no KIND: prefix (a ':' may belong to the path)
+        kind, folder = name, rest
+        if kind not in HANDLER_MODULES:
+            raise ValueError(
+                f"--endpoint {spec!r}: cannot tell the kind of {name!r}; write {name}=KIND:DIR "
+                f"with KIND one of {', '.join(HANDLER_MODULES)}"
+            )
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        raise ValueError(f"--endpoint {spec!r}: model folder {path} does not exist")
+    return EndpointConfig(name=name, kind=kind, model_dir=str(path))
+
+
+def _snippet(url: str, name: str) -> str:
+    return (
+        "import boto3, json\n"
+        f'rt = boto3.client("sagemaker-runtime", endpoint_url="{url}", region_name="us-east-1")\n'
+        f'resp = rt.invoke_endpoint(EndpointName="{name}", ContentType="application/json",\n'
+        '                          Accept="application/json", Body=json.dumps({...}))\n'
+        'print(json.loads(resp["Body"].read()))'
+    )
+
+
+@app.command("serve")
+def serve(
+    endpoint: Annotated[list[str], typer.Option("--endpoint", "-e", help=ENDPOINT_HELP)] = [],  # noqa: B006  (typer reads list defaults)
+    tiny: Annotated[
+        bool,
+        typer.Option("--tiny", help="Serve the tiny random checkpoints as clipseg, sd_inpaint, sd_upscale."),
+    ] = False,
+    host: Annotated[str, typer.Option(help="Interface to bind (0.0.0.0 for every interface).")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(help="Port (8080 is the SageMaker container port; 0 picks one).")
+    ] = 8080,
+    default: Annotated[
+        str, typer.Option("--default", help="Endpoint behind POST /invocations (default: the first).")
+    ] = "",
+    max_body_bytes: Annotated[
+        int | None,
+        typer.Option(help="Largest request body in bytes [default: 64 MiB or TRYON_MAX_BODY_BYTES].", min=1),
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="Python log level of the request log.")] = "INFO",
+) -> None:
+    """Serve model handlers locally over the SageMaker HTTP contracts until Ctrl-C."""
+    from tryon.handlers.common import MAX_BODY_BYTES
+    from tryon.server import EndpointLoadError, LocalEndpointServer
+
+    configs = []
+    try:
+        if tiny:
+            from tryon.server import EndpointConfig
+            from tryon.tiny_models import ensure_tiny_models
+
+            ensure_tiny_models(TINY_ROOT)
+            configs += [EndpointConfig(k, k, str(TINY_ROOT / f)) for k, f in TINY_FOLDERS.items()]
+        configs += [parse_endpoint_spec(spec) for spec in endpoint]
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if not configs:
+        raise fail("nothing to serve: give --endpoint NAME=KIND:DIR (repeatable) or --tiny")
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        server = LocalEndpointServer(
+            configs,
+            host=host,
+            port=port,
+            default=default or None,
+            max_body_bytes=max_body_bytes or MAX_BODY_BYTES,
+            wait_for_models=False,
+        )
+        server.start()
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        typer.echo(f"serving on {server.url} (loading {len(configs)} model(s); GET {server.url}/ping)")
+        for cfg in configs:
+            typer.echo(
+                f"  {cfg.name:<12} {cfg.kind:<11} {cfg.model_dir}  POST /endpoints/{cfg.name}/invocations"
+            )
+        typer.echo(f"  POST /invocations -> {server.registry.default}")
+        try:
+            server.wait_until_loaded()
+        except EndpointLoadError as exc:
+            raise fail(str(exc)) from None
+        typer.echo(
+            f"ready. From Python:\n\n{_snippet(server.url, configs[0].name)}\n\nCtrl-C stops the server."
+        )
+        while server.running:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        typer.echo("stopping")
+    finally:
+        server.stop()
+
+
+@app.command("package")
+def package(
+    kind: Annotated[str, typer.Argument(help="Endpoint kind: clipseg, sd_inpaint or sd_upscale.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Archive to write.")] = Path("model.tar.gz"),
+    model_dir: Annotated[
+        Path | None, typer.Option(help="Weights (diffusers/transformers folder) for the archive root.")
+    ] = None,
+    adapter: Annotated[
+        Path | None, typer.Option(help="Default LoRA adapter folder (sd_inpaint) -> adapter/.")
+    ] = None,
+    named_adapter: Annotated[
+        list[str], typer.Option(help="NAME=DIR LoRA adapter (sd_inpaint) -> adapters/NAME/. Repeatable.")
+    ] = [],  # noqa: B006  (typer reads list defaults)
+    compress_level: Annotated[int, typer.Option(help="gzip level (1 fast .. 9 small).", min=0, max=9)] = 6,
+) -> None:
+    """Build model.tar.gz for a SageMaker endpoint: weights at the root, code/ with the handler."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    from tryon.packaging import PackagingError, build_model_archive, plan_archive
+
+    named: dict[str, Path] = {}
+    for spec in named_adapter:
+        name, sep, folder = spec.partition("=")
+        if not sep or not name or not folder:
+            raise fail(f"--named-adapter {spec!r}: expected NAME=DIR")
+        if name in named:
+            raise fail(f"--named-adapter: {name!r} is given twice")
+        named[name] = Path(folder)
+    if model_dir is None:
+        typer.echo("note: no --model-dir; the endpoint will load HF_MODEL_ID (or its hub id) at start")
+    try:
+        entries = plan_archive(kind, model_dir=model_dir, adapter_dir=adapter, named_adapters=named)
+        total = sum(e.size for e in entries)
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            transient=True,
+        ) as bar:
+            task = bar.add_task(f"packaging {kind}", total=total)
+            path = build_model_archive(
+                kind,
+                out,
+                model_dir=model_dir,
+                adapter_dir=adapter,
+                named_adapters=named,
+                compresslevel=compress_level,
+                progress=lambda _name, nbytes: bar.advance(task, nbytes),
+            )
+    except PackagingError as exc:
+        raise fail(str(exc), EXIT_BAD_INPUT) from None
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    files = sum(1 for e in entries if e.source is not None)
+    size = path.stat().st_size
+    typer.echo(f"wrote {path} ({size / 1e6:.1f} MB from {total / 1e6:.1f} MB in {files} files)")
+    typer.echo(f"sha256 {digest.hexdigest()}")
