@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,13 +18,14 @@ TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
 
 @dataclass(frozen=True)
 class StateEvent:
-    """A state was entered or exited; ``duration_ms`` is set on exit."""
+    """A state starting, ending or failing, read from the execution history."""
 
+    phase: str  # "entered" | "exited" | "error"
     state: str
-    phase: str  # "entered" | "exited"
     timestamp: datetime
-    duration_ms: float | None = None
-    state_type: str = ""
+    duration_s: float | None = None
+    error: str | None = None
+    cause: str | None = None
 
 
 @dataclass
@@ -33,77 +34,62 @@ class ExecutionResult:
 
     execution_arn: str
     status: str
-    output: dict[str, Any] | None = None
-    error: str | None = None
-    cause: str | None = None
-    states: list[StateEvent] = field(default_factory=list)
+    output: Any
+    error: str | None
+    cause: str | None
+    events: list[StateEvent] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def succeeded(self) -> bool:
         return self.status == "SUCCEEDED"
 
+    def states(self) -> list[str]:
+        """Names of the states entered, in order."""
+        return [e.state for e in self.events if e.phase == "entered"]
 
-def _state_events(history: list[dict[str, Any]], entered_at: dict[str, datetime]) -> Iterator[StateEvent]:
-    for event in history:
-        kind: str = event["type"]
-        if kind.endswith("StateEntered"):
-            details = event["stateEnteredEventDetails"]
-            entered_at[details["name"]] = event["timestamp"]
-            yield StateEvent(
-                details["name"], "entered", event["timestamp"], state_type=kind[: -len("StateEntered")]
-            )
-        elif kind.endswith("StateExited"):
-            details = event["stateExitedEventDetails"]
-            start = entered_at.get(details["name"], event["timestamp"])
-            duration = (event["timestamp"] - start).total_seconds() * 1000.0
-            yield StateEvent(
-                details["name"],
-                "exited",
-                event["timestamp"],
-                round(duration, 1),
-                state_type=kind[: -len("StateExited")],
-            )
+    @property
+    def artifact_uri(self) -> str | None:
+        """Where the outcome lies: the manifest (success, no garment found) or the failure record."""
+        if isinstance(self.output, dict) and self.output.get("manifest"):
+            return self.output["manifest"]
+        return (self.failure or {}).get("failure")
 
+    @property
+    def failure(self) -> dict[str, Any] | None:
+        """What the failure recorder returned (job id, step, error, cause, record URI), if it ran."""
+        state = self.state_output("RecordFailure")  # its result sits at $.failure of its output
+        return state.get("failure") if isinstance(state, dict) else None
 
-def follow_execution(
-    sfn: Any,
-    execution_arn: str,
-    *,
-    on_event: Callable[[StateEvent], None] = lambda _e: None,
-    poll_seconds: float = 1.0,
-    timeout_seconds: float = 3600.0,
-) -> ExecutionResult:
-    """Poll the execution history, report each state as it starts and ends, return the outcome.
-
-    Raises TimeoutError if the execution is still running after ``timeout_seconds``.
-    """
-    deadline = time.monotonic() + timeout_seconds
-    seen = 0
-    entered_at: dict[str, datetime] = {}
-    states: list[StateEvent] = []
-    while True:
-        described = sfn.describe_execution(executionArn=execution_arn)
-        history = _full_history(sfn, execution_arn)
-        for state_event in _state_events(history[seen:], entered_at):
-            states.append(state_event)
-            on_event(state_event)
-        seen = len(history)
-        status = described["status"]
-        if status in TERMINAL_STATUSES:
-            # The history may have grown between the two calls: one last read.
-            for state_event in _state_events(_full_history(sfn, execution_arn)[seen:], entered_at):
-                states.append(state_event)
-                on_event(state_event)
-            output = json.loads(described["output"]) if described.get("output") else None
-            return ExecutionResult(
-                execution_arn, status, output, described.get("error"), described.get("cause"), states
-            )
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"execution {execution_arn} still {status} after {timeout_seconds:.0f} s")
-        time.sleep(poll_seconds)
+    def state_output(self, state: str) -> Any:
+        """The JSON output of the last time ``state`` exited (None if it never did)."""
+        for item in reversed(self.history):
+            details = item.get("stateExitedEventDetails")
+            if details and details.get("name") == state and details.get("output"):
+                return json.loads(details["output"])
+        return None
 
 
-def _full_history(sfn: Any, execution_arn: str) -> list[dict[str, Any]]:
+def state_event(item: Mapping[str, Any], entered: dict[str, datetime]) -> StateEvent | None:
+    """The StateEvent a history item stands for (None for items that are not about states)."""
+    ts = item["timestamp"]
+    if "stateEnteredEventDetails" in item:
+        name = item["stateEnteredEventDetails"]["name"]
+        entered[name] = ts
+        return StateEvent("entered", name, ts)
+    if "stateExitedEventDetails" in item:
+        name = item["stateExitedEventDetails"]["name"]
+        start = entered.get(name)
+        return StateEvent("exited", name, ts, (ts - start).total_seconds() if start else None)
+    for key, details in item.items():
+        if key.endswith("FailedEventDetails") and isinstance(details, dict):
+            state = next(reversed(entered), "") if entered else ""
+            return StateEvent("error", state, ts, error=details.get("error"), cause=details.get("cause"))
+    return None
+
+
+def execution_history(sfn: Any, execution_arn: str) -> list[dict[str, Any]]:
+    """Every history event of an execution, across pages."""
     events: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
     while True:
@@ -114,8 +100,65 @@ def _full_history(sfn: Any, execution_arn: str) -> list[dict[str, Any]]:
         kwargs["nextToken"] = page["nextToken"]
 
 
+def snapshot(sfn: Any, execution_arn: str) -> ExecutionResult:
+    """The execution as it stands now (its status may still be RUNNING)."""
+    desc = sfn.describe_execution(executionArn=execution_arn)
+    history = execution_history(sfn, execution_arn)
+    entered: dict[str, datetime] = {}
+    events = [e for e in (state_event(item, entered) for item in history) if e is not None]
+    output = json.loads(desc["output"]) if desc.get("output") else None
+    return ExecutionResult(
+        execution_arn, desc["status"], output, desc.get("error"), desc.get("cause"), events, history
+    )
+
+
+def follow_execution(
+    sfn: Any,
+    execution_arn: str,
+    *,
+    timeout: float = 3600.0,
+    poll_s: float = 1.0,
+    on_event: Callable[[StateEvent], None] | None = None,
+    stop_on_timeout: bool = False,
+) -> ExecutionResult:
+    """Poll until the execution ends, reporting states as they start, fail and end.
+
+    Raises TimeoutError if it runs past ``timeout`` seconds (after stopping it, with
+    ``stop_on_timeout``).
+    """
+    deadline = time.monotonic() + timeout
+    seen: set[int] = set()
+    entered: dict[str, datetime] = {}
+    events: list[StateEvent] = []
+    while True:
+        desc = sfn.describe_execution(executionArn=execution_arn)
+        history = execution_history(sfn, execution_arn)
+        for item in history:
+            if item["id"] in seen:
+                continue
+            seen.add(item["id"])
+            event = state_event(item, entered)
+            if event is not None:
+                events.append(event)
+                if on_event is not None:
+                    on_event(event)
+        if desc["status"] in TERMINAL_STATUSES:
+            output = json.loads(desc["output"]) if desc.get("output") else None
+            return ExecutionResult(
+                execution_arn, desc["status"], output, desc.get("error"), desc.get("cause"), events, history
+            )
+        if time.monotonic() > deadline:
+            if stop_on_timeout:
+                sfn.stop_execution(executionArn=execution_arn, error="Timeout")
+            raise TimeoutError(f"execution {execution_arn} still {desc['status']} after {timeout:.0f} s")
+        time.sleep(poll_s)
+
+
 def format_event(event: StateEvent) -> str:
     """One human line per state event, as ``tryon demo`` and ``tryon submit`` print them."""
     if event.phase == "entered":
         return f"  -> {event.state}"
-    return f"  <- {event.state} ({event.duration_ms / 1000.0:.2f} s)"
+    if event.phase == "error":
+        return f"  !! {event.state}: {event.error}: {event.cause}"
+    took = f" ({event.duration_s:.2f} s)" if event.duration_s is not None else ""
+    return f"  <- {event.state}{took}"

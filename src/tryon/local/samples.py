@@ -1,0 +1,39 @@
+"""Inputs for local runs: a synthetic sample photo and an inpainting model folder with adapters."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from PIL import Image
+
+
+def sample_photo(size: tuple[int, int] = (48, 64), fmt: str = "PNG") -> bytes:
+    """A deterministic gradient "photo" (encoded as ``fmt``) for smoke runs without real photos."""
+    img = Image.linear_gradient("L").resize(size).convert("RGB")
+    buf = io.BytesIO()
+    img.save(buf, fmt)
+    return buf.getvalue()
+
+
+def assemble_inpaint_model(
+    base: str | os.PathLike[str], adapters: Mapping[str, str | os.PathLike[str]], dest: str | os.PathLike[str]
+) -> Path:
+    """Lay out an inpainting model folder as the endpoint expects it, with symlinks, not copies.
+
+    Base weights at the root (diffusers layout) and each LoRA adapter in ``adapters/<name>/``,
+    so a request (or an upload's ``x-amz-meta-adapter``) can pick one by name.
+    """
+    base, dest = Path(base), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for child in base.iterdir():
+        if child.name != "adapters" and not (dest / child.name).exists():
+            (dest / child.name).symlink_to(child.resolve(), target_is_directory=child.is_dir())
+    for name, folder in adapters.items():
+        (dest / "adapters").mkdir(exist_ok=True)
+        link = dest / "adapters" / name
+        if not link.exists():
+            link.symlink_to(Path(folder).resolve(), target_is_directory=True)
+    return dest

@@ -1,0 +1,33 @@
+"""boto3 clients of the workflow, created once per process (a warm Lambda reuses them)."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+#: Step Functions owns retries of endpoint calls (visible in the execution history), so
+#: botocore makes exactly one attempt; 70 s covers SageMaker's 60 s invocation limit
+#: (``TRYON_ENDPOINT_READ_TIMEOUT`` changes it, e.g. for slow CPU-only local runs).
+RUNTIME_CONFIG = Config(
+    retries={"total_max_attempts": 1, "mode": "standard"},
+    read_timeout=int(os.environ.get("TRYON_ENDPOINT_READ_TIMEOUT") or 70),
+    connect_timeout=5,
+)
+
+
+@cache
+def client(service: str) -> Any:
+    """A cached boto3 client; ``TRYON_SAGEMAKER_RUNTIME_URL`` redirects sagemaker-runtime (local mode)."""
+    if service == "sagemaker-runtime":
+        url = os.environ.get("TRYON_SAGEMAKER_RUNTIME_URL") or None
+        return boto3.client(service, endpoint_url=url, config=RUNTIME_CONFIG)
+    return boto3.client(service)
+
+
+def reset_clients() -> None:
+    """Forget cached clients (the local harness calls this when it starts and stops)."""
+    client.cache_clear()

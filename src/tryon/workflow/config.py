@@ -1,0 +1,71 @@
+"""Deployment settings of the workflow, read from the Lambda environment (set by template.yaml)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+#: Image suffixes the EventBridge rule forwards and Prepare accepts.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+
+
+def _prefix(value: str) -> str:
+    """A key prefix normalised to end with ``/`` (empty stays empty)."""
+    value = value.strip().lstrip("/")
+    return value if not value or value.endswith("/") else value + "/"
+
+
+def _limit(env: Mapping[str, str], name: str, default_name: str) -> int:
+    """An input limit from the environment, else :mod:`tryon.imaging`'s default.
+
+    The template always sets the limits, so the functions without the Pillow layer never
+    import :mod:`tryon.imaging` (which needs Pillow) just for its defaults.
+    """
+    if env.get(name):
+        return int(env[name])
+    from tryon import imaging
+
+    return int(getattr(imaging, default_name))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Buckets, prefixes, endpoint names and limits of one deployment."""
+
+    input_bucket: str
+    output_bucket: str
+    max_input_bytes: int
+    max_input_pixels: int
+    input_prefix: str = "inputs/"
+    results_prefix: str = "results/"
+    failures_prefix: str = "failures/"
+    clipseg_endpoint: str = ""
+    inpaint_endpoint: str = ""
+    upscale_endpoint: str = ""
+    notification_topic_arn: str = ""
+    event_bus: str = ""
+
+    @property
+    def upscaler_configured(self) -> bool:
+        """An empty upscaler endpoint name turns upscaling off."""
+        return bool(self.upscale_endpoint)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Settings from ``TRYON_*`` environment variables."""
+        env = os.environ if env is None else env
+        return cls(
+            input_bucket=env.get("TRYON_INPUT_BUCKET", ""),
+            output_bucket=env.get("TRYON_OUTPUT_BUCKET", ""),
+            input_prefix=_prefix(env.get("TRYON_INPUT_PREFIX", "inputs/")),
+            results_prefix=_prefix(env.get("TRYON_RESULTS_PREFIX", "results/")),
+            failures_prefix=_prefix(env.get("TRYON_FAILURES_PREFIX", "failures/")),
+            clipseg_endpoint=env.get("TRYON_CLIPSEG_ENDPOINT", ""),
+            inpaint_endpoint=env.get("TRYON_INPAINT_ENDPOINT", ""),
+            upscale_endpoint=env.get("TRYON_UPSCALE_ENDPOINT", ""),
+            max_input_bytes=_limit(env, "TRYON_MAX_INPUT_BYTES", "DEFAULT_MAX_BYTES"),
+            max_input_pixels=_limit(env, "TRYON_MAX_INPUT_PIXELS", "DEFAULT_MAX_PIXELS"),
+            notification_topic_arn=env.get("TRYON_NOTIFICATION_TOPIC_ARN", ""),
+            event_bus=env.get("TRYON_EVENT_BUS", ""),
+        )

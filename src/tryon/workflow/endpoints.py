@@ -1,0 +1,74 @@
+"""Calling the model endpoints through ``sagemaker-runtime`` and classifying their faults."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
+
+from tryon.workflow import aws
+from tryon.workflow.errors import (
+    EndpointNotFound,
+    EndpointThrottled,
+    EndpointTimeout,
+    EndpointUnavailable,
+    ModelError,
+    ModelNotReady,
+    WorkflowError,
+)
+
+JSON = "application/json"
+_THROTTLING = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
+_UNAVAILABLE = {"ServiceUnavailable", "ServiceUnavailableException", "InternalFailure", "InternalServerError"}
+
+
+def classify_client_error(endpoint: str, exc: ClientError) -> WorkflowError:
+    """Map a sagemaker-runtime ClientError to a transient or permanent workflow error."""
+    error = exc.response.get("Error", {})
+    code = error.get("Code", "")
+    message = error.get("Message", str(exc))
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    if code in _THROTTLING or (status == 429 and code != "ModelNotReadyException"):
+        return EndpointThrottled(f"endpoint {endpoint} throttled the call: {message}")
+    if code == "ModelNotReadyException":
+        return ModelNotReady(f"endpoint {endpoint} is not ready: {message}")
+    if code == "ModelError":
+        original = exc.response.get("OriginalStatusCode") or 0
+        detail = exc.response.get("OriginalMessage") or message
+        if isinstance(original, int) and 400 <= original < 500:
+            return ModelError(f"endpoint {endpoint} refused the request (HTTP {original}): {detail}")
+        return EndpointUnavailable(f"endpoint {endpoint} failed (HTTP {original or status}): {detail}")
+    if code == "ValidationError":
+        return EndpointNotFound(f"endpoint {endpoint}: {message}")
+    if code in _UNAVAILABLE or status >= 500:
+        return EndpointUnavailable(f"endpoint {endpoint} is unavailable ({code or status}): {message}")
+    return ModelError(f"endpoint {endpoint} rejected the call ({code or status}): {message}")
+
+
+def invoke_json(endpoint: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """POST ``payload`` as JSON to ``endpoint`` and return the decoded JSON response."""
+    if not endpoint:
+        raise EndpointNotFound("no endpoint name is configured for this step")
+    try:
+        response = aws.client("sagemaker-runtime").invoke_endpoint(
+            EndpointName=endpoint, ContentType=JSON, Accept=JSON, Body=json.dumps(payload).encode()
+        )
+        body = response["Body"].read()
+    except ClientError as exc:
+        raise classify_client_error(endpoint, exc) from exc
+    except ReadTimeoutError as exc:
+        limit = aws.RUNTIME_CONFIG.read_timeout
+        raise EndpointTimeout(
+            f"endpoint {endpoint} did not answer within {limit} s; real-time endpoints allow 60 s: "
+            "use smaller inputs or fewer steps, or an asynchronous endpoint for long work"
+        ) from exc
+    except BotoCoreError as exc:  # connection refused, reset ...
+        raise EndpointUnavailable(f"endpoint {endpoint} could not be reached: {exc}") from exc
+    try:
+        result = json.loads(body)
+    except ValueError as exc:
+        raise EndpointUnavailable(f"endpoint {endpoint} answered with invalid JSON: {exc}") from exc
+    if not isinstance(result, dict):
+        raise EndpointUnavailable(f"endpoint {endpoint} answered with {type(result).__name__}, not an object")
+    return result

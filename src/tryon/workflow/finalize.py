@@ -1,0 +1,77 @@
+"""Finalize: preview.jpg (input | mask overlay | result) and manifest.json (Pillow)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from typing import Any
+
+from PIL import Image
+
+from tryon import imaging
+from tryon.workflow import layout, preview, report, storage
+from tryon.workflow.config import Settings
+from tryon.workflow.errors import as_step_errors
+from tryon.workflow.steps import publish_event
+
+#: Largest image read back from S3 (results are PNGs of at most 4x the input).
+MAX_RESULT_BYTES = 256 * 1024 * 1024
+
+
+def _read_image(bucket: str, key: str) -> Image.Image:
+    data = storage.get_bytes(bucket, key, max_bytes=MAX_RESULT_BYTES, field=key)
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()
+        return img.copy()
+
+
+@as_step_errors
+def finalize(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """manifest.json (written last: it marks the result complete) and preview.jpg."""
+    state = payload["state"]
+    execution = payload.get("execution")
+    job = state["job"]
+    out = job["output"]
+    status = state.get("status") or "succeeded"
+    settings = Settings.from_env()
+    inp = job["input"]
+    source = imaging.decode_image(
+        storage.get_bytes(
+            inp["bucket"],
+            inp["key"],
+            max_bytes=settings.max_input_bytes,
+            field="image",
+            version_id=inp["version_id"],
+        ),
+        max_bytes=settings.max_input_bytes,
+        max_pixels=settings.max_input_pixels,
+    )
+    uris: dict[str, Any] = {"input": inp["uri"], "prefix": layout.s3_uri(out["bucket"], out["prefix"])}
+    panels = [source]
+    segment_part = state.get("segment") or {}
+    if segment_part.get("mask_key"):
+        uris["mask"] = layout.s3_uri(out["bucket"], segment_part["mask_key"])
+        panels.append(preview.mask_overlay(source, _read_image(out["bucket"], segment_part["mask_key"])))
+    inpainted = (state.get("inpaint") or {}).get("keys", [])
+    upscaled = (state.get("upscale") or {}).get("keys", [])
+    uris["inpainted"] = [layout.s3_uri(out["bucket"], k) for k in inpainted]
+    uris["upscaled"] = [layout.s3_uri(out["bucket"], k) for k in upscaled]
+    final = upscaled or inpainted
+    if final:
+        panels.append(_read_image(out["bucket"], final[0]))
+    preview_key = out["prefix"] + layout.PREVIEW
+    storage.put_bytes(
+        out["bucket"], preview_key, imaging.encode_jpeg(preview.compose_preview(panels)), "image/jpeg"
+    )
+    uris["preview"] = layout.s3_uri(out["bucket"], preview_key)
+    manifest_key = out["prefix"] + layout.MANIFEST
+    uris["manifest"] = layout.s3_uri(out["bucket"], manifest_key)
+    storage.put_json(out["bucket"], manifest_key, report.build_manifest(state, status, uris, execution))
+    result = {
+        "status": status,
+        "job_id": job["job_id"],
+        "manifest": uris["manifest"],
+        "preview": uris["preview"],
+    }
+    publish_event(settings, "Try-on Job Completed", {**result, "input": inp["uri"], "execution": execution})
+    return result

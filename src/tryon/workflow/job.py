@@ -1,0 +1,164 @@
+"""Prepare's logic: read the trigger, inspect the upload, resolve parameters, derive the job id."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import unquote_plus
+
+from tryon import imaging, validation
+from tryon.errors import RequestError
+from tryon.workflow import layout, params, storage
+from tryon.workflow.config import IMAGE_SUFFIXES, Settings
+from tryon.workflow.jobid import job_id_for
+
+#: Bytes fetched with a ranged GET to read the image header before anything else.
+HEADER_BYTES = 64 * 1024
+#: Fields a console input may carry besides the parameters.
+CONSOLE_FIELDS = frozenset({"image", "preset"})
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """What started the execution: the object and the overrides the input itself carries."""
+
+    source: str  # "s3-event" | "console"
+    bucket: str
+    key: str
+    version_id: str | None
+    overrides: dict[str, Any]
+    preset: str | None
+
+
+def parse_trigger(event: Any) -> Trigger:
+    """Accept an EventBridge S3 "Object Created" event or a console input ``{"image": "s3://..."}``."""
+    event = validation.require_mapping(event, field="input")
+    if event.get("source") == "aws.s3" and "detail" in event:
+        if event.get("detail-type") != "Object Created":
+            raise RequestError("detail-type", f"must be 'Object Created', got {event.get('detail-type')!r}")
+        detail = validation.require_mapping(event["detail"], field="detail")
+        bucket = validation.get_str(
+            validation.require_mapping(detail.get("bucket"), field="detail.bucket"), "name"
+        )
+        obj = validation.require_mapping(detail.get("object"), field="detail.object")
+        key = validation.get_str(obj, "key", max_length=1024, allow_empty=False)
+        version = validation.get_str(obj, "version-id", None, max_length=1024)
+        return Trigger("s3-event", bucket, key, version or None, {}, None)
+    if "image" in event:
+        validation.reject_unknown(event, set(params.PARAM_NAMES | CONSOLE_FIELDS), field="input")
+        bucket, key = imaging.parse_s3_uri(event["image"], field="image")
+        preset = validation.get_str(event, "preset", None, max_length=64)
+        overrides = {k: v for k, v in event.items() if k in params.PARAM_NAMES}
+        return Trigger("console", bucket, key, None, params.validate_layer(overrides, "input"), preset)
+    raise RequestError(
+        "input",
+        'must be an EventBridge S3 "Object Created" event or a console input like '
+        '{"image": "s3://<input-bucket>/inputs/photo.jpg"}',
+    )
+
+
+def _locate(settings: Settings, trigger: Trigger) -> tuple[str, dict[str, Any]]:
+    """(key, HeadObject response) of the upload, checking bucket, prefix and suffix first."""
+    where = layout.s3_uri(trigger.bucket, trigger.key)
+    if trigger.bucket != settings.input_bucket:
+        raise RequestError("image", f"{where} is not in the input bucket {settings.input_bucket}")
+    candidates = [trigger.key]
+    if unquote_plus(trigger.key) != trigger.key:  # S3 notification keys may arrive URL-encoded
+        candidates.append(unquote_plus(trigger.key))
+    for key in candidates:
+        if not key.startswith(settings.input_prefix):
+            raise RequestError("image", f"{where} is not under the input prefix {settings.input_prefix}")
+        if not key.lower().endswith(IMAGE_SUFFIXES):
+            raise RequestError("image", f"{where} must end with one of {', '.join(IMAGE_SUFFIXES)}")
+        head = storage.head(trigger.bucket, key, trigger.version_id)
+        if head is not None:
+            return key, head
+    raise RequestError("image", f"{where} does not exist (or the version is gone)")
+
+
+def inspect_image(settings: Settings, bucket: str, key: str, head: Mapping[str, Any]) -> imaging.ImageHeader:
+    """Check size and header with a ranged GET, then decode fully (truncated files fail here)."""
+    size = int(head.get("ContentLength", 0))
+    if size > settings.max_input_bytes:
+        raise RequestError("image", f"is {size} bytes; the limit is {settings.max_input_bytes} bytes")
+    version = head.get("VersionId")
+    version = None if version in (None, "null") else version
+    limits = {
+        "field": "image",
+        "max_bytes": settings.max_input_bytes,
+        "max_pixels": settings.max_input_pixels,
+    }
+    start = storage.get_bytes(
+        bucket,
+        key,
+        max_bytes=HEADER_BYTES,
+        field="image",
+        version_id=version,
+        byte_range=(0, HEADER_BYTES - 1),
+    )
+    try:
+        imaging.read_header(start, **limits)
+    except RequestError:
+        if size <= HEADER_BYTES:
+            raise
+        # Some headers (large EXIF blocks) lie beyond the first bytes: decide on the whole object.
+    data = (
+        start
+        if size <= HEADER_BYTES
+        else storage.get_bytes(
+            bucket, key, max_bytes=settings.max_input_bytes, field="image", version_id=version
+        )
+    )
+    header = imaging.read_header(data, **limits)
+    imaging.decode_image(data, **limits)
+    return header
+
+
+def build_job(settings: Settings, event: Any) -> dict[str, Any]:
+    """The validated job (a small JSON-able dict) for an event or console input."""
+    trigger = parse_trigger(event)
+    key, head = _locate(settings, trigger)
+    header = inspect_image(settings, trigger.bucket, key, head)
+    meta_values, meta_preset, ignored = params.metadata_overrides(head.get("Metadata", {}))
+    effective = params.resolve(
+        defaults=params.template_defaults(),
+        preset_table=params.presets(),
+        preset=trigger.preset or meta_preset,
+        metadata=meta_values,
+        console=trigger.overrides,
+    )
+    version_id = head.get("VersionId")
+    version_id = None if version_id in (None, "null") else version_id
+    etag = str(head.get("ETag", "")).strip('"')
+    job_id = job_id_for(trigger.bucket, key, version_id or etag, effective)
+    if effective["seed"] is None:  # deterministic, so a re-delivered event gives the same images
+        effective["seed"] = int(job_id[:8], 16)
+    upscale = bool(effective["upscale"]) and settings.upscaler_configured
+    name = layout.result_name(key, settings.input_prefix)
+    return {
+        "job_id": job_id,
+        "source": trigger.source,
+        "preset": trigger.preset or meta_preset,
+        "input": {
+            "bucket": trigger.bucket,
+            "key": key,
+            "uri": layout.s3_uri(trigger.bucket, key),
+            "version_id": version_id,
+            "etag": etag,
+            "size": int(head.get("ContentLength", 0)),
+            "image": asdict(header),
+        },
+        "params": effective,
+        "upscale": upscale,
+        "ignored_metadata": ignored,
+        "output": {
+            "bucket": settings.output_bucket,
+            "prefix": layout.result_prefix(settings.results_prefix, name, job_id),
+        },
+        "endpoints": {
+            "clipseg": settings.clipseg_endpoint,
+            "inpaint": settings.inpaint_endpoint,
+            "upscale": settings.upscale_endpoint if upscale else None,
+        },
+    }

@@ -1,0 +1,46 @@
+"""Where things live in S3 (one home for every key the workflow reads or writes)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+
+MASK = "mask.png"
+MANIFEST = "manifest.json"
+PREVIEW = "preview.jpg"
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._/-]+")
+
+
+def s3_uri(bucket: str, key: str) -> str:
+    """``s3://bucket/key``."""
+    return f"s3://{bucket}/{key}"
+
+
+def result_name(key: str, input_prefix: str) -> str:
+    """The upload's name under the input prefix, without its suffix (``inputs/a/b.jpg`` -> ``a/b``)."""
+    rel = key[len(input_prefix) :] if input_prefix and key.startswith(input_prefix) else key
+    stem = str(PurePosixPath(rel).with_suffix("")) if PurePosixPath(rel).suffix else rel
+    safe = _UNSAFE.sub("_", stem).strip("/")
+    safe = re.sub(r"/{2,}", "/", safe).replace("..", "_")
+    return safe or "input"
+
+
+def result_prefix(results_prefix: str, name: str, job_id: str) -> str:
+    """``results/<name>/<job-id>/``."""
+    return f"{results_prefix}{name}/{job_id}/"
+
+
+def inpainted_key(prefix: str, index: int) -> str:
+    """``<prefix>inpainted-<i>.png``."""
+    return f"{prefix}inpainted-{index}.png"
+
+
+def upscaled_key(prefix: str, index: int) -> str:
+    """``<prefix>upscaled-<i>.png``."""
+    return f"{prefix}upscaled-{index}.png"
+
+
+def failure_key(failures_prefix: str, job_id: str) -> str:
+    """``failures/<job-id>.json``."""
+    return f"{failures_prefix}{job_id}.json"

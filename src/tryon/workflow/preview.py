@@ -1,0 +1,40 @@
+"""The preview image: input | mask overlay | result, side by side (Pillow)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from PIL import Image
+
+from tryon import imaging
+
+#: Height of each panel of the preview (smaller inputs keep their own height).
+PREVIEW_HEIGHT = 512
+OVERLAY_COLOUR = (255, 0, 64)
+OVERLAY_ALPHA = 0.5
+
+
+def mask_overlay(image: Image.Image, mask: Image.Image) -> Image.Image:
+    """The image with the mask drawn over it in a translucent colour."""
+    rgb = imaging.to_rgb(image)
+    mask_l = mask.convert("L").resize(rgb.size, Image.Resampling.NEAREST)
+    tint = Image.new("RGB", rgb.size, OVERLAY_COLOUR)
+    blended = Image.blend(rgb, tint, OVERLAY_ALPHA)
+    return Image.composite(blended, rgb, mask_l)
+
+
+def compose_preview(panels: Sequence[Image.Image], height: int = PREVIEW_HEIGHT) -> Image.Image:
+    """Panels side by side (input | mask overlay | result), scaled to one height."""
+    target = min(height, max(p.height for p in panels))
+    scaled = [
+        imaging.to_rgb(p).resize(
+            (max(1, round(p.width * target / p.height)), target), Image.Resampling.LANCZOS
+        )
+        for p in panels
+    ]
+    sheet = Image.new("RGB", (sum(p.width for p in scaled), target), (255, 255, 255))
+    x = 0
+    for panel in scaled:
+        sheet.paste(panel, (x, 0))
+        x += panel.width
+    return sheet

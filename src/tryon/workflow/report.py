@@ -1,0 +1,80 @@
+"""What an execution leaves behind: the manifest and failure records (light: no Pillow)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+MANIFEST_VERSION = 1
+
+
+def now_iso() -> str:
+    """UTC time in ISO 8601, seconds precision."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def build_manifest(
+    state: Mapping[str, Any], status: str, uris: Mapping[str, Any], execution: str | None
+) -> dict[str, Any]:
+    """The manifest: job, effective parameters, seeds, all URIs, per-step timings, model and adapter ids."""
+    job = state["job"]
+    segment = state.get("segment") or {}
+    inpaint = state.get("inpaint") or {}
+    upscale = state.get("upscale") or {}
+    steps = {
+        name: {"elapsed_ms": part.get("elapsed_ms"), "endpoint_timings_ms": part.get("timings_ms")}
+        for name, part in (("segment", segment), ("inpaint", inpaint), ("upscale", upscale))
+        if part
+    }
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "status": status,
+        "job_id": job["job_id"],
+        "source": job["source"],
+        "preset": job.get("preset"),
+        "execution": execution,
+        "created_at": now_iso(),
+        "input": job["input"],
+        "params": job["params"],
+        "upscale": job["upscale"],
+        "ignored_metadata": job.get("ignored_metadata", []),
+        "seeds": inpaint.get("seeds", []),
+        "coverage": segment.get("coverage"),
+        "scores": segment.get("scores"),
+        "models": {
+            "clipseg": segment.get("model"),
+            "inpaint": inpaint.get("model"),
+            "upscale": upscale.get("model"),
+        },
+        "endpoints": job["endpoints"],
+        "adapter": inpaint.get("adapter"),
+        "outputs": dict(uris),
+        "timings_ms": steps,
+    }
+
+
+def failure_record(state: Mapping[str, Any], job_id: str, step: str, execution: str | None) -> dict[str, Any]:
+    """``failures/<job-id>.json``: input, step, error, cause."""
+    error = state.get("error") or {}
+    cause_text = error.get("Cause", "")
+    message = cause_text
+    try:
+        cause = json.loads(cause_text)
+        if isinstance(cause, dict):
+            message = cause.get("errorMessage") or cause_text
+    except (TypeError, ValueError):
+        pass
+    job = state.get("job") or {}
+    return {
+        "status": "failed",
+        "job_id": job_id,
+        "step": step,
+        "error": error.get("Error", "Unknown"),
+        "cause": message,
+        "input": job.get("input") or {k: v for k, v in state.items() if k != "error"},
+        "params": job.get("params"),
+        "execution": execution,
+        "recorded_at": now_iso(),
+    }

@@ -1,0 +1,127 @@
+"""Faults end to end: each execution ends as designed (retry then success, a failure record with a
+clear cause, or no-garment-found) and none hangs (every wait has a deadline)."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from tryon.local import LocalWorkflow
+from tryon.local.samples import sample_photo
+
+pytestmark = pytest.mark.slow
+DEADLINE_S = 90
+
+
+@pytest.fixture(scope="module")
+def wf(tiny_models):
+    models = {"clipseg": tiny_models["clipseg"], "sd_inpaint": tiny_models["sd-inpaint"]}
+    with LocalWorkflow(models, upscale=False, parameters={"DefaultSteps": 1}) as stack:
+        yield stack
+
+
+def failure_of(wf, result):
+    """The execution failed and left exactly the failure record RecordFailure reported."""
+    assert result.status == "FAILED", result.output
+    assert result.states()[-2:] == ["RecordFailure", "Failed"]
+    failures = wf.list_keys("failures/")
+    record_key = next(
+        k for k in failures if k.endswith(".json") and wf.read_json(k)["execution"] == result.execution_arn
+    )
+    record = wf.read_json(record_key)
+    assert result.error == record["error"] and record["cause"] in result.cause
+    return record
+
+
+def upload(wf, name, data=None, metadata=None):
+    return wf.upload(data if data is not None else sample_photo(), f"inputs/{name}", metadata=metadata)["key"]
+
+
+def test_throttled_endpoint_is_retried_then_succeeds(wf):
+    key = upload(wf, "throttled.png")
+    failed = wf.fail_endpoint_calls("clipseg", code="ThrottlingException", times=1)
+    errors = []
+    result = wf.wait(wf.start_from_s3_event(key), timeout=DEADLINE_S, on_event=errors.append)
+    assert result.succeeded, (result.error, result.cause)
+    assert failed() == 1
+    retried = [e for e in errors if e.phase == "error"]
+    assert [e.error for e in retried] == ["EndpointThrottled"]
+    assert "Rate exceeded" in retried[0].cause
+    assert result.states().count("Segment") == 1  # a Retry re-runs the Task inside the same state
+
+
+def test_permanent_model_error_is_recorded_without_retries(wf):
+    key = upload(wf, "bad-adapter.png")
+    before = len(wf.invocations)
+    result = wf.run(
+        {"image": f"s3://{wf.input_bucket}/{key}", "adapter": "no-such-adapter"}, timeout=DEADLINE_S
+    )
+    record = failure_of(wf, result)
+    assert record["error"] == "ModelError" and record["step"] == "inpaint"
+    assert "unknown adapter 'no-such-adapter'" in record["cause"] and "HTTP 400" in record["cause"]
+    assert record["input"]["key"] == key and record["params"]["adapter"] == "no-such-adapter"
+    calls = [name for name, _, _ in wf.invocations[before:]]
+    assert calls.count("InpaintFunction") == 1  # permanent: not retried
+
+
+def test_empty_mask_finishes_as_no_garment_found(wf):
+    key = upload(wf, "nothing.png", metadata={"threshold": "1"})  # threshold 1 selects no pixel
+    result = wf.wait(wf.start_from_s3_event(key), timeout=DEADLINE_S)
+    assert result.succeeded and result.output["status"] == "no-garment-found"
+    assert "Inpaint" not in result.states() and "NoGarmentFound" in result.states()
+    manifest = wf.read_json(result.output["manifest"])
+    assert manifest["status"] == "no-garment-found" and manifest["coverage"] == 0.0
+    assert manifest["outputs"]["inpainted"] == [] and "mask" in manifest["outputs"]
+    preview = Image.open(io.BytesIO(wf.read_bytes(manifest["outputs"]["preview"])))
+    assert preview.size == (2 * 48, 64)  # input | mask overlay
+
+
+def _huge_png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("L", (6100, 6100)).save(buf, "PNG")  # 37.2 MP, a few KB: refused from the header
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "console", "needle"),
+    [
+        (
+            "notes.png",
+            lambda: b"just some text, not an image",
+            {},
+            "image: is not a decodable PNG, JPEG or WebP",
+        ),
+        (
+            "cut.jpg",
+            lambda: sample_photo(fmt="JPEG")[:-200],
+            {},
+            "image: could not be decoded (truncated or corrupt)",
+        ),
+        ("huge.png", _huge_png, {}, "6100x6100 = 37210000 pixels; the limit is 36000000 pixels"),
+        ("missing.png", None, {}, "does not exist"),
+        ("params.png", sample_photo, {"steps": 10_000}, "steps: must be <= 150, got 10000"),
+        ("prompt.png", sample_photo, {"prompt": "p" * 5000}, "prompt: is 5000 characters; the limit is 1000"),
+    ],
+)
+def test_bad_inputs_fail_fast_in_prepare(wf, name, make, console, needle):
+    key = f"inputs/{name}"
+    data = make() if make is not None else None
+    if data is not None:
+        upload(wf, name, data)
+    before = len(wf.invocations)
+    if console:
+        arn = wf.start({"image": f"s3://{wf.input_bucket}/{key}", **console})
+    elif make is None:
+        arn = wf.start({"image": f"s3://{wf.input_bucket}/{key}"})
+    else:
+        arn = wf.start_from_s3_event(key)
+    record = failure_of(wf, wf.wait(arn, timeout=DEADLINE_S))
+    assert record["error"] == "InvalidInput" and record["step"] == "prepare"
+    assert needle in record["cause"]
+    assert [n for n, _, _ in wf.invocations[before:]] == ["PrepareFunction", "RecordFailureFunction"]
+    if make is not None:
+        assert wf.read_bytes(f"s3://{wf.input_bucket}/{key}") == wf.read_bytes(
+            f"s3://{wf.input_bucket}/{key}"
+        )
