@@ -8,6 +8,10 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Tiny models are fastest on one thread, and OpenMP spin-waiting starves the Python threads
+# of the local workflow (moto, the ASGI server) on a 2-core machine. Set before torch loads.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 # Fake credentials so no test can reach a real account.
 for _var, _value in {

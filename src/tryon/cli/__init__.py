@@ -60,7 +60,13 @@ def _run_app(argv: list[str] | None) -> int:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: sys.argv) and return its exit code."""
-    from tryon.cli import deploy, models  # noqa: F401  (registers commands)
+    import os
+
+    # Local mode runs Python threads (moto's interpreter, pollers, the ASGI server) beside
+    # torch; OpenMP's default spin-waiting starves them (10x slower inpainting measured on
+    # 2 cores, docs/bench-workflow.md). Torch is imported lazily, so this applies to it.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from tryon.cli import deploy, models, serve, train, workflow  # noqa: F401  (registers commands)
 
     try:
         code = _run_app(argv)

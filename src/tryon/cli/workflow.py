@@ -1,0 +1,275 @@
+"""Workflow commands: ``demo`` and ``run`` on one machine; ``submit``, ``status``, ``results`` on a stack."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from tryon.cli import EXIT_OK, EXIT_WORKFLOW_FAILED, app, fail
+from tryon.executions import ExecutionResult, StateEvent, format_event
+
+# Per-job overrides shared by `run` and `submit` (see docs/workflow.md for every parameter).
+Query = Annotated[str | None, typer.Option(help="What to mask, e.g. 'a skirt'.")]
+Prompt = Annotated[str | None, typer.Option(help="What to paint into the mask.")]
+NegativePrompt = Annotated[str | None, typer.Option(help="What to keep out of the painting.")]
+Steps = Annotated[int | None, typer.Option(help="Diffusion steps (1-150).")]
+Seed = Annotated[int | None, typer.Option(help="Seed; absent: derived from the job id.")]
+NumImages = Annotated[int | None, typer.Option(help="Images to paint (1-4).")]
+Adapter = Annotated[str | None, typer.Option(help="LoRA adapter: a name on the endpoint or s3://.../.")]
+Preset = Annotated[str | None, typer.Option(help="Named preset: draft, standard, quality, or your own.")]
+Upscale = Annotated[bool | None, typer.Option("--upscale/--no-upscale", help="Upscale x4 (if configured).")]
+Sets = Annotated[list[str], typer.Option("--set", help="Any other parameter: NAME=VALUE (repeatable).")]
+Out = Annotated[Path, typer.Option(help="Folder for mask, images, manifest and preview.")]
+
+
+def _overrides(sets: list[str], **named: Any) -> dict[str, Any]:
+    values = {name: value for name, value in named.items() if value is not None}
+    for item in sets:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise fail(f"--set expects NAME=VALUE, got {item!r}")
+        values[name.replace("-", "_")] = value
+    return values
+
+
+def _print_event(event: StateEvent) -> None:
+    typer.echo(format_event(event))
+
+
+def _report(result: ExecutionResult, files: list[Path]) -> int:
+    """Print the outcome and the files; the exit code scripts can rely on."""
+    status = (result.output or {}).get("status", result.status) if result.succeeded else result.status
+    typer.echo(f"execution {result.status}: {status}")
+    if not result.succeeded:
+        failure = result.failure or {}
+        typer.secho(f"error: {failure.get('cause') or result.cause or result.error}", err=True, fg="red")
+    for path in files:
+        typer.echo(f"  {path}")
+    return EXIT_OK if result.succeeded else EXIT_WORKFLOW_FAILED
+
+
+def _tiny_model_dirs() -> dict[str, str]:
+    from tryon.tiny_models import ensure_tiny_models
+
+    tiny = ensure_tiny_models()
+    return {
+        "clipseg": str(tiny["clipseg"]),
+        "sd_inpaint": str(tiny["sd-inpaint"]),
+        "sd_upscale": str(tiny["sd-x4-upscaler"]),
+    }
+
+
+def _model_dirs(models: list[str]) -> tuple[dict[str, str], bool]:
+    """KIND=DIR|HUB-ID assignments over the tiny defaults; also says whether all three are tiny."""
+    from tryon.deploy import parse_assignments
+    from tryon.handlers.common import resolve_model_source
+
+    chosen = {kind: str(Path(v).expanduser()) for kind, v in parse_assignments(models, "--models").items()}
+    for kind, source in chosen.items():
+        if not resolve_model_source(source, ""):
+            raise fail(f"--models: {kind}={source} is neither a model folder (with config.json) nor a hub id")
+    dirs = _tiny_model_dirs() if len(chosen) < 3 else {}
+    dirs.update(chosen)
+    return dirs, not chosen
+
+
+def _run_locally(photo: Path, overrides: dict[str, Any], *, models: list[str], out: Path, preset: str | None,
+                 upscale: bool | None, progress: bool) -> int:  # fmt: skip
+    from tryon.local.runner import TINY_PARAMETERS, check_photo, run_photo
+    from tryon.workflow import params
+
+    check_photo(photo)
+    params.to_metadata(overrides, preset)  # bad values fail here, before any model loads
+    if progress:
+        os.environ["TRYON_PROGRESS_BARS"] = "1"
+    model_dirs, all_tiny = _model_dirs(models)
+    if all_tiny:
+        typer.echo("models: tiny random checkpoints (the images are noise; pass --models for real ones)")
+    run = run_photo(
+        photo,
+        model_dirs=model_dirs,
+        out_dir=out,
+        overrides=overrides,
+        preset=preset,
+        upscale=upscale is not False,
+        parameters=TINY_PARAMETERS if all_tiny else None,
+        on_event=_print_event,
+        on_status=lambda msg: typer.echo(msg),
+    )
+    return _report(run.result, run.files)
+
+
+@app.command()
+def demo(
+    out: Out = Path("out"),
+    upscale: Annotated[bool, typer.Option("--upscale/--no-upscale", help="Run the x4 upscaler too.")] = True,
+    models: Annotated[
+        list[str], typer.Option(help="KIND=DIR|HUB-ID: real checkpoints instead of the tiny ones.")
+    ] = [],  # noqa: B006  (typer reads list defaults, never mutates them)
+) -> None:
+    """The whole workflow on one machine: the sample photo, the real state machine, handlers and models."""
+    from tryon.local.runner import DEMO_OVERRIDES, DEMO_PHOTO
+
+    typer.echo(
+        f"photo: {DEMO_PHOTO} (query {DEMO_OVERRIDES['query']!r}, prompt {DEMO_OVERRIDES['prompt']!r})"
+    )
+    overrides = {**DEMO_OVERRIDES, "upscale": upscale}
+    code = _run_locally(
+        DEMO_PHOTO, overrides, models=models, out=out, preset=None, upscale=upscale, progress=False
+    )
+    raise typer.Exit(code)
+
+
+@app.command("run")
+def run_(
+    image: Annotated[Path, typer.Argument(help="Your photo (JPEG, PNG or WebP).")],
+    query: Query = None,
+    prompt: Prompt = None,
+    negative_prompt: NegativePrompt = None,
+    steps: Steps = None,
+    seed: Seed = None,
+    num_images: NumImages = None,
+    adapter: Adapter = None,
+    preset: Preset = None,
+    upscale: Upscale = None,
+    set_: Sets = [],  # noqa: B006
+    models: Annotated[
+        list[str],
+        typer.Option(help="KIND=DIR|HUB-ID for clipseg, sd_inpaint, sd_upscale (default: tiny ones)."),
+    ] = [],  # noqa: B006
+    out: Out = Path("out"),
+    progress: Annotated[bool, typer.Option(help="Progress bars for model loading and diffusion.")] = True,
+) -> None:
+    """The local workflow on your own photo, with your own (or the tiny) checkpoints."""
+    overrides = _overrides(
+        set_,
+        query=query,
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        steps=steps,
+        seed=seed,
+        num_images=num_images,
+        adapter=adapter,
+        upscale=upscale,
+    )
+    raise typer.Exit(
+        _run_locally(
+            image, overrides, models=models, out=out, preset=preset, upscale=upscale, progress=progress
+        )
+    )
+
+
+def _clients(region: str) -> tuple[Any, Any, Any]:
+    import boto3
+
+    session = boto3.Session(region_name=region or None)
+    return session.client("cloudformation"), session.client("s3"), session.client("stepfunctions")
+
+
+StackName = Annotated[str, typer.Option("--stack", help="Name of the deployed CloudFormation stack.")]
+Region = Annotated[str, typer.Option(help="AWS region (default: from your AWS config).")]
+Timeout = Annotated[float, typer.Option(help="Seconds to wait for the execution.")]
+
+
+@app.command()
+def submit(
+    image: Annotated[Path, typer.Argument(help="Your photo (JPEG, PNG or WebP).")],
+    stack: StackName,
+    query: Query = None,
+    prompt: Prompt = None,
+    negative_prompt: NegativePrompt = None,
+    steps: Steps = None,
+    seed: Seed = None,
+    num_images: NumImages = None,
+    adapter: Adapter = None,
+    preset: Preset = None,
+    upscale: Upscale = None,
+    set_: Sets = [],  # noqa: B006
+    name: Annotated[
+        str | None, typer.Option(help="Object name under the input prefix (default: file name).")
+    ] = None,
+    out: Out = Path("out"),
+    follow: Annotated[bool, typer.Option(help="Follow the execution and download the results.")] = True,
+    region: Region = "",
+    timeout: Timeout = 3600.0,
+) -> None:
+    """Upload a photo to a deployed stack (overrides as metadata), follow its execution, download results."""
+    from tryon import stack as stacks
+    from tryon.executions import follow_execution
+    from tryon.workflow import params
+
+    overrides = _overrides(
+        set_,
+        query=query,
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        steps=steps,
+        seed=seed,
+        num_images=num_images,
+        adapter=adapter,
+        upscale=upscale,
+    )
+    metadata = params.to_metadata(overrides, preset)
+    cfn, s3, sfn = _clients(region)
+    found = stacks.find_stack(cfn, stack)
+    upload = stacks.upload_photo(s3, found, image, name=name, metadata=metadata)
+    typer.echo(f"uploaded s3://{upload.bucket}/{upload.key}")
+    if not follow:
+        return
+    arn = stacks.find_execution(sfn, found, upload, timeout_seconds=min(timeout, 300.0))
+    typer.echo(f"execution {arn}")
+    result = follow_execution(sfn, arn, timeout=timeout, poll_s=2.0, on_event=_print_event)
+    raise typer.Exit(_report(result, _download(s3, result, out)))
+
+
+def _download(s3: Any, result: ExecutionResult, out: Path) -> list[Path]:
+    from tryon import stack as stacks
+
+    if result.artifact_uri is None:
+        return []
+    bucket, keys = stacks.result_keys(s3, result.artifact_uri)
+    return stacks.download(s3, bucket, keys, out)
+
+
+@app.command()
+def status(
+    execution: Annotated[str, typer.Argument(help="Execution ARN or name, or a job id.")],
+    stack: StackName,
+    region: Region = "",
+) -> None:
+    """Where an execution stands: its status, its states with durations, and its outcome."""
+    from tryon import stack as stacks
+    from tryon.executions import snapshot
+
+    cfn, _s3, sfn = _clients(region)
+    found = stacks.find_stack(cfn, stack)
+    result = snapshot(sfn, stacks.resolve_execution(sfn, found, execution))
+    for event in result.events:
+        _print_event(event)
+    typer.echo(
+        json.dumps({"status": result.status, "output": result.output, "artifact": result.artifact_uri})
+    )
+    raise typer.Exit(EXIT_WORKFLOW_FAILED if result.status in {"FAILED", "TIMED_OUT", "ABORTED"} else EXIT_OK)
+
+
+@app.command()
+def results(
+    execution: Annotated[str, typer.Argument(help="Execution ARN or name, or a job id.")],
+    stack: StackName,
+    out: Out = Path("out"),
+    region: Region = "",
+) -> None:
+    """Download what an execution wrote (its result folder, or its failure record)."""
+    from tryon import stack as stacks
+    from tryon.executions import snapshot
+
+    cfn, s3, sfn = _clients(region)
+    found = stacks.find_stack(cfn, stack)
+    result = snapshot(sfn, stacks.resolve_execution(sfn, found, execution))
+    if result.status == "RUNNING":
+        raise fail(f"execution is still RUNNING; follow it with `tryon status {execution} --stack {stack}`")
+    raise typer.Exit(_report(result, _download(s3, result, out)))

@@ -1,0 +1,102 @@
+"""One photo through the local workflow, as a user would: what ``tryon demo`` and ``tryon run`` do.
+
+The photo is uploaded to the (moto) input bucket with the overrides as object metadata;
+the template's EventBridge rule starts the execution, which is found the way ``tryon
+submit`` finds it in AWS; the states are reported as they start and end, and everything
+the deployed stack would write is copied to ``out_dir``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tryon import imaging
+from tryon.errors import RequestError
+from tryon.executions import ExecutionResult, StateEvent
+from tryon.workflow import params
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+DEMO_PHOTO = REPO_ROOT / "assets" / "astronaut.jpg"
+DEMO_OVERRIDES = {"query": "an orange space suit", "prompt": "a red plaid flannel shirt", "seed": 1234}
+#: Template parameters that keep the tiny random checkpoints quick (their images are noise anyway).
+TINY_PARAMETERS = {"DefaultSteps": 4, "DefaultUpscaleSteps": 4}
+#: Files of an earlier run in ``out_dir`` that a new run replaces.
+_OUTPUT_PATTERNS = (
+    "mask.png",
+    "inpainted-*.png",
+    "upscaled-*.png",
+    "manifest.json",
+    "preview.jpg",
+    "failure.json",
+)
+
+
+@dataclass
+class LocalRun:
+    """The execution's outcome and the files written to ``out_dir``."""
+
+    result: ExecutionResult
+    key: str
+    files: list[Path]
+
+
+def check_photo(photo: Path) -> imaging.ImageHeader:
+    """Refuse a missing or unusable photo before any model loads."""
+    if not photo.is_file():
+        raise RequestError("IMAGE", f"{photo} is not a file")
+    return imaging.read_header(photo.read_bytes(), field="IMAGE")
+
+
+def _clear_previous(out_dir: Path) -> None:
+    for pattern in _OUTPUT_PATTERNS:
+        for stale in out_dir.glob(pattern):
+            stale.unlink()
+
+
+def run_photo(
+    photo: Path,
+    *,
+    model_dirs: Mapping[str, str | os.PathLike[str]],
+    out_dir: Path,
+    overrides: Mapping[str, Any],
+    preset: str | None = None,
+    upscale: bool = True,
+    parameters: Mapping[str, Any] | None = None,
+    on_event: Callable[[StateEvent], None] | None = None,
+    on_status: Callable[[str], None] = lambda _msg: None,
+    timeout: float = 3600.0,
+) -> LocalRun:
+    """Upload ``photo`` with ``overrides`` as metadata, run the workflow, copy its outputs to ``out_dir``."""
+    from tryon.local.workflow import LocalWorkflow
+    from tryon.stack import Stack, Upload, find_execution
+
+    header = check_photo(photo)
+    metadata = params.to_metadata(overrides, preset)
+    on_status("starting the local stack and loading the models")
+    with LocalWorkflow(model_dirs, parameters=parameters, upscale=upscale, deliver_events=True) as wf:
+        content_type = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}[header.format]
+        started = datetime.now(UTC)
+        uploaded = wf.upload(photo, metadata=metadata, content_type=content_type)
+        on_status(f"uploaded s3://{uploaded['bucket']}/{uploaded['key']}")
+        stack = Stack(wf.stack_name, wf.input_bucket, wf.output_bucket, wf.input_prefix, wf.state_machine_arn)
+        upload = Upload(uploaded["bucket"], uploaded["key"], uploaded["version_id"], started)
+        arn = find_execution(wf.client("stepfunctions"), stack, upload, timeout_seconds=30, poll_seconds=0.1)
+        on_status(f"EventBridge started {arn.rsplit(':', 1)[-1]}")
+        result = wf.wait(arn, timeout=timeout, on_event=on_event)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _clear_previous(out_dir)
+        artifact = result.artifact_uri
+        if artifact is None:
+            files: list[Path] = []
+        elif artifact.endswith("/manifest.json"):
+            files = wf.download_results(artifact, out_dir)
+        else:
+            target = out_dir / "failure.json"
+            target.write_bytes(wf.read_bytes(artifact))
+            files = [target]
+    return LocalRun(result=result, key=uploaded["key"], files=sorted(files))
