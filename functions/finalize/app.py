@@ -5,24 +5,7 @@ Thin handler: the logic lives in :mod:`tryon.workflow.finalize` (shipped in the 
 
 from __future__ import annotations
 
-from typing import Any
-
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from tryon.workflow import finalize
+from tryon.workflow.entry import lambda_handler
 
-logger = Logger()
-tracer = Tracer()
-metrics = Metrics()
-
-
-@logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Lambda entry point."""
-    result = finalize.finalize(event)
-    metrics.add_metric(name=f"Jobs-{result['status']}", unit=MetricUnit.Count, value=1)
-    return result
+handler = lambda_handler(finalize.finalize, counts=lambda result: {f"Jobs-{result['status']}": 1})

@@ -1,29 +1,16 @@
-"""RecordFailure: failures/<job-id>.json in S3 and a notification.
+"""RecordFailure: failures/<job-id>.json, a job-failed event and the SNS notification.
 
 Thin handler: the logic lives in :mod:`tryon.workflow.steps` (shipped in the shared layer).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from tryon.workflow import steps
+from tryon.workflow.entry import lambda_handler
 
-logger = Logger()
-tracer = Tracer()
-metrics = Metrics()
-
-
-@logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Lambda entry point."""
-    result = steps.record_failure(event)
-    logger.error("job failed", extra={k: result[k] for k in ("step", "error", "failure")})
-    metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)
-    return result
+handler = lambda_handler(
+    steps.record_failure,
+    counts=lambda result: {"JobsFailed": 1},
+    log_keys=lambda result: {k: result[k] for k in ("job_id", "step", "error", "failure")},
+    error_message="job failed",
+)

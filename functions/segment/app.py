@@ -5,24 +5,7 @@ Thin handler: the logic lives in :mod:`tryon.workflow.steps` (shipped in the sha
 
 from __future__ import annotations
 
-from typing import Any
-
-from aws_lambda_powertools import Logger, Metrics, Tracer
-from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from tryon.workflow import steps
+from tryon.workflow.entry import lambda_handler
 
-logger = Logger()
-tracer = Tracer()
-metrics = Metrics()
-
-
-@logger.inject_lambda_context(log_event=False)
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """Lambda entry point."""
-    result = steps.segment(event)
-    metrics.add_metric(name="EmptyMasks", unit=MetricUnit.Count, value=int(result["empty"]))
-    return result
+handler = lambda_handler(steps.segment, counts=lambda result: {"EmptyMasks": int(result["empty"])})
