@@ -97,13 +97,13 @@ def default_adapter(model_dir: str | os.PathLike[str] | None) -> AdapterSource |
 
 def _download_s3_prefix(uri: str, cache_root: Path) -> Path:
     """Download the ``*.safetensors`` files under an S3 prefix once; return the local folder."""
-    from tryon.handlers.common import _s3_client  # the shared client honours TRYON_S3_ENDPOINT_URL
+    from tryon.handlers.common import s3_client  # the shared client honours TRYON_S3_ENDPOINT_URL
 
     bucket, prefix = imaging.parse_s3_uri(uri, field=FIELD)
     target = cache_root / hashlib.sha256(uri.encode()).hexdigest()[:24]
     if weight_file(target):
         return target
-    client = _s3_client()
+    client = s3_client()
     prefix = prefix if prefix.endswith("/") else prefix + "/"
     try:
         pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)

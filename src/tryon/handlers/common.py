@@ -59,7 +59,8 @@ def json_response(prediction: Mapping[str, Any], accept: str | None) -> str:
     return json.dumps(prediction)
 
 
-def _s3_client():
+def s3_client():
+    """A boto3 S3 client (``TRYON_S3_ENDPOINT_URL`` overrides the endpoint) for s3:// inputs."""
     import boto3
 
     return boto3.client("s3", endpoint_url=os.environ.get("TRYON_S3_ENDPOINT_URL") or None)
@@ -70,7 +71,7 @@ def read_image_bytes(value: Any, *, field: str) -> bytes:
     if isinstance(value, str) and value.startswith("s3://"):
         bucket, key = imaging.parse_s3_uri(value, field=field)
         try:
-            obj = _s3_client().get_object(Bucket=bucket, Key=key)
+            obj = s3_client().get_object(Bucket=bucket, Key=key)
         except Exception as exc:  # botocore ClientError and connection faults alike
             raise RequestError(field, f"could not be read from {value}: {exc}") from exc
         if obj.get("ContentLength", 0) > imaging.DEFAULT_MAX_BYTES:
