@@ -114,6 +114,9 @@ def demo(
     """The whole workflow on one machine: the sample photo, the real state machine, handlers and models."""
     from tryon.local.runner import DEMO_OVERRIDES, DEMO_PHOTO
 
+    # Without torchvision, transformers prints a fallback notice per image processor class
+    # it scans: harmless (the PIL processors work) and noise in a newcomer's first run.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     typer.echo(
         f"photo: {DEMO_PHOTO} (query {DEMO_OVERRIDES['query']!r}, prompt {DEMO_OVERRIDES['prompt']!r})"
     )
