@@ -12,13 +12,13 @@ TINY := .cache/tiny-models
 export HF_HUB_OFFLINE ?= 1
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: venv tools tiny-models demo test lint format bench clean
+.PHONY: venv tools tiny-models demo test lint format bench constraints clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_SPEC)
-	$(BIN)/pip install -q -e '.[models,server,cli,sagemaker,dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[models,server,cli,sagemaker,dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -26,11 +26,11 @@ venv: $(STAMP)
 # aws-sam-cli pins boto3/click/cfn-lint, so it gets a venv of its own.
 $(SAM):
 	$(PYTHON) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/pip install -q aws-sam-cli
+	$(SAM_VENV)/bin/pip install -q aws-sam-cli==1.170.0
 
 $(ASL_VALIDATOR):
 	mkdir -p .cache/node
-	cd .cache/node && npm install --silent --no-audit --no-fund asl-validator@4
+	cd .cache/node && npm install --silent --no-audit --no-fund asl-validator@4.0.0
 
 tools: $(SAM) $(ASL_VALIDATOR)
 
@@ -53,6 +53,15 @@ test: venv tools tiny-models lint
 
 bench: venv tiny-models
 	$(BIN)/python -m bench
+
+# After changing dependencies: re-resolve without the old pins and record what resolved.
+constraints:
+	rm -rf .venv-constraints && $(PYTHON) -m venv .venv-constraints
+	.venv-constraints/bin/pip install -q $(TORCH_SPEC)
+	.venv-constraints/bin/pip install -q -e '.[models,server,cli,sagemaker,dev]'
+	{ sed -n '1,3p' constraints.txt; .venv-constraints/bin/pip freeze --exclude-editable \
+	  | grep -v -E '^(torch|nvidia-|triton)' | sed 's/+cpu$$//'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt && rm -rf .venv-constraints
 
 clean:
 	rm -rf out .cache .aws-sam .pytest_cache .ruff_cache
