@@ -75,9 +75,9 @@ def ratio(a: list[float], b: list[float]) -> str:
 def build_full_clipseg(out_dir: Path) -> int:
     """Save a random CLIPSeg with the rd64-refined shape (char-level tokenizer); return its size."""
     import torch
-    from transformers import CLIPSegConfig, CLIPSegForImageSegmentation, CLIPSegProcessor, ViTImageProcessor
+    from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
 
-    from tryon.tiny_models import build_clip_tokenizer
+    from tryon.tiny_models import build_clip_tokenizer, save_clipseg
 
     tokenizer = build_clip_tokenizer()
     vocab = len(tokenizer)
@@ -111,16 +111,7 @@ def build_full_clipseg(out_dir: Path) -> int:
         use_complex_transposed_convolution=True,
     )
     model = CLIPSegForImageSegmentation(config).eval()
-    image_processor = ViTImageProcessor(
-        do_resize=True,
-        size={"height": 352, "width": 352},
-        resample=2,
-        do_normalize=True,
-        image_mean=[0.485, 0.456, 0.406],
-        image_std=[0.229, 0.224, 0.225],
-    )
-    model.save_pretrained(out_dir)
-    CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(out_dir)
+    save_clipseg(model, tokenizer, out_dir, image_size=352)
     return sum(p.numel() for p in model.parameters())
 
 

@@ -73,12 +73,7 @@ def _text_encoder(vocab_size: int):
 
 def build_clipseg(out_dir: Path) -> None:
     """CLIPSegForImageSegmentation + CLIPSegProcessor, 64 px input, about 100k params."""
-    from transformers import (
-        CLIPSegConfig,
-        CLIPSegForImageSegmentation,
-        CLIPSegProcessor,
-        ViTImageProcessor,
-    )
+    from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
 
     tokenizer = build_clip_tokenizer()
     vocab_size = len(tokenizer)
@@ -110,18 +105,23 @@ def build_clipseg(out_dir: Path) -> None:
         decoder_intermediate_size=32,
         conditional_layer=0,
     )
-    model = CLIPSegForImageSegmentation(config).eval()
+    save_clipseg(CLIPSegForImageSegmentation(config).eval(), tokenizer, out_dir, image_size=64)
+
+
+def save_clipseg(model, tokenizer, out_dir: Path, *, image_size: int) -> None:
+    """Save a CLIPSeg model with the preprocessing of CIDAS/clipseg-rd64-refined at ``image_size`` px."""
+    from transformers import CLIPSegProcessor, ViTImageProcessor
+
     image_processor = ViTImageProcessor(
         do_resize=True,
-        size={"height": 64, "width": 64},
+        size={"height": image_size, "width": image_size},
         resample=2,
         do_normalize=True,
         image_mean=[0.485, 0.456, 0.406],
         image_std=[0.229, 0.224, 0.225],
     )
-    processor = CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer)
     model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
+    CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(out_dir)
 
 
 def _tiny_vae(blocks: tuple[int, ...], scaling_factor: float = 0.18215, mid_attention: bool = True):
