@@ -13,12 +13,12 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from tryon.errors import RequestError
+from tryon.kinds import KINDS
+from tryon.kinds import EndpointMode as Mode
 
-Mode = Literal["realtime", "serverless", "async"]
-KINDS = ("clipseg", "sd_inpaint", "sd_upscale")
 #: Sensible instance defaults per kind (CLIPSeg runs fine on CPU).
 DEFAULT_INSTANCE = {"clipseg": "ml.m5.xlarge", "sd_inpaint": "ml.g5.xlarge", "sd_upscale": "ml.g5.xlarge"}
 DEFAULT_TRANSFORMERS_VERSION = "4.51.3"

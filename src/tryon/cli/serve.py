@@ -11,11 +11,9 @@ from typing import Annotated
 import typer
 
 from tryon.cli import EXIT_BAD_INPUT, app, fail
-from tryon.handlers import HANDLER_MODULES
+from tryon.kinds import HANDLER_MODULES, TINY_MODEL_FOLDERS
 
 TINY_ROOT = Path(".cache/tiny-models")
-#: endpoint kind -> folder of its tiny checkpoint under TINY_ROOT
-TINY_FOLDERS = {"clipseg": "clipseg", "sd_inpaint": "sd-inpaint", "sd_upscale": "sd-x4-upscaler"}
 
 ENDPOINT_HELP = (
     "NAME=KIND:DIR, or NAME=DIR when NAME is a kind (clipseg, sd_inpaint, sd_upscale). Repeatable; "
@@ -86,7 +84,7 @@ def serve(
             from tryon.tiny_models import ensure_tiny_models
 
             ensure_tiny_models(TINY_ROOT)
-            configs += [EndpointConfig(k, k, str(TINY_ROOT / f)) for k, f in TINY_FOLDERS.items()]
+            configs += [EndpointConfig(k, k, str(TINY_ROOT / f)) for k, f in TINY_MODEL_FOLDERS.items()]
         configs += [parse_endpoint_spec(spec) for spec in endpoint]
     except ValueError as exc:
         raise fail(str(exc)) from None

@@ -11,6 +11,7 @@ import typer
 
 from tryon.cli import EXIT_OK, EXIT_WORKFLOW_FAILED, app, fail
 from tryon.executions import ExecutionResult, StateEvent, format_event
+from tryon.kinds import TINY_MODEL_FOLDERS
 
 # Per-job overrides shared by `run` and `submit` (see docs/workflow.md for every parameter).
 Query = Annotated[str | None, typer.Option(help="What to mask, e.g. 'a skirt'.")]
@@ -56,11 +57,7 @@ def _tiny_model_dirs() -> dict[str, str]:
     from tryon.tiny_models import ensure_tiny_models
 
     tiny = ensure_tiny_models()
-    return {
-        "clipseg": str(tiny["clipseg"]),
-        "sd_inpaint": str(tiny["sd-inpaint"]),
-        "sd_upscale": str(tiny["sd-x4-upscaler"]),
-    }
+    return {kind: str(tiny[folder]) for kind, folder in TINY_MODEL_FOLDERS.items()}
 
 
 def _model_dirs(models: list[str]) -> tuple[dict[str, str], bool]:

@@ -2,12 +2,10 @@
 
 Each module exposes the Hugging Face inference toolkit contract: ``model_fn``,
 ``input_fn``, ``predict_fn``, ``output_fn``. ``models/<name>/code/inference.py`` re-exports
-them; the local endpoint server drives them directly.
+them; the local endpoint server drives them directly. The kinds themselves are registered
+in :mod:`tryon.kinds`.
 """
 
-#: endpoint kind -> handler module
-HANDLER_MODULES = {
-    "clipseg": "tryon.handlers.clipseg",
-    "sd_inpaint": "tryon.handlers.sd_inpaint",
-    "sd_upscale": "tryon.handlers.sd_upscale",
-}
+from tryon.kinds import HANDLER_MODULES
+
+__all__ = ["HANDLER_MODULES"]
