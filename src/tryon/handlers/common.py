@@ -28,6 +28,10 @@ JSON_CONTENT_TYPE = "application/json"
 #: the local server and asynchronous endpoints may carry more).
 MAX_BODY_BYTES = int(os.environ.get("TRYON_MAX_BODY_BYTES", 64 * 1024 * 1024))
 MAX_SEED = 2**32 - 1
+#: Deepest nesting of objects and lists a request may have (the deepest real field is 3).
+MAX_JSON_DEPTH = 32
+_JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+_JSON_TYPES[type(None)] = "null"
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
@@ -37,6 +41,7 @@ def parse_json_request(data: Any, content_type: str | None) -> dict[str, Any]:
     if media_type not in {JSON_CONTENT_TYPE, "application/x-json", "text/json"}:
         raise RequestError("content_type", f"must be {JSON_CONTENT_TYPE}, got {content_type!r}")
     if isinstance(data, Mapping):
+        check_json_tree(data)
         return dict(data)
     if isinstance(data, bytearray | memoryview):
         data = bytes(data)
@@ -44,11 +49,47 @@ def parse_json_request(data: Any, content_type: str | None) -> dict[str, Any]:
         raise RequestError("body", f"is {len(data)} bytes; the limit is {MAX_BODY_BYTES} bytes")
     try:
         payload = json.loads(data)
+    except RecursionError as exc:  # the C scanner recurses once per nesting level
+        raise RequestError("body", f"nests deeper than {MAX_JSON_DEPTH} levels") from exc
     except (TypeError, ValueError) as exc:
         raise RequestError("body", f"is not valid JSON ({exc})") from exc
     if not isinstance(payload, dict):
-        raise RequestError("body", f"must be a JSON object, got {type(payload).__name__}")
+        raise RequestError("body", f"must be a JSON object, got {_JSON_TYPES.get(type(payload), 'a value')}")
+    check_json_tree(payload)
     return payload
+
+
+def check_json_tree(payload: Any) -> None:
+    """RequestError unless ``payload`` nests at most MAX_JSON_DEPTH levels and all its text is valid Unicode.
+
+    JSON's ``\\ud800`` escape decodes to a lone surrogate, which no UTF-8 consumer (tokenizers,
+    S3 keys, logs) accepts; it is refused here, naming the field path (``queries[1]``).
+    """
+    stack: list[tuple[Any, str, int]] = [(payload, "body", 1)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, str):
+            _check_text(value, path)
+        elif isinstance(value, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                field = re.split(r"[.\[]", path, maxsplit=1)[0]  # the top-level field it is under
+                raise RequestError(field, f"nests deeper than {MAX_JSON_DEPTH} levels")
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    _check_text(key, path, "has a key that is")
+                    stack.append((item, key if path == "body" else f"{path}.{key}", depth + 1))
+            else:
+                stack.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value))
+
+
+def _check_text(text: str, path: str, subject: str = "is") -> None:
+    if text.isascii():  # the common case, and a fast one for megabytes of base64
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        where = f"lone surrogate {text[exc.start]!a} at index {exc.start}"
+        raise RequestError(path, f"{subject} not valid Unicode text ({where})") from None
 
 
 def json_response(prediction: Mapping[str, Any], accept: str | None) -> str:
