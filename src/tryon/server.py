@@ -13,6 +13,11 @@ Routes:
   errors come back as the ``ModelError`` / ``ValidationError`` / ``ModelNotReadyException``
   that real SageMaker raises.
 
+Each endpoint has a serving mode (:data:`tryon.kinds.MODE_LIMITS`) and the server enforces
+its limits as SageMaker does: request size, response size and invocation time, answering
+over a limit the way boto3 sees it from AWS. Work nobody waits for any more (time limit
+passed, client gone) is abandoned through :mod:`tryon.cancellation`.
+
 Handlers run in worker threads: ``input_fn``/``output_fn`` concurrently, ``predict_fn`` one
 at a time per endpoint (a per-endpoint lock), so the event loop never blocks and a pipeline
 is never used by two requests at once; different endpoints predict concurrently.
@@ -21,13 +26,15 @@ is never used by two requests at once; different endpoints predict concurrently.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import json
 import logging
 import socket
 import threading
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -39,24 +46,52 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tryon import cancellation
 from tryon.errors import RequestError
 from tryon.handlers import HANDLER_MODULES
-from tryon.handlers.common import JSON_CONTENT_TYPE, MAX_BODY_BYTES
+from tryon.handlers.common import JSON_CONTENT_TYPE
+from tryon.kinds import MODE_LIMITS, EndpointMode, ModeLimits, check_mode
 
 log = logging.getLogger("tryon.server")
 
 HANDLER_FUNCTIONS = ("model_fn", "input_fn", "predict_fn", "output_fn")
 #: What real SageMaker reports as the variant that served a request.
 PRODUCTION_VARIANT = "AllTraffic"
+#: The serving image's model server (multi-model-server in the Hugging Face inference image)
+#: refuses request and response bodies larger than this (its ``max_request_size`` and
+#: ``max_response_size`` defaults), in every serving mode.
+CONTAINER_MAX_BODY_BYTES = 6_553_500
+#: How long the server waits for a request body to arrive in full.
+BODY_READ_TIMEOUT_S = 30.0
+#: What SageMaker answers (ModelError, "server error (0)") when the container is too slow.
+TIMEOUT_MESSAGE = (
+    "Your invocation timed out while waiting for a response from container primary. Review the latency "
+    "metrics for each container in Amazon CloudWatch, resolve the issue, and try again."
+)
 
 
 @dataclass(frozen=True)
 class EndpointConfig:
-    """One served endpoint: its name (as boto3's ``EndpointName``), handler kind and model folder."""
+    """One served endpoint: its name (boto3's ``EndpointName``), handler kind, model folder and mode.
+
+    ``mode`` (``realtime``, ``serverless``, ``async``) sets the limits the server enforces
+    (:data:`tryon.kinds.MODE_LIMITS`); ``max_invocation_seconds`` tightens the time limit
+    (tests use it so as not to wait a minute).
+    """
 
     name: str
     kind: str
     model_dir: str
+    mode: EndpointMode = "realtime"
+    max_invocation_seconds: float | None = None
+
+    @property
+    def limits(self) -> ModeLimits:
+        """The mode's limits, with ``max_invocation_seconds`` applied."""
+        limits = MODE_LIMITS[check_mode(self.mode)]
+        if self.max_invocation_seconds is None:
+            return limits
+        return dataclasses.replace(limits, max_invocation_seconds=self.max_invocation_seconds)
 
 
 class BodyTooLarge(Exception):
@@ -65,7 +100,12 @@ class BodyTooLarge(Exception):
     def __init__(self, size: int | None, limit: int) -> None:
         seen = f"is {size} bytes" if size is not None else "is larger than the limit"
         super().__init__(f"body: {seen}; the limit is {limit} bytes")
+        self.size = size
         self.limit = limit
+
+
+class BodyTimeout(Exception):
+    """The request body did not arrive in time (e.g. a Content-Length larger than what was sent)."""
 
 
 @dataclass
@@ -82,6 +122,7 @@ class _Endpoint:
 
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.config.kind, "model_dir": self.config.model_dir}
+        out["mode"] = self.config.mode
         out["state"] = self.state
         if self.load_ms is not None:
             out["load_ms"] = self.load_ms
@@ -110,6 +151,12 @@ class ModelRegistry:
                 raise ValueError(
                     f"endpoint {cfg.name!r}: unknown kind {cfg.kind!r}; known: {', '.join(HANDLER_MODULES)}"
                 )
+            try:
+                check_mode(cfg.mode)
+            except ValueError as exc:
+                raise ValueError(f"endpoint {cfg.name!r}: {exc}") from None
+            if cfg.max_invocation_seconds is not None and not cfg.max_invocation_seconds > 0:
+                raise ValueError(f"endpoint {cfg.name!r}: max_invocation_seconds must be > 0")
             if cfg.name in self.endpoints:
                 raise ValueError(f"endpoint name {cfg.name!r} is used twice")
             self.endpoints[cfg.name] = _Endpoint(cfg)
@@ -162,28 +209,70 @@ class ModelRegistry:
         return {name: ep.error or "" for name, ep in self.endpoints.items() if ep.state == "failed"}
 
 
-class InvocationError(Exception):
-    """An invocation failed: ``status`` is what the handler contract maps it to (400, 413, 500, 503)."""
+@dataclass(frozen=True)
+class FrontEndAnswer:
+    """What SageMaker's own front end answers on the runtime route (the container never sees the request)."""
 
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+    status: int
+    error_type: str | None  # None: no x-amzn-ErrorType; botocore then names the error by the status
+    message: str
+
+
+class InvocationError(Exception):
+    """An invocation failed.
+
+    ``status`` is what the container answers on ``POST /invocations`` (400, 408, 413, 500, 503,
+    504); the runtime route relays it as a ``ModelError`` whose ``OriginalStatusCode`` is
+    ``original_status`` (default ``status``), unless SageMaker's front end answers itself
+    (``front``).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        field: str | None = None,
+        *,
+        original_status: int | None = None,
+        front: FrontEndAnswer | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.field = field
+        self.original_status = status if original_status is None else original_status
+        self.front = front
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+class ClientGone(Exception):
+    """The client disconnected before the answer was ready; nobody reads the response."""
+
+
+async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(int(declared), limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(None, limit)
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge(None, limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        expected = f" of the {declared} bytes its Content-Length announced" if declared else ""
+        raise BodyTimeout(
+            f"body: {size} bytes{expected} arrived in {timeout:g} s, the time limit for sending a body"
+        ) from None
     return b"".join(chunks)
+
+
+async def _wait_for_disconnect(request: Request) -> None:
+    """Return when the client closes the connection (the body has been read in full before)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 def _response_content_type(accept: str | None) -> str:
@@ -203,68 +292,165 @@ def _encode_output(module: ModuleType, prediction: Any, accept: str | None) -> t
     return bytes(result), ctype
 
 
-async def _invoke(ep: _Endpoint, request: Request, limit: int) -> Response:
-    """Run one request through an endpoint; raises InvocationError with the contract status.
+def _call(token: cancellation.CancelToken, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run a handler function in a worker thread with the invocation's token bound (skip if abandoned)."""
+    token.raise_if_cancelled()
+    with cancellation.bound(token):
+        return fn(*args)
 
-    ``input_fn`` and ``output_fn`` (parsing, serialising) run in worker threads concurrently;
-    ``predict_fn`` runs in a worker thread under the endpoint's lock, one at a time.
-    """
-    if ep.state == "loading":
-        raise InvocationError(503, f"endpoint {ep.config.name} is still loading its model")
-    if ep.state == "failed":
-        raise InvocationError(500, f"endpoint {ep.config.name} failed to load its model: {ep.error}")
-    try:
-        body = await _read_body(request, limit)
-    except BodyTooLarge as exc:
-        raise InvocationError(413, str(exc), "body") from exc
-    except ClientDisconnect as exc:
-        raise InvocationError(400, "body: the client disconnected while sending it", "body") from exc
+
+async def _run_handler(
+    ep: _Endpoint, body: bytes, request: Request, token: cancellation.CancelToken, request_id: str
+) -> tuple[bytes, str]:
+    """input_fn -> predict_fn (under the endpoint's lock) -> output_fn; InvocationError on failure."""
     module = ep.module
     assert module is not None
     accept = request.headers.get("accept")
     try:
-        data = await run_in_threadpool(module.input_fn, body, request.headers.get("content-type"))
-        async with ep.lock:
-            prediction = await run_in_threadpool(module.predict_fn, data, ep.model)
-        payload, ctype = await run_in_threadpool(_encode_output, module, prediction, accept)
+        data = await run_in_threadpool(
+            _call, token, module.input_fn, body, request.headers.get("content-type")
+        )
+        async with ep.lock:  # held until predict_fn returns, even if nobody waits for it any more
+            prediction = await run_in_threadpool(_call, token, module.predict_fn, data, ep.model)
+        return await run_in_threadpool(_call, token, _encode_output, module, prediction, accept)
     except RequestError as exc:
         raise InvocationError(400, str(exc), exc.field) from exc
+    except cancellation.Cancelled:
+        raise
     except Exception as exc:
-        log.exception("endpoint %s: handler fault", ep.config.name)
-        raise InvocationError(500, f"{type(exc).__name__}: {exc}") from exc
+        log.exception("endpoint %s: handler fault (request %s)", ep.config.name, request_id)
+        raise InvocationError(
+            500,
+            f"the model handler failed unexpectedly; the server log has the details (request {request_id})",
+        ) from exc
+
+
+def _abandoned(task: asyncio.Task) -> None:
+    """Done-callback of handler work nobody waits for: retrieve its outcome, log it."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    outcome = f"stopped ({exc})" if isinstance(exc, cancellation.Cancelled) else "finished"
+    log.info(json.dumps({"event": "abandoned", "outcome": outcome}))
+
+
+def _oversize_answer(limits: ModeLimits, size: int | None, request_id: str) -> FrontEndAnswer:
+    """SageMaker's own answer to a request body over the mode's limit."""
+    limit = limits.max_request_bytes
+    seen = f"is {size} bytes" if size is not None else "is larger than the limit"
+    detail = f"body: {seen}; the limit is {limit} bytes for {limits.mode} endpoints"
+    if limits.mode == "serverless":
+        return FrontEndAnswer(400, "ValidationError", f"Request {request_id} has oversize body. ({detail})")
+    return FrontEndAnswer(413, None, f"HTTP content length exceeded {limit} bytes. ({detail})")
+
+
+async def _invoke(
+    ep: _Endpoint, request: Request, request_id: str, max_body_bytes: int, body_timeout: float
+) -> Response:
+    """Run one request through an endpoint within its mode's limits; raises InvocationError or ClientGone.
+
+    ``input_fn`` and ``output_fn`` (parsing, serialising) run in worker threads concurrently;
+    ``predict_fn`` runs in a worker thread under the endpoint's lock, one at a time. The time
+    limit counts from the moment the body has arrived (waiting for the lock included).
+    """
+    if ep.state == "loading":
+        raise InvocationError(503, f"endpoint {ep.config.name} is still loading its model")
+    if ep.state == "failed":
+        raise InvocationError(
+            500, f"endpoint {ep.config.name} failed to load its model (GET /ping and the server log say why)"
+        )
+    limits = ep.config.limits
+    front_limit = limits.max_request_bytes
+    limit = min(max_body_bytes, front_limit) if front_limit is not None else max_body_bytes
+    try:
+        body = await _read_body(request, limit, body_timeout)
+    except BodyTooLarge as exc:
+        front = None
+        message = str(exc)
+        if front_limit is not None and front_limit <= max_body_bytes:
+            front = _oversize_answer(limits, exc.size, request_id)
+            message += f" for {limits.mode} endpoints"
+        raise InvocationError(413, message, "body", front=front) from exc
+    except BodyTimeout as exc:
+        raise InvocationError(408, str(exc), "body") from exc
+    except ClientDisconnect as exc:
+        raise InvocationError(400, "body: the client disconnected while sending it", "body") from exc
+
+    seconds = limits.max_invocation_seconds
+    token = cancellation.CancelToken(deadline=time.monotonic() + seconds)
+    work = asyncio.create_task(_run_handler(ep, body, request, token, request_id))
+    watch = asyncio.create_task(_wait_for_disconnect(request))
+    try:
+        await asyncio.wait({work, watch}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+    if not work.done():
+        token.cancel("the client disconnected" if watch.done() else "the invocation time limit passed")
+        work.add_done_callback(_abandoned)
+        if watch.done():
+            raise ClientGone()
+        raise InvocationError(
+            504,
+            f"{TIMEOUT_MESSAGE} (The limit is {seconds:g} s for {limits.mode} endpoints.)",
+            original_status=0,
+        )
+    try:
+        payload, ctype = work.result()
+    except cancellation.Cancelled as exc:  # the deadline passed just as the work noticed it
+        raise InvocationError(
+            504, f"{TIMEOUT_MESSAGE} (The limit is {seconds:g} s.)", original_status=0
+        ) from exc
+    response_limit = min(max_body_bytes, limits.max_response_bytes or max_body_bytes)
+    if len(payload) > response_limit:
+        raise InvocationError(
+            500,
+            f"response: is {len(payload)} bytes; the limit is {response_limit} bytes for {limits.mode} "
+            "endpoints (give the request an output S3 prefix, or ask for fewer or smaller images)",
+        )
     headers = {"x-Amzn-Invoked-Production-Variant": PRODUCTION_VARIANT}
     return Response(payload, media_type=ctype, headers=headers)
 
 
 def _log_request(
-    route: str, endpoint: str | None, status: int, start: float, error: str | None = None
+    route: str, endpoint: str | None, status: int, start: float, request_id: str, error: str | None = None
 ) -> None:
     record: dict[str, Any] = {"route": route, "endpoint": endpoint, "status": status}
     record["ms"] = round((time.perf_counter() - start) * 1000.0, 1)
+    record["request_id"] = request_id
     if error:
         record["error"] = error
     log.info(json.dumps(record))
 
 
-def _runtime_error(status: int, error_type: str, message: str, **extra: Any) -> JSONResponse:
+def _runtime_error(
+    status: int, error_type: str | None, message: str, request_id: str, **extra: Any
+) -> JSONResponse:
     """An error in the shape the sagemaker-runtime API uses, which botocore maps to exceptions."""
+    headers = {"x-amzn-RequestId": request_id}
+    if error_type:
+        headers["x-amzn-ErrorType"] = error_type
     return JSONResponse(
-        {"message": message, "Message": message, **extra},
-        status_code=status,
-        headers={"x-amzn-ErrorType": error_type},
+        {"message": message, "Message": message, **extra}, status_code=status, headers=headers
     )
+
+
+#: Client disconnected before the answer (nginx's convention; only ever seen in the log).
+CLIENT_CLOSED = 499
 
 
 def create_app(
     endpoints: Sequence[EndpointConfig],
     *,
     default: str | None = None,
-    max_body_bytes: int = MAX_BODY_BYTES,
+    max_body_bytes: int = CONTAINER_MAX_BODY_BYTES,
+    body_read_timeout: float = BODY_READ_TIMEOUT_S,
 ) -> Starlette:
     """The ASGI app serving ``endpoints``; models start loading when the app starts (lifespan).
 
     ``default`` names the endpoint behind ``POST /invocations`` (the first one unless set).
-    ``app.state.registry`` is the :class:`ModelRegistry`.
+    ``max_body_bytes`` is the container's own cap on request and response bodies (the serving
+    image's, by default); each endpoint's mode may cap them lower. ``body_read_timeout`` bounds
+    the time a client may take to send a body. ``app.state.registry`` is the :class:`ModelRegistry`.
     """
     registry = ModelRegistry(endpoints, default)
 
@@ -279,43 +465,64 @@ def create_app(
 
     async def invocations(request: Request) -> Response:
         start = time.perf_counter()
+        request_id = str(uuid.uuid4())
         ep = registry.endpoints[registry.default]
         try:
-            response = await _invoke(ep, request, max_body_bytes)
+            response = await _invoke(ep, request, request_id, max_body_bytes, body_read_timeout)
+        except ClientGone:
+            _log_request("/invocations", ep.config.name, CLIENT_CLOSED, start, request_id, "client gone")
+            return Response(status_code=CLIENT_CLOSED)
         except InvocationError as exc:
-            _log_request("/invocations", ep.config.name, exc.status, start, exc.message)
-            body = {"error": exc.message}
+            _log_request("/invocations", ep.config.name, exc.status, start, request_id, exc.message)
+            body = {"error": exc.message, "request_id": request_id}
             if exc.field:
                 body["field"] = exc.field
-            return JSONResponse(body, status_code=exc.status)
-        _log_request("/invocations", ep.config.name, response.status_code, start)
+            headers = {"x-amzn-RequestId": request_id}
+            if exc.status == 408:  # the rest of the body may still be on its way: start afresh
+                headers["Connection"] = "close"
+            return JSONResponse(body, status_code=exc.status, headers=headers)
+        _log_request("/invocations", ep.config.name, response.status_code, start, request_id)
+        response.headers["x-amzn-RequestId"] = request_id
         return response
 
     async def runtime_invocations(request: Request) -> Response:
         start = time.perf_counter()
+        request_id = str(uuid.uuid4())
         name = request.path_params["name"]
         route = "/endpoints/{name}/invocations"
         ep = registry.endpoints.get(name)
         if ep is None:
-            _log_request(route, name, 400, start, "not found")
-            return _runtime_error(400, "ValidationError", f"Endpoint {name} not found.")
+            _log_request(route, name, 400, start, request_id, "not found")
+            return _runtime_error(400, "ValidationError", f"Endpoint {name} not found.", request_id)
         try:
-            response = await _invoke(ep, request, max_body_bytes)
+            response = await _invoke(ep, request, request_id, max_body_bytes, body_read_timeout)
+        except ClientGone:
+            _log_request(route, name, CLIENT_CLOSED, start, request_id, "client gone")
+            return Response(status_code=CLIENT_CLOSED)
         except InvocationError as exc:
-            _log_request(route, name, exc.status, start, exc.message)
+            _log_request(route, name, exc.status, start, request_id, exc.message)
+            if exc.front is not None:
+                front = exc.front
+                return _runtime_error(front.status, front.error_type, front.message, request_id)
             if exc.status == 503:
-                return _runtime_error(429, "ModelNotReadyException", exc.message)
-            kind = "client" if exc.status < 500 else "server"
-            message = f'Received {kind} error ({exc.status}) from primary with message "{exc.message}".'
-            return _runtime_error(
+                return _runtime_error(429, "ModelNotReadyException", exc.message, request_id)
+            original = exc.original_status
+            kind = "client" if 400 <= original < 500 else "server"
+            message = f'Received {kind} error ({original}) from primary with message "{exc.message}".'
+            response = _runtime_error(
                 424,
                 "ModelError",
                 message,
+                request_id,
                 ErrorCode=f"{kind.upper()}_ERROR_FROM_MODEL",
-                OriginalStatusCode=exc.status,
+                OriginalStatusCode=original,
                 OriginalMessage=exc.message,
             )
-        _log_request(route, name, response.status_code, start)
+            if exc.status == 408:
+                response.headers["Connection"] = "close"
+            return response
+        _log_request(route, name, response.status_code, start, request_id)
+        response.headers["x-amzn-RequestId"] = request_id
         return response
 
     @asynccontextmanager
@@ -356,11 +563,14 @@ class LocalEndpointServer:
         port: int = 0,
         *,
         default: str | None = None,
-        max_body_bytes: int = MAX_BODY_BYTES,
+        max_body_bytes: int = CONTAINER_MAX_BODY_BYTES,
+        body_read_timeout: float = BODY_READ_TIMEOUT_S,
         load_timeout: float = 900.0,
         wait_for_models: bool = True,
     ) -> None:
-        self.app = create_app(endpoints, default=default, max_body_bytes=max_body_bytes)
+        self.app = create_app(
+            endpoints, default=default, max_body_bytes=max_body_bytes, body_read_timeout=body_read_timeout
+        )
         self.registry: ModelRegistry = self.app.state.registry
         self.host = host
         self.port = port
@@ -381,7 +591,9 @@ class LocalEndpointServer:
         import uvicorn
 
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on accepted sockets whose proto says TCP;
+        # without it every keep-alive request after the first waits ~40 ms for a delayed ACK (Nagle)
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((self.host, self.port))
