@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
+
 import typer
 
 app = typer.Typer(
@@ -23,6 +26,7 @@ EXIT_OK = 0
 EXIT_WORKFLOW_FAILED = 1  # the command ran, but the execution/job it followed failed
 EXIT_BAD_INPUT = 2  # bad option, missing file, invalid parameter value (click uses 2 for usage errors)
 EXIT_AWS = 3  # no credentials, unknown stack, an AWS API error
+EXIT_INTERRUPTED = 130  # Ctrl-C
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
@@ -31,31 +35,92 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _os_error(exc: OSError) -> str:
+    """``No such file or directory: 'x'`` rather than ``[Errno 2] ...`` or an exception name."""
+    reason = exc.strerror or str(exc)
+    return f"{reason}: {exc.filename}" if exc.filename else reason
+
+
 def _run_app(argv: list[str] | None) -> int:
-    """Run the app, turning known errors into one clear line and an exit code (no traceback)."""
-    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
+    """Run the app under the one error policy: a known error is one ``error:`` line and its exit code.
+
+    Every command runs inside this guard, so no command (present or future) can end in a
+    traceback: an unexpected exception is reported by its message with exit code 1, and
+    ``TRYON_DEBUG=1`` prints the traceback for a bug report.
+    """
+    import os
+
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        NoCredentialsError,
+        NoRegionError,
+        ProfileNotFound,
+    )
 
     from tryon.errors import RequestError
 
     try:
         # Without standalone mode click returns Exit codes instead of calling sys.exit.
         result = app(args=argv, standalone_mode=False, prog_name="tryon")
+    except (typer.Exit, typer.Abort, typer.TyperException):
+        raise  # click's own outcomes: run() shows them as click would
     except RequestError as exc:
         fail(str(exc), EXIT_BAD_INPUT)
         return EXIT_BAD_INPUT
-    except (NoCredentialsError, NoRegionError) as exc:
-        fail(f"{exc} (configure credentials with `aws configure` or AWS_PROFILE)", EXIT_AWS)
+    except NoRegionError:
+        from tryon.cli.aws import NO_REGION
+
+        fail(NO_REGION, EXIT_AWS)
         return EXIT_AWS
-    except (ClientError, BotoCoreError) as exc:
+    except NoCredentialsError as exc:
+        fail(f"{exc} (configure credentials with `aws configure`, AWS_PROFILE or --profile)", EXIT_AWS)
+        return EXIT_AWS
+    except (ProfileNotFound, ClientError, BotoCoreError) as exc:
         fail(str(exc), EXIT_AWS)
         return EXIT_AWS
-    except FileNotFoundError as exc:
-        fail(str(exc), EXIT_BAD_INPUT)
+    except OSError as exc:  # a missing file, a folder where a file belongs, no permission, ...
+        fail(_os_error(exc), EXIT_BAD_INPUT)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        fail("interrupted", 130)
-        return 130
+        fail("interrupted", EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # the last line of defence: a bug, reported without a traceback
+        if os.environ.get("TRYON_DEBUG", "").lower() in {"1", "true", "yes"}:
+            import traceback
+
+            traceback.print_exc()
+        fail(f"{exc or type(exc).__name__} (TRYON_DEBUG=1 prints the traceback)", EXIT_WORKFLOW_FAILED)
+        return EXIT_WORKFLOW_FAILED
     return result if isinstance(result, int) else EXIT_OK
+
+
+class _DropNotices(logging.Filter):
+    """Drops log records whose message contains one of ``needles``."""
+
+    def __init__(self, *needles: str) -> None:
+        super().__init__()
+        self.needles = needles
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(needle in message for needle in self.needles)
+
+
+_TORCHVISION_NOTICES = _DropNotices("requires torchvision (not installed); falling back")
+
+
+def quiet_library_notices() -> None:
+    """Silence the libraries' harmless notices in every command, without importing the libraries.
+
+    transformers logs one "requires torchvision (not installed); falling back to ...Pil" notice
+    per image processor class it scans (torchvision is not installed on purpose; the PIL
+    processors work). diffusers warns that ``torch_dtype`` is deprecated, but the serving
+    image's diffusers (0.33) only understands ``torch_dtype``, so the handlers keep it.
+    Other warnings from both libraries still show.
+    """
+    logging.getLogger("transformers.utils.import_utils").addFilter(_TORCHVISION_NOTICES)  # once per logger
+    warnings.filterwarnings("ignore", message="`torch_dtype` is deprecated", category=FutureWarning)
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -66,12 +131,13 @@ def run(argv: list[str] | None = None) -> int:
     # torch; OpenMP's default spin-waiting starves them (10x slower inpainting measured on
     # 2 cores, docs/bench-workflow.md). Torch is imported lazily, so this applies to it.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    quiet_library_notices()
     from tryon.cli import deploy, models, serve, train, workflow  # noqa: F401  (registers commands)
 
     try:
         code = _run_app(argv)
     except typer.Abort:
-        code = 130
+        code = EXIT_INTERRUPTED
     except typer.TyperException as exc:  # usage errors: shown as in click's standalone mode
         show = getattr(exc, "show", None)
         if show is not None:

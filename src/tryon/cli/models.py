@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from tryon.cli import app
+from tryon.cli import app, fail
 
 
 @app.command("tiny-models")
@@ -20,5 +20,7 @@ def tiny_models(
     """Build deterministic tiny random checkpoints (CLIPSeg, SD inpaint, x4 upscaler, two LoRAs)."""
     from tryon.tiny_models import ensure_tiny_models
 
+    if out.exists() and not out.is_dir():
+        raise fail(f"--out: {out} is a file; give a folder to write the checkpoints to")
     for name, path in ensure_tiny_models(out, force=force).items():
         typer.echo(f"{name}: {path}")

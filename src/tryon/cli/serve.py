@@ -40,6 +40,10 @@ def parse_endpoint_spec(spec: str):
     path = Path(folder).expanduser()
     if not path.is_dir():
         raise ValueError(f"--endpoint {spec!r}: model folder {path} does not exist")
+    from tryon.hub import check_model_source
+
+    # A folder without weights would fall back to the kind's hub id (minutes of retries offline).
+    check_model_source(str(path), f"--endpoint {spec!r}")
     return EndpointConfig(name=name, kind=kind, model_dir=str(path))
 
 
@@ -62,7 +66,7 @@ def serve(
     ] = False,
     host: Annotated[str, typer.Option(help="Interface to bind (0.0.0.0 for every interface).")] = "127.0.0.1",
     port: Annotated[
-        int, typer.Option(help="Port (8080 is the SageMaker container port; 0 picks one).")
+        int, typer.Option(help="Port (8080 is the SageMaker container port; 0 picks one).", min=0, max=65535)
     ] = 8080,
     default: Annotated[
         str, typer.Option("--default", help="Endpoint behind POST /invocations (default: the first).")

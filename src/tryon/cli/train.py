@@ -27,10 +27,15 @@ _CHANNEL_PLACEHOLDERS = {"pretrained_model": "base_model", "instance_data_dir": 
 )
 def local(ctx: typer.Context) -> None:
     """Train on this machine; every option: tryon train local --help."""
+    from tryon.hub import check_model_source
     from tryon.training.config import config_from_args
     from tryon.training.train import train
 
     config = config_from_args(list(ctx.args), prog="tryon train local")
+    # Before the 6 s of imports and any download: a wrong folder or no Hub fails in seconds.
+    check_model_source(config.pretrained_model, "pretrained_model", pipeline=True)
+    if config.mask_query and config.clipseg_model:
+        check_model_source(config.clipseg_model, "clipseg_model")
     result = train(config)
     for name, reason in result.skipped:
         typer.echo(f"skipped {name}: {reason}", err=True)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from tryon.cli import EXIT_OK, EXIT_WORKFLOW_FAILED, app, fail
+from tryon.cli.aws import Profile, Region
 from tryon.executions import ExecutionResult, StateEvent, format_event
 from tryon.kinds import TINY_MODEL_FOLDERS
 
@@ -25,6 +27,10 @@ Preset = Annotated[str | None, typer.Option(help="Named preset: draft, standard,
 Upscale = Annotated[bool | None, typer.Option("--upscale/--no-upscale", help="Upscale x4 (if configured).")]
 Sets = Annotated[list[str], typer.Option("--set", help="Any other parameter: NAME=VALUE (repeatable).")]
 Out = Annotated[Path, typer.Option(help="Folder for mask, images, manifest and preview.")]
+Json = Annotated[
+    bool,
+    typer.Option("--json", help="Print one JSON object on stdout for scripts (progress goes to stderr)."),
+]
 
 
 def _overrides(sets: list[str], **named: Any) -> dict[str, Any]:
@@ -37,19 +43,40 @@ def _overrides(sets: list[str], **named: Any) -> dict[str, Any]:
     return values
 
 
-def _print_event(event: StateEvent) -> None:
-    typer.echo(format_event(event))
+def _printer(as_json: bool) -> Callable[[StateEvent], None]:
+    """Prints state events: on stdout, or on stderr when stdout carries the JSON answer."""
+    return lambda event: typer.echo(format_event(event), err=as_json)
 
 
-def _report(result: ExecutionResult, files: list[Path]) -> int:
-    """Print the outcome and the files; the exit code scripts can rely on."""
-    status = (result.output or {}).get("status", result.status) if result.succeeded else result.status
-    typer.echo(f"execution {result.status}: {status}")
+def result_json(result: ExecutionResult, files: list[Path] | None = None) -> dict[str, Any]:
+    """What ``--json`` prints for an execution: scripts read this, not the human lines."""
+    failure = result.failure or {}
+    answer: dict[str, Any] = {
+        "execution": result.execution_arn,
+        "status": result.status,
+        "outcome": (result.output or {}).get("status") if result.succeeded else None,
+        "artifact": result.artifact_uri,
+        "output": result.output,
+        "error": None if result.succeeded else (failure.get("error") or result.error),
+        "cause": None if result.succeeded else (failure.get("cause") or result.cause),
+    }
+    if files is not None:
+        answer["files"] = [str(path) for path in files]
+    return answer
+
+
+def _report(result: ExecutionResult, files: list[Path], *, as_json: bool = False) -> int:
+    """Print the outcome and the files (or the JSON answer); the exit code scripts can rely on."""
     if not result.succeeded:
         failure = result.failure or {}
         typer.secho(f"error: {failure.get('cause') or result.cause or result.error}", err=True, fg="red")
-    for path in files:
-        typer.echo(f"  {path}")
+    if as_json:
+        typer.echo(json.dumps(result_json(result, files)))
+    else:
+        status = (result.output or {}).get("status", result.status) if result.succeeded else result.status
+        typer.echo(f"execution {result.status}: {status}")
+        for path in files:
+            typer.echo(f"  {path}")
     return EXIT_OK if result.succeeded else EXIT_WORKFLOW_FAILED
 
 
@@ -63,29 +90,44 @@ def _tiny_model_dirs() -> dict[str, str]:
 def _model_dirs(models: list[str]) -> tuple[dict[str, str], bool]:
     """KIND=DIR|HUB-ID assignments over the tiny defaults; also says whether all three are tiny."""
     from tryon.deploy import parse_assignments
-    from tryon.handlers.common import resolve_model_source
+    from tryon.hub import check_model_source
 
-    chosen = {kind: str(Path(v).expanduser()) for kind, v in parse_assignments(models, "--models").items()}
-    for kind, source in chosen.items():
-        if not resolve_model_source(source, ""):
-            raise fail(f"--models: {kind}={source} is neither a model folder (with config.json) nor a hub id")
+    chosen = {
+        kind: check_model_source(source, f"--models {kind}")
+        for kind, source in parse_assignments(models, "--models").items()
+    }
     dirs = _tiny_model_dirs() if len(chosen) < 3 else {}
     dirs.update(chosen)
     return dirs, not chosen
 
 
-def _run_locally(photo: Path, overrides: dict[str, Any], *, models: list[str], out: Path, preset: str | None,
-                 upscale: bool | None, progress: bool) -> int:  # fmt: skip
-    from tryon.local.runner import TINY_PARAMETERS, check_photo, run_photo
+def _check_job(overrides: dict[str, Any], preset: str | None) -> None:
+    """Everything Prepare will check of the parameters (values, the preset's name), before models load."""
     from tryon.workflow import params
 
+    values, named_preset, _ignored = params.metadata_overrides(params.to_metadata(overrides, preset))
+    params.resolve(
+        defaults=params.template_defaults(),
+        preset_table=params.presets(),
+        preset=named_preset,
+        metadata=values,
+        console={},
+    )
+
+
+def _run_locally(photo: Path, overrides: dict[str, Any], *, models: list[str], out: Path, preset: str | None,
+                 upscale: bool | None, progress: bool, as_json: bool = False) -> int:  # fmt: skip
+    from tryon.local.runner import TINY_PARAMETERS, check_photo, run_photo
+
     check_photo(photo)
-    params.to_metadata(overrides, preset)  # bad values fail here, before any model loads
+    _check_job(overrides, preset)  # bad values and unknown presets fail here, before any model loads
     if progress:
         os.environ["TRYON_PROGRESS_BARS"] = "1"
     model_dirs, all_tiny = _model_dirs(models)
     if all_tiny:
-        typer.echo("models: tiny random checkpoints (the images are noise; pass --models for real ones)")
+        typer.echo(
+            "models: tiny random checkpoints (the images are noise; pass --models for real ones)", err=as_json
+        )
     run = run_photo(
         photo,
         model_dirs=model_dirs,
@@ -94,10 +136,10 @@ def _run_locally(photo: Path, overrides: dict[str, Any], *, models: list[str], o
         preset=preset,
         upscale=upscale is not False,
         parameters=TINY_PARAMETERS if all_tiny else None,
-        on_event=_print_event,
-        on_status=lambda msg: typer.echo(msg),
+        on_event=_printer(as_json),
+        on_status=lambda msg: typer.echo(msg, err=as_json),
     )
-    return _report(run.result, run.files)
+    return _report(run.result, run.files, as_json=as_json)
 
 
 @app.command()
@@ -111,9 +153,6 @@ def demo(
     """The whole workflow on one machine: the sample photo, the real state machine, handlers and models."""
     from tryon.local.runner import DEMO_OVERRIDES, DEMO_PHOTO
 
-    # Without torchvision, transformers prints a fallback notice per image processor class
-    # it scans: harmless (the PIL processors work) and noise in a newcomer's first run.
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     typer.echo(
         f"photo: {DEMO_PHOTO} (query {DEMO_OVERRIDES['query']!r}, prompt {DEMO_OVERRIDES['prompt']!r})"
     )
@@ -143,6 +182,7 @@ def run_(
     ] = [],  # noqa: B006
     out: Out = Path("out"),
     progress: Annotated[bool, typer.Option(help="Progress bars for model loading and diffusion.")] = True,
+    as_json: Json = False,
 ) -> None:
     """The local workflow on your own photo, with your own (or the tiny) checkpoints."""
     overrides = _overrides(
@@ -158,20 +198,26 @@ def run_(
     )
     raise typer.Exit(
         _run_locally(
-            image, overrides, models=models, out=out, preset=preset, upscale=upscale, progress=progress
+            image,
+            overrides,
+            models=models,
+            out=out,
+            preset=preset,
+            upscale=upscale,
+            progress=progress,
+            as_json=as_json,
         )
     )
 
 
-def _clients(region: str) -> tuple[Any, Any, Any]:
-    import boto3
+def _clients(region: str, profile: str) -> tuple[Any, Any, Any]:
+    from tryon.cli.aws import session as aws_session
 
-    session = boto3.Session(region_name=region or None)
+    session = aws_session(region, profile)
     return session.client("cloudformation"), session.client("s3"), session.client("stepfunctions")
 
 
 StackName = Annotated[str, typer.Option("--stack", help="Name of the deployed CloudFormation stack.")]
-Region = Annotated[str, typer.Option(help="AWS region (default: from your AWS config).")]
 Timeout = Annotated[float, typer.Option(help="Seconds to wait for the execution.")]
 
 
@@ -195,11 +241,14 @@ def submit(
     out: Out = Path("out"),
     follow: Annotated[bool, typer.Option(help="Follow the execution and download the results.")] = True,
     region: Region = "",
+    profile: Profile = "",
     timeout: Timeout = 3600.0,
+    as_json: Json = False,
 ) -> None:
     """Upload a photo to a deployed stack (overrides as metadata), follow its execution, download results."""
     from tryon import stack as stacks
     from tryon.executions import follow_execution
+    from tryon.local.runner import check_photo
     from tryon.workflow import params
 
     overrides = _overrides(
@@ -213,17 +262,21 @@ def submit(
         adapter=adapter,
         upscale=upscale,
     )
+    check_photo(image, name=name)  # before any AWS call
     metadata = params.to_metadata(overrides, preset)
-    cfn, s3, sfn = _clients(region)
+    cfn, s3, sfn = _clients(region, profile)
     found = stacks.find_stack(cfn, stack)
     upload = stacks.upload_photo(s3, found, image, name=name, metadata=metadata)
-    typer.echo(f"uploaded s3://{upload.bucket}/{upload.key}")
+    uri = f"s3://{upload.bucket}/{upload.key}"
+    typer.echo(f"uploaded {uri}", err=as_json)
     if not follow:
+        if as_json:
+            typer.echo(json.dumps({"uploaded": uri, "version_id": upload.version_id}))
         return
     arn = stacks.find_execution(sfn, found, upload, timeout_seconds=min(timeout, 300.0))
-    typer.echo(f"execution {arn}")
-    result = follow_execution(sfn, arn, timeout=timeout, poll_s=2.0, on_event=_print_event)
-    raise typer.Exit(_report(result, _download(s3, result, out)))
+    typer.echo(f"execution {arn}", err=as_json)
+    result = follow_execution(sfn, arn, timeout=timeout, poll_s=2.0, on_event=_printer(as_json))
+    raise typer.Exit(_report(result, _download(s3, result, out), as_json=as_json))
 
 
 def _download(s3: Any, result: ExecutionResult, out: Path) -> list[Path]:
@@ -240,19 +293,25 @@ def status(
     execution: Annotated[str, typer.Argument(help="Execution ARN or name, or a job id.")],
     stack: StackName,
     region: Region = "",
+    profile: Profile = "",
+    as_json: Json = False,
 ) -> None:
     """Where an execution stands: its status, its states with durations, and its outcome."""
     from tryon import stack as stacks
     from tryon.executions import snapshot
 
-    cfn, _s3, sfn = _clients(region)
+    cfn, _s3, sfn = _clients(region, profile)
     found = stacks.find_stack(cfn, stack)
     result = snapshot(sfn, stacks.resolve_execution(sfn, found, execution))
+    show = _printer(as_json)
     for event in result.events:
-        _print_event(event)
-    typer.echo(
-        json.dumps({"status": result.status, "output": result.output, "artifact": result.artifact_uri})
-    )
+        show(event)
+    if as_json:
+        typer.echo(json.dumps(result_json(result)))
+    else:
+        typer.echo(
+            json.dumps({"status": result.status, "output": result.output, "artifact": result.artifact_uri})
+        )
     raise typer.Exit(EXIT_WORKFLOW_FAILED if result.status in {"FAILED", "TIMED_OUT", "ABORTED"} else EXIT_OK)
 
 
@@ -262,12 +321,13 @@ def results(
     stack: StackName,
     out: Out = Path("out"),
     region: Region = "",
+    profile: Profile = "",
 ) -> None:
     """Download what an execution wrote (its result folder, or its failure record)."""
     from tryon import stack as stacks
     from tryon.executions import snapshot
 
-    cfn, s3, sfn = _clients(region)
+    cfn, s3, sfn = _clients(region, profile)
     found = stacks.find_stack(cfn, stack)
     result = snapshot(sfn, stacks.resolve_execution(sfn, found, execution))
     if result.status == "RUNNING":

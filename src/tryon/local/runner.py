@@ -45,11 +45,25 @@ class LocalRun:
     files: list[Path]
 
 
-def check_photo(photo: Path) -> imaging.ImageHeader:
-    """Refuse a missing or unusable photo before any model loads."""
+def check_photo(photo: Path, *, name: str | None = None) -> imaging.ImageHeader:
+    """Refuse a photo Prepare would refuse, before any model loads or any AWS call.
+
+    The file must exist and decode fully within the default input limits, and the object
+    name it is uploaded under (``name``, else the file name) must end with a suffix the
+    EventBridge rule forwards, or no execution would ever start.
+    """
+    from tryon.workflow.config import IMAGE_SUFFIXES
+
     if not photo.is_file():
         raise RequestError("IMAGE", f"{photo} is not a file")
-    return imaging.read_header(photo.read_bytes(), field="IMAGE")
+    key = name or photo.name
+    if not key.lower().endswith(IMAGE_SUFFIXES):
+        field = "--name" if name else "IMAGE"
+        raise RequestError(field, f"{key} must end with one of {', '.join(IMAGE_SUFFIXES)}")
+    data = photo.read_bytes()
+    header = imaging.read_header(data, field="IMAGE")
+    imaging.decode_image(data, field="IMAGE").close()
+    return header
 
 
 def _clear_previous(out_dir: Path) -> None:
