@@ -12,7 +12,7 @@ TINY := .cache/tiny-models
 export HF_HUB_OFFLINE ?= 1
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: venv tools tiny-models demo test lint format bench constraints clean
+.PHONY: venv tools tiny-models demo test lint format bench constraints clean image-mappings
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ test: venv tools tiny-models lint
 
 bench: venv tiny-models
 	$(BIN)/python -m bench
+
+# After upgrading the sagemaker SDK: regenerate template.yaml's serving-image Mappings from its config.
+image-mappings: venv
+	$(BIN)/python -m tryon.image_uris --write-template template.yaml
 
 # After changing dependencies: re-resolve without the old pins and record what resolved.
 constraints:

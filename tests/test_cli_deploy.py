@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import boto3
@@ -14,6 +15,12 @@ from tryon.cli import EXIT_AWS, EXIT_BAD_INPUT, run
 
 ROLE = "arn:aws:iam::123456789012:role/sagemaker-exec"
 REGION = "us-east-1"
+TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    ],
+}
 
 
 def _strip_empty_shapes(parsed, **_):
@@ -44,6 +51,12 @@ def aws(monkeypatch):
             return session
 
         monkeypatch.setattr(boto3, "Session", session_with_shims)
+        iam = boto3.client("iam", region_name=REGION)
+        iam.create_role(RoleName="sagemaker-exec", AssumeRolePolicyDocument=json.dumps(TRUST))
+        lambda_trust = json.loads(
+            json.dumps(TRUST).replace("sagemaker.amazonaws.com", "lambda.amazonaws.com")
+        )
+        iam.create_role(RoleName="lambda-exec", AssumeRolePolicyDocument=json.dumps(lambda_trust))
         yield boto3.client("sagemaker", region_name=REGION)
 
 
@@ -65,9 +78,21 @@ def test_dry_run_prints_plan_without_calls(capsys, aws):
     assert aws.list_endpoints()["Endpoints"] == []
 
 
+def _results(capsys) -> list[dict]:
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+
+
+def _model_of(aws, endpoint: str) -> dict:
+    config_name = aws.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
+    variant = aws.describe_endpoint_config(EndpointConfigName=config_name)["ProductionVariants"][0]
+    return aws.describe_model(ModelName=variant["ModelName"])
+
+
 def test_creates_then_is_idempotent_then_rolls_forward(tmp_path, capsys, aws):
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket="artefacts")
+    s3.put_bucket_versioning(Bucket="artefacts", VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object(Bucket="artefacts", Key="clipseg/model.tar.gz", Body=b"clipseg v1")
     archive = tmp_path / "model.tar.gz"
     archive.write_bytes(b"not really a tarball, moto does not look")
     args = [
@@ -81,9 +106,10 @@ def test_creates_then_is_idempotent_then_rolls_forward(tmp_path, capsys, aws):
         "--region", REGION,
     ]  # fmt: skip
     assert run(args) == 0
-    results = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
-    assert {r["action"] for r in results} == {"created"}
-    assert s3.head_object(Bucket="artefacts", Key="tryon/sd_inpaint/model.tar.gz")["ContentLength"] > 0
+    assert {r["action"] for r in _results(capsys)} == {"created"}
+    sha1 = hashlib.sha256(archive.read_bytes()).hexdigest()
+    key1 = f"tryon/sd_inpaint/{sha1}/model.tar.gz"  # content-addressed
+    assert s3.head_object(Bucket="artefacts", Key=key1)["Metadata"] == {"sha256": sha1}
 
     inpaint = aws.describe_endpoint(EndpointName="tryon-sd-inpaint")
     assert inpaint["EndpointStatus"] == "InService"
@@ -91,25 +117,96 @@ def test_creates_then_is_idempotent_then_rolls_forward(tmp_path, capsys, aws):
     variant = config["ProductionVariants"][0]
     assert variant["InstanceType"] == "ml.g4dn.xlarge" and variant["InitialInstanceCount"] == 1
     model = aws.describe_model(ModelName=variant["ModelName"])
-    assert model["PrimaryContainer"]["ModelDataUrl"] == "s3://artefacts/tryon/sd_inpaint/model.tar.gz"
+    assert model["PrimaryContainer"]["ModelDataUrl"] == f"s3://artefacts/{key1}"
+    assert "-gpu-" in model["PrimaryContainer"]["Image"]
     assert model["ExecutionRoleArn"] == ROLE
     assert model["PrimaryContainer"]["Environment"]["TRYON_ENDPOINT_KIND"] == "sd_inpaint"
+    clipseg_model = _model_of(aws, "tryon-clipseg")
+    assert "-cpu-" in clipseg_model["PrimaryContainer"]["Image"]
     clipseg = aws.describe_endpoint_config(
         EndpointConfigName=aws.describe_endpoint(EndpointName="tryon-clipseg")["EndpointConfigName"]
     )
     assert clipseg["ProductionVariants"][0]["ServerlessConfig"]["MemorySizeInMB"] == 6144
 
-    # Same artefacts again: nothing changes.
+    # Same artefacts again: nothing changes, nothing is uploaded a second time.
     assert run(args) == 0
-    assert {json.loads(x)["action"] for x in capsys.readouterr().out.splitlines() if x.startswith("{")} == {
-        "unchanged"
-    }
+    assert {r["action"] for r in _results(capsys)} == {"unchanged"}
+    versions = s3.list_object_versions(Bucket="artefacts", Prefix="tryon/")["Versions"]
+    assert [v["Key"] for v in versions] == [key1]
+
+    # A new archive at the same local path: a new key, a new model, the endpoint rolls forward,
+    # and the object the old model still names is left exactly as it was.
+    archive.write_bytes(b"a retrained model, still not a tarball")
+    sha2 = hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert run(args) == 0
+    actions = {r["endpoint"]: r["action"] for r in _results(capsys)}
+    assert actions == {"tryon-sd-inpaint": "updated", "tryon-clipseg": "unchanged"}
+    new_model = _model_of(aws, "tryon-sd-inpaint")
+    assert new_model["ModelName"] != model["ModelName"]
+    assert (
+        new_model["PrimaryContainer"]["ModelDataUrl"]
+        == f"s3://artefacts/tryon/sd_inpaint/{sha2}/model.tar.gz"
+    )
+    old = s3.get_object(Bucket="artefacts", Key=key1)
+    assert old["Body"].read() == b"not really a tarball, moto does not look"
+    assert len(s3.list_object_versions(Bucket="artefacts", Prefix=key1)["Versions"]) == 1
+    assert aws.describe_model(ModelName=model["ModelName"])["PrimaryContainer"]["ModelDataUrl"].endswith(key1)
+
+    # An S3 artefact overwritten in place (new ETag) also rolls forward.
+    s3.put_object(Bucket="artefacts", Key="clipseg/model.tar.gz", Body=b"clipseg v2")
+    assert run(args) == 0
+    actions = {r["endpoint"]: r["action"] for r in _results(capsys)}
+    assert actions == {"tryon-sd-inpaint": "unchanged", "tryon-clipseg": "updated"}
     # A new artefact URI rolls the endpoint forward to a new config.
     args[args.index("clipseg=s3://artefacts/clipseg/model.tar.gz")] = "clipseg=s3://artefacts/v2/model.tar.gz"
+    s3.put_object(Bucket="artefacts", Key="v2/model.tar.gz", Body=b"clipseg v3")
     assert run(args) == 0
-    after = aws.describe_endpoint(EndpointName="tryon-clipseg")["EndpointConfigName"]
-    assert after != aws.describe_endpoint(EndpointName="tryon-sd-inpaint")["EndpointConfigName"]
+    assert (
+        _model_of(aws, "tryon-clipseg")["PrimaryContainer"]["ModelDataUrl"]
+        == "s3://artefacts/v2/model.tar.gz"
+    )
     assert "updated" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("role", "message"),
+    [
+        ("sagemaker-exec", "--role: must be an IAM role ARN"),
+        ("arn:aws:iam::123456789012:user/someone", "--role: must be an IAM role ARN"),
+        (
+            "arn:aws:iam::123456789012:role/missing",
+            "--role: arn:aws:iam::123456789012:role/missing does not exist",
+        ),
+        ("arn:aws:iam::123456789012:role/lambda-exec", "cannot be assumed by SageMaker"),
+        ("arn:aws:iam::999999999999:role/sagemaker-exec", "check the account"),
+    ],
+)
+def test_bad_role_is_refused_before_any_upload(role, message, tmp_path, capsys, aws):
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="artefacts")
+    archive = tmp_path / "model.tar.gz"
+    archive.write_bytes(b"archive")
+    code = run(["deploy-models", "--artifact", f"clipseg={archive}", "--bucket", "artefacts", "--role", role])
+    err = capsys.readouterr().err
+    assert code == EXIT_BAD_INPUT
+    assert message in err and "Traceback" not in err and "Error" not in err.split(":")[0]
+    assert s3.list_objects_v2(Bucket="artefacts")["KeyCount"] == 0
+    assert aws.list_models()["Models"] == []
+
+
+def test_missing_s3_artefact_is_a_clear_error(capsys, aws):
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket="artefacts")
+    code = run(["deploy-models", "--artifact", "clipseg=s3://artefacts/nope/model.tar.gz", "--role", ROLE])
+    err = capsys.readouterr().err
+    assert code == EXIT_BAD_INPUT
+    assert "clipseg.model_data: s3://artefacts/nope/model.tar.gz does not exist" in err
+    assert aws.list_models()["Models"] == []
+
+
+def test_neuron_instance_type_is_refused_by_name(capsys, aws):
+    args = ["--artifact", "sd_inpaint=s3://a/m.tar.gz", "--instance-type", "sd_inpaint=ml.inf2.xlarge"]
+    assert run(["deploy-models", *args, "--dry-run"]) == EXIT_BAD_INPUT
+    assert "sd_inpaint.instance_type: ml.inf2.xlarge needs a Neuron image" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

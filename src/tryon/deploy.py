@@ -1,29 +1,32 @@
 """Create or update the three SageMaker endpoints from packaged ``model.tar.gz`` artefacts.
 
 Uses the sagemaker Python SDK v3 resource classes (``sagemaker.core.resources``): a Model,
-an EndpointConfig and an Endpoint per kind. Names of models and configs carry a digest
-of what they contain, so re-running with the same artefacts changes nothing and a new
-artefact rolls the endpoint forward with ``UpdateEndpoint`` (no downtime).
+an EndpointConfig and an Endpoint per kind. Artefacts are content-addressed: a local archive
+is uploaded under a key that carries its sha256 (an object a model uses is never
+overwritten), and the names of models and configs carry a digest of what they serve
+(the artefact's content included), so re-running with the same archive changes nothing
+and a new archive rolls the endpoint forward with ``UpdateEndpoint`` (no downtime).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tryon import image_uris
 from tryon.errors import RequestError
 from tryon.kinds import KINDS
 from tryon.kinds import EndpointMode as Mode
 
 #: Sensible instance defaults per kind (CLIPSeg runs fine on CPU).
 DEFAULT_INSTANCE = {"clipseg": "ml.m5.xlarge", "sd_inpaint": "ml.g5.xlarge", "sd_upscale": "ml.g5.xlarge"}
-DEFAULT_TRANSFORMERS_VERSION = "4.51.3"
-DEFAULT_PYTORCH_VERSION = "2.6.0"
-DEFAULT_PY_VERSION = "py312"
+#: An IAM role ARN in any partition (aws, aws-cn, aws-us-gov, ...), path allowed.
+ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/(?:[\w+=,.@-]+/)*([\w+=,.@-]{1,64})$")
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ class EndpointPlan:
     endpoint_name: str
     model_data_url: str
     image_uri: str
+    #: What the artefact holds: ``sha256:<hex>`` of a local archive, ``etag:<etag>`` of an S3 object.
+    artifact_digest: str = ""
     mode: Mode = "realtime"
     instance_type: str = "ml.g5.xlarge"
     instance_count: int = 1
@@ -59,21 +64,6 @@ class EndpointPlan:
         return f"{self.endpoint_name[:50]}-c-{self.digest}"
 
 
-def default_image_uri(kind: str, region: str, instance_type: str, mode: Mode) -> str:
-    """The Hugging Face PyTorch inference DLC for the instance (CPU image for serverless)."""
-    from sagemaker.core import image_uris
-
-    return image_uris.retrieve(
-        framework="huggingface",
-        region=region,
-        version=DEFAULT_TRANSFORMERS_VERSION,
-        base_framework_version=f"pytorch{DEFAULT_PYTORCH_VERSION}",
-        py_version=DEFAULT_PY_VERSION,
-        image_scope="inference",
-        instance_type="ml.m5.xlarge" if mode == "serverless" else instance_type,
-    )
-
-
 def make_plan(
     kind: str,
     *,
@@ -97,11 +87,16 @@ def make_plan(
     if mode == "async" and not options.get("async_output_path"):
         raise RequestError(f"{kind}.async_output_path", "is required for asynchronous endpoints")
     instance_type = instance_type or DEFAULT_INSTANCE[kind]
+    if not image_uri:
+        try:
+            image_uri = image_uris.image_uri(region, instance_type, serverless=mode == "serverless")
+        except RequestError as exc:
+            raise RequestError(f"{kind}.{exc.field}", exc.detail) from exc
     return EndpointPlan(
         kind=kind,
         endpoint_name=endpoint_name,
         model_data_url=model_data_url,
-        image_uri=image_uri or default_image_uri(kind, region, instance_type, mode),
+        image_uri=image_uri,
         mode=mode,
         instance_type=instance_type,
         environment={"HF_HUB_OFFLINE": "1", "TRYON_ENDPOINT_KIND": kind, **options.pop("environment", {})},
@@ -110,14 +105,19 @@ def make_plan(
 
 
 def describe_plan(plan: EndpointPlan) -> dict[str, Any]:
-    """What ``--dry-run`` prints: the names and settings that would be created."""
+    """What ``--dry-run`` prints: the names and settings that would be created.
+
+    Names of an artefact given by s3:// URI depend on its ETag, which a dry run does not read.
+    """
+    unread = "<named after the artefact's ETag, read when deploying>"
     return {
         "endpoint": plan.endpoint_name,
         "kind": plan.kind,
         "mode": plan.mode,
-        "model": plan.model_name,
-        "endpoint_config": plan.config_name,
+        "model": plan.model_name if plan.artifact_digest else unread,
+        "endpoint_config": plan.config_name if plan.artifact_digest else unread,
         "model_data": plan.model_data_url,
+        "artifact": plan.artifact_digest or None,
         "image": plan.image_uri,
         "instance": "serverless"
         if plan.mode == "serverless"
@@ -237,12 +237,89 @@ def apply_plan(
     return {"endpoint": plan.endpoint_name, "action": action, "status": str(endpoint.endpoint_status)}
 
 
-def upload_artifact(path: Path, bucket: str, key: str, session: Any) -> str:
-    """Upload a local model.tar.gz and return its s3:// URI."""
-    if not path.is_file():
-        raise RequestError("artifact", f"{path} is not a file")
-    session.client("s3").upload_file(str(path), bucket, key)
-    return f"s3://{bucket}/{key}"
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def artifact_key(prefix: str, kind: str, sha256: str) -> str:
+    """The content-addressed key of an archive: a new archive never lands on a used key."""
+    return f"{prefix.strip('/')}/{kind}/{sha256}/model.tar.gz"
+
+
+def upload_artifact(path: Path, bucket: str, key: str, sha256: str, session: Any) -> bool:
+    """Upload a local archive to its content-addressed ``key`` unless it is there; True if uploaded.
+
+    The key carries the archive's sha256, so an object already under it holds the same bytes
+    (its ``sha256`` metadata is checked too) and is left alone: an artefact a live model uses is
+    never overwritten.
+    """
+    from botocore.exceptions import ClientError
+
+    s3 = session.client("s3")
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in {"404", "NoSuchKey", "NotFound"}:
+            raise
+    else:
+        stored = head.get("Metadata", {}).get("sha256")
+        if stored not in (None, sha256):
+            raise RequestError("artifact", f"s3://{bucket}/{key} holds sha256 {stored}, not {sha256}")
+        return False
+    s3.upload_file(str(path), bucket, key, ExtraArgs={"Metadata": {"sha256": sha256}})
+    return True
+
+
+def s3_artifact_digest(url: str, session: Any, *, field: str) -> str:
+    """``etag:<etag>`` of an artefact given as an s3:// URI; RequestError when it does not exist."""
+    from botocore.exceptions import ClientError
+
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    try:
+        head = session.client("s3").head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}:
+            raise RequestError(field, f"{url} does not exist") from exc
+        raise
+    return f"etag:{head['ETag'].strip(chr(34))}"
+
+
+def check_role(role_arn: str, session: Any) -> None:
+    """Check ``--role`` before anything is uploaded: an IAM role ARN that exists and SageMaker may assume.
+
+    RequestError names ``--role`` when the ARN is malformed, the role does not exist or its
+    trust policy does not name ``sagemaker.amazonaws.com``. Without ``iam:GetRole`` permission
+    only the ARN's shape is checked.
+    """
+    from botocore.exceptions import ClientError
+
+    match = ROLE_ARN.match(role_arn)
+    if not match:
+        raise RequestError(
+            "--role", f"must be an IAM role ARN (arn:aws:iam::<account>:role/<name>), got {role_arn!r}"
+        )
+    try:
+        role = session.client("iam").get_role(RoleName=match.group(2))["Role"]
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if code == "NoSuchEntity":
+            raise RequestError("--role", f"{role_arn} does not exist") from exc
+        if code in {"AccessDenied", "AccessDeniedException"}:
+            return
+        raise
+    if role.get("Arn") and role["Arn"] != role_arn:
+        raise RequestError("--role", f"{role_arn} names role {role['Arn']} (check the account and path)")
+    trust = json.dumps(role.get("AssumeRolePolicyDocument", {}))
+    if "sagemaker.amazonaws.com" not in trust:
+        raise RequestError(
+            "--role",
+            f"{role_arn} cannot be assumed by SageMaker (trust policy lacks sagemaker.amazonaws.com)",
+        )
 
 
 def parse_assignments(values: list[str], option: str) -> Mapping[str, str]:

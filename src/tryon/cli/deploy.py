@@ -44,18 +44,26 @@ def deploy_models(
             raise fail(f"--mode: {kind} must be realtime, serverless or async, got {value!r}")
     session = boto3.Session(region_name=region or None)
     region_name = session.region_name or "us-east-1"
+    if not dry_run:
+        if not role:
+            raise fail("--role is required (the SageMaker execution role ARN)")
+        deploy.check_role(role, session)  # before any upload
     plans = []
     for kind, source in artifacts.items():
-        if not source.startswith("s3://"):
+        if source.startswith("s3://"):
+            digest = "" if dry_run else deploy.s3_artifact_digest(source, session, field=f"{kind}.model_data")
+        else:
             path = Path(source)
             if not path.is_file():
                 raise fail(f"--artifact: {kind} artefact {path} does not exist")
             if not bucket and not dry_run:
                 raise fail("--bucket is required to upload local artefacts")
-            source = f"s3://{bucket or '<bucket>'}/{prefix}/{kind}/model.tar.gz"
+            sha256 = deploy.file_sha256(path)
+            key = deploy.artifact_key(prefix, kind, sha256)
+            source, digest = f"s3://{bucket or '<bucket>'}/{key}", f"sha256:{sha256}"
             if not dry_run:
-                typer.echo(f"uploading {path} -> {source}")
-                deploy.upload_artifact(path, bucket, f"{prefix}/{kind}/model.tar.gz", session)
+                uploaded = deploy.upload_artifact(path, bucket, key, sha256, session)
+                typer.echo(f"{'uploaded' if uploaded else 'already uploaded'} {path} -> {source}", err=True)
         plans.append(
             deploy.make_plan(
                 kind,
@@ -64,14 +72,13 @@ def deploy_models(
                 region=region_name,
                 mode=modes.get(kind, "realtime"),  # type: ignore[arg-type]
                 instance_type=instances.get(kind),
+                artifact_digest=digest,
                 async_output_path=f"{async_output.rstrip('/')}/{kind}/" if async_output else None,
             )
         )
     if dry_run:
         typer.echo(json.dumps([deploy.describe_plan(p) for p in plans], indent=2))
         return
-    if not role:
-        raise fail("--role is required (the SageMaker execution role ARN)")
     from rich.console import Console
 
     console = Console(stderr=True)

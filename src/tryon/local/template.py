@@ -157,6 +157,9 @@ class SamTemplate:
                 return str(self.resolve(arg[1])).split(arg[0])
             if key == "Fn::Join":
                 return arg[0].join(str(v) for v in self.resolve(arg[1]))
+            if key == "Fn::FindInMap":
+                name, top, second = (self.resolve(v) for v in arg)
+                return self.doc["Mappings"][name][top][second]
         resolved = {k: self.resolve(v) for k, v in value.items()}
         return {k: v for k, v in resolved.items() if v is not _NO_VALUE}
 
