@@ -118,7 +118,7 @@ def test_s3_errors_name_the_adapter_field(tmp_path, monkeypatch):
         s3.put_object(Bucket="loras", Key="two/b.safetensors", Body=b"b")
         for uri, message in [
             ("s3://loras/nothing/", r"no \.safetensors files under"),
-            ("s3://missing-bucket/x/", "could not list"),
+            ("s3://missing-bucket/x/", "the bucket does not exist"),
             ("s3://loras", "must be an s3://bucket/key URI"),
             ("s3://loras/two/", "must hold pytorch_lora_weights.safetensors or exactly one"),
         ]:

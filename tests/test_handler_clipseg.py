@@ -12,6 +12,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from tryon import imaging
+from tryon.contract import CLIPSEG
 from tryon.errors import RequestError
 from tryon.handlers import clipseg
 
@@ -63,7 +64,7 @@ def test_happy_path_contract(model):
     assert out["negative_scores"] == {}
     assert set(out["timings_ms"]) == {"decode", "preprocess", "inference", "postprocess", "encode"}
     assert out["model"] == model.model_id
-    assert out["threshold"] == clipseg.DEFAULT_THRESHOLD
+    assert out["threshold"] == CLIPSEG["threshold"].default == 0.4
 
 
 def test_query_string_is_accepted(model):
@@ -151,7 +152,7 @@ def test_image_from_s3(model):
         s3.put_object(Bucket="photos-in", Key="inputs/p.png", Body=imaging.encode_png(photo()))
         via_s3 = run(model, {"image": "s3://photos-in/inputs/p.png", "query": "a shirt"})
         missing = json.dumps({"image": "s3://photos-in/inputs/nope.png", "query": "a shirt"})
-        with pytest.raises(RequestError, match=r"^image: could not be read"):
+        with pytest.raises(RequestError, match=r"^image: s3://photos-in/inputs/nope.png does not exist"):
             clipseg.input_fn(missing, CT)
     assert via_s3["mask"] == run(model, {"image": b64(photo()), "query": "a shirt"})["mask"]
 

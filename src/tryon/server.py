@@ -63,6 +63,8 @@ PRODUCTION_VARIANT = "AllTraffic"
 CONTAINER_MAX_BODY_BYTES = 6_553_500
 #: How long the server waits for a request body to arrive in full.
 BODY_READ_TIMEOUT_S = 30.0
+#: A body over the limit is read and dropped up to this many times the limit (then the connection closes).
+DRAIN_FACTOR = 4
 #: What SageMaker answers (ModelError, "server error (0)") when the container is too slow.
 TIMEOUT_MESSAGE = (
     "Your invocation timed out while waiting for a response from container primary. Review the latency "
@@ -249,23 +251,32 @@ class ClientGone(Exception):
 
 
 async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The request body, within ``timeout`` seconds; BodyTooLarge over ``limit``, BodyTimeout if slow.
+
+    A body over the limit is still read (and dropped), up to DRAIN_FACTOR times the limit, so
+    that a client still sending gets the 413 rather than a reset connection.
+    """
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge(int(declared), limit)
+    declared_size = int(declared) if declared is not None and declared.isdigit() else None
+    if declared_size is not None and declared_size > DRAIN_FACTOR * limit:
+        raise BodyTooLarge(declared_size, limit)
     chunks: list[bytes] = []
     size = 0
     try:
         async with asyncio.timeout(timeout):
             async for chunk in request.stream():
                 size += len(chunk)
-                if size > limit:
-                    raise BodyTooLarge(None, limit)
-                chunks.append(chunk)
+                if size > DRAIN_FACTOR * limit:
+                    raise BodyTooLarge(declared_size, limit)
+                if size <= limit:
+                    chunks.append(chunk)
     except TimeoutError:
         expected = f" of the {declared} bytes its Content-Length announced" if declared else ""
         raise BodyTimeout(
             f"body: {size} bytes{expected} arrived in {timeout:g} s, the time limit for sending a body"
         ) from None
+    if size > limit:
+        raise BodyTooLarge(size, limit)
     return b"".join(chunks)
 
 

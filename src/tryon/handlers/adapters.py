@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tryon import imaging
+from tryon.contract import ADAPTER_NAME_PATTERN, check_adapter_spec
 from tryon.errors import RequestError
 
 FIELD = "adapter"
@@ -37,8 +38,7 @@ DEFAULT_NAME = "default"
 NONE_NAME = "none"
 #: File diffusers writes with ``save_lora_weights``.
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
-#: Adapter names: a folder name under ``adapters/``; no slashes and no leading dot (no path traversal).
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+NAME_PATTERN = ADAPTER_NAME_PATTERN
 #: Limits for adapters downloaded from S3.
 MAX_S3_FILES = 16
 MAX_S3_BYTES = int(os.environ.get("TRYON_MAX_ADAPTER_BYTES", 2 * 1024**3))
@@ -97,7 +97,7 @@ def default_adapter(model_dir: str | os.PathLike[str] | None) -> AdapterSource |
 
 def _download_s3_prefix(uri: str, cache_root: Path) -> Path:
     """Download the ``*.safetensors`` files under an S3 prefix once; return the local folder."""
-    from tryon.handlers.common import s3_client  # the shared client honours TRYON_S3_ENDPOINT_URL
+    from tryon.handlers.s3io import classify, s3_client
 
     bucket, prefix = imaging.parse_s3_uri(uri, field=FIELD)
     target = cache_root / hashlib.sha256(uri.encode()).hexdigest()[:24]
@@ -108,8 +108,8 @@ def _download_s3_prefix(uri: str, cache_root: Path) -> Path:
     try:
         pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
         objects = [o for page in pages for o in page.get("Contents", []) if o["Key"].endswith(".safetensors")]
-    except Exception as exc:  # botocore ClientError and connection faults alike
-        raise RequestError(FIELD, f"could not list {uri}: {exc}") from exc
+    except Exception as exc:  # missing/forbidden: the client's; throttling, 5xx: retried
+        raise classify(exc, field=FIELD, uri=uri, action="listed") from exc
     if not objects:
         raise RequestError(FIELD, f"no .safetensors files under {uri}")
     if len(objects) > MAX_S3_FILES:
@@ -127,7 +127,7 @@ def _download_s3_prefix(uri: str, cache_root: Path) -> Path:
             client.download_file(bucket, obj["Key"], str(partial / name))
     except Exception as exc:
         shutil.rmtree(partial, ignore_errors=True)
-        raise RequestError(FIELD, f"could not download {uri}: {exc}") from exc
+        raise classify(exc, field=FIELD, uri=uri, action="downloaded") from exc
     if target.exists() and not weight_file(target):  # a stale, incomplete folder
         shutil.rmtree(target, ignore_errors=True)
     try:
@@ -158,12 +158,7 @@ def resolve_adapter(
         if not weight_file(folder):
             raise RequestError(FIELD, f"{spec} must hold {LORA_WEIGHT_NAME} or exactly one .safetensors file")
         return AdapterSource(spec, "s3_" + folder.name, folder)
-    if not NAME_PATTERN.fullmatch(spec):
-        raise RequestError(
-            FIELD,
-            f"{spec!r} is not a valid adapter name (letters, digits, '.', '_' and '-', at most 64, "
-            "starting with a letter or digit), 'none', 'default' or an s3:// URI",
-        )
+    check_adapter_spec(spec, FIELD)
     folder = Path(model_dir or "") / "adapters" / spec
     if not weight_file(folder):
         available = ", ".join(list_adapters(model_dir))

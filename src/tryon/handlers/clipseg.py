@@ -16,6 +16,7 @@ from typing import Any
 from PIL import Image
 
 from tryon import imaging
+from tryon.contract import CLIPSEG
 from tryon.errors import RequestError
 from tryon.handlers import masks
 from tryon.handlers.common import (
@@ -26,14 +27,11 @@ from tryon.handlers.common import (
     resolve_model_source,
     torch_device_and_dtype,
 )
-from tryon.validation import get_float, get_int, get_str, get_str_list, reject_unknown
+from tryon.handlers.compat import dtype_kwargs
+from tryon.handlers.s3io import OutputTarget, output_target, write_pngs
 
 DEFAULT_MODEL_ID = "CIDAS/clipseg-rd64-refined"
-MAX_QUERIES = 16
-MAX_QUERY_LENGTH = 200
-MAX_GROW_PX = 256
-DEFAULT_THRESHOLD = 0.4
-KNOWN_FIELDS = {"image", "queries", "query", "negative_queries", "threshold", "dilate", "feather"}
+MAX_QUERIES = CLIPSEG["queries"].limits["max_items"]
 #: Upsampled logits are produced this many pixels at a time (float32), which bounds the
 #: post-processing memory for large photos and many queries.
 _UPSAMPLE_CHUNK_PIXELS = 16_000_000
@@ -61,6 +59,7 @@ class ClipSegRequest:
     threshold: float
     dilate: int
     feather: int
+    output: OutputTarget | None
     timer: PhaseTimer
 
 
@@ -71,7 +70,8 @@ def model_fn(model_dir: str | None, context: Any = None) -> ClipSegModel:
     source = resolve_model_source(model_dir, DEFAULT_MODEL_ID)
     device, dtype = torch_device_and_dtype()
     processor = CLIPSegProcessor.from_pretrained(source)
-    model = CLIPSegForImageSegmentation.from_pretrained(source, dtype=dtype).to(device).eval()
+    model = CLIPSegForImageSegmentation.from_pretrained(source, **dtype_kwargs("transformers", dtype))
+    model = model.to(device).eval()
     return ClipSegModel(model=model, processor=processor, device=device, dtype=dtype, model_id=source)
 
 
@@ -80,22 +80,21 @@ def input_fn(data: Any, content_type: str | None) -> ClipSegRequest:
     timer = PhaseTimer()
     with timer.phase("decode"):
         payload = parse_json_request(data, content_type)
-        reject_unknown(payload, KNOWN_FIELDS)
-        queries = get_str_list(payload, "queries", [], max_items=MAX_QUERIES, max_length=MAX_QUERY_LENGTH)
-        if "query" in payload and payload["query"] is not None:
+        CLIPSEG.check_known(payload)
+        queries = CLIPSEG.read(payload, "queries")
+        if payload.get("query") is not None:
             if queries:
                 raise RequestError("query", "give either query or queries, not both")
-            queries = [get_str(payload, "query", max_length=MAX_QUERY_LENGTH, allow_empty=False)]
+            queries = [CLIPSEG.read(payload, "query")]
         if not queries:
             raise RequestError("queries", f"at least one query is required (a list of 1..{MAX_QUERIES})")
-        negatives = get_str_list(
-            payload, "negative_queries", [], max_items=MAX_QUERIES, max_length=MAX_QUERY_LENGTH
-        )
-        threshold = get_float(payload, "threshold", DEFAULT_THRESHOLD, minimum=0.0, maximum=1.0)
-        dilate = get_int(payload, "dilate", 0, minimum=0, maximum=MAX_GROW_PX)
-        feather = get_int(payload, "feather", 0, minimum=0, maximum=MAX_GROW_PX)
+        negatives = CLIPSEG.read(payload, "negative_queries")
+        threshold = CLIPSEG.read(payload, "threshold")
+        dilate = CLIPSEG.read(payload, "dilate")
+        feather = CLIPSEG.read(payload, "feather")
+        output = output_target(CLIPSEG, payload)
         image = imaging.to_rgb(load_image(payload, "image"))
-    return ClipSegRequest(image, queries, negatives, threshold, dilate, feather, timer)
+    return ClipSegRequest(image, queries, negatives, threshold, dilate, feather, output, timer)
 
 
 def _logit(p: float) -> float:
@@ -165,9 +164,13 @@ def predict_fn(data: ClipSegRequest, model: ClipSegModel) -> dict[str, Any]:
         negative_scores = torch.sigmoid(negative_peaks).tolist()
     with timer.phase("encode"):
         # Fast zlib level: masks are large flat areas, so the PNG stays small anyway.
-        mask_b64 = imaging.b64encode(imaging.encode_png(masks.to_image(mask), compress_level=1))
+        mask_image = masks.to_image(mask)
+        if data.output is None:
+            written = {"mask": imaging.b64encode(imaging.encode_png(mask_image, compress_level=1))}
+        else:
+            written = {"outputs": write_pngs(data.output, [mask_image], indexed=False)}
     return {
-        "mask": mask_b64,
+        **written,
         "coverage": masks.coverage(mask),
         "scores": dict(zip(data.queries, scores, strict=True)),
         "negative_scores": dict(zip(data.negative_queries, negative_scores, strict=True)),

@@ -19,6 +19,7 @@ from typing import Any
 from PIL import Image
 
 from tryon import imaging
+from tryon.contract import SD_INPAINT
 from tryon.errors import RequestError
 from tryon.handlers import crop
 from tryon.handlers.adapters import (
@@ -31,7 +32,7 @@ from tryon.handlers.adapters import (
 from tryon.handlers.common import (
     MAX_SEED,
     PhaseTimer,
-    encode_image,
+    encode_inline,
     json_response,
     load_image,
     parse_json_request,
@@ -40,43 +41,18 @@ from tryon.handlers.common import (
     resolve_seed,
     torch_device_and_dtype,
 )
+from tryon.handlers.compat import dtype_kwargs
+from tryon.handlers.s3io import OutputTarget, output_target, write_pngs
 from tryon.handlers.samplers import SchedulerCache
-from tryon.validation import get_float, get_int, get_str, reject_unknown, require_mapping
+from tryon.validation import require_mapping
 
 DEFAULT_MODEL_ID = "stabilityai/stable-diffusion-2-inpainting"
-DEFAULT_STEPS = 30
-MAX_STEPS = 150
-DEFAULT_GUIDANCE = 7.5
-MAX_GUIDANCE = 50.0
-MAX_IMAGES = 4
-MIN_SIZE, MAX_SIZE = 64, 2048
-DEFAULT_PADDING, MAX_PADDING = 32, 2048
-MAX_PROMPT_CHARS = 2000
 #: Stability AI's SDXL 1.0 rules (JumpStart / REST API): these working sizes and cfg_scale <= 35.
 SDXL_DIMENSIONS = frozenset(
     {(1024, 1024), (1152, 896), (896, 1152), (1216, 832), (832, 1216), (1344, 768), (768, 1344)}
     | {(1536, 640), (640, 1536)}
 )
 SDXL_MAX_GUIDANCE = 35.0
-
-KNOWN_FIELDS = {
-    "image",
-    "mask",
-    "prompt",
-    "negative_prompt",
-    "steps",
-    "guidance_scale",
-    "cfg_scale",
-    "strength",
-    "seed",
-    "sampler",
-    "num_images",
-    "width",
-    "height",
-    "adapter",
-    "adapter_scale",
-    "padding",
-}
 
 
 @dataclass
@@ -111,6 +87,7 @@ class InpaintParams:
     adapter: str | None
     adapter_scale: float
     padding: int
+    output: OutputTarget | None
 
 
 def model_fn(model_dir: str | None, context: Any = None) -> InpaintModel:
@@ -120,7 +97,7 @@ def model_fn(model_dir: str | None, context: Any = None) -> InpaintModel:
     source = resolve_model_source(model_dir, DEFAULT_MODEL_ID)
     device, dtype = torch_device_and_dtype()
     pipe = AutoPipelineForInpainting.from_pretrained(
-        source, dtype=dtype, safety_checker=None, requires_safety_checker=False
+        source, **dtype_kwargs("diffusers", dtype), safety_checker=None, requires_safety_checker=False
     )
     if getattr(pipe, "safety_checker", None) is not None:
         pipe.safety_checker = None
@@ -161,14 +138,16 @@ def _guidance(payload: Mapping[str, Any], model: InpaintModel) -> float:
     if has_alias and payload.get("guidance_scale") is not None:
         raise RequestError("cfg_scale", "is an alias of guidance_scale; give only one of them")
     name = "cfg_scale" if has_alias else "guidance_scale"
-    limit = SDXL_MAX_GUIDANCE if model.is_sdxl else MAX_GUIDANCE
-    return get_float(payload, name, DEFAULT_GUIDANCE, minimum=0.0, maximum=limit)
+    value = SD_INPAINT.read(payload, name)
+    if model.is_sdxl and value > SDXL_MAX_GUIDANCE:
+        raise RequestError(name, f"must be <= {SDXL_MAX_GUIDANCE} for SDXL models, got {value}")
+    return value
 
 
 def _working_size(payload: Mapping[str, Any], model: InpaintModel) -> tuple[int, int]:
     res = model.working_resolution
-    width = get_int(payload, "width", res, minimum=MIN_SIZE, maximum=MAX_SIZE, multiple_of=8)
-    height = get_int(payload, "height", res, minimum=MIN_SIZE, maximum=MAX_SIZE, multiple_of=8)
+    width = SD_INPAINT.read(payload, "width", res)
+    height = SD_INPAINT.read(payload, "height", res)
     if model.is_sdxl and (width, height) not in SDXL_DIMENSIONS:
         allowed = ", ".join(f"{w}x{h}" for w, h in sorted(SDXL_DIMENSIONS))
         field_name = "width" if "width" in payload else "height"
@@ -178,21 +157,21 @@ def _working_size(payload: Mapping[str, Any], model: InpaintModel) -> tuple[int,
 
 def parse_params(payload: Mapping[str, Any], model: InpaintModel) -> InpaintParams:
     """Validate every non-image field; RequestError names the field and its limit."""
-    reject_unknown(payload, KNOWN_FIELDS)
-    steps = get_int(payload, "steps", DEFAULT_STEPS, minimum=1, maximum=MAX_STEPS)
-    strength = get_float(payload, "strength", 1.0, minimum=0.0, maximum=1.0, exclusive_minimum=True)
+    SD_INPAINT.check_known(payload)
+    steps = SD_INPAINT.read(payload, "steps")
+    strength = SD_INPAINT.read(payload, "strength")
     if int(steps * strength) < 1:
         raise RequestError(
             "strength", f"{strength} x steps {steps} leaves no denoising step; steps x strength must be >= 1"
         )
     width, height = _working_size(payload, model)
     seed = resolve_seed(payload)
-    num_images = get_int(payload, "num_images", 1, minimum=1, maximum=MAX_IMAGES)
-    sampler = get_str(payload, "sampler", None, max_length=100) or None
+    num_images = SD_INPAINT.read(payload, "num_images")
+    sampler = SD_INPAINT.read(payload, "sampler") or None
     model.schedulers.validate(sampler)
     return InpaintParams(
-        prompt=get_str(payload, "prompt", max_length=MAX_PROMPT_CHARS, allow_empty=False),
-        negative_prompt=get_str(payload, "negative_prompt", None, max_length=MAX_PROMPT_CHARS) or None,
+        prompt=SD_INPAINT.read(payload, "prompt"),
+        negative_prompt=SD_INPAINT.read(payload, "negative_prompt") or None,
         steps=steps,
         guidance_scale=_guidance(payload, model),
         strength=strength,
@@ -201,9 +180,10 @@ def parse_params(payload: Mapping[str, Any], model: InpaintModel) -> InpaintPara
         num_images=num_images,
         width=width,
         height=height,
-        adapter=get_str(payload, "adapter", None, max_length=1024) or None,
-        adapter_scale=get_float(payload, "adapter_scale", 1.0, minimum=0.0, maximum=2.0),
-        padding=get_int(payload, "padding", DEFAULT_PADDING, minimum=0, maximum=MAX_PADDING),
+        adapter=SD_INPAINT.read(payload, "adapter") or None,
+        adapter_scale=SD_INPAINT.read(payload, "adapter_scale"),
+        padding=SD_INPAINT.read(payload, "padding"),
+        output=output_target(SD_INPAINT, payload),
     )
 
 
@@ -279,9 +259,12 @@ def predict_fn(data: Mapping[str, Any], model: InpaintModel) -> dict[str, Any]:
     with timer.phase("postprocess"):
         results = [crop.paste_back(image, g, box, mask) for g in generated]
     with timer.phase("encode"):
-        encoded = [encode_image(r) for r in results]
+        if params.output is None:
+            written: dict[str, Any] = {"images": encode_inline(results)}
+        else:
+            written = {"outputs": write_pngs(params.output, results, indexed=True)}
     return {
-        "images": encoded,
+        **written,
         "seeds": image_seeds(params),
         "timings_ms": timer.timings_ms,
         "model": model.model_id,

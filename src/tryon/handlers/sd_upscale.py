@@ -22,10 +22,11 @@ import numpy as np
 from PIL import Image
 
 from tryon import imaging
+from tryon.contract import SD_UPSCALE, UPSCALE_MAX_OUTPUT_SIDE, upscale_max_side
 from tryon.errors import RequestError
 from tryon.handlers.common import (
     PhaseTimer,
-    encode_image,
+    encode_inline,
     json_response,
     load_image,
     parse_json_request,
@@ -34,25 +35,14 @@ from tryon.handlers.common import (
     resolve_seed,
     torch_device_and_dtype,
 )
-from tryon.validation import get_float, get_int, get_str, reject_unknown
+from tryon.handlers.compat import dtype_kwargs
+from tryon.handlers.s3io import OutputTarget, output_target, write_pngs
 
 DEFAULT_MODEL_ID = "stabilityai/stable-diffusion-x4-upscaler"
 SCALE = 4
 #: Every pass is padded to a multiple of this (the UNet's and VAE's downsampling factors).
 PAD_MULTIPLE = 8
-MAX_OUTPUT_SIDE = 8192
-MIN_TILE = 32
-KNOWN_FIELDS = {
-    "image",
-    "prompt",
-    "negative_prompt",
-    "steps",
-    "guidance_scale",
-    "noise_level",
-    "seed",
-    "tile_size",
-    "tile_overlap",
-}
+MAX_OUTPUT_SIDE = UPSCALE_MAX_OUTPUT_SIDE
 
 
 def max_input_side() -> int:
@@ -62,7 +52,7 @@ def max_input_side() -> int:
 
 def max_tiled_side() -> int:
     """Largest side accepted at all: ``TRYON_UPSCALE_MAX_TILED_SIDE`` (default 2048), capped by 8192/4."""
-    return min(int(os.environ.get("TRYON_UPSCALE_MAX_TILED_SIDE", "2048")), MAX_OUTPUT_SIDE // SCALE)
+    return upscale_max_side()
 
 
 @dataclass
@@ -89,6 +79,7 @@ class UpscaleRequest:
     seed: int
     tile_size: int
     tile_overlap: int
+    output: OutputTarget | None
     timer: PhaseTimer
 
 
@@ -98,7 +89,8 @@ def model_fn(model_dir: str | None, context: Any = None) -> UpscaleModel:
 
     source = resolve_model_source(model_dir, DEFAULT_MODEL_ID)
     device, dtype = torch_device_and_dtype()
-    pipe = StableDiffusionUpscalePipeline.from_pretrained(source, dtype=dtype).to(device)
+    pipe = StableDiffusionUpscalePipeline.from_pretrained(source, **dtype_kwargs("diffusers", dtype))
+    pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=not progress_bars_enabled())
     return UpscaleModel(pipe=pipe, device=device, dtype=dtype, model_id=source)
 
@@ -108,18 +100,21 @@ def input_fn(data: Any, content_type: str | None) -> UpscaleRequest:
     timer = PhaseTimer()
     with timer.phase("decode"):
         payload = parse_json_request(data, content_type)
-        reject_unknown(payload, KNOWN_FIELDS)
-        prompt = get_str(payload, "prompt", "")
-        negative_prompt = get_str(payload, "negative_prompt", None)
-        steps = get_int(payload, "steps", 20, minimum=1, maximum=150)
-        guidance_scale = get_float(payload, "guidance_scale", 7.5, minimum=0.0, maximum=50.0)
-        noise_level = get_int(payload, "noise_level", 20, minimum=0, maximum=350)
+        SD_UPSCALE.check_known(payload)
+        prompt = SD_UPSCALE.read(payload, "prompt")
+        negative_prompt = SD_UPSCALE.read(payload, "negative_prompt")
+        steps = SD_UPSCALE.read(payload, "steps")
+        guidance_scale = SD_UPSCALE.read(payload, "guidance_scale")
+        noise_level = SD_UPSCALE.read(payload, "noise_level")
         seed = resolve_seed(payload)
         single = max_input_side()
-        tile_size = get_int(
-            payload, "tile_size", single, minimum=MIN_TILE, maximum=single, multiple_of=PAD_MULTIPLE
-        )
-        tile_overlap = get_int(payload, "tile_overlap", min(64, tile_size // 4), minimum=0)
+        tile_size = SD_UPSCALE.read(payload, "tile_size", single)
+        if tile_size > single:
+            raise RequestError(
+                "tile_size", f"must be <= {single} (TRYON_UPSCALE_MAX_INPUT_SIDE), got {tile_size}"
+            )
+        tile_overlap = SD_UPSCALE.read(payload, "tile_overlap", min(64, tile_size // 4))
+        output = output_target(SD_UPSCALE, payload)
         if tile_overlap > tile_size // 2:
             half = tile_size // 2
             raise RequestError("tile_overlap", f"must be <= tile_size / 2 = {half}, got {tile_overlap}")
@@ -142,6 +137,7 @@ def input_fn(data: Any, content_type: str | None) -> UpscaleRequest:
         seed=seed,
         tile_size=tile_size,
         tile_overlap=tile_overlap,
+        output=output,
         timer=timer,
     )
 
@@ -236,9 +232,12 @@ def predict_fn(data: UpscaleRequest, model: UpscaleModel) -> dict[str, Any]:
         pixels = np.clip(out[: height * SCALE, : width * SCALE] * 255.0 + 0.5, 0, 255).astype(np.uint8)
         upscaled = Image.fromarray(pixels)
     with timer.phase("encode"):
-        image_b64 = encode_image(upscaled)
+        if data.output is None:
+            written: dict[str, Any] = {"image": encode_inline([upscaled])[0]}
+        else:
+            written = {"outputs": write_pngs(data.output, [upscaled], indexed=False)}
     return {
-        "image": image_b64,
+        **written,
         "seed": data.seed,
         "size": [upscaled.width, upscaled.height],
         "tiles": len(ys) * len(xs),

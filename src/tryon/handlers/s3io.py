@@ -1,0 +1,145 @@
+"""S3 for the model handlers: objects a request names (the version it names), and the outputs it asks for.
+
+Faults are classified where they happen:
+
+- the client's (the object or version does not exist, access is denied, the URI is bad) ->
+  :class:`tryon.errors.RequestError` naming the field and the URI (HTTP 400, not retried);
+- S3's own (throttling, 5xx, time-outs, connection faults) ->
+  :class:`tryon.errors.DependencyUnavailable` (HTTP 503 locally; the workflow retries it).
+
+Outputs are PNGs encoded at zlib level 1 and uploaded from a small thread pool: Pillow's
+encoder and boto3's upload release the GIL, so four full-size results encode and upload in
+parallel (see ``docs/bench-handlers.md``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+
+from tryon import contract, imaging
+from tryon.errors import DependencyUnavailable, RequestError
+
+#: S3 error codes that mean the request named something it may not read or that is not there.
+_CLIENT_CODES = frozenset(
+    {
+        "NoSuchKey",
+        "NoSuchBucket",
+        "NoSuchVersion",
+        "NotFound",
+        "404",
+        "AccessDenied",
+        "403",
+        "AllAccessDisabled",
+        "InvalidArgument",
+        "InvalidBucketName",
+        "InvalidObjectState",
+        "InvalidRange",
+        "400",
+    }
+)
+#: zlib level of output PNGs: level 1 is 3-4x faster than the default 6 for ~25% more bytes.
+OUTPUT_PNG_LEVEL = 1
+
+
+def s3_client() -> Any:
+    """A boto3 S3 client (``TRYON_S3_ENDPOINT_URL`` overrides the endpoint)."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=os.environ.get("TRYON_S3_ENDPOINT_URL") or None)
+
+
+def classify(exc: Exception, *, field: str, uri: str, action: str) -> Exception:
+    """The error to raise for an S3 fault: RequestError (the client's) or DependencyUnavailable."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        message = error.get("Message") or code
+        if code in {"AccessDenied", "403", "AllAccessDisabled"}:
+            return RequestError(field, f"{uri} could not be {action}: access denied (the endpoint's role)")
+        if code in _CLIENT_CODES or (400 <= status < 500 and status not in (408, 429)):
+            if code in {"NoSuchKey", "NoSuchVersion", "NotFound", "404"}:
+                return RequestError(field, f"{uri} does not exist (or the version is gone)")
+            if code == "NoSuchBucket":
+                return RequestError(field, f"{uri}: the bucket does not exist")
+            return RequestError(field, f"{uri} could not be {action}: {message}")
+        return DependencyUnavailable(
+            f"S3 failed while the {field} {uri} was {action} ({code or status}): {message}"
+        )
+    if isinstance(exc, BotoCoreError):
+        return DependencyUnavailable(f"S3 could not be reached while the {field} {uri} was {action}: {exc}")
+    return exc
+
+
+def read_object(uri: str, *, field: str, max_bytes: int = imaging.DEFAULT_MAX_BYTES) -> bytes:
+    """Bytes of ``s3://bucket/key[?versionId=V]`` (that version when named), at most ``max_bytes``."""
+    bucket, key, version = imaging.parse_versioned_s3_uri(uri, field=field)
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if version:
+        kwargs["VersionId"] = version
+    try:
+        obj = s3_client().get_object(**kwargs)
+        size = int(obj.get("ContentLength", 0))
+        if size > max_bytes:
+            obj["Body"].close()
+            raise RequestError(field, f"is {size} bytes; the limit is {max_bytes} bytes")
+        return obj["Body"].read()
+    except RequestError:
+        raise
+    except Exception as exc:
+        raise classify(exc, field=field, uri=uri, action="read") from exc
+
+
+@dataclass(frozen=True)
+class OutputTarget:
+    """Where an endpoint writes its images: ``s3://bucket/<prefix><name>[-<i>].png``."""
+
+    bucket: str
+    prefix: str
+    name: str
+
+    def key(self, index: int | None = None) -> str:
+        """``<prefix><name>.png``, or ``<prefix><name>-<index>.png`` for one of several images."""
+        suffix = "" if index is None else f"-{index}"
+        return f"{self.prefix}{self.name}{suffix}.png"
+
+
+def output_target(contract_: contract.EndpointContract, payload: Mapping[str, Any]) -> OutputTarget | None:
+    """The request's validated ``output``/``output_name``, or None when images come back base64."""
+    parsed = contract.read_output(contract_, payload)
+    return None if parsed is None else OutputTarget(*parsed)
+
+
+def _put_png(client: Any, bucket: str, key: str, image: Image.Image) -> dict[str, Any]:
+    data = imaging.encode_png(image, compress_level=OUTPUT_PNG_LEVEL)
+    uri = f"s3://{bucket}/{key}"
+    try:
+        response = client.put_object(Bucket=bucket, Key=key, Body=data, ContentType="image/png")
+    except Exception as exc:
+        raise classify(exc, field="output", uri=uri, action="written") from exc
+    written = {"uri": uri, "key": key, "bytes": len(data), "size": [image.width, image.height]}
+    if response.get("VersionId"):
+        written["version_id"] = response["VersionId"]
+    return written
+
+
+def write_pngs(target: OutputTarget, images: Sequence[Image.Image], *, indexed: bool) -> list[dict[str, Any]]:
+    """Encode and upload ``images`` in parallel; one ``{"uri", "key", "bytes", "size"}`` per image."""
+    client = s3_client()
+    keys = [target.key(i if indexed else None) for i in range(len(images))]
+    if len(images) == 1:
+        return [_put_png(client, target.bucket, keys[0], images[0])]
+    workers = min(len(images), os.cpu_count() or 1, 4)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tryon-output") as pool:
+        futures = [
+            pool.submit(_put_png, client, target.bucket, k, img) for k, img in zip(keys, images, strict=True)
+        ]
+        return [f.result() for f in futures]
