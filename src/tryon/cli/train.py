@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from tryon.cli import app, fail
+from tryon.cli.aws import Profile, Region
 
 train_app = typer.Typer(
     help="DreamBooth + LoRA fine-tuning of the inpainting model on ~12 photos of one garment.",
@@ -117,12 +118,12 @@ def sagemaker(
     ] = None,
     image_uri: Annotated[str, typer.Option(help="Training image (default: AWS PyTorch 2.8 GPU).")] = "",
     base_job_name: Annotated[str, typer.Option(help="Job name prefix.")] = "tryon-dreambooth-lora",
-    region: Annotated[str, typer.Option(help="AWS region (default: from your AWS config).")] = "",
+    region: Region = "",
+    profile: Profile = "",
     wait: Annotated[bool, typer.Option(help="Wait for the job and stream its logs.")] = False,
 ) -> None:
     """Submit the fine-tune as a SageMaker training job (sagemaker SDK v3 ModelTrainer)."""
-    import boto3
-
+    from tryon.cli.aws import session
     from tryon.training.sagemaker_launcher import LaunchSpec, launch
 
     hyperparameters = _parse_hyperparameters(
@@ -134,6 +135,7 @@ def sagemaker(
     )
     if not base_model and not hyperparameters.get("pretrained_model"):
         raise fail("give --base-model (s3:// diffusers folder) or --pretrained-model (hub id)")
+    boto_session = session(region, profile)
     spec = LaunchSpec(
         role=role,
         output_path=output_path,
@@ -150,9 +152,9 @@ def sagemaker(
         max_wait_s=max_wait_s,
         image_uri=image_uri or None,
         base_job_name=base_job_name,
-        region=region or None,
+        region=boto_session.region_name,
     )
-    result = launch(spec, boto_session=boto3.Session(region_name=region or None), wait=wait)
+    result = launch(spec, boto_session=boto_session, wait=wait)
     typer.echo(f"training job: {result.job_name}")
     typer.echo(f"model.tar.gz: {result.model_artifacts}")
     typer.echo(f"adapter:      {result.adapter_path}")
