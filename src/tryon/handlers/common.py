@@ -21,13 +21,13 @@ from typing import Any
 from PIL import Image
 
 from tryon import imaging
+from tryon.contract import MAX_SEED
 from tryon.errors import RequestError
 
 JSON_CONTENT_TYPE = "application/json"
 #: Largest request body a handler accepts (SageMaker real-time caps payloads at 6 MB;
 #: the local server and asynchronous endpoints may carry more).
 MAX_BODY_BYTES = int(os.environ.get("TRYON_MAX_BODY_BYTES", 64 * 1024 * 1024))
-MAX_SEED = 2**32 - 1
 #: Deepest nesting of objects and lists a request may have (the deepest real field is 3).
 MAX_JSON_DEPTH = 32
 _JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
@@ -100,26 +100,12 @@ def json_response(prediction: Mapping[str, Any], accept: str | None) -> str:
     return json.dumps(prediction)
 
 
-def s3_client():
-    """A boto3 S3 client (``TRYON_S3_ENDPOINT_URL`` overrides the endpoint) for s3:// inputs."""
-    import boto3
-
-    return boto3.client("s3", endpoint_url=os.environ.get("TRYON_S3_ENDPOINT_URL") or None)
-
-
 def read_image_bytes(value: Any, *, field: str) -> bytes:
-    """Bytes of an image field: base64 text (``data:`` URLs too) or an ``s3://bucket/key`` URI."""
+    """Bytes of an image field: base64 text (``data:`` URLs too) or ``s3://bucket/key[?versionId=V]``."""
     if isinstance(value, str) and value.startswith("s3://"):
-        bucket, key = imaging.parse_s3_uri(value, field=field)
-        try:
-            obj = s3_client().get_object(Bucket=bucket, Key=key)
-        except Exception as exc:  # botocore ClientError and connection faults alike
-            raise RequestError(field, f"could not be read from {value}: {exc}") from exc
-        if obj.get("ContentLength", 0) > imaging.DEFAULT_MAX_BYTES:
-            raise RequestError(
-                field, f"is {obj['ContentLength']} bytes; the limit is {imaging.DEFAULT_MAX_BYTES} bytes"
-            )
-        return obj["Body"].read()
+        from tryon.handlers import s3io
+
+        return s3io.read_object(value, field=field)
     return imaging.b64decode(value, field=field)
 
 
@@ -139,6 +125,31 @@ def load_image(
 def encode_image(img: Image.Image) -> str:
     """Base64 PNG of an image, as responses carry them."""
     return imaging.b64encode(imaging.encode_png(img))
+
+
+def max_response_bytes() -> int:
+    """The response limit of the mode this endpoint is deployed in (``TRYON_ENDPOINT_MODE``, realtime)."""
+    from tryon.kinds import MODE_LIMITS, check_mode
+
+    try:
+        limits = MODE_LIMITS[check_mode(os.environ.get("TRYON_ENDPOINT_MODE") or "realtime")]
+    except ValueError as exc:
+        raise RuntimeError(f"TRYON_ENDPOINT_MODE: {exc}") from exc
+    return limits.max_response_bytes or 0
+
+
+def encode_inline(images: list[Image.Image]) -> list[str]:
+    """Base64 PNGs for an answer without ``output``; RequestError if they cannot fit the response limit."""
+    encoded = [encode_image(img) for img in images]
+    total = sum(len(text) for text in encoded)
+    limit = max_response_bytes()
+    if limit and total > limit:
+        raise RequestError(
+            "output",
+            f"the image(s) would make a {total}-byte response; SageMaker's limit is {limit} bytes: "
+            "give output (an s3://bucket/prefix/ to write them to) and the answer carries their URIs",
+        )
+    return encoded
 
 
 def resolve_model_source(model_dir: str | os.PathLike[str] | None, default_id: str) -> str:
