@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tryon.local.template import load_template
+from tryon.local.template import SamTemplate, load_template
 from tryon.workflow.errors import PERMANENT_ERRORS, TRANSIENT_ERRORS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -154,3 +154,57 @@ def test_buckets_are_private_encrypted_and_tls_only(resource):
     if resource == "InputBucket":
         assert props["VersioningConfiguration"]["Status"] == "Enabled"
         assert props["NotificationConfiguration"]["EventBridgeConfiguration"]["EventBridgeEnabled"] is True
+
+
+def _endpoint_statements(parameters: dict[str, str]) -> dict[str, dict]:
+    """The endpoint role's policy statements by Sid, resolved for ``parameters``."""
+    stack = SamTemplate(TEMPLATE, {"InpaintModelDataUrl": "s3://art/sd/model.tar.gz", **parameters})
+    assert stack.condition_holds("CreateAnyEndpoint")
+    role = stack.doc["Resources"]["EndpointExecutionRole"]["Properties"]
+    statements = stack.resolve(role["Policies"][0]["PolicyDocument"]["Statement"])
+    return {s["Sid"]: s for s in statements}
+
+
+@pytest.mark.parametrize(
+    ("parameters", "adapter_bucket_arn"),
+    [
+        ({}, "local-OutputBucket-Arn"),
+        ({"AdapterBucket": "my-adapters", "AdapterPrefix": "lora/"}, "arn:aws:s3:::my-adapters"),
+    ],
+)
+def test_endpoint_role_reads_requests_writes_results_and_reads_adapters_only(parameters, adapter_bucket_arn):
+    prefix = parameters.get("AdapterPrefix", "adapters/")
+    statements = _endpoint_statements(parameters)
+    s3 = {
+        sid: s for sid, s in statements.items() if any(str(a).startswith("s3:") for a in _list(s["Action"]))
+    }
+    assert set(s3) == {
+        "ReadModelArtifacts",
+        "ReadImagesNamedInRequests",
+        "WriteResultImages",
+        "ListAdapters",
+        "ReadAdapters",
+    }
+    assert all(s["Effect"] == "Allow" for s in s3.values())
+    assert _list(s3["ReadModelArtifacts"]["Resource"]) == ["arn:aws:s3:::art/sd/model.tar.gz"]
+    read = s3["ReadImagesNamedInRequests"]
+    assert sorted(_list(read["Action"])) == ["s3:GetObject", "s3:GetObjectVersion"]
+    assert _list(read["Resource"]) == ["local-InputBucket-Arn/inputs/*", "local-OutputBucket-Arn/results/*"]
+    write = s3["WriteResultImages"]
+    assert _list(write["Action"]) == ["s3:PutObject"]
+    assert _list(write["Resource"]) == ["local-OutputBucket-Arn/results/*"]
+    listing = s3["ListAdapters"]
+    assert _list(listing["Action"]) == ["s3:ListBucket"] and _list(listing["Resource"]) == [
+        adapter_bucket_arn
+    ]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": f"{prefix}*"}}
+    adapters = s3["ReadAdapters"]
+    assert _list(adapters["Action"]) == ["s3:GetObject"]
+    assert _list(adapters["Resource"]) == [f"{adapter_bucket_arn}/{prefix}*"]
+    # Nothing may delete, and nothing but the results prefix may be written.
+    actions = {a for s in statements.values() for a in _list(s["Action"])}
+    assert not {a for a in actions if "Delete" in a or a in {"s3:*", "*"}}
+
+
+def _list(value: object) -> list:
+    return value if isinstance(value, list) else [value]
