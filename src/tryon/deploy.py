@@ -251,12 +251,19 @@ def artifact_key(prefix: str, kind: str, sha256: str) -> str:
     return f"{prefix.strip('/')}/{kind}/{sha256}/model.tar.gz"
 
 
-def upload_artifact(path: Path, bucket: str, key: str, sha256: str, session: Any) -> bool:
+def upload_artifact(
+    path: Path,
+    bucket: str,
+    key: str,
+    sha256: str,
+    session: Any,
+    progress: Callable[[int], None] | None = None,
+) -> bool:
     """Upload a local archive to its content-addressed ``key`` unless it is there; True if uploaded.
 
     The key carries the archive's sha256, so an object already under it holds the same bytes
     (its ``sha256`` metadata is checked too) and is left alone: an artefact a live model uses is
-    never overwritten.
+    never overwritten. ``progress`` is called with each chunk's byte count as it is sent.
     """
     from botocore.exceptions import ClientError
 
@@ -271,7 +278,7 @@ def upload_artifact(path: Path, bucket: str, key: str, sha256: str, session: Any
         if stored not in (None, sha256):
             raise RequestError("artifact", f"s3://{bucket}/{key} holds sha256 {stored}, not {sha256}")
         return False
-    s3.upload_file(str(path), bucket, key, ExtraArgs={"Metadata": {"sha256": sha256}})
+    s3.upload_file(str(path), bucket, key, ExtraArgs={"Metadata": {"sha256": sha256}}, Callback=progress)
     return True
 
 
