@@ -362,3 +362,23 @@ def test_keep_alive_requests_do_not_wait_for_delayed_acks(server):
             times.append(time.perf_counter() - start)
             assert resp.status_code == 200
     assert statistics.median(times[1:]) < 0.02, [round(t * 1000, 1) for t in times]
+
+
+# --------------------------------------------------------------------------------------
+# tryon serve --mode
+# --------------------------------------------------------------------------------------
+def test_serve_mode_option(tiny_models, capsys):
+    from tryon.cli import run
+    from tryon.cli.serve import apply_modes
+
+    configs = [EndpointConfig("a", "limits_probe", "/a"), EndpointConfig("b", "limits_probe", "/b")]
+    assert [c.mode for c in apply_modes(configs, [])] == ["realtime", "realtime"]
+    assert [c.mode for c in apply_modes(configs, ["serverless"])] == ["serverless", "serverless"]
+    assert [c.mode for c in apply_modes(configs, ["async", "b=serverless"])] == ["async", "serverless"]
+    with pytest.raises(ValueError, match="--mode 'c=serverless': no endpoint is named 'c'; served: a, b"):
+        apply_modes(configs, ["c=serverless"])
+    with pytest.raises(ValueError, match="--mode 'a=batch': unknown endpoint mode 'batch'; known: realtime"):
+        apply_modes(configs, ["a=batch"])
+    assert run(["serve", "-e", f"clipseg={tiny_models['clipseg']}", "--mode", "clipseg=fast"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown endpoint mode 'fast'" in err and "Traceback" not in err

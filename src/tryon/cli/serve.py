@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from tryon.cli import EXIT_BAD_INPUT, app, fail
-from tryon.kinds import HANDLER_MODULES, TINY_MODEL_FOLDERS
+from tryon.kinds import HANDLER_MODULES, MODES, TINY_MODEL_FOLDERS, check_mode
 
 TINY_ROOT = Path(".cache/tiny-models")
 
@@ -47,6 +47,31 @@ def parse_endpoint_spec(spec: str):
     return EndpointConfig(name=name, kind=kind, model_dir=str(path))
 
 
+MODE_HELP = (
+    f"NAME=MODE, or MODE for every endpoint; MODE is one of {', '.join(MODES)} (default realtime). "
+    "Sets the SageMaker limits the server enforces (request and response size, invocation time). Repeatable."
+)
+
+
+def apply_modes(configs: list, specs: list[str]) -> list:
+    """``configs`` with ``--mode`` specs (``NAME=MODE`` or ``MODE``) applied; ValueError says why."""
+    import dataclasses
+
+    names = {cfg.name for cfg in configs}
+    modes: dict[str | None, str] = {}
+    for spec in specs:
+        name, sep, mode = spec.rpartition("=")
+        if sep and name not in names:
+            raise ValueError(
+                f"--mode {spec!r}: no endpoint is named {name!r}; served: {', '.join(sorted(names))}"
+            )
+        try:
+            modes[name if sep else None] = check_mode(mode)
+        except ValueError as exc:
+            raise ValueError(f"--mode {spec!r}: {exc}") from None
+    return [dataclasses.replace(cfg, mode=modes.get(cfg.name, modes.get(None, cfg.mode))) for cfg in configs]
+
+
 def _snippet(url: str, name: str) -> str:
     return (
         "import boto3, json\n"
@@ -71,15 +96,19 @@ def serve(
     default: Annotated[
         str, typer.Option("--default", help="Endpoint behind POST /invocations (default: the first).")
     ] = "",
+    mode: Annotated[list[str], typer.Option("--mode", help=MODE_HELP)] = [],  # noqa: B006  (typer reads list defaults)
     max_body_bytes: Annotated[
         int | None,
-        typer.Option(help="Largest request body in bytes [default: 64 MiB or TRYON_MAX_BODY_BYTES].", min=1),
+        typer.Option(
+            help="The container's own cap on request and response bodies in bytes (default 6553500, "
+            "the serving image's model server); each endpoint's mode may cap them lower.",
+            min=1,
+        ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="Python log level of the request log.")] = "INFO",
 ) -> None:
     """Serve model handlers locally over the SageMaker HTTP contracts until Ctrl-C."""
-    from tryon.handlers.common import MAX_BODY_BYTES
-    from tryon.server import EndpointLoadError, LocalEndpointServer
+    from tryon.server import CONTAINER_MAX_BODY_BYTES, EndpointLoadError, LocalEndpointServer
 
     configs = []
     try:
@@ -90,6 +119,7 @@ def serve(
             ensure_tiny_models(TINY_ROOT)
             configs += [EndpointConfig(k, k, str(TINY_ROOT / f)) for k, f in TINY_MODEL_FOLDERS.items()]
         configs += [parse_endpoint_spec(spec) for spec in endpoint]
+        configs = apply_modes(configs, mode)
     except ValueError as exc:
         raise fail(str(exc)) from None
     if not configs:
@@ -101,7 +131,7 @@ def serve(
             host=host,
             port=port,
             default=default or None,
-            max_body_bytes=max_body_bytes or MAX_BODY_BYTES,
+            max_body_bytes=max_body_bytes or CONTAINER_MAX_BODY_BYTES,
             wait_for_models=False,
         )
         server.start()
@@ -113,7 +143,8 @@ def serve(
         typer.echo(f"serving on {server.url} (loading {len(configs)} model(s); GET {server.url}/ping)")
         for cfg in configs:
             typer.echo(
-                f"  {cfg.name:<12} {cfg.kind:<11} {cfg.model_dir}  POST /endpoints/{cfg.name}/invocations"
+                f"  {cfg.name:<12} {cfg.kind:<11} {cfg.mode:<10} {cfg.model_dir}  "
+                f"POST /endpoints/{cfg.name}/invocations"
             )
         typer.echo(f"  POST /invocations -> {server.registry.default}")
         try:
