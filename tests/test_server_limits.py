@@ -382,3 +382,36 @@ def test_serve_mode_option(tiny_models, capsys):
     assert run(["serve", "-e", f"clipseg={tiny_models['clipseg']}", "--mode", "clipseg=fast"]) == 2
     err = capsys.readouterr().err
     assert "unknown endpoint mode 'fast'" in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------------------
+# The real pipelines stop at the next step once their invocation is abandoned
+# --------------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("kind", "folder", "body"),
+    [
+        ("sd_inpaint", "sd-inpaint", {"prompt": "a shirt", "steps": 3, "seed": 1, "mask": "box"}),
+        ("sd_upscale", "sd-x4-upscaler", {"prompt": "a shirt", "steps": 3, "seed": 1}),
+    ],
+)
+def test_pipelines_consult_the_cancellation_token(tiny_models, kind, folder, body):
+    import importlib
+
+    from PIL import Image
+
+    from tryon import imaging
+
+    module = importlib.import_module(f"tryon.handlers.{kind}")
+    loaded = module.model_fn(str(tiny_models[folder]))
+    body = {**body, "image": imaging.b64encode(imaging.encode_png(Image.new("RGB", (32, 32), (200, 40, 40))))}
+    if body.get("mask") == "box":
+        mask = Image.new("L", (32, 32), 0)
+        mask.paste(255, (8, 8, 24, 24))
+        body["mask"] = imaging.b64encode(imaging.encode_png(mask))
+    data = module.input_fn(json.dumps(body).encode(), "application/json")
+    token = cancellation.CancelToken()
+    token.cancel("the client disconnected")
+    with cancellation.bound(token), pytest.raises(cancellation.Cancelled, match="the client disconnected"):
+        module.predict_fn(data, loaded)
+    assert module.predict_fn(data, loaded)  # with no token bound, the same request runs to the end

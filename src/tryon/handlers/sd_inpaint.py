@@ -18,7 +18,7 @@ from typing import Any
 
 from PIL import Image
 
-from tryon import imaging
+from tryon import cancellation, imaging
 from tryon.contract import SD_INPAINT
 from tryon.errors import RequestError
 from tryon.handlers import crop
@@ -225,6 +225,7 @@ def _generate(
             guidance_scale=params.guidance_scale,
             generator=generator,
             output_type="pil",
+            callback_on_step_end=cancellation.step_end_callback,  # stops work nobody waits for
         )
         images.append(result.images[0])
     return images

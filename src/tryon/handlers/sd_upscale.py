@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from tryon import imaging
+from tryon import cancellation, imaging
 from tryon.contract import SD_UPSCALE, UPSCALE_MAX_OUTPUT_SIDE, upscale_max_side
 from tryon.errors import RequestError
 from tryon.handlers.common import (
@@ -217,6 +217,7 @@ def predict_fn(data: UpscaleRequest, model: UpscaleModel) -> dict[str, Any]:
                     generator=torch.Generator("cpu").manual_seed(data.seed),
                     latents=noise[:, :, y : y + tile_h, x : x + tile_w].to(model.device, model.dtype),
                     output_type="np",
+                    callback=cancellation.legacy_step_callback,  # stops work nobody waits for
                 ).images[0]
                 if single:
                     out = result
