@@ -246,3 +246,110 @@ def test_no_credentials_is_a_clear_aws_error(monkeypatch, capsys, tmp_path):
     err = capsys.readouterr().err
     assert code == EXIT_AWS
     assert "Unable to locate credentials" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------- prefix, progress, parallel, prune
+@pytest.mark.parametrize("prefix", ["-tryon", "try_on", "t" * 60, "tryon.prod"])
+def test_prefix_must_give_valid_endpoint_names(prefix, capsys, aws):
+    assert (
+        run(["deploy-models", "--artifact", "clipseg=s3://a/m.tar.gz", "--prefix", prefix, "--dry-run"])
+        == EXIT_BAD_INPUT
+    )
+    err = capsys.readouterr().err
+    assert f"--prefix: {prefix!r} gives the endpoint name" in err and "63" in err
+    assert run(["prune-models", "--prefix", prefix, "--dry-run"]) == EXIT_BAD_INPUT
+
+
+def test_upload_reports_every_byte(tmp_path, aws):
+    from tryon import deploy
+
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket="artefacts")
+    archive = tmp_path / "model.tar.gz"
+    archive.write_bytes(b"x" * 300_000)
+    sent: list[int] = []
+    sha = deploy.file_sha256(archive)
+    assert deploy.upload_artifact(
+        archive, "artefacts", "k/model.tar.gz", sha, boto3.Session(), progress=sent.append
+    )
+    assert sum(sent) == 300_000
+
+
+def test_endpoints_are_applied_in_parallel_and_one_failure_does_not_stop_the_others(monkeypatch, capsys, aws):
+    import threading
+
+    from tryon import deploy
+
+    barrier = threading.Barrier(3, timeout=10)  # passes only if all three endpoints are in flight at once
+
+    def fake_apply(plan, *, role_arn, session, wait, on_status):
+        on_status("creating")
+        barrier.wait()
+        if plan.kind == "sd_upscale":
+            raise deploy.RequestError("sd_upscale.instance_type", "no capacity")
+        return {"endpoint": plan.endpoint_name, "action": "created", "status": "InService"}
+
+    monkeypatch.setattr(deploy, "apply_plan", fake_apply)
+    monkeypatch.setattr(deploy, "s3_artifact_digest", lambda *_a, **_k: "etag:x")
+    kinds = ("clipseg", "sd_inpaint", "sd_upscale")
+    argv = ["deploy-models", "--role", ROLE, "--region", REGION]
+    for kind in kinds:
+        argv += ["--artifact", f"{kind}=s3://a/{kind}/model.tar.gz"]
+    assert run(argv) == EXIT_BAD_INPUT
+    captured = capsys.readouterr()
+    assert [json.loads(line)["endpoint"] for line in captured.out.splitlines()] == [
+        "tryon-clipseg",
+        "tryon-sd-inpaint",
+    ]
+    assert "error: sd_upscale.instance_type: no capacity" in captured.err
+
+
+def _deploy_clipseg(uri: str) -> None:
+    args = ["deploy-models", "--artifact", f"clipseg={uri}", "--mode", "clipseg=serverless", "--role", ROLE]
+    assert run([*args, "--region", REGION]) == 0
+
+
+def test_prune_deletes_only_our_unused_models_and_configs(capsys, aws):
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket="artefacts")
+    for version in ("v1", "v2"):
+        s3.put_object(Bucket="artefacts", Key=f"{version}/model.tar.gz", Body=version.encode())
+    _deploy_clipseg("s3://artefacts/v1/model.tar.gz")
+    first = _model_of(aws, "tryon-clipseg")["ModelName"]
+    first_config = aws.describe_endpoint(EndpointName="tryon-clipseg")["EndpointConfigName"]
+    _deploy_clipseg("s3://artefacts/v2/model.tar.gz")
+    second = _model_of(aws, "tryon-clipseg")["ModelName"]
+    second_config = aws.describe_endpoint(EndpointName="tryon-clipseg")["EndpointConfigName"]
+    assert first != second and first_config != second_config
+    # Not ours: another prefix's leftovers and a hand-made model that merely starts like ours.
+    container = {"Image": "img", "ModelDataUrl": "s3://artefacts/v1/model.tar.gz"}
+    for name in ("other-clipseg-0123456789", "tryon-clipseg-experiment"):
+        aws.create_model(ModelName=name, PrimaryContainer=container, ExecutionRoleArn=ROLE)
+    capsys.readouterr()
+
+    assert run(["prune-models", "--dry-run", "--region", REGION]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed == {"endpoint_configs": [first_config], "models": [first], "deleted": False}
+    assert first in {m["ModelName"] for m in aws.list_models()["Models"]}
+
+    assert run(["prune-models", "--region", REGION]) == 0
+    assert json.loads(capsys.readouterr().out)["deleted"] is True
+    models = {m["ModelName"] for m in aws.list_models()["Models"]}
+    assert models == {second, "other-clipseg-0123456789", "tryon-clipseg-experiment"}
+    configs = {c["EndpointConfigName"] for c in aws.list_endpoint_configs()["EndpointConfigs"]}
+    assert configs == {second_config}
+    assert aws.describe_endpoint(EndpointName="tryon-clipseg")["EndpointStatus"] == "InService"
+
+    assert run(["prune-models", "--region", REGION]) == 0  # nothing left to prune
+    assert json.loads(capsys.readouterr().out) == {"endpoint_configs": [], "models": [], "deleted": True}
+
+
+def test_profile_option_selects_the_profile(monkeypatch, capsys, tmp_path, aws):
+    config = tmp_path / "config"
+    config.write_text("[profile staging]\nregion = eu-west-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    argv = ["deploy-models", "--artifact", "clipseg=s3://a/m.tar.gz", "--dry-run"]
+    assert run([*argv, "--profile", "staging"]) == 0
+    assert ".eu-west-1." in json.loads(capsys.readouterr().out)[0]["image"]
+    assert run([*argv, "--profile", "nope"]) == EXIT_AWS
+    assert "--profile: " in capsys.readouterr().err

@@ -64,6 +64,13 @@ class EndpointPlan:
         return f"{self.endpoint_name[:50]}-c-{self.digest}"
 
 
+def made_for(name: str, endpoint_name: str) -> bool:
+    """Whether ``name`` is a model or endpoint config name an :class:`EndpointPlan` for the endpoint gives."""
+    model = rf"{re.escape(endpoint_name[:52])}-[0-9a-f]{{10}}"
+    config = rf"{re.escape(endpoint_name[:50])}-c-[0-9a-f]{{10}}"
+    return re.fullmatch(f"{model}|{config}", name) is not None
+
+
 def make_plan(
     kind: str,
     *,
@@ -340,3 +347,68 @@ def parse_assignments(values: list[str], option: str) -> Mapping[str, str]:
             raise RequestError(option, f"kind must be one of {', '.join(KINDS)}, got {name!r}")
         out[name] = rest
     return out
+
+
+#: Endpoint states in which the endpoint may still move to another config: pruning waits.
+_TRANSITIONAL = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "UpdateRollbackFailed"})
+
+
+@dataclass(frozen=True)
+class Leftovers:
+    """Models and endpoint configs ``deploy-models`` made that no endpoint uses any more."""
+
+    endpoint_configs: list[str]
+    models: list[str]
+
+
+def find_leftovers(sm: Any, endpoint_names: list[str]) -> Leftovers:
+    """What :func:`delete_leftovers` would delete: our configs and models that no endpoint uses.
+
+    Every endpoint in the region counts as a user (a config or model is kept if any endpoint
+    uses it, whatever its name). While one of ``endpoint_names`` is being created or updated,
+    nothing is pruned: RequestError.
+    """
+    used_configs: set[str] = set()
+    for page in sm.get_paginator("list_endpoints").paginate():
+        for summary in page["Endpoints"]:
+            endpoint = sm.describe_endpoint(EndpointName=summary["EndpointName"])
+            if endpoint["EndpointName"] in endpoint_names and endpoint["EndpointStatus"] in _TRANSITIONAL:
+                raise RequestError(
+                    "endpoint",
+                    f"{endpoint['EndpointName']} is {endpoint['EndpointStatus']}; prune once it is InService",
+                )
+            used_configs.add(endpoint["EndpointConfigName"])
+            pending = endpoint.get("PendingDeploymentSummary") or {}
+            if pending.get("EndpointConfigName"):
+                used_configs.add(pending["EndpointConfigName"])
+    used_models: set[str] = set()
+    for name in used_configs:
+        config = sm.describe_endpoint_config(EndpointConfigName=name)
+        for variant in config.get("ProductionVariants", []) + config.get("ShadowProductionVariants", []):
+            used_models.add(variant["ModelName"])
+
+    def ours(lister: str, key: str, name_field: str, used: set[str]) -> list[str]:
+        found = [
+            item[name_field]
+            for page in sm.get_paginator(lister).paginate()
+            for item in page[key]
+            if item[name_field] not in used and any(made_for(item[name_field], e) for e in endpoint_names)
+        ]
+        return sorted(found)
+
+    return Leftovers(
+        endpoint_configs=ours("list_endpoint_configs", "EndpointConfigs", "EndpointConfigName", used_configs),
+        models=ours("list_models", "Models", "ModelName", used_models),
+    )
+
+
+def delete_leftovers(
+    sm: Any, leftovers: Leftovers, on_delete: Callable[[str], None] = lambda _m: None
+) -> None:
+    """Delete the configs, then the models (a config names its models)."""
+    for name in leftovers.endpoint_configs:
+        on_delete(f"deleting endpoint config {name}")
+        sm.delete_endpoint_config(EndpointConfigName=name)
+    for name in leftovers.models:
+        on_delete(f"deleting model {name}")
+        sm.delete_model(ModelName=name)

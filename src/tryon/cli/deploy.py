@@ -3,14 +3,100 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from tryon.cli import app, fail
+from tryon.cli.aws import Profile, Region
+from tryon.cli.aws import session as aws_session
+from tryon.kinds import KINDS, MODES
 
 ROLE_HELP = "IAM role SageMaker assumes to pull the image and artefacts (arn:aws:iam::...:role/...)."
+PREFIX_HELP = "Endpoint name prefix: <prefix>-clipseg, <prefix>-sd-inpaint, <prefix>-sd-upscale."
+#: SageMaker's rule for an endpoint name (CreateEndpoint's EndpointName pattern, 63 characters).
+ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+Prefix = Annotated[str, typer.Option(help=PREFIX_HELP)]
+
+
+def endpoint_names(prefix: str) -> dict[str, str]:
+    """Kind -> endpoint name for ``prefix``; exit 2 unless SageMaker accepts every name."""
+    names = {kind: f"{prefix}-{kind.replace('_', '-')}" for kind in KINDS}
+    for name in names.values():
+        if not ENDPOINT_NAME.match(name):
+            raise fail(
+                f"--prefix: {prefix!r} gives the endpoint name {name!r}, which SageMaker refuses "
+                "(at most 63 letters, digits and hyphens, starting and ending with a letter or digit)"
+            )
+    return names
+
+
+def _upload(deploy: Any, path: Path, bucket: str, key: str, sha256: str, session: Any) -> bool:
+    """Upload one archive with a progress bar on stderr; True if it was uploaded (not already there)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(f"uploading {path.name}", total=path.stat().st_size)
+        return deploy.upload_artifact(
+            path, bucket, key, sha256, session, progress=lambda sent: bar.advance(task, sent)
+        )
+
+
+def _apply_in_parallel(
+    plans: list[Any], *, role: str, new_session: Callable[[], Any], wait: bool
+) -> list[dict[str, str]]:
+    """Apply every plan at once (one thread and boto3 session each) with a status line per endpoint.
+
+    Results come back in plan order; if any endpoint failed, the others still finish and the
+    first failure is raised afterwards.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from tryon import deploy
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True)) as board:
+        tasks = [board.add_task(f"{plan.endpoint_name}: starting", total=None) for plan in plans]
+
+        def apply(plan: Any, task: Any) -> dict[str, str]:
+
+            def show(message: str) -> None:
+                board.update(task, description=f"{plan.endpoint_name}: {message}")
+
+            try:
+                result = deploy.apply_plan(
+                    plan, role_arn=role, session=new_session(), wait=wait, on_status=show
+                )
+            except Exception:
+                show("failed")
+                raise
+            finally:
+                board.update(task, total=1, completed=1)
+            show(f"{result['action']}, {result['status']}")
+            return result
+
+        with ThreadPoolExecutor(max_workers=max(1, len(plans))) as pool:
+            futures = [pool.submit(apply, plan, task) for plan, task in zip(plans, tasks, strict=True)]
+    results, errors = [], []
+    for future in futures:
+        error = future.exception()
+        if error is None:
+            results.append(future.result())
+        else:
+            errors.append(error)
+    for result in results:
+        typer.echo(json.dumps(result))
+    if errors:
+        raise errors[0]
+    return results
 
 
 @app.command("deploy-models")
@@ -20,30 +106,35 @@ def deploy_models(
         typer.Option(help="KIND=PATH_OR_S3_URI of a model.tar.gz (kinds: clipseg, sd_inpaint, sd_upscale)."),
     ],
     role: Annotated[str, typer.Option(help=ROLE_HELP)] = "",
-    prefix: Annotated[str, typer.Option(help="Endpoint name prefix: <prefix>-clipseg, ...")] = "tryon",
+    prefix: Prefix = "tryon",
     bucket: Annotated[str, typer.Option(help="Bucket to upload local artefacts to.")] = "",
     mode: Annotated[list[str], typer.Option(help="KIND=realtime|serverless|async (default realtime).")] = [],  # noqa: B006  (typer reads list defaults, never mutates them)
     instance_type: Annotated[list[str], typer.Option(help="KIND=ml.instance.type override.")] = [],  # noqa: B006
     async_output: Annotated[str, typer.Option(help="s3:// prefix for asynchronous endpoint outputs.")] = "",
-    region: Annotated[str, typer.Option(help="AWS region (default: from your AWS config).")] = "",
+    region: Region = "",
+    profile: Profile = "",
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print what would be created; call nothing.")
     ] = False,
     wait: Annotated[bool, typer.Option(help="Wait until every endpoint is InService.")] = True,
 ) -> None:
     """Create or update the SageMaker endpoints (sagemaker SDK v3) from model.tar.gz artefacts."""
-    import boto3
-
     from tryon import deploy
 
     artifacts = deploy.parse_assignments(artifact, "--artifact")
     modes = deploy.parse_assignments(mode, "--mode")
     instances = deploy.parse_assignments(instance_type, "--instance-type")
     for kind, value in modes.items():
-        if value not in ("realtime", "serverless", "async"):
-            raise fail(f"--mode: {kind} must be realtime, serverless or async, got {value!r}")
-    session = boto3.Session(region_name=region or None)
-    region_name = session.region_name or "us-east-1"
+        if value not in MODES:
+            raise fail(f"--mode: {kind} must be {', '.join(MODES[:-1])} or {MODES[-1]}, got {value!r}")
+    for kind, value in instances.items():
+        if not value.startswith("ml."):
+            raise fail(
+                f"--instance-type: {kind} must be a SageMaker instance type like ml.m5.large, got {value!r}"
+            )
+    names = endpoint_names(prefix)
+    session = aws_session(region, profile)
+    region_name = session.region_name
     if not dry_run:
         if not role:
             raise fail("--role is required (the SageMaker execution role ARN)")
@@ -62,12 +153,12 @@ def deploy_models(
             key = deploy.artifact_key(prefix, kind, sha256)
             source, digest = f"s3://{bucket or '<bucket>'}/{key}", f"sha256:{sha256}"
             if not dry_run:
-                uploaded = deploy.upload_artifact(path, bucket, key, sha256, session)
+                uploaded = _upload(deploy, path, bucket, key, sha256, session)
                 typer.echo(f"{'uploaded' if uploaded else 'already uploaded'} {path} -> {source}", err=True)
         plans.append(
             deploy.make_plan(
                 kind,
-                endpoint_name=f"{prefix}-{kind.replace('_', '-')}",
+                endpoint_name=names[kind],
                 model_data_url=source,
                 region=region_name,
                 mode=modes.get(kind, "realtime"),  # type: ignore[arg-type]
@@ -79,16 +170,29 @@ def deploy_models(
     if dry_run:
         typer.echo(json.dumps([deploy.describe_plan(p) for p in plans], indent=2))
         return
-    from rich.console import Console
+    _apply_in_parallel(plans, role=role, new_session=lambda: aws_session(region, profile), wait=wait)
 
-    console = Console(stderr=True)
-    for plan in plans:
-        with console.status(f"{plan.endpoint_name}: starting") as status:
-            result = deploy.apply_plan(
-                plan,
-                role_arn=role,
-                session=session,
-                wait=wait,
-                on_status=lambda msg, s=status, p=plan: s.update(f"{p.endpoint_name}: {msg}"),
-            )
-        typer.echo(json.dumps(result))
+
+@app.command("prune-models")
+def prune_models(
+    prefix: Prefix = "tryon",
+    region: Region = "",
+    profile: Profile = "",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be deleted; delete nothing.")
+    ] = False,
+) -> None:
+    """Delete the models and endpoint configs deploy-models left behind that no endpoint uses."""
+    from tryon import deploy
+
+    names = list(endpoint_names(prefix).values())
+    sm = aws_session(region, profile).client("sagemaker")
+    leftovers = deploy.find_leftovers(sm, names)
+    if not dry_run:
+        deploy.delete_leftovers(sm, leftovers, on_delete=lambda message: typer.echo(message, err=True))
+    answer = {
+        "endpoint_configs": leftovers.endpoint_configs,
+        "models": leftovers.models,
+        "deleted": not dry_run,
+    }
+    typer.echo(json.dumps(answer))
