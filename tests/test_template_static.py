@@ -208,3 +208,38 @@ def test_endpoint_role_reads_requests_writes_results_and_reads_adapters_only(par
 
 def _list(value: object) -> list:
     return value if isinstance(value, list) else [value]
+
+
+def test_every_function_logs_to_a_log_group_with_the_stacks_retention():
+    resources = load_template(TEMPLATE)["Resources"]
+    functions = {n: r for n, r in resources.items() if r["Type"] == "AWS::Serverless::Function"}
+    assert len(functions) >= 6
+    groups = set()
+    for name, res in functions.items():
+        logging = res["Properties"]["LoggingConfig"]
+        assert logging["LogFormat"] == "JSON", name
+        group = resources[logging["LogGroup"]["Ref"]]
+        assert group["Type"] == "AWS::Logs::LogGroup", name
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
+        groups.add(logging["LogGroup"]["Ref"])
+    assert len(groups) == len(functions)  # one each
+
+
+def test_versioned_buckets_are_retained_by_sam_delete():
+    resources = load_template(TEMPLATE)["Resources"]
+    for name in ("InputBucket", "OutputBucket"):
+        assert resources[name]["DeletionPolicy"] == resources[name]["UpdateReplacePolicy"] == "Retain"
+
+
+def test_upload_limits_cannot_exceed_what_the_handlers_accept():
+    from tryon import imaging
+
+    params = load_template(TEMPLATE)["Parameters"]
+    assert (
+        params["MaxInputBytes"]["MaxValue"] == imaging.DEFAULT_MAX_BYTES >= params["MaxInputBytes"]["Default"]
+    )
+    assert (
+        params["MaxInputPixels"]["MaxValue"]
+        == imaging.DEFAULT_MAX_PIXELS
+        >= params["MaxInputPixels"]["Default"]
+    )
