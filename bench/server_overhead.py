@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -82,7 +83,8 @@ def main() -> None:
             response = runtime.invoke_endpoint(EndpointName=name, Body=body, ContentType="application/json")
             response["Body"].read()
 
-        medians = alternate(args.repeats, in_process=in_process, httpx=via_httpx, boto3=via_boto3)
+        samples = alternate(args.repeats, in_process=in_process, httpx=via_httpx, boto3=via_boto3)
+        medians = {name: statistics.median(times) for name, times in samples.items()}
         # throughput: batches of the three kinds take turns; req/s from the median batch time
         calls = 4 * args.clients
         batches = alternate(
@@ -91,7 +93,7 @@ def main() -> None:
             one_endpoint=batch(calls, args.clients, lambda _: via_boto3()),
             spread=batch(calls, args.clients, lambda i: via_boto3(names[i % len(names)])),
         )
-        sequential, one_endpoint, spread = (calls / seconds for seconds in batches.values())
+        sequential, one_endpoint, spread = (calls / statistics.median(times) for times in batches.values())
 
     base = medians["in_process"]
 
