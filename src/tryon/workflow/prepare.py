@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from tryon import imaging
 from tryon.workflow import layout, storage
 from tryon.workflow.config import Settings
 from tryon.workflow.errors import as_step_errors
@@ -14,10 +16,23 @@ from tryon.workflow.job import build_job
 COMPLETE_STATUSES = ("succeeded", "no-garment-found")
 
 
+def within_handler_limits(settings: Settings) -> Settings:
+    """Upload limits capped at what the endpoints' handlers accept (:mod:`tryon.imaging`'s).
+
+    One limit: an upload Prepare accepts is never refused by an endpoint for its size.
+    template.yaml caps MaxInputBytes/MaxInputPixels the same way.
+    """
+    return dataclasses.replace(
+        settings,
+        max_input_bytes=min(settings.max_input_bytes, imaging.DEFAULT_MAX_BYTES),
+        max_input_pixels=min(settings.max_input_pixels, imaging.DEFAULT_MAX_PIXELS),
+    )
+
+
 @as_step_errors
 def prepare(event: Mapping[str, Any]) -> dict[str, Any]:
     """Validate the trigger into a job; report an existing complete result (idempotency)."""
-    settings = Settings.from_env()
+    settings = within_handler_limits(Settings.from_env())
     job = build_job(settings, event)
     manifest_key = job["output"]["prefix"] + layout.MANIFEST
     existing = storage.get_json(settings.output_bucket, manifest_key)
