@@ -2,8 +2,9 @@
 
 They have the exact layout and classes of the real checkpoints (CLIPSeg, SD inpainting,
 SD x4 upscaler, diffusers-format LoRA adapters), so every loading and inference path runs
-for real; their weights are random, so images are noise. ``make tiny-models`` (or
-``tryon tiny-models``) writes them to ``.cache/tiny-models/``.
+for real; their weights are random, so images are noise. They are saved in a layout both
+the serving image's transformers 4.51 and transformers 5 load (:mod:`tryon.checkpoint_compat`).
+``make tiny-models`` (or ``tryon tiny-models``) writes them to ``.cache/tiny-models/``.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tryon.checkpoint_compat import make_pipeline_compatible, save_processor
+
 DEFAULT_DIR = Path(".cache/tiny-models")
 #: Bumped whenever the builders change, so stale caches are rebuilt.
-TINY_MODELS_VERSION = "2"
+TINY_MODELS_VERSION = "4"
 NAMES = ("clipseg", "sd-inpaint", "sd-x4-upscaler", "lora-a", "lora-b")
 
 
@@ -110,7 +113,7 @@ def build_clipseg(out_dir: Path) -> None:
 
 def save_clipseg(model, tokenizer, out_dir: Path, *, image_size: int) -> None:
     """Save a CLIPSeg model with the preprocessing of CIDAS/clipseg-rd64-refined at ``image_size`` px."""
-    from transformers import CLIPSegProcessor, ViTImageProcessor
+    from transformers import ViTImageProcessor
 
     image_processor = ViTImageProcessor(
         do_resize=True,
@@ -121,7 +124,7 @@ def save_clipseg(model, tokenizer, out_dir: Path, *, image_size: int) -> None:
         image_std=[0.229, 0.224, 0.225],
     )
     model.save_pretrained(out_dir)
-    CLIPSegProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(out_dir)
+    save_processor(image_processor, tokenizer, out_dir)
 
 
 def _tiny_vae(blocks: tuple[int, ...], scaling_factor: float = 0.18215, mid_attention: bool = True):
@@ -178,6 +181,7 @@ def build_sd_inpaint(out_dir: Path) -> None:
         requires_safety_checker=False,
     )
     pipe.save_pretrained(out_dir, safe_serialization=True)
+    make_pipeline_compatible(out_dir)
 
 
 def build_sd_upscaler(out_dir: Path) -> None:
@@ -225,6 +229,7 @@ def build_sd_upscaler(out_dir: Path) -> None:
         max_noise_level=350,
     )
     pipe.save_pretrained(out_dir, safe_serialization=True)
+    make_pipeline_compatible(out_dir)
 
 
 def build_lora(base_dir: Path, out_dir: Path, *, seed: int, rank: int = 4) -> None:

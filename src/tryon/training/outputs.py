@@ -1,10 +1,12 @@
 """What a fine-tune leaves behind, in the layouts the inpainting endpoint loads.
 
 - LoRA: ``<dir>/pytorch_lora_weights.safetensors`` in the diffusers LoRA format (the file
-  ``StableDiffusionInpaintPipeline.load_lora_weights`` reads), with the LoRA config
-  (rank, alpha, targets) stored as safetensors metadata so alpha != rank loads correctly.
+  ``StableDiffusionInpaintPipeline.load_lora_weights`` reads), with the LoRA config stored
+  as safetensors metadata and the scale alpha / rank folded into the ``up`` weights.
 - Full fine-tune: ``<dir>/unet/`` (and ``<dir>/text_encoder/``) in the diffusers layout, to
   replace the base model's folders.
+- Both load alike on the project's libraries and the serving image's older ones (folded
+  LoRA scale, ``text_model.`` weight names; see :mod:`tryon.checkpoint_compat`).
 - ``training_config.json``: the effective configuration; ``validation.png``: the grid.
 """
 
@@ -35,20 +37,46 @@ def _adapter_metadata(model: Any) -> dict[str, Any]:
     return json.loads(json.dumps(config, default=lambda v: sorted(v) if isinstance(v, set) else str(v)))
 
 
+def portable_lora(model: Any, *, key_prefix: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
+    """(layers, metadata) of a peft-injected model, in a form every diffusers version loads alike.
+
+    diffusers before 0.34 (the serving image has 0.33.1) ignores the adapter metadata and loads
+    a diffusers-format LoRA with alpha = rank. So the scale alpha / rank is folded into the
+    ``up`` weights and the metadata says alpha = rank: the same deltas on every version.
+    ``key_prefix`` is put in front of every name that lacks it.
+    """
+    meta = _adapter_metadata(model)
+    if meta.get("rank_pattern") or meta.get("alpha_pattern"):
+        raise ValueError("per-module LoRA ranks/alphas cannot be saved portably")
+    scale = float(meta["lora_alpha"]) / float(meta["r"])
+    layers = {}
+    for name, tensor in lora_layers(model).items():
+        key = name if name.startswith(key_prefix) else key_prefix + name
+        layers[key] = tensor * scale if name.endswith("up.weight") and scale != 1.0 else tensor
+    meta["lora_alpha"] = meta["r"]
+    return layers, meta
+
+
 def save_lora_adapter(out_dir: str | Path, unet: Any, text_encoder: Any | None = None) -> Path:
-    """Write the LoRA adapter of ``unet`` (and ``text_encoder`` if it has LoRA layers); return the file."""
+    """Write the LoRA adapter of ``unet`` (and ``text_encoder`` if it has LoRA layers); return the file.
+
+    The file loads alike on the project's diffusers and the serving image's (see :func:`portable_lora`).
+    """
     from diffusers import StableDiffusionInpaintPipeline
+
+    from tryon.checkpoint_compat import CLIP_TEXT_PREFIX
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     te_layers = te_meta = None
     if text_encoder is not None and getattr(text_encoder, "peft_config", None):
-        te_layers, te_meta = lora_layers(text_encoder), _adapter_metadata(text_encoder)
+        te_layers, te_meta = portable_lora(text_encoder, key_prefix=CLIP_TEXT_PREFIX)
+    unet_layers, unet_meta = portable_lora(unet)
     StableDiffusionInpaintPipeline.save_lora_weights(
         out,
-        unet_lora_layers=lora_layers(unet),
+        unet_lora_layers=unet_layers,
         text_encoder_lora_layers=te_layers,
-        unet_lora_adapter_metadata=_adapter_metadata(unet),
+        unet_lora_adapter_metadata=unet_meta,
         text_encoder_lora_adapter_metadata=te_meta,
         safe_serialization=True,
     )
@@ -57,10 +85,12 @@ def save_lora_adapter(out_dir: str | Path, unet: Any, text_encoder: Any | None =
 
 def save_full_model(out_dir: str | Path, unet: Any, text_encoder: Any | None = None) -> Path:
     """Write a fully fine-tuned UNet (and text encoder) in the diffusers layout; return ``out_dir``."""
+    from tryon.checkpoint_compat import save_clip_text_encoder
+
     out = Path(out_dir)
     unet.save_pretrained(out / "unet", safe_serialization=True)
-    if text_encoder is not None:
-        text_encoder.save_pretrained(out / "text_encoder", safe_serialization=True)
+    if text_encoder is not None:  # in the weight-name layout the serving image's transformers loads
+        save_clip_text_encoder(text_encoder, out / "text_encoder")
     return out
 
 

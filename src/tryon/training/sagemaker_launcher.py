@@ -31,7 +31,15 @@ from tryon.errors import RequestError
 #: Channels the entry script understands, in the order they are passed.
 CHANNELS = ("instance", "class", "masks", "base_model", "clipseg")
 #: tryon parts vendored into the job's source folder.
-VENDORED = ("__init__.py", "errors.py", "imaging.py", "validation.py", "training", "handlers")
+VENDORED = (
+    "__init__.py",
+    "errors.py",
+    "imaging.py",
+    "validation.py",
+    "checkpoint_compat.py",
+    "training",
+    "handlers",
+)
 CONTAINER_CHECKPOINT_DIR = "/opt/ml/checkpoints"
 DEFAULT_INSTANCE_TYPE = "ml.g5.2xlarge"
 DEFAULT_FRAMEWORK_VERSION = "2.8"

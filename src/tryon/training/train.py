@@ -26,6 +26,7 @@ from typing import Any
 from PIL import Image
 
 from tryon.errors import RequestError
+from tryon.handlers.compat import dtype_kwargs
 from tryon.training import data as data_mod
 from tryon.training import masks as masks_mod
 from tryon.training import outputs
@@ -150,7 +151,10 @@ def _generate_class_images(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     pipe = StableDiffusionInpaintPipeline.from_pretrained(
-        config.pretrained_model, torch_dtype=dtype, safety_checker=None, requires_safety_checker=False
+        config.pretrained_model,
+        **dtype_kwargs("diffusers", dtype),
+        safety_checker=None,
+        requires_safety_checker=False,
     ).to(device)
     pipe.set_progress_bar_config(disable=True)
     res = config.resolution
