@@ -102,7 +102,7 @@ def _huge_png() -> bytes:
         ("huge.png", _huge_png, {}, "6100x6100 = 37210000 pixels; the limit is 36000000 pixels"),
         ("missing.png", None, {}, "does not exist"),
         ("params.png", sample_photo, {"steps": 10_000}, "steps: must be <= 150, got 10000"),
-        ("prompt.png", sample_photo, {"prompt": "p" * 5000}, "prompt: is 5000 characters; the limit is 1000"),
+        ("prompt.png", sample_photo, {"prompt": "p" * 5000}, "prompt: is 5000 characters; the limit is 2000"),
     ],
 )
 def test_bad_inputs_fail_fast_in_prepare(wf, name, make, console, needle):

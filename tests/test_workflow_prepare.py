@@ -91,7 +91,7 @@ def test_event_and_console_input_give_the_same_job(s3):
     assert j["params"]["steps"] == 12 and j["params"]["negative_queries"] == ["face", "hands"]
     assert isinstance(j["params"]["seed"], int)
     assert j["output"] == {"bucket": OUT, "prefix": f"results/a/{j['job_id']}/"}
-    assert j["upscale"] is False and j["endpoints"]["upscale"] is None
+    assert j["upscale"] is False and j["endpoints"]["sd_upscale"] is None
     assert len(json.dumps(from_event)) < 4096  # only small JSON travels through the states
 
 
@@ -109,7 +109,7 @@ def test_layers_metadata_preset_console(s3):
     assert p["prompt"] == "studio"  # preset beats template default
     assert p["adapter"] == "dress-a"
     assert j["preset"] == "catalogue" and j["ignored_metadata"] == ["tool"]
-    assert j["upscale"] is True and j["endpoints"]["upscale"] == "up"
+    assert j["upscale"] is True and j["endpoints"]["sd_upscale"] == "up"
 
 
 def test_job_id_depends_on_version_and_parameters(s3):
@@ -138,10 +138,10 @@ def test_existing_complete_manifest_is_reported(s3):
         (None, "other/e.png", {}, "is not under the input prefix inputs/"),
         (None, "inputs/e.gif", {}, "must end with one of"),
         (None, "inputs/e.png", {"steps": 1000}, "steps: must be <= 150, got 1000"),
-        (None, "inputs/e.png", {"prompt": "x" * 1001}, "prompt: is 1001 characters; the limit is 1000"),
+        (None, "inputs/e.png", {"prompt": "x" * 2001}, "prompt: is 2001 characters; the limit is 2000"),
         (None, "inputs/e.png", {"stpes": 3}, "unknown field(s) stpes"),
         (None, "inputs/e.png", {"preset": "nope"}, "unknown preset 'nope'"),
-        (None, "inputs/e.png", {"adapter": "../etc"}, "adapter (from input): must be an adapter name"),
+        (None, "inputs/e.png", {"adapter": "../etc"}, "adapter: '../etc' is not a valid adapter name"),
     ],
 )
 def test_prepare_refuses_bad_input_with_a_clear_message(s3, body, key, extra, needle):
@@ -171,7 +171,7 @@ def test_metadata_values_are_typed_and_named():
     assert values == {"steps": 20, "upscale": True, "threshold": 0.5} and preset is None and ignored == []
     with pytest.raises(RequestError, match=r"steps \(from metadata\): must be an integer, got 'many'"):
         params.metadata_overrides({"steps": "many"})
-    with pytest.raises(RequestError, match=r"guidance_scale \(from metadata\): must be <= 30.0"):
+    with pytest.raises(RequestError, match=r"guidance_scale \(from metadata\): must be <= 50.0"):
         params.metadata_overrides({"guidance-scale": "99"})
 
 
@@ -244,7 +244,7 @@ def test_empty_upscaler_name_turns_upscaling_off(s3, monkeypatch):
     monkeypatch.setenv("TRYON_UPSCALE_ENDPOINT", "")
     s3.put_object(Bucket=IN, Key="inputs/u.png", Body=png())
     j = prepare.prepare({"image": f"s3://{IN}/inputs/u.png", "upscale": True})["job"]
-    assert j["params"]["upscale"] is True and j["upscale"] is False and j["endpoints"]["upscale"] is None
+    assert j["params"]["upscale"] is True and j["upscale"] is False and j["endpoints"]["sd_upscale"] is None
 
 
 def test_a_model_call_past_the_read_timeout_is_permanent(monkeypatch):
@@ -282,3 +282,32 @@ def test_a_model_call_past_the_read_timeout_is_permanent(monkeypatch):
         release.set()
         server.shutdown()
         aws.reset_clients()
+
+
+def test_job_parameters_take_the_endpoints_limits():
+    """One contract: what Prepare accepts is exactly what the endpoint it is sent to accepts."""
+    from tryon import contract
+    from tryon.workflow import params
+
+    sent = {
+        "query": contract.CLIPSEG["query"],
+        "threshold": contract.CLIPSEG["threshold"],
+        "dilate": contract.CLIPSEG["dilate"],
+        "feather": contract.CLIPSEG["feather"],
+        "prompt": contract.SD_INPAINT["prompt"],
+        "guidance_scale": contract.SD_INPAINT["guidance_scale"],
+        "steps": contract.SD_INPAINT["steps"],
+        "num_images": contract.SD_INPAINT["num_images"],
+        "upscale_steps": contract.SD_UPSCALE["steps"],
+        "noise_level": contract.SD_UPSCALE["noise_level"],
+    }
+    by_name = {p.name: p for p in params.PARAMS}
+    for name, endpoint_field in sent.items():
+        assert dict(by_name[name].limits) == dict(endpoint_field.limits), name
+    # the two disagreements that used to exist: guidance 30 vs 50, dilate 64 vs 256
+    assert params.validate_layer({"guidance_scale": 50.0, "dilate": 256}, "input") == {
+        "guidance_scale": 50.0,
+        "dilate": 256,
+    }
+    with pytest.raises(RequestError, match="guidance_scale: must be <= 50.0"):
+        params.validate_layer({"guidance_scale": 50.5}, "input")

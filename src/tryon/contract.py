@@ -31,7 +31,6 @@ OUTPUT_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 UPSCALE_MAX_SIDE = 2048
 #: The x4 upscaler never writes more than this many pixels per side.
 UPSCALE_MAX_OUTPUT_SIDE = 8192
-IMAGE_HELP = "base64 PNG/JPEG/WebP or s3://bucket/key (optionally ?versionId=...)"
 
 FieldKind = Literal["str", "int", "float", "bool", "str_list", "image", "output"]
 _REQUIRED: Any = object()
@@ -165,6 +164,29 @@ SD_UPSCALE = EndpointContract(
 )
 
 CONTRACTS: dict[EndpointKind, EndpointContract] = {c.kind: c for c in (CLIPSEG, SD_INPAINT, SD_UPSCALE)}
+
+
+#: ``?versionId=...`` at the end of an image URI names one version of the object.
+_VERSION_SUFFIX = re.compile(r"\?versionId=([A-Za-z0-9._+=-]{1,1024})$")
+
+
+def parse_versioned_s3_uri(uri: str, *, field: str) -> tuple[str, str, str | None]:
+    """(bucket, key, version id or None) of ``s3://bucket/key`` or ``s3://bucket/key?versionId=V``."""
+    version = None
+    if isinstance(uri, str) and (match := _VERSION_SUFFIX.search(uri)):
+        uri, version = uri[: match.start()], match.group(1)
+    bucket, _, key = (
+        uri[5:].partition("/") if isinstance(uri, str) and uri.startswith("s3://") else ("", "", "")
+    )
+    if not bucket or not key:
+        raise RequestError(field, f"must be an s3://bucket/key URI, got {uri!r}")
+    return bucket, key, version
+
+
+def versioned_s3_uri(bucket: str, key: str, version_id: str | None) -> str:
+    """``s3://bucket/key``, with ``?versionId=V`` when a version is named (what endpoints read)."""
+    uri = f"s3://{bucket}/{key}"
+    return f"{uri}?versionId={version_id}" if version_id and version_id != "null" else uri
 
 
 def upscale_max_side() -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import re
 from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -140,22 +139,3 @@ def parse_s3_uri(uri: str, *, field: str) -> tuple[str, str]:
     if not bucket or not key:
         raise RequestError(field, f"must be an s3://bucket/key URI, got {uri!r}")
     return bucket, key
-
-
-#: ``?versionId=...`` at the end of an image URI names one version of the object.
-_VERSION_SUFFIX = re.compile(r"\?versionId=([A-Za-z0-9._+=-]{1,1024})$")
-
-
-def parse_versioned_s3_uri(uri: str, *, field: str) -> tuple[str, str, str | None]:
-    """(bucket, key, version id or None) of ``s3://bucket/key`` or ``s3://bucket/key?versionId=V``."""
-    version = None
-    if isinstance(uri, str) and (match := _VERSION_SUFFIX.search(uri)):
-        uri, version = uri[: match.start()], match.group(1)
-    bucket, key = parse_s3_uri(uri, field=field)
-    return bucket, key, version
-
-
-def versioned_s3_uri(bucket: str, key: str, version_id: str | None) -> str:
-    """``s3://bucket/key``, with ``?versionId=V`` when a version is named (what endpoints read)."""
-    uri = f"s3://{bucket}/{key}"
-    return f"{uri}?versionId={version_id}" if version_id and version_id != "null" else uri

@@ -81,7 +81,7 @@ def classify(exc: Exception, *, field: str, uri: str, action: str) -> Exception:
 
 def read_object(uri: str, *, field: str, max_bytes: int = imaging.DEFAULT_MAX_BYTES) -> bytes:
     """Bytes of ``s3://bucket/key[?versionId=V]`` (that version when named), at most ``max_bytes``."""
-    bucket, key, version = imaging.parse_versioned_s3_uri(uri, field=field)
+    bucket, key, version = contract.parse_versioned_s3_uri(uri, field=field)
     kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
     if version:
         kwargs["VersionId"] = version

@@ -52,6 +52,8 @@ UPLOAD_EVENT_ID = "ImageUploaded"
 INPUT_BUCKET_ID = "InputBucket"
 OUTPUT_BUCKET_ID = "OutputBucket"
 LOCAL_ROLE = "tryon-local-execution-role"
+#: Step Functions caps each state's input and output (and an execution's input) at 256 KiB.
+STATE_LIMIT_BYTES = 256 * 1024
 
 
 def default_template_path() -> Path:
@@ -108,6 +110,17 @@ def _environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = old
+
+
+class StateTooLarge(Exception):
+    """A state's input or output is over Step Functions' 256 KiB (``States.DataLimitExceeded`` on AWS)."""
+
+
+def _check_state_size(document: Any, what: str) -> None:
+    """Fail as AWS would when a Task's input or result is over :data:`STATE_LIMIT_BYTES`."""
+    size = len(json.dumps(document, default=str).encode())
+    if size > STATE_LIMIT_BYTES:
+        raise StateTooLarge(f"{what} is {size} bytes; Step Functions allows {STATE_LIMIT_BYTES} per state")
 
 
 def _zip_dir(path: Path) -> bytes:
@@ -378,12 +391,17 @@ class LocalWorkflow:
             try:
                 handler = getattr(self._module(fn), fn.handler.rpartition(".")[2])
                 context = _LambdaContext(fn.name, fn.arn, fn.memory_mb, fn.timeout_s)
+                _check_state_size(event, f"the input of {fn.logical_id}")
                 result = handler(event if event is not None else {}, context)
                 payload, errored, logs = json.dumps(result, default=str), False, ""
+                _check_state_size(result, f"the output of {fn.logical_id}")
             except Exception as exc:
                 stack = traceback.format_exception(exc)
+                error_type = (
+                    "States.DataLimitExceeded" if isinstance(exc, StateTooLarge) else type(exc).__name__
+                )
                 payload = json.dumps(
-                    {"errorType": type(exc).__name__, "errorMessage": str(exc), "stackTrace": stack[-8:]}
+                    {"errorType": error_type, "errorMessage": str(exc), "stackTrace": stack[-8:]}
                 )
                 errored, logs = True, "".join(stack)
         self.invocations.append((fn.logical_id, time.perf_counter() - start, errored))
@@ -579,6 +597,23 @@ class LocalWorkflow:
         return drain
 
     # ------------------------------------------------------------------ fault injection
+    def before_endpoint_call(self, kind: str, hook: Callable[[Mapping[str, Any]], Any]) -> None:
+        """Call ``hook(request)`` before each workflow call to an endpoint, in the calling step.
+
+        Whatever ``hook`` returns instead of None (an ``(AWSResponse, parsed)`` pair) is what
+        botocore answers instead of sending the request, as botocore's ``before-call`` event does.
+        """
+        endpoint = self.endpoint_names[kind]
+        with _environment({"TRYON_SAGEMAKER_RUNTIME_URL": self.endpoint_url}):
+            client = aws.client("sagemaker-runtime")
+
+        def before_call(params: Mapping[str, Any], **_: Any) -> Any:
+            if params.get("url_path", "").find(f"/endpoints/{endpoint}/") < 0:
+                return None
+            return hook(params)
+
+        client.meta.events.register("before-call.sagemaker-runtime.InvokeEndpoint", before_call)
+
     def fail_endpoint_calls(
         self,
         kind: str,
@@ -597,12 +632,10 @@ class LocalWorkflow:
         from botocore.awsrequest import AWSResponse
 
         endpoint = self.endpoint_names[kind]
-        with _environment({"TRYON_SAGEMAKER_RUNTIME_URL": self.endpoint_url}):
-            client = aws.client("sagemaker-runtime")
         failed = [0]
 
-        def before_call(params: Mapping[str, Any], **_: Any) -> Any:
-            if failed[0] >= times or params.get("url_path", "").find(f"/endpoints/{endpoint}/") < 0:
+        def fail(_: Mapping[str, Any]) -> Any:
+            if failed[0] >= times:
                 return None
             failed[0] += 1
             response = AWSResponse(f"{self.endpoint_url}/endpoints/{endpoint}/invocations", status, {}, None)
@@ -612,5 +645,5 @@ class LocalWorkflow:
             }
             return response, parsed
 
-        client.meta.events.register("before-call.sagemaker-runtime.InvokeEndpoint", before_call)
+        self.before_endpoint_call(kind, fail)
         return lambda: failed[0]

@@ -7,6 +7,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 
+from tryon.errors import RETRYABLE_MARKER
 from tryon.workflow import aws
 from tryon.workflow.errors import (
     EndpointNotFound,
@@ -36,6 +37,10 @@ def classify_client_error(endpoint: str, exc: ClientError) -> WorkflowError:
     if code == "ModelError":
         original = exc.response.get("OriginalStatusCode") or 0
         detail = exc.response.get("OriginalMessage") or message
+        if RETRYABLE_MARKER in detail:  # the serving toolkit answers 400 even for S3 throttling
+            return EndpointUnavailable(
+                f"endpoint {endpoint} hit a transient fault (HTTP {original}): {detail}"
+            )
         if isinstance(original, int) and 400 <= original < 500:
             return ModelError(f"endpoint {endpoint} refused the request (HTTP {original}): {detail}")
         return EndpointUnavailable(f"endpoint {endpoint} failed (HTTP {original or status}): {detail}")

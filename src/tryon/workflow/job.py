@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from tryon import imaging, validation
+from tryon.contract import upscale_max_side
 from tryon.errors import RequestError
 from tryon.workflow import layout, params, storage
 from tryon.workflow.config import IMAGE_SUFFIXES, Settings
@@ -115,6 +116,21 @@ def inspect_image(settings: Settings, bucket: str, key: str, head: Mapping[str, 
     return header
 
 
+def check_upscalable(header: imaging.ImageHeader) -> None:
+    """Refuse upscaling of a photo the upscaler endpoint would refuse, before any model runs.
+
+    The inpainted images keep the photo's size, and the x4 upscaler takes at most
+    :func:`tryon.contract.upscale_max_side` px per side (the same variable configures both).
+    """
+    limit = upscale_max_side()
+    if max(header.width, header.height) > limit:
+        raise RequestError(
+            "upscale",
+            f"the photo is {header.width}x{header.height}; the x4 upscaler takes at most {limit} px per side "
+            "(TRYON_UPSCALE_MAX_TILED_SIDE): upload a smaller photo or set upscale to false",
+        )
+
+
 def build_job(settings: Settings, event: Any) -> dict[str, Any]:
     """The validated job (a small JSON-able dict) for an event or console input."""
     trigger = parse_trigger(event)
@@ -135,6 +151,8 @@ def build_job(settings: Settings, event: Any) -> dict[str, Any]:
     if effective["seed"] is None:  # deterministic, so a re-delivered event gives the same images
         effective["seed"] = int(job_id[:8], 16)
     upscale = bool(effective["upscale"]) and settings.upscaler_configured
+    if upscale:
+        check_upscalable(header)
     name = layout.result_name(key, settings.input_prefix)
     return {
         "job_id": job_id,
@@ -158,7 +176,7 @@ def build_job(settings: Settings, event: Any) -> dict[str, Any]:
         },
         "endpoints": {
             "clipseg": settings.clipseg_endpoint,
-            "inpaint": settings.inpaint_endpoint,
-            "upscale": settings.upscale_endpoint if upscale else None,
+            "sd_inpaint": settings.inpaint_endpoint,
+            "sd_upscale": settings.upscale_endpoint if upscale else None,
         },
     }

@@ -5,7 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import PurePosixPath
 
-MASK = "mask.png"
+#: File stems the endpoints are asked to write under the result prefix (``output_name``): the
+#: mask is ``mask.png``, the inpainting endpoint numbers its images (``inpainted-<i>.png``).
+MASK_STEM = "mask"
+INPAINTED_STEM = "inpainted"
+UPSCALED_STEM = "upscaled"
+MASK = f"{MASK_STEM}.png"
 MANIFEST = "manifest.json"
 PREVIEW = "preview.jpg"
 
@@ -31,14 +36,9 @@ def result_prefix(results_prefix: str, name: str, job_id: str) -> str:
     return f"{results_prefix}{name}/{job_id}/"
 
 
-def inpainted_key(prefix: str, index: int) -> str:
-    """``<prefix>inpainted-<i>.png``."""
-    return f"{prefix}inpainted-{index}.png"
-
-
-def upscaled_key(prefix: str, index: int) -> str:
-    """``<prefix>upscaled-<i>.png``."""
-    return f"{prefix}upscaled-{index}.png"
+def upscaled_stem(index: int) -> str:
+    """``upscaled-<i>``: the upscaler takes one image a call, so the workflow numbers them."""
+    return f"{UPSCALED_STEM}-{index}"
 
 
 def failure_key(failures_prefix: str, job_id: str) -> str:

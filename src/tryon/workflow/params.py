@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tryon import validation
+from tryon import contract, validation
 from tryon.errors import RequestError
-
-MAX_SEED = 2**32 - 1
-_ADAPTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -29,43 +25,43 @@ class Param:
     kind: str  # str | opt_str | int | opt_int | float | bool | str_list
     default: Any
     env: str | None = None
-    limits: dict[str, Any] = field(default_factory=dict)
+    limits: Mapping[str, Any] = field(default_factory=dict)
 
 
+def _sent(name: str, kind: str, default: Any, env: str | None, to: contract.Field) -> Param:
+    """A parameter the workflow sends to an endpoint field: its limits are that field's (one contract)."""
+    return Param(name, kind, default, env, to.limits)
+
+
+_CLIPSEG, _INPAINT, _UPSCALE = contract.CLIPSEG, contract.SD_INPAINT, contract.SD_UPSCALE
 PARAMS: tuple[Param, ...] = (
-    Param("query", "str", "a shirt", "TRYON_DEFAULT_QUERY", {"max_length": 200, "allow_empty": False}),
-    Param("negative_queries", "str_list", [], "TRYON_DEFAULT_NEGATIVE_QUERIES", {"max_items": 8}),
-    Param("threshold", "float", 0.4, "TRYON_DEFAULT_THRESHOLD", {"minimum": 0.0, "maximum": 1.0}),
-    Param("dilate", "int", 8, "TRYON_DEFAULT_DILATE", {"minimum": 0, "maximum": 64}),
-    Param("feather", "int", 4, "TRYON_DEFAULT_FEATHER", {"minimum": 0, "maximum": 64}),
+    _sent("query", "str", "a shirt", "TRYON_DEFAULT_QUERY", _CLIPSEG["query"]),
+    _sent("negative_queries", "str_list", [], "TRYON_DEFAULT_NEGATIVE_QUERIES", _CLIPSEG["negative_queries"]),
+    _sent("threshold", "float", 0.4, "TRYON_DEFAULT_THRESHOLD", _CLIPSEG["threshold"]),
+    _sent("dilate", "int", 8, "TRYON_DEFAULT_DILATE", _CLIPSEG["dilate"]),
+    _sent("feather", "int", 4, "TRYON_DEFAULT_FEATHER", _CLIPSEG["feather"]),
     Param("min_coverage", "float", 0.001, "TRYON_MIN_COVERAGE", {"minimum": 0.0, "maximum": 1.0}),
-    Param(
-        "prompt",
+    _sent(
+        "prompt", "str", "a photo of a person wearing the garment", "TRYON_DEFAULT_PROMPT", _INPAINT["prompt"]
+    ),
+    _sent(
+        "negative_prompt",
         "str",
-        "a photo of a person wearing the garment",
-        "TRYON_DEFAULT_PROMPT",
-        {"max_length": 1000},
+        "blurry, low quality",
+        "TRYON_DEFAULT_NEGATIVE_PROMPT",
+        _INPAINT["negative_prompt"],
     ),
-    Param(
-        "negative_prompt", "str", "blurry, low quality", "TRYON_DEFAULT_NEGATIVE_PROMPT", {"max_length": 1000}
-    ),
-    Param("steps", "int", 30, "TRYON_DEFAULT_STEPS", {"minimum": 1, "maximum": 150}),
-    Param("guidance_scale", "float", 7.5, "TRYON_DEFAULT_GUIDANCE_SCALE", {"minimum": 0.0, "maximum": 30.0}),
-    Param(
-        "strength",
-        "float",
-        1.0,
-        "TRYON_DEFAULT_STRENGTH",
-        {"minimum": 0.0, "maximum": 1.0, "exclusive_minimum": True},
-    ),
-    Param("num_images", "int", 1, "TRYON_DEFAULT_NUM_IMAGES", {"minimum": 1, "maximum": 4}),
-    Param("sampler", "opt_str", None, "TRYON_DEFAULT_SAMPLER", {"max_length": 64}),
-    Param("seed", "opt_int", None, None, {"minimum": 0, "maximum": MAX_SEED}),
-    Param("adapter", "opt_str", None, "TRYON_DEFAULT_ADAPTER", {"max_length": 1024}),
-    Param("adapter_scale", "float", 1.0, "TRYON_DEFAULT_ADAPTER_SCALE", {"minimum": 0.0, "maximum": 2.0}),
+    _sent("steps", "int", 30, "TRYON_DEFAULT_STEPS", _INPAINT["steps"]),
+    _sent("guidance_scale", "float", 7.5, "TRYON_DEFAULT_GUIDANCE_SCALE", _INPAINT["guidance_scale"]),
+    _sent("strength", "float", 1.0, "TRYON_DEFAULT_STRENGTH", _INPAINT["strength"]),
+    _sent("num_images", "int", 1, "TRYON_DEFAULT_NUM_IMAGES", _INPAINT["num_images"]),
+    _sent("sampler", "opt_str", None, "TRYON_DEFAULT_SAMPLER", _INPAINT["sampler"]),
+    _sent("seed", "opt_int", None, None, _INPAINT["seed"]),
+    _sent("adapter", "opt_str", None, "TRYON_DEFAULT_ADAPTER", _INPAINT["adapter"]),
+    _sent("adapter_scale", "float", 1.0, "TRYON_DEFAULT_ADAPTER_SCALE", _INPAINT["adapter_scale"]),
     Param("upscale", "bool", False, "TRYON_DEFAULT_UPSCALE"),
-    Param("upscale_steps", "int", 20, "TRYON_DEFAULT_UPSCALE_STEPS", {"minimum": 1, "maximum": 100}),
-    Param("noise_level", "int", 20, "TRYON_DEFAULT_NOISE_LEVEL", {"minimum": 0, "maximum": 350}),
+    _sent("upscale_steps", "int", 20, "TRYON_DEFAULT_UPSCALE_STEPS", _UPSCALE["steps"]),
+    _sent("noise_level", "int", 20, "TRYON_DEFAULT_NOISE_LEVEL", _UPSCALE["noise_level"]),
 )
 PARAM_NAMES = frozenset(p.name for p in PARAMS)
 _BY_NAME = {p.name: p for p in PARAMS}
@@ -117,23 +113,11 @@ def _validate(param: Param, value: Any, source: str) -> Any:
     }
     try:
         result = readers[param.kind](payload, param.name, None, **param.limits)
+        if param.name == "adapter" and result is not None:
+            contract.check_adapter_spec(result)
     except RequestError as exc:
         raise RequestError(label, exc.detail) from None
-    if param.name == "adapter" and result is not None:
-        _check_adapter(result, source)
     return result
-
-
-def _check_adapter(value: str, source: str) -> None:
-    if value.startswith("s3://"):
-        if len(value) <= 5 or "/" not in value[5:]:
-            raise RequestError(f"adapter (from {source})", f"must be s3://bucket/prefix/, got {value!r}")
-        return
-    if not _ADAPTER_NAME.match(value):
-        raise RequestError(
-            f"adapter (from {source})",
-            f"must be an adapter name ([A-Za-z0-9._-], at most 64 characters) or an s3:// URI, got {value!r}",
-        )
 
 
 def validate_layer(values: Mapping[str, Any], source: str, *, from_text: bool = False) -> dict[str, Any]:

@@ -2,25 +2,26 @@
 
 The state machine threads one document through the states: ``{"job": ...}`` from Prepare
 (:mod:`tryon.workflow.prepare`), then ``segment``, ``inpaint`` and ``upscale`` results added
-under their own keys, then :mod:`tryon.workflow.finalize`. This module does not need Pillow:
-the functions using it ship without the imaging layer.
+under their own keys, then :mod:`tryon.workflow.finalize`. The endpoints read the input
+version the job names and write their images into the job's result prefix themselves, so
+only keys and metadata travel (SageMaker caps a real-time answer at 6 MB, Step Functions a
+state at 256 KiB). This module does not need Pillow: the functions using it ship without
+the imaging layer.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import time
 from collections.abc import Mapping
 from typing import Any
 
+from tryon.contract import versioned_s3_uri
 from tryon.workflow import aws, endpoints, layout, report, storage
 from tryon.workflow.config import Settings
 from tryon.workflow.errors import EndpointUnavailable, as_step_errors
 from tryon.workflow.jobid import fallback_job_id
 
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: EventBridge ``source`` of the completion and failure events.
 EVENT_SOURCE = "tryon.workflow"
 
@@ -47,23 +48,36 @@ def _elapsed_ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000.0, 1)
 
 
-def _response_png(text: Any, *, endpoint: str, field: str) -> bytes:
-    """PNG bytes of an image field of an endpoint's response (base64; the PNG signature is checked).
+def _input_uri(job: Mapping[str, Any]) -> str:
+    """The upload as the endpoints read it: the object version the job was prepared from."""
+    inp = job["input"]
+    return versioned_s3_uri(inp["bucket"], inp["key"], inp.get("version_id"))
 
-    The images are decoded in full by Finalize (which has Pillow); here only their shape is checked.
-    """
-    try:
-        data = base64.b64decode(text, validate=True) if isinstance(text, str) else b""
-    except (binascii.Error, ValueError):
-        data = b""
-    if not data.startswith(PNG_SIGNATURE):
-        raise EndpointUnavailable(f"endpoint {endpoint} returned no base64 PNG in {field!r}")
-    return data
+
+def _output_prefix(job: Mapping[str, Any]) -> str:
+    """``s3://<output-bucket>/<result prefix>``: where the endpoints write this job's images."""
+    return layout.s3_uri(job["output"]["bucket"], job["output"]["prefix"])
+
+
+def _written_keys(
+    result: Mapping[str, Any], *, endpoint: str, job: Mapping[str, Any], count: int
+) -> list[str]:
+    """Keys of the images the endpoint wrote, checked to lie under the job's result prefix."""
+    outputs = result.get("outputs")
+    out = job["output"]
+    if not isinstance(outputs, list) or len(outputs) != count:
+        raise EndpointUnavailable(
+            f"endpoint {endpoint} reported {outputs!r} instead of {count} written image(s)"
+        )
+    keys = [o.get("key") if isinstance(o, Mapping) else None for o in outputs]
+    if not all(isinstance(k, str) and k.startswith(out["prefix"]) for k in keys):
+        raise EndpointUnavailable(f"endpoint {endpoint} wrote outside {_output_prefix(job)}: {keys!r}")
+    return keys
 
 
 @as_step_errors
 def segment(state: Mapping[str, Any]) -> dict[str, Any]:
-    """CLIPSeg: text query -> mask.png in the result prefix, coverage and an empty flag."""
+    """CLIPSeg: text query -> mask.png (written by the endpoint into the result prefix), coverage."""
     start = time.perf_counter()
     job = state["job"]
     p = job["params"]
@@ -71,17 +85,17 @@ def segment(state: Mapping[str, Any]) -> dict[str, Any]:
     result = endpoints.invoke_json(
         endpoint,
         {
-            "image": job["input"]["uri"],
+            "image": _input_uri(job),
             "queries": [p["query"]],
             "negative_queries": p["negative_queries"],
             "threshold": p["threshold"],
             "dilate": p["dilate"],
             "feather": p["feather"],
+            "output": _output_prefix(job),
+            "output_name": layout.MASK_STEM,
         },
     )
-    mask = _response_png(result.get("mask"), endpoint=endpoint, field="mask")
-    key = job["output"]["prefix"] + layout.MASK
-    storage.put_bytes(job["output"]["bucket"], key, mask, "image/png")
+    [key] = _written_keys(result, endpoint=endpoint, job=job, count=1)
     coverage = float(result.get("coverage", 0.0))
     return {
         "mask_key": key,
@@ -96,14 +110,14 @@ def segment(state: Mapping[str, Any]) -> dict[str, Any]:
 
 @as_step_errors
 def inpaint(state: Mapping[str, Any]) -> dict[str, Any]:
-    """SD inpainting (+ LoRA adapter) -> inpainted-<i>.png in the result prefix."""
+    """SD inpainting (+ LoRA adapter) -> inpainted-<i>.png, written by the endpoint into the result prefix."""
     start = time.perf_counter()
     job = state["job"]
     p = job["params"]
     out = job["output"]
-    endpoint = job["endpoints"]["inpaint"]
+    endpoint = job["endpoints"]["sd_inpaint"]
     request: dict[str, Any] = {
-        "image": job["input"]["uri"],
+        "image": _input_uri(job),
         "mask": layout.s3_uri(out["bucket"], state["segment"]["mask_key"]),
         "prompt": p["prompt"],
         "negative_prompt": p["negative_prompt"],
@@ -112,6 +126,8 @@ def inpaint(state: Mapping[str, Any]) -> dict[str, Any]:
         "strength": p["strength"],
         "num_images": p["num_images"],
         "seed": p["seed"],
+        "output": _output_prefix(job),
+        "output_name": layout.INPAINTED_STEM,
     }
     if p["sampler"]:
         request["sampler"] = p["sampler"]
@@ -119,16 +135,7 @@ def inpaint(state: Mapping[str, Any]) -> dict[str, Any]:
         request["adapter"] = p["adapter"]
         request["adapter_scale"] = p["adapter_scale"]
     result = endpoints.invoke_json(endpoint, request)
-    images = result.get("images")
-    if not isinstance(images, list) or not images:
-        raise EndpointUnavailable(f"endpoint {endpoint} returned no images")
-    keys = []
-    for i, text in enumerate(images):
-        key = layout.inpainted_key(out["prefix"], i)
-        storage.put_bytes(
-            out["bucket"], key, _response_png(text, endpoint=endpoint, field="images"), "image/png"
-        )
-        keys.append(key)
+    keys = _written_keys(result, endpoint=endpoint, job=job, count=p["num_images"])
     return {
         "keys": keys,
         "seeds": result.get("seeds", []),
@@ -141,12 +148,12 @@ def inpaint(state: Mapping[str, Any]) -> dict[str, Any]:
 
 @as_step_errors
 def upscale(state: Mapping[str, Any]) -> dict[str, Any]:
-    """SD x4 upscaler on each inpainted image -> upscaled-<i>.png."""
+    """SD x4 upscaler on each inpainted image -> upscaled-<i>.png, written by the endpoint."""
     start = time.perf_counter()
     job = state["job"]
     p = job["params"]
     out = job["output"]
-    endpoint = job["endpoints"]["upscale"]
+    endpoint = job["endpoints"]["sd_upscale"]
     seeds = state["inpaint"].get("seeds") or []
     keys, used_seeds, timings, model = [], [], [], None
     for i, source_key in enumerate(state["inpaint"]["keys"]):
@@ -160,12 +167,11 @@ def upscale(state: Mapping[str, Any]) -> dict[str, Any]:
                 "steps": p["upscale_steps"],
                 "noise_level": p["noise_level"],
                 "seed": seed,
+                "output": _output_prefix(job),
+                "output_name": layout.upscaled_stem(i),
             },
         )
-        key = layout.upscaled_key(out["prefix"], i)
-        data = _response_png(result.get("image"), endpoint=endpoint, field="image")
-        storage.put_bytes(out["bucket"], key, data, "image/png")
-        keys.append(key)
+        keys += _written_keys(result, endpoint=endpoint, job=job, count=1)
         used_seeds.append(result.get("seed", seed))
         timings.append(result.get("timings_ms", {}))
         model = result.get("model")
