@@ -117,7 +117,9 @@ def test_run_with_a_hub_id_and_no_network_fails_in_seconds(hub_unreachable, caps
 
 def test_run_with_a_hub_id_offline_says_it_is_not_cached(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    err = _refused(capsys, ["run", str(_photo(tmp_path / "p.png")), "--models", "clipseg=tryon-tests/never-cached"])
+    err = _refused(
+        capsys, ["run", str(_photo(tmp_path / "p.png")), "--models", "clipseg=tryon-tests/never-cached"]
+    )
     assert "not in the local Hugging Face cache and HF_HUB_OFFLINE is set" in err
 
 
@@ -219,3 +221,47 @@ def test_deploy_models_refuses_an_instance_type_without_ml_prefix(capsys):
     argv = ["deploy-models", "--artifact", "clipseg=s3://a/m.tar.gz", "--instance-type", "clipseg=m5.large",
             "--region", "us-east-1", "--dry-run"]  # fmt: skip
     assert "ml." in _refused(capsys, argv)
+
+
+# -------------------------------------------------------------- library notices
+_LOAD_MODELS = """
+import sys
+if sys.argv[1] == "cli":  # as in a command: the libraries are imported after the CLI starts
+    from tryon.cli import run
+    run(["tiny-models", "--out", sys.argv[2]])  # any command quiets the notices for the process
+import torch
+from diffusers import StableDiffusionInpaintPipeline
+from transformers import AutoProcessor
+AutoProcessor.from_pretrained(sys.argv[3])
+StableDiffusionInpaintPipeline.from_pretrained(
+    sys.argv[4], torch_dtype=torch.float32, safety_checker=None, requires_safety_checker=False
+)
+"""
+
+
+def test_every_command_quiets_the_torchvision_and_torch_dtype_notices(tiny_models):
+    import subprocess
+    import sys
+
+    root, clipseg, inpaint = (
+        str(tiny_models["clipseg"].parent),
+        str(tiny_models["clipseg"]),
+        str(tiny_models["sd-inpaint"]),
+    )
+    env = {**__import__("os").environ, "TRANSFORMERS_VERBOSITY": "warning"}
+
+    def stderr(mode: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", _LOAD_MODELS, mode, root, clipseg, inpaint],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    plain = stderr("plain")  # the notices exist: without the CLI both show
+    assert "requires torchvision" in plain and "`torch_dtype` is deprecated" in plain
+    quiet = stderr("cli")
+    assert "requires torchvision" not in quiet and "torch_dtype" not in quiet

@@ -74,16 +74,21 @@ def test_demo_writes_what_the_stack_writes(demo_run):
         assert (out / uri.rsplit("/", 1)[-1]).exists()
 
 
-def test_run_on_own_photo_with_overrides(tmp_path, tiny_models):
+def test_run_on_own_photo_with_overrides(tmp_path, tiny_models, capsys):
     photo = _photo(tmp_path / "shopper.png")
     out = tmp_path / "out"
     (out).mkdir()
     (out / "upscaled-0.png").write_bytes(b"stale")  # an earlier run's file is replaced, not mixed in
     code = run(
         ["run", str(photo), "--query", "a shirt", "--prompt", "a denim jacket", "--num-images", "2",
-         "--set", "dilate=2", "--no-upscale", "--no-progress", "--out", str(out)]
+         "--set", "dilate=2", "--no-upscale", "--no-progress", "--out", str(out), "--json"]
     )  # fmt: skip
     assert code == 0
+    captured = capsys.readouterr()
+    answer = json.loads(captured.out)  # --json: stdout is one JSON object; progress went to stderr
+    assert (answer["status"], answer["outcome"], answer["error"]) == ("SUCCEEDED", "succeeded", None)
+    assert sorted(Path(f).name for f in answer["files"]) == sorted(p.name for p in out.iterdir())
+    assert answer["artifact"].endswith("/manifest.json") and "<- Finalize" in captured.err
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["params"]["num_images"] == 2 and manifest["params"]["dilate"] == 2
     assert manifest["params"]["upscale"] is False
@@ -159,6 +164,9 @@ def test_submit_follows_the_execution_and_downloads(deployed, tmp_path, capsys):
     assert run(["status", manifest["job_id"], "--stack", STACK, "--region", REGION]) == 0
     status = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert status["status"] == "SUCCEEDED" and status["artifact"] == manifest["outputs"]["manifest"]
+    assert run(["status", manifest["job_id"], "--stack", STACK, "--region", REGION, "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)  # the whole of stdout
+    assert status["outcome"] == "succeeded" and status["artifact"] == manifest["outputs"]["manifest"]
     again = tmp_path / "again"
     assert (
         run(["results", manifest["job_id"], "--stack", STACK, "--region", REGION, "--out", str(again)]) == 0
@@ -169,10 +177,12 @@ def test_submit_follows_the_execution_and_downloads(deployed, tmp_path, capsys):
 def test_submit_of_a_failing_job_exits_1_with_the_failure_record(deployed, tmp_path, capsys):
     out = tmp_path / "out"
     code = run(["submit", str(_photo(tmp_path / "x.png")), "--stack", STACK, "--adapter", "no-such-garment",
-                "--region", REGION, "--out", str(out)])  # fmt: skip
+                "--region", REGION, "--out", str(out), "--json"])  # fmt: skip
     captured = capsys.readouterr()
     assert code == EXIT_WORKFLOW_FAILED
-    assert "execution FAILED" in captured.out and "adapter" in captured.err
+    answer = json.loads(captured.out)
+    assert answer["status"] == "FAILED" and answer["error"] == "ModelError" and "adapter" in answer["cause"]
+    assert "adapter" in captured.err and "uploaded s3://" in captured.err
     files = list(out.iterdir())
     assert len(files) == 1 and files[0].suffix == ".json"
     record = json.loads(files[0].read_text())
