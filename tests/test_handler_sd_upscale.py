@@ -162,4 +162,3 @@ def test_sagemaker_entry_point_reexports_the_handler(repo_root):
     spec.loader.exec_module(entry)
     assert sorted(entry.__all__) == ["input_fn", "model_fn", "output_fn", "predict_fn"]
     assert entry.predict_fn is sd_upscale.predict_fn and entry.input_fn is sd_upscale.input_fn
-    assert "diffusers" in (repo_root / "models/sd_upscale/code/requirements.txt").read_text()

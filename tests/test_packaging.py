@@ -66,7 +66,9 @@ def test_layout_and_determinism(kind, tiny_models, tmp_path):
     infos = members(first)
     names = [m.name for m in infos]
     assert names == sorted(names)
-    assert {"code/inference.py", "code/requirements.txt", *VENDORED} <= set(names)
+    assert {"code/inference.py", *VENDORED} <= set(names)
+    # the image has every library the handlers need: no start-up pip install (VPCs without internet)
+    assert "code/requirements.txt" not in names
     # weights at the archive root, exactly as in the model folder
     weight_files = {p.relative_to(weights).as_posix() for p in weights.rglob("*") if p.is_file()}
     assert weight_files <= set(names)
@@ -88,6 +90,15 @@ def test_without_weights_only_code(tmp_path):
     names = [m.name for m in members(path)]
     assert names == [e.arcname for e in plan_archive("clipseg")]
     assert all(n == "code" or n.startswith("code/") for n in names)
+
+
+def test_a_requirements_file_ships_only_when_the_kind_has_one(repo_root, tmp_path):
+    models = shutil.copytree(repo_root / "models", tmp_path / "models")
+    assert "code/requirements.txt" not in {e.arcname for e in plan_archive("clipseg", models_dir=models)}
+    (models / "clipseg/code/requirements.txt").write_text("# extras the image lacks\n")
+    path = build_model_archive("clipseg", tmp_path / "m.tar.gz", models_dir=models)
+    with tarfile.open(path) as tar:
+        assert tar.extractfile("code/requirements.txt").read() == b"# extras the image lacks\n"
 
 
 def test_hidden_files_and_caches_skipped_symlinks_followed(tiny_models, tmp_path):

@@ -8,12 +8,16 @@
     ├── adapters/<name>/          named LoRA adapters (sd_inpaint only)
     └── code/
         ├── inference.py          from models/<kind>/code/
-        ├── requirements.txt      from models/<kind>/code/
+        ├── requirements.txt      only if models/<kind>/code/ has one (none do: see below)
         └── tryon/                the vendored package: __init__, errors, imaging, validation, handlers/
 
 Archives are deterministic: entries sorted, fixed mtime/uid/gid/owner names, normalised
 modes and a gzip header without name or time, so packaging the same inputs twice gives the
 same bytes. Light module (standard library + :mod:`tryon.handlers.adapters`).
+
+No kind ships a ``requirements.txt``: the serving image already has every library the
+handlers use (``serving/image-requirements.txt``), and without the file the toolkit skips its
+start-up ``pip install`` (faster cold starts, and endpoints in a VPC without internet start).
 """
 
 from __future__ import annotations
@@ -178,13 +182,12 @@ def plan_archive(
         field = "adapter_dir" if adapter_dir is not None else "named_adapters"
         raise PackagingError(field, f"adapters are only served by the {ADAPTER_KIND} endpoint, not {kind}")
     code_dir = (models_dir or default_models_dir()) / kind / "code"
-    for required in ("inference.py", "requirements.txt"):
-        if not (code_dir / required).is_file():
-            raise PackagingError(
-                "models_dir",
-                f"{code_dir / required} not found: package from a checkout of the repository "
-                "(its models/ folder), or point TRYON_MODELS_DIR at one",
-            )
+    if not (code_dir / "inference.py").is_file():
+        raise PackagingError(
+            "models_dir",
+            f"{code_dir / 'inference.py'} not found: package from a checkout of the repository "
+            "(its models/ folder), or point TRYON_MODELS_DIR at one",
+        )
 
     files: dict[str, Path] = {}
 
