@@ -309,5 +309,49 @@ def test_job_parameters_take_the_endpoints_limits():
         "guidance_scale": 50.0,
         "dilate": 256,
     }
-    with pytest.raises(RequestError, match="guidance_scale: must be <= 50.0"):
+    with pytest.raises(RequestError, match=r"guidance_scale: must be <= 50\.0"):
         params.validate_layer({"guidance_scale": 50.5}, "input")
+
+
+def test_a_retryable_fault_behind_the_toolkits_400_is_retried():
+    """The serving toolkit answers every handler exception with 400; the marker keeps throttling transient."""
+    from tryon.errors import DependencyUnavailable
+
+    def model_error(message: str) -> ClientError:
+        return ClientError(
+            {
+                "Error": {"Code": "ModelError", "Message": "Received client error (400) from primary"},
+                "OriginalStatusCode": 400,
+                "OriginalMessage": message,
+                "ResponseMetadata": {"HTTPStatusCode": 424},
+            },
+            "InvokeEndpoint",
+        )
+
+    throttled = str(DependencyUnavailable("S3 failed while the image s3://b/k was read (SlowDown)"))
+    assert (
+        type(endpoints.classify_client_error("ep", model_error(throttled))).__name__ == "EndpointUnavailable"
+    )
+    refused = "image: s3://b/k does not exist (or the version is gone)"
+    assert type(endpoints.classify_client_error("ep", model_error(refused))).__name__ == "ModelError"
+
+
+def test_sagemaker_limit_errors_are_permanent_and_named():
+    """A 60 s time-out and an oversize body are not retried: the same request would fail again."""
+
+    def error(code: str, message: str, status: int, **extra) -> ClientError:
+        body = {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}
+        return ClientError({**body, **extra}, "InvokeEndpoint")
+
+    timed_out = error(
+        "ModelError",
+        'Received server error (0) from primary with message "Your invocation timed out while waiting for a '
+        'response from container primary. Review the latency metrics"',
+        424,
+        OriginalStatusCode=0,
+    )
+    assert type(endpoints.classify_client_error("ep", timed_out)).__name__ == "EndpointTimeout"
+    oversize = error("ValidationError", "Request 1234 has oversize body.", 400)
+    assert type(endpoints.classify_client_error("ep", oversize)).__name__ == "ModelError"
+    missing = error("ValidationError", "Endpoint ep of account 1 not found.", 400)
+    assert type(endpoints.classify_client_error("ep", missing)).__name__ == "EndpointNotFound"

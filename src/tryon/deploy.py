@@ -106,7 +106,13 @@ def make_plan(
         image_uri=image_uri,
         mode=mode,
         instance_type=instance_type,
-        environment={"HF_HUB_OFFLINE": "1", "TRYON_ENDPOINT_KIND": kind, **options.pop("environment", {})},
+        environment={
+            "HF_HUB_OFFLINE": "1",
+            "TRYON_ENDPOINT_KIND": kind,
+            # the handlers refuse base64 answers over this mode's response limit
+            "TRYON_ENDPOINT_MODE": mode,
+            **options.pop("environment", {}),
+        },
         **options,
     )
 

@@ -21,6 +21,8 @@ from tryon.workflow.errors import (
 
 JSON = "application/json"
 _THROTTLING = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
+#: What SageMaker says when a container does not answer within the 60 s invocation limit.
+TIMED_OUT = "Your invocation timed out while waiting for a response from container"
 _UNAVAILABLE = {"ServiceUnavailable", "ServiceUnavailableException", "InternalFailure", "InternalServerError"}
 
 
@@ -37,6 +39,11 @@ def classify_client_error(endpoint: str, exc: ClientError) -> WorkflowError:
     if code == "ModelError":
         original = exc.response.get("OriginalStatusCode") or 0
         detail = exc.response.get("OriginalMessage") or message
+        if TIMED_OUT in detail or TIMED_OUT in message:
+            return EndpointTimeout(
+                f"endpoint {endpoint} ran past SageMaker's 60 s invocation limit: use smaller inputs or "
+                "fewer steps, or an asynchronous endpoint for long work"
+            )
         if RETRYABLE_MARKER in detail:  # the serving toolkit answers 400 even for S3 throttling
             return EndpointUnavailable(
                 f"endpoint {endpoint} hit a transient fault (HTTP {original}): {detail}"
@@ -45,6 +52,8 @@ def classify_client_error(endpoint: str, exc: ClientError) -> WorkflowError:
             return ModelError(f"endpoint {endpoint} refused the request (HTTP {original}): {detail}")
         return EndpointUnavailable(f"endpoint {endpoint} failed (HTTP {original or status}): {detail}")
     if code == "ValidationError":
+        if "oversize body" in message:  # a serverless endpoint's 4 MB request limit
+            return ModelError(f"endpoint {endpoint} refused the request as too large: {message}")
         return EndpointNotFound(f"endpoint {endpoint}: {message}")
     if code in _UNAVAILABLE or status >= 500:
         return EndpointUnavailable(f"endpoint {endpoint} is unavailable ({code or status}): {message}")
