@@ -327,21 +327,35 @@ def test_text_encoder_lora_and_prior_preservation(tiny_models, photos, tmp_path)
     assert any(k.startswith("text_encoder.") for k in keys) and any(k.startswith("unet.") for k in keys)
 
 
-def test_8bit_adam_falls_back_with_a_notice(capsys):
+@pytest.mark.parametrize("installed", [False, True])
+def test_8bit_adam_uses_bitsandbytes_or_falls_back_with_a_notice(installed, monkeypatch, capsys):
+    """Both branches run whether or not bitsandbytes is installed here (it is faked or hidden)."""
+    import sys
+    import types
+
     import torch
 
     from tryon.training.train import _make_optimizer
 
+    class AdamW8bit(torch.optim.AdamW):
+        """Stands in for bitsandbytes' optimizer (same constructor)."""
+
+    if installed:
+        fake = types.ModuleType("bitsandbytes")
+        fake.optim = types.SimpleNamespace(AdamW8bit=AdamW8bit)  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, "bitsandbytes", fake)
+    else:
+        monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # import bitsandbytes -> ImportError
     config = TrainingConfig(
         pretrained_model="b", instance_data_dir="d", instance_prompt="p", use_8bit_adam=True
     )
     param = torch.nn.Parameter(torch.zeros(2))
     optimizer = _make_optimizer(config, [{"params": [param], "lr": 1e-4}])
-    try:
-        import bitsandbytes  # noqa: F401
-    except ImportError:
-        assert type(optimizer) is torch.optim.AdamW
-        assert "needs bitsandbytes" in capsys.readouterr().out
+    notice = "needs bitsandbytes" in capsys.readouterr().out
+    assert (type(optimizer), notice) == ((AdamW8bit, False) if installed else (torch.optim.AdamW, True))
+    group = optimizer.param_groups[0]
+    assert group["lr"] == 1e-4 and group["betas"] == (config.adam_beta1, config.adam_beta2)
+    assert (group["eps"], group["weight_decay"]) == (config.adam_epsilon, config.adam_weight_decay)
 
 
 def test_sagemaker_entry_script_trains_from_the_channel_environment(
