@@ -6,13 +6,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SAM_VENV := .venv-sam
+# The serving image's library versions (serving/image-requirements.txt), for tests/test_container_compat.py.
+SERVING_VENV := .venv-serving
+SERVING_STAMP := $(SERVING_VENV)/.installed
+SERVING_TORCH_SPEC ?= torch==2.13.0
 SAM := $(SAM_VENV)/bin/sam
 ASL_VALIDATOR := .cache/node/node_modules/.bin/asl-validator
 TINY := .cache/tiny-models
 export HF_HUB_OFFLINE ?= 1
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: venv tools tiny-models demo test lint format bench constraints clean image-mappings
+.PHONY: venv serving-venv tools tiny-models demo test lint format bench constraints clean image-mappings
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +26,18 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# The image ships torch 2.6.0 for Python 3.12; here torch stays the local 2.13.0 CPU wheel
+# (Python 3.11), installed first and pinned, and everything else at the image's versions.
+$(SERVING_STAMP): serving/image-requirements.txt
+	rm -rf $(SERVING_VENV)
+	$(PYTHON) -m venv $(SERVING_VENV)
+	$(SERVING_VENV)/bin/pip install -q --upgrade pip
+	$(SERVING_VENV)/bin/pip install -q $(SERVING_TORCH_SPEC)
+	$(SERVING_VENV)/bin/pip install -q -r serving/image-requirements.txt
+	touch $(SERVING_STAMP)
+
+serving-venv: $(SERVING_STAMP)
 
 # aws-sam-cli pins boto3/click/cfn-lint, so it gets a venv of its own.
 $(SAM):
@@ -48,8 +64,8 @@ format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: venv tools tiny-models lint
-	$(BIN)/python -m pytest -q
+test: venv serving-venv tools tiny-models lint
+	TRYON_REQUIRE_SERVING_VENV=1 $(BIN)/python -m pytest -q
 
 bench: venv tiny-models
 	$(BIN)/python -m bench
