@@ -186,10 +186,11 @@ def test_entry_script_maps_the_sagemaker_environment(repo_root, tmp_path, capsys
     assert "instance_data_dir: no usable images" in capsys.readouterr().err
 
 
-def test_cli_local_reports_bad_data_and_options(tmp_path, capsys):
+def test_cli_local_reports_bad_data_and_options(tmp_path, capsys, tiny_models):
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "a.heic").write_bytes(b"....")
-    common = ["train", "local", "--pretrained-model", "m", "--instance-prompt", "a photo of sks skirt"]
+    base = str(tiny_models["sd-inpaint"])  # the base model is checked first (tests/test_cli_errors.py)
+    common = ["train", "local", "--pretrained-model", base, "--instance-prompt", "a photo of sks skirt"]
     out = tmp_path / "out"
     assert run([*common, "--instance-data-dir", str(tmp_path / "photos"), "--output-dir", str(out)]) == 2
     err = capsys.readouterr().err
