@@ -50,7 +50,7 @@ def test_demo_writes_what_the_stack_writes(demo_run):
     code, out, stdout = demo_run
     assert code == 0, stdout
     assert _state_lines(stdout) == [
-        "Prepare", "AlreadyComplete", "Segment", "MaskFound",
+        "Receive", "Prepare", "AlreadyComplete", "Segment", "MaskFound",
         "Inpaint", "UpscaleRequested", "Upscale", "Finalize",
     ]  # fmt: skip
     assert "EventBridge started" in stdout

@@ -67,7 +67,7 @@ def test_s3_event_with_upscale_and_adapter_from_metadata(wf):
     result = wf.wait(wf.start_from_s3_event(key), timeout=120, on_event=seen.append)
     assert result.succeeded, (result.error, result.cause)
     assert result.states() == [
-        "Prepare", "AlreadyComplete", "Segment", "MaskFound",
+        "Receive", "Prepare", "AlreadyComplete", "Segment", "MaskFound",
         "Inpaint", "UpscaleRequested", "Upscale", "Finalize",
     ]  # fmt: skip
     assert all(e.duration_s is not None for e in seen if e.phase == "exited")

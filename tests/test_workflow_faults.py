@@ -100,6 +100,7 @@ def _huge_png() -> bytes:
             "image: could not be decoded (truncated or corrupt)",
         ),
         ("huge.png", _huge_png, {}, "6100x6100 = 37210000 pixels; the limit is 36000000 pixels"),
+        ("empty.png", lambda: b"", {}, "inputs/empty.png is empty (0 bytes)"),
         ("missing.png", None, {}, "does not exist"),
         ("params.png", sample_photo, {"steps": 10_000}, "steps: must be <= 150, got 10000"),
         ("prompt.png", sample_photo, {"prompt": "p" * 5000}, "prompt: is 5000 characters; the limit is 2000"),
@@ -123,3 +124,13 @@ def test_bad_inputs_fail_fast_in_prepare(wf, name, make, console, needle):
     assert [n for n, _, _ in wf.invocations[before:]] == ["PrepareFunction", "RecordFailureFunction"]
     if data is not None:  # the input is never modified: its bytes are still the ones uploaded
         assert wf.read_bytes(f"s3://{wf.input_bucket}/{key}") == data
+
+
+@pytest.mark.parametrize("raw", [["s3://photos/inputs/a.png"], "s3://photos/inputs/a.png", 42, None])
+def test_a_console_input_that_is_not_an_object_ends_in_a_failure_record(wf, raw):
+    """Every execution ends with a manifest or a failure record, whatever JSON the console sends."""
+    before = len(wf.invocations)
+    record = failure_of(wf, wf.wait(wf.start(raw), timeout=DEADLINE_S))
+    assert record["error"] == "InvalidInput" and record["step"] == "prepare"
+    assert record["cause"].startswith("input: must be") and record["input"] == raw
+    assert [n for n, _, _ in wf.invocations[before:]] == ["PrepareFunction", "RecordFailureFunction"]

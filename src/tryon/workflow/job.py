@@ -81,6 +81,10 @@ def _locate(settings: Settings, trigger: Trigger) -> tuple[str, dict[str, Any]]:
 def inspect_image(settings: Settings, bucket: str, key: str, head: Mapping[str, Any]) -> imaging.ImageHeader:
     """Check size and header with a ranged GET, then decode fully (truncated files fail here)."""
     size = int(head.get("ContentLength", 0))
+    if size == 0:  # a ranged GET of an empty object is answered 416 InvalidRange
+        raise RequestError(
+            "image", f"{layout.s3_uri(bucket, key)} is empty (0 bytes): upload the photo again"
+        )
     if size > settings.max_input_bytes:
         raise RequestError("image", f"is {size} bytes; the limit is {settings.max_input_bytes} bytes")
     version = head.get("VersionId")

@@ -73,7 +73,7 @@ def failure_record(state: Mapping[str, Any], job_id: str, step: str, execution: 
         "step": step,
         "error": error.get("Error", "Unknown"),
         "cause": message,
-        "input": job.get("input") or {k: v for k, v in state.items() if k != "error"},
+        "input": job.get("input") or state.get("trigger", {k: v for k, v in state.items() if k != "error"}),
         "params": job.get("params"),
         "execution": execution,
         "recorded_at": now_iso(),

@@ -204,7 +204,8 @@ def record_failure(payload: Mapping[str, Any]) -> dict[str, Any]:
     execution = payload.get("execution")
     settings = Settings.from_env()
     job = state.get("job") or {}
-    job_id = job.get("job_id") or fallback_job_id({k: v for k, v in state.items() if k != "error"})
+    raw = state.get("trigger", {k: v for k, v in state.items() if k != "error"})
+    job_id = job.get("job_id") or fallback_job_id(raw)
     step = failed_step(state)
     record = report.failure_record(state, job_id, step, execution)
     key = layout.failure_key(settings.failures_prefix, job_id)
