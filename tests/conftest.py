@@ -36,3 +36,15 @@ def tiny_models() -> dict[str, Path]:
     from tryon.tiny_models import ensure_tiny_models
 
     return ensure_tiny_models(REPO_ROOT / ".cache" / "tiny-models")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a module: tiny models gain nothing from threads, and on a shared
+    2-core machine OpenMP spinning across busy cores makes them many times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -43,13 +43,8 @@ def _run(handler, model, request: dict) -> dict:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_torch_thread(one_torch_thread):
+    """Every test here runs on one intra-op thread (see conftest)."""
 
 
 @pytest.fixture(scope="module")

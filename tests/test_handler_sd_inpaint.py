@@ -62,14 +62,8 @@ def _pixels(response: dict, i: int = 0) -> np.ndarray:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """One intra-op thread: on a shared CI box, OpenMP spinning across busy cores is ~30x slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_torch_thread(one_torch_thread):
+    """Every test here runs on one intra-op thread (see conftest)."""
 
 
 @pytest.fixture(scope="module")
