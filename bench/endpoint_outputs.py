@@ -96,7 +96,9 @@ def main() -> None:
             return answer
 
         def after() -> dict:
-            data = sd_inpaint.input_fn(json.dumps({**request, "output": "s3://bench-out/r/"}), "application/json")
+            data = sd_inpaint.input_fn(
+                json.dumps({**request, "output": "s3://bench-out/r/"}), "application/json"
+            )
             answer = sd_inpaint.predict_fn(data, model)
             body = s3.get_object(Bucket="bench-out", Key=answer["outputs"][0]["key"])["Body"].read()
             first = np.asarray(Image.open(io.BytesIO(body)).convert("RGB"))
