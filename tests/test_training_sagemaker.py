@@ -318,3 +318,20 @@ def test_launcher_session_opts_out_of_sdk_telemetry():
     assert resolve_value_from_config(
         None, TELEMETRY_OPT_OUT_PATH, default_value=False, sagemaker_session=session
     )
+
+
+def test_staged_source_imports_on_its_own(tmp_path):
+    """The training job's source folder carries every tryon module the entry script reaches."""
+    import subprocess
+    import sys
+
+    from tryon.training.sagemaker_launcher import stage_source_dir
+
+    staged = stage_source_dir(tmp_path / "code")
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import tryon, tryon.training.train, "
+        "tryon.handlers.clipseg, tryon.handlers.sd_inpaint; "
+        "assert tryon.__file__.startswith(sys.argv[1]), tryon.__file__"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(staged)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]

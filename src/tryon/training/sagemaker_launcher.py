@@ -37,6 +37,9 @@ VENDORED = (
     "imaging.py",
     "validation.py",
     "checkpoint_compat.py",
+    "contract.py",  # the handlers (CLIPSeg masks, --mask-query) read their fields through it
+    "kinds.py",
+    "cancellation.py",
     "training",
     "handlers",
 )
