@@ -355,6 +355,12 @@ def _oversize_answer(limits: ModeLimits, size: int | None, request_id: str) -> F
     return FrontEndAnswer(413, None, f"HTTP content length exceeded {limit} bytes. ({detail})")
 
 
+def _timed_out(seconds: float, mode: str) -> InvocationError:
+    """SageMaker's answer to an invocation over its time limit (whichever side noticed first)."""
+    message = f"{TIMEOUT_MESSAGE} (The limit is {seconds:g} s for {mode} endpoints.)"
+    return InvocationError(504, message, original_status=0)
+
+
 async def _invoke(
     ep: _Endpoint, request: Request, request_id: str, max_body_bytes: int, body_timeout: float
 ) -> Response:
@@ -400,17 +406,11 @@ async def _invoke(
         work.add_done_callback(_abandoned)
         if watch.done():
             raise ClientGone()
-        raise InvocationError(
-            504,
-            f"{TIMEOUT_MESSAGE} (The limit is {seconds:g} s for {limits.mode} endpoints.)",
-            original_status=0,
-        )
+        raise _timed_out(seconds, limits.mode)
     try:
         payload, ctype = work.result()
     except cancellation.Cancelled as exc:  # the deadline passed just as the work noticed it
-        raise InvocationError(
-            504, f"{TIMEOUT_MESSAGE} (The limit is {seconds:g} s.)", original_status=0
-        ) from exc
+        raise _timed_out(seconds, limits.mode) from exc
     response_limit = min(max_body_bytes, limits.max_response_bytes or max_body_bytes)
     if len(payload) > response_limit:
         raise InvocationError(
