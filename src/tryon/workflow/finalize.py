@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
 from typing import Any
 
 from PIL import Image
@@ -12,6 +11,7 @@ from tryon import imaging
 from tryon.workflow import layout, preview, report, storage
 from tryon.workflow.config import Settings
 from tryon.workflow.errors import as_step_errors
+from tryon.workflow.state import Envelope, FinalResult
 from tryon.workflow.steps import publish_event
 
 #: Largest image read back from S3 (results are PNGs of at most 4x the input).
@@ -26,7 +26,7 @@ def _read_image(bucket: str, key: str) -> Image.Image:
 
 
 @as_step_errors
-def finalize(payload: Mapping[str, Any]) -> dict[str, Any]:
+def finalize(payload: Envelope) -> FinalResult:
     """manifest.json (written last: it marks the result complete) and preview.jpg."""
     state = payload["state"]
     execution = payload.get("execution")
@@ -67,7 +67,7 @@ def finalize(payload: Mapping[str, Any]) -> dict[str, Any]:
     manifest_key = out["prefix"] + layout.MANIFEST
     uris["manifest"] = layout.s3_uri(out["bucket"], manifest_key)
     storage.put_json(out["bucket"], manifest_key, report.build_manifest(state, status, uris, execution))
-    result = {
+    result: FinalResult = {
         "status": status,
         "job_id": job["job_id"],
         "manifest": uris["manifest"],

@@ -13,6 +13,7 @@ from tryon.errors import RequestError
 from tryon.workflow import layout, params, storage
 from tryon.workflow.config import IMAGE_SUFFIXES, Settings
 from tryon.workflow.jobid import job_id_for
+from tryon.workflow.state import Job
 
 #: Bytes fetched with a ranged GET to read the image header before anything else.
 HEADER_BYTES = 64 * 1024
@@ -135,7 +136,7 @@ def check_upscalable(header: imaging.ImageHeader) -> None:
         )
 
 
-def build_job(settings: Settings, event: Any) -> dict[str, Any]:
+def build_job(settings: Settings, event: Any) -> Job:
     """The validated job (a small JSON-able dict) for an event or console input."""
     trigger = parse_trigger(event)
     key, head = _locate(settings, trigger)

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from tryon.workflow.state import State
+
 MANIFEST_VERSION = 1
 
 
@@ -16,7 +18,7 @@ def now_iso() -> str:
 
 
 def build_manifest(
-    state: Mapping[str, Any], status: str, uris: Mapping[str, Any], execution: str | None
+    state: State, status: str, uris: Mapping[str, Any], execution: str | None
 ) -> dict[str, Any]:
     """The manifest: job, effective parameters, seeds, all URIs, per-step timings, model and adapter ids."""
     job = state["job"]
@@ -55,7 +57,7 @@ def build_manifest(
     }
 
 
-def failure_record(state: Mapping[str, Any], job_id: str, step: str, execution: str | None) -> dict[str, Any]:
+def failure_record(state: State, job_id: str, step: str, execution: str | None) -> dict[str, Any]:
     """``failures/<job-id>.json``: input, step, error, cause."""
     error = state.get("error") or {}
     cause_text = error.get("Cause", "")

@@ -1,8 +1,8 @@
 """The endpoint steps and the failure recorder; state in, small JSON out (images stay in S3).
 
-The state machine threads one document through the states: ``{"job": ...}`` from Prepare
-(:mod:`tryon.workflow.prepare`), then ``segment``, ``inpaint`` and ``upscale`` results added
-under their own keys, then :mod:`tryon.workflow.finalize`. The endpoints read the input
+The state machine threads one document through the states, typed in
+:mod:`tryon.workflow.state`: the job from Prepare, then the ``segment``, ``inpaint`` and
+``upscale`` results under their own keys, then :mod:`tryon.workflow.finalize`. The endpoints read the input
 version the job names and write their images into the job's result prefix themselves, so
 only keys and metadata travel (SageMaker caps a real-time answer at 6 MB, Step Functions a
 state at 256 KiB). This module does not need Pillow: the functions using it ship without
@@ -17,10 +17,23 @@ from collections.abc import Mapping
 from typing import Any
 
 from tryon.contract import versioned_s3_uri
-from tryon.workflow import aws, endpoints, layout, report, storage
+from tryon.workflow import aws, claim, endpoints, layout, report, storage
 from tryon.workflow.config import Settings
 from tryon.workflow.errors import EndpointUnavailable, as_step_errors
 from tryon.workflow.jobid import fallback_job_id
+from tryon.workflow.state import (
+    STEP_RESULT_KEYS,
+    Envelope,
+    FailureResult,
+    InpaintInput,
+    InpaintResult,
+    Job,
+    SegmentInput,
+    SegmentResult,
+    State,
+    UpscaleInput,
+    UpscaleResult,
+)
 
 #: EventBridge ``source`` of the completion and failure events.
 EVENT_SOURCE = "tryon.workflow"
@@ -48,20 +61,18 @@ def _elapsed_ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000.0, 1)
 
 
-def _input_uri(job: Mapping[str, Any]) -> str:
+def _input_uri(job: Job) -> str:
     """The upload as the endpoints read it: the object version the job was prepared from."""
     inp = job["input"]
     return versioned_s3_uri(inp["bucket"], inp["key"], inp.get("version_id"))
 
 
-def _output_prefix(job: Mapping[str, Any]) -> str:
+def _output_prefix(job: Job) -> str:
     """``s3://<output-bucket>/<result prefix>``: where the endpoints write this job's images."""
     return layout.s3_uri(job["output"]["bucket"], job["output"]["prefix"])
 
 
-def _written_keys(
-    result: Mapping[str, Any], *, endpoint: str, job: Mapping[str, Any], count: int
-) -> list[str]:
+def _written_keys(result: Mapping[str, Any], *, endpoint: str, job: Job, count: int) -> list[str]:
     """Keys of the images the endpoint wrote, checked to lie under the job's result prefix."""
     outputs = result.get("outputs")
     out = job["output"]
@@ -76,7 +87,7 @@ def _written_keys(
 
 
 @as_step_errors
-def segment(state: Mapping[str, Any]) -> dict[str, Any]:
+def segment(state: SegmentInput) -> SegmentResult:
     """CLIPSeg: text query -> mask.png (written by the endpoint into the result prefix), coverage."""
     start = time.perf_counter()
     job = state["job"]
@@ -109,7 +120,7 @@ def segment(state: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @as_step_errors
-def inpaint(state: Mapping[str, Any]) -> dict[str, Any]:
+def inpaint(state: InpaintInput) -> InpaintResult:
     """SD inpainting (+ LoRA adapter) -> inpainted-<i>.png, written by the endpoint into the result prefix."""
     start = time.perf_counter()
     job = state["job"]
@@ -147,7 +158,7 @@ def inpaint(state: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @as_step_errors
-def upscale(state: Mapping[str, Any]) -> dict[str, Any]:
+def upscale(state: UpscaleInput) -> UpscaleResult:
     """SD x4 upscaler on each inpainted image -> upscaled-<i>.png, written by the endpoint."""
     start = time.perf_counter()
     job = state["job"]
@@ -184,21 +195,21 @@ def upscale(state: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def failed_step(state: Mapping[str, Any]) -> str:
+def failed_step(state: State) -> str:
     """The step that failed: the first one whose result is missing from the state."""
     job = state.get("job") or {}
-    order = [("prepare", "job"), ("segment", "segment")]
+    order = ["prepare", "segment"]
     if not (state.get("segment") or {}).get("empty"):
-        order.append(("inpaint", "inpaint"))
+        order.append("inpaint")
         if job.get("upscale"):
-            order.append(("upscale", "upscale"))
-    for step, key in order:
-        if not state.get(key):
+            order.append("upscale")
+    for step in order:
+        if not state.get(STEP_RESULT_KEYS[step]):
             return step
     return "finalize"
 
 
-def record_failure(payload: Mapping[str, Any]) -> dict[str, Any]:
+def record_failure(payload: Envelope) -> FailureResult:
     """failures/<job-id>.json plus a notification (SNS) when a topic is configured."""
     state = payload.get("state") or {}
     execution = payload.get("execution")
@@ -210,6 +221,7 @@ def record_failure(payload: Mapping[str, Any]) -> dict[str, Any]:
     record = report.failure_record(state, job_id, step, execution)
     key = layout.failure_key(settings.failures_prefix, job_id)
     storage.put_json(settings.output_bucket, key, record)
+    claim.release_for(job, execution)  # a redelivered event may retry the job
     uri = layout.s3_uri(settings.output_bucket, key)
     publish_event(
         settings,

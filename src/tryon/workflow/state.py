@@ -1,0 +1,187 @@
+"""The state document the workflow threads through its states: one typed definition (light).
+
+Step Functions passes one JSON document from state to state. Its shape, in order:
+
+1. ``Receive`` wraps the execution input, whatever it is, as ``{"trigger": <input>}``.
+2. ``Prepare`` (:mod:`tryon.workflow.prepare`) answers :class:`Prepared`: ``job``, ``complete``
+   and ``manifest`` (``trigger`` is dropped: the job carries what later states need).
+3. ``Segment``, ``Inpaint`` and ``Upscale`` add their results under their own keys
+   (``ResultPath`` ``$.segment``, ``$.inpaint``, ``$.upscale``), see :data:`STEP_RESULT_KEYS`.
+4. ``NoGarmentFound`` sets ``status``; ``Finalize`` and ``RecordFailure`` get
+   ``{"state": <the document>, "execution": <execution ARN>}`` (:class:`Envelope`).
+5. A ``Catch`` puts the error under ``error`` (:class:`StepError`); ``RecordFailure``'s answer
+   goes under ``failure`` (:class:`FailureResult`).
+
+Each Task gets only the keys it reads (the ASL's ``Parameters``): :class:`SegmentInput`,
+:class:`InpaintInput`, :class:`UpscaleInput`. Everything here is a ``TypedDict``: the JSON
+on the wire is exactly these dicts, and ``tests/test_workflow_state.py`` checks the ASL
+against them. Standard library only (Lambda code imports it).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NotRequired, TypedDict
+
+
+class JobInput(TypedDict):
+    """The upload the job was prepared from (the endpoints read this very object version)."""
+
+    bucket: str
+    key: str
+    uri: str
+    version_id: str | None
+    etag: str
+    size: int
+    image: dict[str, Any]  # tryon.imaging.ImageHeader as a dict: format, width, height, ...
+
+
+class JobOutput(TypedDict):
+    """Where the job's results go: ``s3://<bucket>/<prefix>`` (``results/<name>/<job-id>/``)."""
+
+    bucket: str
+    prefix: str
+
+
+class JobEndpoints(TypedDict):
+    """Endpoint kind -> SageMaker endpoint name (``sd_upscale`` is None when not upscaling)."""
+
+    clipseg: str
+    sd_inpaint: str
+    sd_upscale: str | None
+
+
+class Job(TypedDict):
+    """What Prepare validated: the input, the effective parameters, where results go."""
+
+    job_id: str
+    source: str  # "s3-event" | "console"
+    preset: str | None
+    input: JobInput
+    params: dict[str, Any]  # every parameter of tryon.workflow.params, resolved
+    upscale: bool
+    ignored_metadata: list[str]
+    output: JobOutput
+    endpoints: JobEndpoints
+
+
+class Prepared(TypedDict):
+    """Prepare's answer: the job, and whether a complete result for it already exists."""
+
+    job: Job
+    complete: bool
+    manifest: str | None  # s3:// URI of the existing manifest when ``complete`` (or ``running``)
+    running: NotRequired[bool]  # another execution holds the job's claim (tryon.workflow.claim)
+    claimed_by: NotRequired[str]  # that execution, when ``running``
+    took_over_claim_of: NotRequired[str]  # an expired claim this execution took over
+
+
+class SegmentResult(TypedDict):
+    """``$.segment``: the mask CLIPSeg wrote and how much of the photo it covers."""
+
+    mask_key: str
+    coverage: float
+    empty: bool  # coverage <= min_coverage: the job ends as no-garment-found
+    scores: dict[str, Any]
+    model: str | None
+    timings_ms: dict[str, Any]
+    elapsed_ms: float
+
+
+class InpaintResult(TypedDict):
+    """``$.inpaint``: the images the inpainting endpoint wrote, with the seeds it used."""
+
+    keys: list[str]
+    seeds: list[int]
+    adapter: Any
+    model: str | None
+    timings_ms: dict[str, Any]
+    elapsed_ms: float
+
+
+class UpscaleResult(TypedDict):
+    """``$.upscale``: one upscaled image per inpainted one (one endpoint call each)."""
+
+    keys: list[str]
+    seeds: list[int]
+    model: str | None
+    timings_ms: list[dict[str, Any]]
+    elapsed_ms: float
+
+
+class StepError(TypedDict):
+    """``$.error``: what a ``Catch`` records (``Error`` is the exception's class name)."""
+
+    Error: str
+    Cause: str
+
+
+class FailureResult(TypedDict):
+    """``$.failure``: RecordFailure's answer; the ``Failed`` state ends the execution with it."""
+
+    status: str  # "failed"
+    job_id: str
+    step: str
+    error: str
+    cause: str
+    failure: str  # s3:// URI of failures/<job-id>.json
+
+
+class FinalResult(TypedDict):
+    """Finalize's answer, the execution's output when it succeeds."""
+
+    status: str  # "succeeded" | "no-garment-found"
+    job_id: str
+    manifest: str
+    preview: str
+
+
+class State(TypedDict, total=False):
+    """The whole document; each key appears once the state that writes it has run."""
+
+    trigger: Any
+    job: Job
+    complete: bool
+    running: bool
+    manifest: str | None
+    segment: SegmentResult
+    inpaint: InpaintResult
+    upscale: UpscaleResult
+    status: str
+    error: StepError
+    failure: FailureResult
+
+
+class SegmentInput(TypedDict):
+    """What the Segment task is given."""
+
+    job: Job
+
+
+class InpaintInput(TypedDict):
+    """What the Inpaint task is given."""
+
+    job: Job
+    segment: SegmentResult
+
+
+class UpscaleInput(TypedDict):
+    """What the Upscale task is given."""
+
+    job: Job
+    inpaint: InpaintResult
+
+
+class Envelope(TypedDict):
+    """What Finalize and RecordFailure are given: the whole document and the execution ARN."""
+
+    state: State
+    execution: NotRequired[str | None]
+
+
+#: Workflow step -> the key of :class:`State` its result is stored under, in workflow order.
+STEP_RESULT_KEYS: dict[str, str] = {
+    "prepare": "job",
+    "segment": "segment",
+    "inpaint": "inpaint",
+    "upscale": "upscale",
+}
