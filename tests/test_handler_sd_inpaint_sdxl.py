@@ -1,10 +1,9 @@
-"""SDXL inpainting goes through the same handler path (a tiny random SDXL checkpoint built here)."""
+"""SDXL inpainting goes through the same handler path (the tiny random SDXL checkpoint)."""
 
 from __future__ import annotations
 
 import base64
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,72 +13,6 @@ from tryon.errors import RequestError
 from tryon.imaging import b64encode, encode_png
 
 pytestmark = pytest.mark.slow
-
-
-def _build_tiny_sdxl_inpaint(out: Path) -> None:
-    """StableDiffusionXLInpaintPipeline: two text encoders, text_time embeddings, 1024 px working size."""
-    import torch
-    from diffusers import (
-        AutoencoderKL,
-        EulerDiscreteScheduler,
-        StableDiffusionXLInpaintPipeline,
-        UNet2DConditionModel,
-    )
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
-    from tryon.tiny_models import build_clip_tokenizer
-
-    tokenizer = build_clip_tokenizer()
-    vocab = len(tokenizer)
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        block_out_channels=(16, 32),
-        layers_per_block=1,
-        sample_size=128,  # x vae factor 8 = 1024 px, as SDXL
-        in_channels=9,
-        out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4),
-        use_linear_projection=True,
-        addition_embed_type="text_time",
-        addition_time_embed_dim=8,
-        projection_class_embeddings_input_dim=6 * 8 + 32,  # 6 size/crop ids + pooled text (32)
-        cross_attention_dim=64,  # both text encoders' hidden states side by side
-        norm_num_groups=8,
-    )
-    vae = AutoencoderKL(
-        block_out_channels=[4, 4, 4, 4],
-        down_block_types=["DownEncoderBlock2D"] * 4,
-        up_block_types=["UpDecoderBlock2D"] * 4,
-        latent_channels=4,
-        norm_num_groups=2,
-        sample_size=1024,
-    )
-    text_config = CLIPTextConfig(
-        bos_token_id=vocab - 2,
-        eos_token_id=vocab - 1,
-        pad_token_id=vocab - 1,
-        hidden_size=32,
-        intermediate_size=37,
-        num_attention_heads=4,
-        num_hidden_layers=2,
-        vocab_size=vocab,
-        projection_dim=32,
-    )
-    pipe = StableDiffusionXLInpaintPipeline(
-        vae=vae,
-        text_encoder=CLIPTextModel(text_config),
-        text_encoder_2=CLIPTextModelWithProjection(text_config),
-        tokenizer=tokenizer,
-        tokenizer_2=tokenizer,
-        unet=unet,
-        scheduler=EulerDiscreteScheduler(
-            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1
-        ),
-        requires_aesthetics_score=False,
-    )
-    pipe.save_pretrained(out, safe_serialization=True)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -92,7 +25,8 @@ def sdxl(tmp_path_factory, tiny_models):
     from tryon.handlers import sd_inpaint
 
     folder = tmp_path_factory.mktemp("tiny-sdxl-inpaint")
-    _build_tiny_sdxl_inpaint(folder)
+    for item in tiny_models["sdxl-inpaint"].iterdir():
+        (folder / item.name).symlink_to(item)
     (folder / "adapters").mkdir()
     (folder / "adapters" / "sd2-lora").symlink_to(tiny_models["lora-a"])  # made for the SD UNet
     return sd_inpaint, sd_inpaint.model_fn(str(folder))

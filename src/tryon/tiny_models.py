@@ -19,7 +19,16 @@ from tryon.checkpoint_compat import make_pipeline_compatible, save_processor
 DEFAULT_DIR = Path(".cache/tiny-models")
 #: Bumped whenever the builders change, so stale caches are rebuilt.
 TINY_MODELS_VERSION = "4"
-NAMES = ("clipseg", "sd-inpaint", "sd-x4-upscaler", "lora-a", "lora-b")
+NAMES = (
+    "clipseg",
+    "sd-inpaint",
+    "sd-x4-upscaler",
+    "lora-a",
+    "lora-b",
+    "ip-adapter",
+    "sdxl-inpaint",
+    "sdxl-refiner",
+)
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -254,6 +263,168 @@ def build_lora(base_dir: Path, out_dir: Path, *, seed: int, rank: int = 4) -> No
     )
 
 
+def build_ip_adapter(base_dir: Path, out_dir: Path, *, seed: int = 33) -> None:
+    """An IP-Adapter for the inpainting UNet in ``base_dir``, as h94/IP-Adapter lays one out.
+
+    ``ip-adapter.safetensors`` (``image_proj.*``: an ``ImageProjection`` to 4 tokens;
+    ``ip_adapter.<n>.to_{k,v}_ip.weight``: one pair per cross-attention layer, numbered as
+    diffusers' own tests number them) and ``image_encoder/`` (a tiny
+    ``CLIPVisionModelWithProjection``, 32 px). Weights are random and non-zero.
+    """
+    import torch
+    from diffusers import UNet2DConditionModel
+    from diffusers.models.attention_processor import IPAdapterAttnProcessor
+    from diffusers.models.embeddings import ImageProjection
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    unet = UNet2DConditionModel.from_pretrained(base_dir / "unet")
+    cross_dim = unet.config.cross_attention_dim
+    embed_dim = 32
+    _seed(seed)
+    CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=8,
+            projection_dim=embed_dim,
+        )
+    ).save_pretrained(out_dir / "image_encoder", safe_serialization=True)
+    tensors: dict[str, torch.Tensor] = {}
+    projection = ImageProjection(
+        image_embed_dim=embed_dim, cross_attention_dim=cross_dim, num_image_text_embeds=4
+    )
+    for name, value in projection.state_dict().items():  # the original layout calls image_embeds "proj"
+        tensors["image_proj." + name.replace("image_embeds.", "proj.")] = value
+    key_id = 1
+    for name in unet.attn_processors:
+        if not name.endswith("attn2.processor"):  # self-attention takes no image tokens
+            continue
+        block = unet.get_submodule(name.rsplit(".", 1)[0])
+        processor = IPAdapterAttnProcessor(hidden_size=block.to_q.out_features, cross_attention_dim=cross_dim)
+        state = processor.state_dict()
+        tensors[f"ip_adapter.{key_id}.to_k_ip.weight"] = state["to_k_ip.0.weight"]
+        tensors[f"ip_adapter.{key_id}.to_v_ip.weight"] = state["to_v_ip.0.weight"]
+        key_id += 2
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(out_dir / "ip-adapter.safetensors"))
+
+
+def _tiny_sdxl_text_config(vocab_size: int):
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        bos_token_id=vocab_size - 2,
+        eos_token_id=vocab_size - 1,
+        pad_token_id=vocab_size - 1,
+        hidden_size=32,
+        intermediate_size=37,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        vocab_size=vocab_size,
+        projection_dim=32,
+    )
+
+
+def _tiny_sdxl_unet(*, in_channels: int, cross_attention_dim: int, time_ids: int, seed: int):
+    """An SDXL-style UNet: ``text_time`` added conditioning (``time_ids`` size/crop ids + pooled text)."""
+    from diffusers import UNet2DConditionModel
+
+    _seed(seed)
+    return UNet2DConditionModel(
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        sample_size=128,  # x VAE factor 8 = 1024 px, as SDXL
+        in_channels=in_channels,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=time_ids * 8 + 32,  # + pooled text (32)
+        cross_attention_dim=cross_attention_dim,
+        norm_num_groups=8,
+    )
+
+
+def _tiny_sdxl_vae():
+    from diffusers import AutoencoderKL
+
+    _seed(6)
+    return AutoencoderKL(
+        block_out_channels=[4, 4, 4, 4],
+        down_block_types=["DownEncoderBlock2D"] * 4,
+        up_block_types=["UpDecoderBlock2D"] * 4,
+        latent_channels=4,
+        norm_num_groups=2,
+        sample_size=1024,
+    )
+
+
+def _sdxl_scheduler():
+    from diffusers import EulerDiscreteScheduler
+
+    return EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1
+    )
+
+
+def build_sdxl_inpaint(out_dir: Path) -> None:
+    """StableDiffusionXLInpaintPipeline: two text encoders, pooled text + size/crop ids, 1024 px."""
+    from diffusers import StableDiffusionXLInpaintPipeline
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    tokenizer = build_clip_tokenizer()
+    text_config = _tiny_sdxl_text_config(len(tokenizer))
+    _seed(7)
+    text_encoder = CLIPTextModel(text_config)
+    text_encoder_2 = CLIPTextModelWithProjection(text_config)
+    pipe = StableDiffusionXLInpaintPipeline(
+        vae=_tiny_sdxl_vae(),
+        text_encoder=text_encoder,
+        text_encoder_2=text_encoder_2,
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer,
+        # both encoders' hidden states side by side (64); 6 ids: original size, crop, target size
+        unet=_tiny_sdxl_unet(in_channels=9, cross_attention_dim=64, time_ids=6, seed=8),
+        scheduler=_sdxl_scheduler(),
+        requires_aesthetics_score=False,
+    )
+    pipe.save_pretrained(out_dir, safe_serialization=True)
+    make_pipeline_compatible(out_dir)
+
+
+def build_sdxl_refiner(out_dir: Path) -> None:
+    """An SDXL refiner (StableDiffusionXLImg2ImgPipeline) for :func:`build_sdxl_inpaint`'s base.
+
+    Like SDXL 1.0's refiner: a 4-channel UNet conditioned on the second text encoder only, with
+    an aesthetic score among its 5 ids. Only ``unet/``, ``scheduler/`` and ``model_index.json``
+    are written: the endpoint shares the base's ``text_encoder_2``, ``tokenizer_2`` and ``vae``.
+    """
+    from diffusers import StableDiffusionXLImg2ImgPipeline
+    from transformers import CLIPTextModelWithProjection
+
+    tokenizer = build_clip_tokenizer()
+    pipe = StableDiffusionXLImg2ImgPipeline(
+        vae=_tiny_sdxl_vae(),
+        text_encoder=None,
+        text_encoder_2=CLIPTextModelWithProjection(_tiny_sdxl_text_config(len(tokenizer))),
+        tokenizer=None,
+        tokenizer_2=tokenizer,
+        unet=_tiny_sdxl_unet(in_channels=4, cross_attention_dim=32, time_ids=5, seed=9),
+        scheduler=_sdxl_scheduler(),
+        requires_aesthetics_score=True,
+        force_zeros_for_empty_prompt=False,
+    )
+    pipe.save_pretrained(out_dir, safe_serialization=True)
+    for shared in ("text_encoder_2", "tokenizer_2", "vae"):
+        shutil.rmtree(out_dir / shared)
+
+
 @contextmanager
 def _building(target: Path) -> Iterator[Path]:
     """Build into a temporary sibling and rename, so a crash never leaves a half model."""
@@ -279,6 +450,9 @@ def ensure_tiny_models(root: Path = DEFAULT_DIR, *, force: bool = False) -> dict
         "sd-x4-upscaler": build_sd_upscaler,
         "lora-a": lambda d: build_lora(paths["sd-inpaint"], d, seed=11),
         "lora-b": lambda d: build_lora(paths["sd-inpaint"], d, seed=22),
+        "sdxl-inpaint": build_sdxl_inpaint,
+        "sdxl-refiner": build_sdxl_refiner,
+        "ip-adapter": lambda d: build_ip_adapter(paths["sd-inpaint"], d),
     }
     for name in NAMES:
         if not paths[name].exists():
