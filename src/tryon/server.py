@@ -12,6 +12,9 @@ Routes:
   unmodified boto3 client pointed at ``endpoint_url`` reaches the handlers, and handler
   errors come back as the ``ModelError`` / ``ValidationError`` / ``ModelNotReadyException``
   that real SageMaker raises.
+- ``POST /endpoints/{name}/async-invocations`` -- ``InvokeEndpointAsync`` for endpoints in
+  ``async`` mode: input from S3, a background queue, answer or error to S3, SNS notification
+  (:mod:`tryon.server_async`).
 
 Each endpoint has a serving mode (:data:`tryon.kinds.MODE_LIMITS`) and the server enforces
 its limits as SageMaker does: request size, response size and invocation time, answering
@@ -34,7 +37,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -51,6 +54,7 @@ from tryon.errors import RequestError
 from tryon.handlers import HANDLER_MODULES
 from tryon.handlers.common import JSON_CONTENT_TYPE
 from tryon.kinds import MODE_LIMITS, EndpointMode, ModeLimits, check_mode
+from tryon.server_async import AsyncOutput, AsyncRequest, accept_request, accepted, process
 
 log = logging.getLogger("tryon.server")
 
@@ -86,6 +90,8 @@ class EndpointConfig:
     model_dir: str
     mode: EndpointMode = "realtime"
     max_invocation_seconds: float | None = None
+    #: where an ``async`` endpoint writes answers and errors and which SNS topics it tells
+    async_output: AsyncOutput | None = None
 
     @property
     def limits(self) -> ModeLimits:
@@ -311,16 +317,14 @@ def _call(token: cancellation.CancelToken, fn: Callable[..., Any], *args: Any) -
 
 
 async def _run_handler(
-    ep: _Endpoint, body: bytes, request: Request, token: cancellation.CancelToken, request_id: str
+    ep: _Endpoint, body: bytes, headers: Mapping[str, str], token: cancellation.CancelToken, request_id: str
 ) -> tuple[bytes, str]:
     """input_fn -> predict_fn (under the endpoint's lock) -> output_fn; InvocationError on failure."""
     module = ep.module
     assert module is not None
-    accept = request.headers.get("accept")
+    accept = headers.get("accept")
     try:
-        data = await run_in_threadpool(
-            _call, token, module.input_fn, body, request.headers.get("content-type")
-        )
+        data = await run_in_threadpool(_call, token, module.input_fn, body, headers.get("content-type"))
         async with ep.lock:  # held until predict_fn returns, even if nobody waits for it any more
             prediction = await run_in_threadpool(_call, token, module.predict_fn, data, ep.model)
         return await run_in_threadpool(_call, token, _encode_output, module, prediction, accept)
@@ -395,7 +399,7 @@ async def _invoke(
 
     seconds = limits.max_invocation_seconds
     token = cancellation.CancelToken(deadline=time.monotonic() + seconds)
-    work = asyncio.create_task(_run_handler(ep, body, request, token, request_id))
+    work = asyncio.create_task(_run_handler(ep, body, request.headers, token, request_id))
     watch = asyncio.create_task(_wait_for_disconnect(request))
     try:
         await asyncio.wait({work, watch}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
@@ -447,6 +451,11 @@ def _runtime_error(
 
 #: Client disconnected before the answer (nginx's convention; only ever seen in the log).
 CLIENT_CLOSED = 499
+
+
+def _status_of(exc: BaseException) -> int:
+    """The HTTP status the container answers for a failed invocation."""
+    return exc.status if isinstance(exc, InvocationError) else 500
 
 
 def create_app(
@@ -536,16 +545,58 @@ def create_app(
         response.headers["x-amzn-RequestId"] = request_id
         return response
 
+    queues: dict[str, asyncio.Queue[AsyncRequest]] = {}
+
+    async def async_invocations(request: Request) -> Response:
+        name = request.path_params["name"]
+        ep = registry.endpoints.get(name)
+        if ep is None:
+            return _runtime_error(400, "ValidationError", f"Endpoint {name} not found.", str(uuid.uuid4()))
+        item = accept_request(name, ep.config.mode, ep.config.async_output, request)
+        if isinstance(item, Response):
+            return item
+        queues[name].put_nowait(item)
+        return accepted(item)
+
+    async def async_worker(ep: _Endpoint) -> None:
+        """Run an async endpoint's queue in order, once its model has loaded (SageMaker queues meanwhile)."""
+        config = ep.config.async_output
+        assert config is not None
+        while True:
+            item = await queues[ep.config.name].get()
+            while ep.state == "loading":
+                await asyncio.sleep(0.05)
+
+            async def run(
+                body: bytes, headers: Mapping[str, str], token: cancellation.CancelToken, rid: str
+            ) -> tuple[bytes, str]:
+                if ep.state == "failed":
+                    raise InvocationError(500, f"endpoint {ep.config.name} failed to load its model")
+                return await _run_handler(ep, body, headers, token, rid)
+
+            try:
+                await process(ep.config.name, config, item, run, _status_of)
+            except Exception:  # S3 or SNS refused: logged, the queue goes on (a lost notification)
+                log.exception("endpoint %s: asynchronous request %s", ep.config.name, item.inference_id)
+
     @asynccontextmanager
     async def lifespan(app: Starlette):
         registry.start_loading()
+        workers = []
+        for ep in registry.endpoints.values():
+            if ep.config.mode == "async" and ep.config.async_output is not None:
+                queues[ep.config.name] = asyncio.Queue()
+                workers.append(asyncio.create_task(async_worker(ep)))
         yield
+        for worker in workers:
+            worker.cancel()
 
     app = Starlette(
         routes=[
             Route("/ping", ping, methods=["GET"]),
             Route("/invocations", invocations, methods=["POST"]),
             Route("/endpoints/{name}/invocations", runtime_invocations, methods=["POST"]),
+            Route("/endpoints/{name}/async-invocations", async_invocations, methods=["POST"]),
         ],
         lifespan=lifespan,
     )
