@@ -1,7 +1,8 @@
 """Each packaged model.tar.gz, served the way the Hugging Face inference image serves it.
 
 For every kind: ``tryon package`` builds the archive from the tiny checkpoints (sd_inpaint with
-the tiny LoRA as its default adapter and a fine-tune's adapter as a named one), it is extracted
+the tiny LoRA as its default adapter, a fine-tune's adapter as a named one and the tiny IP-Adapter
+for garment reference images), it is extracted
 like SageMaker does, and the same JSON requests go (a) to the local server (``tryon serve``'s
 app, this venv: transformers 5 / diffusers 0.42) and (b) through the toolkit's own
 ``HuggingFaceHandlerService`` in a subprocess under ``.venv-serving`` (the image's library
@@ -128,7 +129,11 @@ def model_dirs(tiny_models, s3_endpoint, tmp_path_factory) -> dict[str, Path]:
     for kind, weights in WEIGHTS.items():
         extra: dict[str, Any] = {}
         if kind == "sd_inpaint":
-            extra = {"adapter_dir": tiny_models["lora-a"], "named_adapters": {"trained": trained}}
+            extra = {
+                "adapter_dir": tiny_models["lora-a"],
+                "named_adapters": {"trained": trained},
+                "ip_adapter_dir": tiny_models["ip-adapter"],  # garment reference images
+            }
         archive = build_model_archive(kind, root / f"{kind}.tar.gz", model_dir=tiny_models[weights], **extra)
         target = root / kind / "model"
         with tarfile.open(archive) as tar:
@@ -161,6 +166,8 @@ def _requests() -> dict[str, list[dict[str, Any]]]:
             {**inpaint, "seed": 8, "adapter": "trained", "adapter_scale": 0.7, "sampler": "DPMPP2MSampler"},
             {**inpaint, "seed": 9, "adapter": f"s3://{ADAPTER_BUCKET}/lora-b/", "output": out},
             {**inpaint, "seed": 10, "adapter": "none", "sampler": "LinearMultistepSampler"},
+            {**inpaint, "seed": 11, "garment_image": _png_b64(_photo(30, 40)), "garment_scale": 0.8},
+            {**inpaint, "seed": 12, "adapter": "trained", "garment_image": f"s3://{IN_BUCKET}/photo.png"},
             {**inpaint, "steps": 0},  # bad: steps
         ],
         "sd_upscale": [

@@ -130,6 +130,7 @@ def test_happy_path_contract(handler, model):
         "sampler",
         "working_size",
         "crop_box",
+        "garment",
     }
     assert len(response["images"]) == 2
     for b64 in response["images"]:

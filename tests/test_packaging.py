@@ -283,3 +283,37 @@ def test_extracted_archives_are_self_sufficient(tiny_models, tmp_path):
     assert inpaint["adapter"] == {"name": "b", "scale": 0.5} and inpaint["seeds"] == [3]
     (image,) = inpaint["images"]
     assert imaging.decode_image(imaging.b64decode(image, field="image"), field="image").size == (48, 40)
+
+
+def test_ip_adapter_ships_in_ip_adapter_folder(tiny_models, tmp_path, capsys):
+    out = tmp_path / "ip.tar.gz"
+    args = ["package", "sd_inpaint", "--model-dir", str(tiny_models["sd-inpaint"]), "--out", str(out)]
+    assert run([*args, "--ip-adapter", str(tiny_models["ip-adapter"])]) == 0
+    names = {m.name for m in members(out)}
+    assert {"ip_adapter/ip-adapter.safetensors", "ip_adapter/image_encoder/config.json"} <= names
+    assert "code/tryon/handlers/ip_adapter.py" in names
+    # the archive is the one-folder model the CLI's tiny default is (sd-inpaint-ip)
+    same = build_model_archive("sd_inpaint", tmp_path / "same.tar.gz", model_dir=tiny_models["sd-inpaint-ip"])
+    assert {m.name for m in members(same)} == names
+    capsys.readouterr()
+
+    for kind, folder, message in [
+        ("clipseg", tiny_models["ip-adapter"], "IP-Adapters are only served by the sd_inpaint endpoint"),
+        ("sd_inpaint", tiny_models["lora-a"], "has no image_encoder/"),
+        ("sd_inpaint", tmp_path / "missing", "is not a folder"),
+    ]:
+        with pytest.raises(PackagingError, match=f"^ip_adapter_dir: .*{message}"):
+            build_model_archive(kind, tmp_path / "bad.tar.gz", ip_adapter_dir=folder)
+    with pytest.raises(PackagingError, match=r"already has an ip_adapter/ folder"):
+        build_model_archive(
+            "sd_inpaint",
+            tmp_path / "bad.tar.gz",
+            model_dir=tiny_models["sd-inpaint-ip"],
+            ip_adapter_dir=tiny_models["ip-adapter"],
+        )
+    assert (
+        run([*args[:-2], "--out", str(tmp_path / "z.tar.gz"), "--ip-adapter", str(tiny_models["lora-b"])])
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "error: ip_adapter_dir:" in err and "Traceback" not in err

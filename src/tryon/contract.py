@@ -3,7 +3,7 @@
 Light (standard library plus :mod:`tryon.validation`), so the Lambda functions use it too:
 the workflow's job parameters take their limits from here (``tryon.workflow.params``), and
 each handler reads its scalar fields through :meth:`EndpointContract.read`, so a limit
-changed here changes what both sides accept. Images (``image``, ``mask``) are named here
+changed here changes what both sides accept. Images (``image``, ``mask``, ``garment_image``) are named here
 but decoded by the handlers. The field tables are documented in ``docs/endpoint-*.md``.
 
 Every endpoint also takes ``output`` (an ``s3://bucket/prefix/`` the endpoint writes its
@@ -31,6 +31,8 @@ OUTPUT_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 UPSCALE_MAX_SIDE = 2048
 #: The x4 upscaler never writes more than this many pixels per side.
 UPSCALE_MAX_OUTPUT_SIDE = 8192
+#: Default weight of a garment reference image (IP-Adapter scale; 0 ignores the image).
+GARMENT_SCALE = 0.6
 
 FieldKind = Literal["str", "int", "float", "bool", "str_list", "image", "output"]
 _REQUIRED: Any = object()
@@ -143,6 +145,9 @@ SD_INPAINT = EndpointContract(
         Field("adapter", "str", None, {"max_length": 1024}),
         Field("adapter_scale", "float", 1.0, {"minimum": 0.0, "maximum": 2.0}),
         Field("padding", "int", 32, {"minimum": 0, "maximum": 2048}),
+        # A garment's reference image (packshot) for models with an IP-Adapter, and its weight.
+        Field("garment_image", "image", None),
+        Field("garment_scale", "float", GARMENT_SCALE, {"minimum": 0.0, "maximum": 2.0}),
         *_output_fields("inpainted"),
     ),
 )

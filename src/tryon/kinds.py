@@ -29,7 +29,7 @@ HANDLER_MODULES: dict[EndpointKind, str] = {
 #: endpoint kind -> the folder ``make tiny-models`` builds for it
 TINY_MODEL_FOLDERS: dict[EndpointKind, str] = {
     "clipseg": "clipseg",
-    "sd_inpaint": "sd-inpaint",
+    "sd_inpaint": "sd-inpaint-ip",  # with the tiny IP-Adapter: garment images work out of the box
     "sd_upscale": "sd-x4-upscaler",
 }
 

@@ -6,6 +6,7 @@
     ├── <weights>                 contents of model_dir (diffusers/transformers layout), if given
     ├── adapter/                  default LoRA adapter (sd_inpaint only)
     ├── adapters/<name>/          named LoRA adapters (sd_inpaint only)
+    ├── ip_adapter/               IP-Adapter for garment reference images (sd_inpaint only)
     └── code/
         ├── inference.py          from models/<kind>/code/
         ├── requirements.txt      only if models/<kind>/code/ has one (none do: see below)
@@ -33,7 +34,7 @@ from pathlib import Path
 
 import tryon
 from tryon.errors import RequestError
-from tryon.handlers import HANDLER_MODULES
+from tryon.handlers import HANDLER_MODULES, ip_adapter
 from tryon.handlers.adapters import DEFAULT_NAME, LORA_WEIGHT_NAME, NAME_PATTERN, NONE_NAME, weight_file
 
 #: Only this kind serves LoRA adapters.
@@ -166,6 +167,19 @@ def _check_adapter(folder: Path, what: str) -> None:
         raise PackagingError(what, f"{folder} must hold {LORA_WEIGHT_NAME} or exactly one .safetensors file")
 
 
+def _check_ip_adapter(folder: Path, kind: str, model_dir: Path | None) -> None:
+    if kind != ADAPTER_KIND:
+        raise PackagingError("ip_adapter_dir", f"IP-Adapters are only served by the {ADAPTER_KIND} endpoint")
+    if not folder.is_dir():
+        raise PackagingError("ip_adapter_dir", f"{folder} is not a folder")
+    if model_dir is not None and ip_adapter.find(model_dir) is not None:
+        raise PackagingError("ip_adapter_dir", f"{model_dir} already has an {ip_adapter.FOLDER}/ folder")
+    try:
+        ip_adapter.weight_file(folder)
+    except ip_adapter.IPAdapterLayoutError as exc:
+        raise PackagingError("ip_adapter_dir", str(exc)) from None
+
+
 def plan_archive(
     kind: str,
     *,
@@ -173,6 +187,7 @@ def plan_archive(
     adapter_dir: Path | None = None,
     named_adapters: Mapping[str, Path] | None = None,
     models_dir: Path | None = None,
+    ip_adapter_dir: Path | None = None,
 ) -> list[ArchiveEntry]:
     """Every member of the archive, sorted, with directories; raises PackagingError on bad input."""
     if kind not in HANDLER_MODULES:
@@ -224,6 +239,10 @@ def plan_archive(
         _check_adapter(Path(folder), f"named_adapters.{name}")
         for rel, path in _walk_files(Path(folder)):
             add(f"adapters/{name}/{rel}", path, f"named adapter {name!r} ({folder})")
+    if ip_adapter_dir is not None:
+        _check_ip_adapter(Path(ip_adapter_dir), kind, model_dir)
+        for rel, path in _walk_files(Path(ip_adapter_dir)):
+            add(f"{ip_adapter.FOLDER}/{rel}", path, f"ip_adapter_dir {ip_adapter_dir}")
 
     dirs = {parent.as_posix() for arcname in files for parent in Path(arcname).parents if parent != Path(".")}
     entries = [ArchiveEntry(d, None) for d in dirs]
@@ -253,6 +272,7 @@ def build_model_archive(
     adapter_dir: str | os.PathLike[str] | None = None,
     named_adapters: Mapping[str, str | os.PathLike[str]] | None = None,
     models_dir: str | os.PathLike[str] | None = None,
+    ip_adapter_dir: str | os.PathLike[str] | None = None,
     compresslevel: int = 6,
     progress: ProgressFn | None = None,
 ) -> Path:
@@ -260,9 +280,10 @@ def build_model_archive(
 
     ``model_dir``: weights, placed at the archive root (without it the handler falls back to
     ``HF_MODEL_ID`` or its hub id). ``adapter_dir`` / ``named_adapters``: LoRA adapters for
-    sd_inpaint, into ``adapter/`` and ``adapters/<name>/``. ``progress(arcname, nbytes)`` is
-    called after each file. The archive is written to a temporary file and renamed, so a failed
-    build never leaves a partial archive behind.
+    sd_inpaint, into ``adapter/`` and ``adapters/<name>/``; ``ip_adapter_dir``: an IP-Adapter
+    (weights + ``image_encoder/``) for garment reference images, into ``ip_adapter/``.
+    ``progress(arcname, nbytes)`` is called after each file. The archive is written to a
+    temporary file and renamed, so a failed build never leaves a partial archive behind.
     """
     if not 0 <= compresslevel <= 9:
         raise PackagingError("compresslevel", f"must be 0..9, got {compresslevel}")
@@ -277,6 +298,7 @@ def build_model_archive(
         adapter_dir=Path(adapter_dir) if adapter_dir is not None else None,
         named_adapters={k: Path(v) for k, v in (named_adapters or {}).items()},
         models_dir=Path(models_dir) if models_dir is not None else None,
+        ip_adapter_dir=Path(ip_adapter_dir) if ip_adapter_dir is not None else None,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)

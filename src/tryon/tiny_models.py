@@ -26,6 +26,7 @@ NAMES = (
     "lora-a",
     "lora-b",
     "ip-adapter",
+    "sd-inpaint-ip",
     "sdxl-inpaint",
     "sdxl-refiner",
 )
@@ -425,6 +426,16 @@ def build_sdxl_refiner(out_dir: Path) -> None:
         shutil.rmtree(out_dir / shared)
 
 
+def build_sd_inpaint_with_ip_adapter(base_dir: Path, ip_adapter_dir: Path, out_dir: Path) -> None:
+    """A copy of the tiny inpainting model that carries the tiny IP-Adapter in ``ip_adapter/``.
+
+    What ``tryon package sd_inpaint --ip-adapter`` ships; the CLI's tiny default, so
+    ``tryon run --garment`` works without real checkpoints.
+    """
+    shutil.copytree(base_dir, out_dir, dirs_exist_ok=True)
+    shutil.copytree(ip_adapter_dir, out_dir / "ip_adapter")
+
+
 @contextmanager
 def _building(target: Path) -> Iterator[Path]:
     """Build into a temporary sibling and rename, so a crash never leaves a half model."""
@@ -453,6 +464,9 @@ def ensure_tiny_models(root: Path = DEFAULT_DIR, *, force: bool = False) -> dict
         "sdxl-inpaint": build_sdxl_inpaint,
         "sdxl-refiner": build_sdxl_refiner,
         "ip-adapter": lambda d: build_ip_adapter(paths["sd-inpaint"], d),
+        "sd-inpaint-ip": lambda d: build_sd_inpaint_with_ip_adapter(
+            paths["sd-inpaint"], paths["ip-adapter"], d
+        ),
     }
     for name in NAMES:
         if not paths[name].exists():

@@ -175,6 +175,10 @@ def package(
     named_adapter: Annotated[
         list[str], typer.Option(help="NAME=DIR LoRA adapter (sd_inpaint) -> adapters/NAME/. Repeatable.")
     ] = [],  # noqa: B006  (typer reads list defaults)
+    ip_adapter: Annotated[
+        Path | None,
+        typer.Option(help="IP-Adapter folder (weights + image_encoder/; sd_inpaint) -> ip_adapter/."),
+    ] = None,
     compress_level: Annotated[int, typer.Option(help="gzip level (1 fast .. 9 small).", min=0, max=9)] = 6,
 ) -> None:
     """Build model.tar.gz for a SageMaker endpoint: weights at the root, code/ with the handler."""
@@ -193,7 +197,9 @@ def package(
     if model_dir is None:
         typer.echo("note: no --model-dir; the endpoint will load HF_MODEL_ID (or its hub id) at start")
     try:
-        entries = plan_archive(kind, model_dir=model_dir, adapter_dir=adapter, named_adapters=named)
+        entries = plan_archive(
+            kind, model_dir=model_dir, adapter_dir=adapter, named_adapters=named, ip_adapter_dir=ip_adapter
+        )
         total = sum(e.size for e in entries)
         with Progress(
             TextColumn("{task.description}"),
@@ -209,6 +215,7 @@ def package(
                 model_dir=model_dir,
                 adapter_dir=adapter,
                 named_adapters=named,
+                ip_adapter_dir=ip_adapter,
                 compresslevel=compress_level,
                 progress=lambda _name, nbytes: bar.advance(task, nbytes),
             )

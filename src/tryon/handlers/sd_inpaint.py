@@ -21,7 +21,7 @@ from PIL import Image
 from tryon import cancellation, imaging
 from tryon.contract import SD_INPAINT
 from tryon.errors import RequestError
-from tryon.handlers import crop
+from tryon.handlers import crop, ip_adapter
 from tryon.handlers.adapters import (
     AdapterCache,
     AdapterSource,
@@ -68,6 +68,8 @@ class InpaintModel:
     schedulers: SchedulerCache
     default_adapter: AdapterSource | None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: The IP-Adapter that takes garment reference images, if the model folder has one.
+    garments: ip_adapter.GarmentConditioner | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ def model_fn(model_dir: str | None, context: Any = None) -> InpaintModel:
 
         pipe.unet.set_attn_processor(AttnProcessor2_0())
     pipe.set_progress_bar_config(disable=not progress_bars_enabled())
+    garments = ip_adapter.load(pipe, model_dir)  # after the attention processors are chosen
     model = InpaintModel(
         pipe=pipe,
         model_id=os.environ.get("TRYON_MODEL_ID") or source,
@@ -117,6 +120,7 @@ def model_fn(model_dir: str | None, context: Any = None) -> InpaintModel:
         adapters=AdapterCache(pipe, max_adapters_from_env()),
         schedulers=SchedulerCache(pipe.scheduler),
         default_adapter=default_adapter(model_dir),
+        garments=garments,
     )
     if model.default_adapter is not None:
         model.adapters.activate(model.default_adapter)
@@ -205,7 +209,11 @@ def image_seeds(params: InpaintParams) -> list[int]:
 
 
 def _generate(
-    model: InpaintModel, params: InpaintParams, image: Image.Image, mask: Image.Image
+    model: InpaintModel,
+    params: InpaintParams,
+    image: Image.Image,
+    mask: Image.Image,
+    conditioning: Mapping[str, Any],
 ) -> list[Image.Image]:
     """All images in ONE batched denoising call, each row with its own generator.
 
@@ -231,6 +239,7 @@ def _generate(
         generator=[torch.Generator(device="cpu").manual_seed(seed) for seed in seeds],
         output_type="pil",
         callback_on_step_end=cancellation.step_end_callback,  # stops work nobody waits for
+        **conditioning,  # the garment image's embeddings (ip_adapter.py), if the model takes them
     )
     return list(result.images)
 
@@ -241,6 +250,7 @@ def predict_fn(data: Mapping[str, Any], model: InpaintModel) -> dict[str, Any]:
     params = parse_params(require_mapping(data), model)
     with timer.phase("decode"):
         image, mask = _load_inputs(data)
+        garment = ip_adapter.read_request(data, model.garments)
     with timer.phase("preprocess"):
         bbox = crop.mask_bbox(mask)
         if bbox is None:
@@ -257,8 +267,9 @@ def predict_fn(data: Mapping[str, Any], model: InpaintModel) -> dict[str, Any]:
         with timer.phase("preprocess"):
             model.adapters.activate(adapter, params.adapter_scale)
             model.pipe.scheduler = model.schedulers.get(params.sampler)
+            conditioning = ip_adapter.pipeline_kwargs(model.garments, garment, params.guidance_scale)
         with timer.phase("inference"):
-            generated = _generate(model, params, work_image, work_mask)
+            generated = _generate(model, params, work_image, work_mask, conditioning)
     finally:
         model.lock.release()
     with timer.phase("postprocess"):
@@ -274,6 +285,7 @@ def predict_fn(data: Mapping[str, Any], model: InpaintModel) -> dict[str, Any]:
         "timings_ms": timer.timings_ms,
         "model": model.model_id,
         "adapter": None if adapter is None else {"name": adapter.name, "scale": params.adapter_scale},
+        "garment": ip_adapter.describe(garment, model.garments),
         "sampler": params.sampler or model.schedulers.default_name,
         "working_size": [params.width, params.height],
         "crop_box": list(box),
