@@ -18,7 +18,7 @@ from PIL import Image
 from tryon import imaging
 from tryon.contract import CLIPSEG
 from tryon.errors import RequestError
-from tryon.handlers import masks
+from tryon.handlers import masks, threads
 from tryon.handlers.common import (
     PhaseTimer,
     json_response,
@@ -146,7 +146,7 @@ def predict_fn(data: ClipSegRequest, model: ClipSegModel) -> dict[str, Any]:
             pixel_values = inputs["pixel_values"].to(model.device, model.dtype).expand(len(texts), -1, -1, -1)
             input_ids = inputs["input_ids"].to(model.device)
             attention_mask = inputs["attention_mask"].to(model.device)
-        with timer.phase("inference"), torch.inference_mode():
+        with timer.phase("inference"), threads.fitted(model.model, model.device), torch.inference_mode():
             logits = model.model(
                 input_ids=input_ids, pixel_values=pixel_values, attention_mask=attention_mask
             ).logits

@@ -21,7 +21,7 @@ from PIL import Image
 from tryon import cancellation, imaging
 from tryon.contract import SD_INPAINT
 from tryon.errors import RequestError
-from tryon.handlers import crop, ip_adapter
+from tryon.handlers import crop, ip_adapter, threads
 from tryon.handlers.adapters import (
     AdapterCache,
     AdapterSource,
@@ -268,7 +268,7 @@ def predict_fn(data: Mapping[str, Any], model: InpaintModel) -> dict[str, Any]:
             model.adapters.activate(adapter, params.adapter_scale)
             model.pipe.scheduler = model.schedulers.get(params.sampler)
             conditioning = ip_adapter.pipeline_kwargs(model.garments, garment, params.guidance_scale)
-        with timer.phase("inference"):
+        with timer.phase("inference"), threads.fitted(model.pipe.unet, model.pipe.device):
             generated = _generate(model, params, work_image, work_mask, conditioning)
     finally:
         model.lock.release()

@@ -24,6 +24,7 @@ from PIL import Image
 from tryon import cancellation, imaging
 from tryon.contract import SD_UPSCALE, UPSCALE_MAX_OUTPUT_SIDE, upscale_max_side
 from tryon.errors import RequestError
+from tryon.handlers import threads
 from tryon.handlers.common import (
     PhaseTimer,
     encode_inline,
@@ -197,7 +198,12 @@ def predict_fn(data: UpscaleRequest, model: UpscaleModel) -> dict[str, Any]:
             dtype=torch.float32,
         )
         cfg = data.guidance_scale > 1.0
-    with timer.phase("inference"), model.lock, torch.inference_mode():
+    with (
+        timer.phase("inference"),
+        model.lock,
+        threads.fitted(pipe.unet, model.device),
+        torch.inference_mode(),
+    ):
         prompt_embeds, negative_embeds = pipe.encode_prompt(
             data.prompt, model.device, 1, cfg, negative_prompt=data.negative_prompt
         )
