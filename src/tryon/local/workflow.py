@@ -1,11 +1,16 @@
 """``LocalWorkflow``: the deployed stack's workflow, run on one machine.
 
 What is real: ``template.yaml`` (parameters, function environments, the state machine's
-``DefinitionSubstitutions``, bucket settings), the ASL in ``statemachine/`` executed by moto's
-Step Functions interpreter, the Lambda handlers in ``functions/`` (run in-process by patching
-moto's Lambda invoke, each with its template environment), and the model handlers behind
+``DefinitionSubstitutions``, bucket settings, the token table, the SNS subscriptions), the ASL
+in ``statemachine/`` executed by moto's Step Functions interpreter, the Lambda handlers in
+``functions/`` (run in-process, :mod:`tryon.local.lambdas`), and the model handlers behind
 :class:`tryon.server.LocalEndpointServer`, reached by an unmodified boto3 ``sagemaker-runtime``
-client. What is simulated: AWS itself (moto).
+client, asynchronous endpoints included (their SNS notifications reach the CompleteAsync
+function). What is simulated: AWS itself (moto, with the patches of :mod:`tryon.local.moto_patches`).
+
+The harness is split by concern: :mod:`~tryon.local.provision` creates the resources,
+:mod:`~tryon.local.lambdas` runs the functions, :mod:`~tryon.local.events` builds the S3
+event, :mod:`~tryon.local.faults` injects endpoint faults; this class ties them together.
 
 Example::
 
@@ -17,29 +22,25 @@ Example::
 
 from __future__ import annotations
 
-import importlib.util
-import io
 import json
 import os
-import threading
-import time
-import traceback
 import uuid
-import zipfile
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from pathlib import Path
-from types import ModuleType
 from typing import Any
-from unittest import mock
 
 import boto3
 
 from tryon.executions import ExecutionResult, StateEvent, follow_execution
+from tryon.kinds import check_kind, check_mode
+from tryon.local import faults, moto_patches, provision
+from tryon.local.events import s3_object_created
+from tryon.local.lambdas import STATE_LIMIT_BYTES, LambdaRuntime
 from tryon.local.template import SamTemplate
-from tryon.workflow import aws
+from tryon.workflow import aws, layout
+
+__all__ = ["STATE_LIMIT_BYTES", "LocalWorkflow", "default_template_path"]
 
 #: template parameter holding each endpoint kind's name
 ENDPOINT_PARAMETERS = {
@@ -47,13 +48,20 @@ ENDPOINT_PARAMETERS = {
     "sd_inpaint": "InpaintEndpointName",
     "sd_upscale": "UpscaleEndpointName",
 }
+#: template parameter holding each endpoint kind's serving mode
+MODE_PARAMETERS = {
+    "clipseg": "ClipSegMode",
+    "sd_inpaint": "InpaintMode",
+    "sd_upscale": "UpscaleMode",
+}
 STATE_MACHINE_ID = "TryOnStateMachine"
 UPLOAD_EVENT_ID = "ImageUploaded"
 INPUT_BUCKET_ID = "InputBucket"
 OUTPUT_BUCKET_ID = "OutputBucket"
-LOCAL_ROLE = "tryon-local-execution-role"
-#: Step Functions caps each state's input and output (and an execution's input) at 256 KiB.
-STATE_LIMIT_BYTES = 256 * 1024
+#: the SNS topics every asynchronous endpoint of the stack notifies (its AsyncInferenceConfig)
+ASYNC_SUCCESS_TOPIC_ID = "AsyncSuccessTopic"
+ASYNC_ERROR_TOPIC_ID = "AsyncErrorTopic"
+TOKEN_TABLE_ID = "AsyncTokenTable"
 
 
 def default_template_path() -> Path:
@@ -62,73 +70,6 @@ def default_template_path() -> Path:
         return Path(os.environ["TRYON_TEMPLATE"])
     repo = Path(__file__).resolve().parents[3] / "template.yaml"
     return repo if repo.exists() else Path("template.yaml")
-
-
-@dataclass(frozen=True)
-class _Function:
-    logical_id: str
-    name: str
-    arn: str
-    code_dir: Path
-    handler: str
-    environment: dict[str, str]
-    timeout_s: int
-    memory_mb: int
-
-
-@dataclass
-class _LambdaContext:
-    """The parts of the Lambda context object that powertools and handlers read."""
-
-    function_name: str
-    invoked_function_arn: str
-    memory_limit_in_mb: int
-    timeout_s: int
-    function_version: str = "$LATEST"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    log_group_name: str = ""
-    log_stream_name: str = "local"
-    _deadline: float = field(default=0.0)
-
-    def __post_init__(self) -> None:
-        self.log_group_name = f"/aws/lambda/{self.function_name}"
-        self._deadline = time.monotonic() + self.timeout_s
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
-
-
-@contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
-
-
-class StateTooLarge(Exception):
-    """A state's input or output is over Step Functions' 256 KiB (``States.DataLimitExceeded`` on AWS)."""
-
-
-def _check_state_size(document: Any, what: str) -> None:
-    """Fail as AWS would when a Task's input or result is over :data:`STATE_LIMIT_BYTES`."""
-    size = len(json.dumps(document, default=str).encode())
-    if size > STATE_LIMIT_BYTES:
-        raise StateTooLarge(f"{what} is {size} bytes; Step Functions allows {STATE_LIMIT_BYTES} per state")
-
-
-def _zip_dir(path: Path) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for file in sorted(path.rglob("*.py")):
-            zf.write(file, file.relative_to(path).as_posix())
-    return buf.getvalue()
 
 
 def _split_s3(uri_or_key: str, default_bucket: str) -> tuple[str, str]:
@@ -145,10 +86,13 @@ class LocalWorkflow:
     folder served by a :class:`~tryon.server.LocalEndpointServer` started on enter; pass
     ``endpoint_url`` instead to use a server that is already running (its endpoint names must
     match the template parameters). ``parameters`` override template parameters;
-    ``upscale=False`` sets ``UpscaleEndpointName`` to empty (upscaling off).
-    ``deliver_events=True`` creates the template's EventBridge rule and delivers its matches
-    to the state machine, as AWS does (moto drops Step Functions targets): an upload alone
-    then starts an execution. Off by default, so tests can start executions themselves.
+    ``upscale=False`` sets ``UpscaleEndpointName`` to empty (upscaling off); ``modes`` maps
+    endpoint kind to serving mode (``realtime``, ``serverless``, ``async``), setting the
+    template's ``<Kind>Mode`` parameters: the server serves each endpoint in its mode and the
+    state machine takes the matching path. ``deliver_events=True`` creates the template's
+    EventBridge rule and delivers its matches to the state machine, as AWS does (moto drops
+    Step Functions targets): an upload alone then starts an execution. Off by default, so
+    tests can start executions themselves.
     """
 
     def __init__(
@@ -158,6 +102,7 @@ class LocalWorkflow:
         template: str | os.PathLike[str] | None = None,
         parameters: Mapping[str, Any] | None = None,
         upscale: bool = True,
+        modes: Mapping[str, str] | None = None,
         endpoint_url: str | None = None,
         region: str = "us-east-1",
         stack_name: str = "tryon-local",
@@ -168,6 +113,8 @@ class LocalWorkflow:
         params = dict(parameters or {})
         if not upscale:
             params["UpscaleEndpointName"] = ""
+        for kind, mode in (modes or {}).items():
+            params[MODE_PARAMETERS[check_kind(kind)]] = check_mode(mode)
         self.template = SamTemplate(
             template or default_template_path(), params, region=region, stack_name=stack_name
         )
@@ -179,14 +126,10 @@ class LocalWorkflow:
         self._endpoint_url = endpoint_url
         self._server: Any = None
         self._mock: Any = None
-        self._patch: Any = None
-        self._functions: dict[str, _Function] = {}
-        self._modules: dict[str, ModuleType] = {}
-        self._lock = threading.RLock()
+        self._patches: ExitStack | None = None
+        self.lambdas = LambdaRuntime(self.template, self._base_environment)
         self.state_machine_arn = ""
         self.deliver_events = deliver_events
-        self._events_patch: Any = None
-        self.invocations: list[tuple[str, float, bool]] = []  # (function, seconds, errored)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -194,6 +137,13 @@ class LocalWorkflow:
         """Endpoint kind -> name, as the template parameters say (an empty upscaler is left out)."""
         names = {kind: self.template.parameters[param] for kind, param in ENDPOINT_PARAMETERS.items()}
         return {kind: name for kind, name in names.items() if name}
+
+    @property
+    def endpoint_modes(self) -> dict[str, str]:
+        """Endpoint kind -> serving mode, as the template parameters say."""
+        return {
+            kind: self.template.parameters.get(param, "realtime") for kind, param in MODE_PARAMETERS.items()
+        }
 
     @property
     def endpoint_url(self) -> str:
@@ -213,6 +163,16 @@ class LocalWorkflow:
         return self.template.parameters["InputPrefix"]
 
     @property
+    def token_table(self) -> str:
+        """The DynamoDB table of the asynchronous path's task tokens."""
+        return self.template.resources[TOKEN_TABLE_ID]["Ref"]
+
+    @property
+    def invocations(self) -> list[tuple[str, float, bool]]:
+        """``(function logical id, seconds, errored)`` of every function invocation so far."""
+        return self.lambdas.invocations
+
+    @property
     def event_pattern(self) -> dict[str, Any]:
         """The EventBridge rule's pattern, resolved for this stack's buckets."""
         return self.template.event_pattern(STATE_MACHINE_ID, UPLOAD_EVENT_ID)
@@ -224,25 +184,26 @@ class LocalWorkflow:
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> LocalWorkflow:
         from moto import mock_aws
-        from moto.awslambda.models import LambdaFunction
 
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
         try:
-            harness = self
-
-            def invoke(fn: Any, event: Any = None) -> tuple[str, bool, str]:
-                return harness._invoke(fn.function_name, event)
-
-            self._patch = mock.patch.object(LambdaFunction, "_invoke_lambda", invoke)
-            self._patch.start()
+            self._patches = ExitStack()
+            self._patches.enter_context(moto_patches.lambda_invoke(self.lambdas.invoke))
+            self._patches.enter_context(moto_patches.send_task_failure_with_cause())
             if self.deliver_events:
-                self._events_patch = self._deliver_to_state_machines()
-                self._events_patch.start()
+                self._patches.enter_context(
+                    moto_patches.deliver_to_state_machines(
+                        self._start_from_delivered_event, self.lambdas.lock
+                    )
+                )
             aws.reset_clients()
+            provision.create_stack(self.template, self.client, self.stack_name, self.lambdas)
+            self.state_machine_arn = self.template.resources[STATE_MACHINE_ID]["Ref"]
+            if self.deliver_events:
+                self._create_upload_rule()
             if not self._endpoint_url:
                 self._start_server()
-            self._create_stack()
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -253,16 +214,36 @@ class LocalWorkflow:
             self._server.stop()
             self._server = None
             self._endpoint_url = None
-        if self._patch is not None:
-            self._patch.stop()
-            self._patch = None
-        if self._events_patch is not None:
-            self._events_patch.stop()
-            self._events_patch = None
+        if self._patches is not None:
+            self._patches.close()
+            self._patches = None
         if self._mock is not None:
             self._mock.stop()
             self._mock = None
         aws.reset_clients()
+
+    def _base_environment(self) -> dict[str, str]:
+        """What every function's environment has besides its template variables."""
+        env = {
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+            "TRYON_SAGEMAKER_RUNTIME_URL": self.endpoint_url,
+        }
+        if self.log_level:
+            env["POWERTOOLS_LOG_LEVEL"] = self.log_level
+        return env
+
+    def _async_output(self) -> Any:
+        """Where the asynchronous endpoints answer and whom they notify (their AsyncInferenceConfig)."""
+        from tryon.server_async import AsyncOutput
+
+        prefix = self.template.parameters["AsyncPrefix"]
+        return AsyncOutput(
+            output_path=layout.s3_uri(self.output_bucket, prefix + layout.ASYNC_OUTPUTS),
+            failure_path=layout.s3_uri(self.output_bucket, prefix + layout.ASYNC_ERRORS),
+            success_topic=self.template.resources[ASYNC_SUCCESS_TOPIC_ID]["Ref"],
+            error_topic=self.template.resources[ASYNC_ERROR_TOPIC_ID]["Ref"],
+        )
 
     def _start_server(self) -> None:
         from tryon.server import EndpointConfig, LocalEndpointServer
@@ -270,145 +251,29 @@ class LocalWorkflow:
         missing = sorted(set(self.endpoint_names) - set(self.model_dirs))
         if missing:
             raise ValueError(f"model_dirs lacks a model folder for endpoint kind(s): {', '.join(missing)}")
+        modes = self.endpoint_modes
         configs = [
-            EndpointConfig(name, kind, self.model_dirs[kind]) for kind, name in self.endpoint_names.items()
+            EndpointConfig(
+                name,
+                kind,
+                self.model_dirs[kind],
+                mode=modes[kind],  # type: ignore[arg-type]
+                async_output=self._async_output() if modes[kind] == "async" else None,
+            )
+            for kind, name in self.endpoint_names.items()
         ]
         self._server = LocalEndpointServer(configs, load_timeout=self.load_timeout).start()
         self._endpoint_url = self._server.url
 
-    def _create_stack(self) -> None:
-        t = self.template
-        s3 = self.client("s3")
-        for logical, res in t.resources_of_type("AWS::S3::Bucket").items():
-            name = f"{self.stack_name}-{logical.removesuffix('Bucket').lower()}"
-            s3.create_bucket(Bucket=name)
-            t.resources[logical] = {"Ref": name, "Arn": f"arn:aws:s3:::{name}"}
-            props = res.get("Properties", {})
-            if props.get("VersioningConfiguration", {}).get("Status") == "Enabled":
-                s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
-            if "EventBridgeConfiguration" in props.get("NotificationConfiguration", {}):
-                s3.put_bucket_notification_configuration(
-                    Bucket=name, NotificationConfiguration={"EventBridgeConfiguration": {}}
-                )
-        sns = self.client("sns")
-        for logical in t.resources_of_type("AWS::SNS::Topic"):
-            topic_name = f"{self.stack_name}-{logical}"
-            arn = sns.create_topic(Name=topic_name)["TopicArn"]
-            t.resources[logical] = {"Ref": arn, "TopicName": topic_name}
-        role_arn = self.client("iam").create_role(
-            RoleName=LOCAL_ROLE,
-            AssumeRolePolicyDocument=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
-            ),
-        )["Role"]["Arn"]
-        self._create_functions(role_arn)
-        sfn = self.client("stepfunctions")
-        for logical, res in t.resources_of_type("AWS::Serverless::StateMachine").items():
-            arn = sfn.create_state_machine(
-                name=f"{self.stack_name}-{logical}",
-                definition=t.state_machine_definition(logical),
-                roleArn=role_arn,
-                type=res["Properties"].get("Type", "STANDARD"),
-            )["stateMachineArn"]
-            t.resources[logical] = {"Ref": arn, "Name": f"{self.stack_name}-{logical}"}
-        self.state_machine_arn = t.resources[STATE_MACHINE_ID]["Ref"]
-        if self.deliver_events:
-            events = self.client("events")
-            rule = f"{self.stack_name}-{UPLOAD_EVENT_ID}"
-            events.put_rule(Name=rule, EventPattern=json.dumps(self.event_pattern), State="ENABLED")
-            events.put_targets(
-                Rule=rule,
-                Targets=[{"Id": STATE_MACHINE_ID, "Arn": self.state_machine_arn, "RoleArn": role_arn}],
-            )
-
-    def _create_functions(self, role_arn: str) -> None:
-        t = self.template
-        lam = self.client("lambda")
-        for logical in t.resources_of_type("AWS::Serverless::Function"):
-            name = f"{self.stack_name}-{logical}"
-            code_dir = (t.root / t.function_property(logical, "CodeUri")).resolve()
-            handler = t.function_property(logical, "Handler")
-            env = t.function_environment(logical)
-            timeout = int(t.function_property(logical, "Timeout", 3))
-            memory = int(t.function_property(logical, "MemorySize", 128))
-            arn = lam.create_function(
-                FunctionName=name,
-                Runtime=t.function_property(logical, "Runtime"),
-                Role=role_arn,
-                Handler=handler,
-                Code={"ZipFile": _zip_dir(code_dir)},
-                Timeout=timeout,
-                MemorySize=memory,
-                Environment={"Variables": env},
-            )["FunctionArn"]
-            t.resources[logical] = {"Ref": name, "Arn": arn}
-            self._functions[name] = _Function(logical, name, arn, code_dir, handler, env, timeout, memory)
-
-    # ------------------------------------------------------------------ Lambda emulation
-    def _local_environment(self, fn: _Function) -> dict[str, str]:
-        env = {
-            **fn.environment,
-            "AWS_REGION": self.region,
-            "AWS_DEFAULT_REGION": self.region,
-            "AWS_LAMBDA_FUNCTION_NAME": fn.name,
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_mb),
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_METRICS_DISABLED": "true",
-            "TRYON_SAGEMAKER_RUNTIME_URL": self.endpoint_url,
-        }
-        if self.log_level:
-            env["POWERTOOLS_LOG_LEVEL"] = self.log_level
-        return env
-
-    def _module(self, fn: _Function) -> ModuleType:
-        if fn.name not in self._modules:
-            module_name, _, _ = fn.handler.rpartition(".")
-            path = fn.code_dir / (module_name.replace(".", "/") + ".py")
-            spec = importlib.util.spec_from_file_location(f"_tryon_lambda_{fn.logical_id}_{id(self)}", path)
-            if spec is None or spec.loader is None:
-                raise ImportError(f"cannot load {path}")
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            self._modules[fn.name] = module
-        return self._modules[fn.name]
-
-    def _invoke(self, function_name: str, event: Any) -> tuple[str, bool, str]:
-        """Run a function's handler in-process, as the Lambda runtime would; (payload, errored, logs)."""
-        fn = self._functions[function_name]
-        if isinstance(event, str | bytes):
-            try:
-                event = json.loads(event or "{}")
-            except ValueError:  # moto hands a string state over unencoded; Lambda gets that string
-                event = event.decode() if isinstance(event, bytes) else event
-        start = time.perf_counter()
-        with self._lock, _environment(self._local_environment(fn)):
-            try:
-                handler = getattr(self._module(fn), fn.handler.rpartition(".")[2])
-                context = _LambdaContext(fn.name, fn.arn, fn.memory_mb, fn.timeout_s)
-                _check_state_size(event, f"the input of {fn.logical_id}")
-                result = handler(event if event is not None else {}, context)
-                payload, errored, logs = json.dumps(result, default=str), False, ""
-                _check_state_size(result, f"the output of {fn.logical_id}")
-            except Exception as exc:
-                stack = traceback.format_exception(exc)
-                error_type = (
-                    "States.DataLimitExceeded" if isinstance(exc, StateTooLarge) else type(exc).__name__
-                )
-                payload = json.dumps(
-                    {"errorType": error_type, "errorMessage": str(exc), "stackTrace": stack[-8:]}
-                )
-                errored, logs = True, "".join(stack)
-        self.invocations.append((fn.logical_id, time.perf_counter() - start, errored))
-        return payload, errored, logs
+    def _create_upload_rule(self) -> None:
+        events = self.client("events")
+        rule = f"{self.stack_name}-{UPLOAD_EVENT_ID}"
+        events.put_rule(Name=rule, EventPattern=json.dumps(self.event_pattern), State="ENABLED")
+        role_arn = self.client("iam").get_role(RoleName=provision.LOCAL_ROLE)["Role"]["Arn"]
+        events.put_targets(
+            Rule=rule,
+            Targets=[{"Id": STATE_MACHINE_ID, "Arn": self.state_machine_arn, "RoleArn": role_arn}],
+        )
 
     # ------------------------------------------------------------------ inputs
     def upload(
@@ -439,29 +304,6 @@ class LocalWorkflow:
             "etag": put["ETag"],
         }
 
-    def _deliver_to_state_machines(self) -> Any:
-        """A patch of moto's rule dispatch that starts executions for Step Functions targets."""
-        from moto.events.models import Rule
-
-        original = Rule.send_to_targets
-        harness = self
-
-        def send_to_targets(rule: Any, event: Any, transform_input: bool = True) -> None:
-            machines = [t for t in rule.targets if t["Arn"].startswith("arn:aws:states:")]
-            if machines and rule.event_pattern.matches_event(event):
-                for target in machines:
-                    harness._start_from_delivered_event(target["Arn"], event)
-            others = [t for t in rule.targets if t not in machines]
-            if others:
-                with harness._lock:
-                    all_targets, rule.targets = rule.targets, others
-                    try:
-                        original(rule, event, transform_input)
-                    finally:
-                        rule.targets = all_targets
-
-        return mock.patch.object(Rule, "send_to_targets", send_to_targets)
-
     def _start_from_delivered_event(self, state_machine_arn: str, event: Mapping[str, Any]) -> None:
         """Start an execution with the event as AWS delivers it (moto's S3 event differs in details)."""
         detail = event.get("detail", {})
@@ -477,36 +319,13 @@ class LocalWorkflow:
 
     def s3_event(self, key: str, bucket: str | None = None) -> dict[str, Any]:
         """The EventBridge "Object Created" event S3 sends for an existing object."""
-        bucket = bucket or self.input_bucket
-        head = self.client("s3").head_object(Bucket=bucket, Key=key)
-        obj: dict[str, Any] = {
-            "key": key,
-            "size": head["ContentLength"],
-            "etag": head["ETag"].strip('"'),
-            "sequencer": f"{time.time_ns():X}",
-        }
-        if head.get("VersionId"):
-            obj["version-id"] = head["VersionId"]
-        account = self.template.pseudo["AWS::AccountId"]
-        return {
-            "version": "0",
-            "id": str(uuid.uuid4()),
-            "detail-type": "Object Created",
-            "source": "aws.s3",
-            "account": account,
-            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "region": self.region,
-            "resources": [f"arn:aws:s3:::{bucket}"],
-            "detail": {
-                "version": "0",
-                "bucket": {"name": bucket},
-                "object": obj,
-                "request-id": uuid.uuid4().hex[:16].upper(),
-                "requester": account,
-                "source-ip-address": "127.0.0.1",
-                "reason": "PutObject",
-            },
-        }
+        return s3_object_created(
+            self.client("s3"),
+            bucket or self.input_bucket,
+            key,
+            account=self.template.pseudo["AWS::AccountId"],
+            region=self.region,
+        )
 
     def start(self, execution_input: Any, name: str | None = None) -> str:
         """Start an execution with any input (a console input or an event); returns its ARN."""
@@ -600,22 +419,16 @@ class LocalWorkflow:
         return drain
 
     # ------------------------------------------------------------------ fault injection
-    def before_endpoint_call(self, kind: str, hook: Callable[[Mapping[str, Any]], Any]) -> None:
+    def before_endpoint_call(
+        self, kind: str, hook: Callable[[Mapping[str, Any]], Any], operation: str = "InvokeEndpoint"
+    ) -> None:
         """Call ``hook(request)`` before each workflow call to an endpoint, in the calling step.
 
         Whatever ``hook`` returns instead of None (an ``(AWSResponse, parsed)`` pair) is what
         botocore answers instead of sending the request, as botocore's ``before-call`` event does.
+        ``operation`` is ``InvokeEndpoint`` or ``InvokeEndpointAsync``.
         """
-        endpoint = self.endpoint_names[kind]
-        with _environment({"TRYON_SAGEMAKER_RUNTIME_URL": self.endpoint_url}):
-            client = aws.client("sagemaker-runtime")
-
-        def before_call(params: Mapping[str, Any], **_: Any) -> Any:
-            if params.get("url_path", "").find(f"/endpoints/{endpoint}/") < 0:
-                return None
-            return hook(params)
-
-        client.meta.events.register("before-call.sagemaker-runtime.InvokeEndpoint", before_call)
+        faults.before_endpoint_call(self.endpoint_url, self.endpoint_names[kind], hook, operation)
 
     def fail_endpoint_calls(
         self,
@@ -625,6 +438,7 @@ class LocalWorkflow:
         status: int = 400,
         times: int = 1,
         message: str = "Rate exceeded (injected by LocalWorkflow)",
+        operation: str = "InvokeEndpoint",
     ) -> Callable[[], int]:
         """Make the next ``times`` calls to an endpoint fail with an AWS error (e.g. throttling).
 
@@ -632,21 +446,17 @@ class LocalWorkflow:
         sees exactly the ClientError that SageMaker would produce. Returns a function that
         reports how many calls were failed so far.
         """
-        from botocore.awsrequest import AWSResponse
-
         endpoint = self.endpoint_names[kind]
-        failed = [0]
+        hook, count = faults.error_answer(
+            self.endpoint_url, endpoint, code=code, status=status, message=message, times=times
+        )
+        self.before_endpoint_call(kind, hook, operation)
+        return count
 
-        def fail(_: Mapping[str, Any]) -> Any:
-            if failed[0] >= times:
-                return None
-            failed[0] += 1
-            response = AWSResponse(f"{self.endpoint_url}/endpoints/{endpoint}/invocations", status, {}, None)
-            parsed = {
-                "Error": {"Code": code, "Message": message},
-                "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": {}},
-            }
-            return response, parsed
-
-        self.before_endpoint_call(kind, fail)
-        return lambda: failed[0]
+    def drop_async_notifications(self) -> None:
+        """Unsubscribe everything from the asynchronous endpoints' topics: their notifications are lost."""
+        sns = self.client("sns")
+        for logical in (ASYNC_SUCCESS_TOPIC_ID, ASYNC_ERROR_TOPIC_ID):
+            topic = self.template.resources[logical]["Ref"]
+            for sub in sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]:
+                sns.unsubscribe(SubscriptionArn=sub["SubscriptionArn"])
