@@ -9,7 +9,11 @@ from tryon.workflow import prepare
 from tryon.workflow.entry import lambda_handler
 
 handler = lambda_handler(
-    prepare.prepare,
-    counts=lambda result: {"JobsPrepared": 1, "JobsAlreadyComplete": int(result["complete"])},
+    prepare.prepare_step,
+    counts=lambda result: {
+        "JobsPrepared": 1,
+        "JobsAlreadyComplete": int(result["complete"]),
+        "JobsAlreadyRunning": int(result["running"]),
+    },
     log_keys=lambda result: {"job_id": result["job"]["job_id"]},
 )

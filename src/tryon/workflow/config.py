@@ -45,6 +45,9 @@ class Settings:
     upscale_endpoint: str = ""
     notification_topic_arn: str = ""
     event_bus: str = ""
+    #: seconds a job claim holds (:mod:`tryon.workflow.claim`): at least the state machine's
+    #: ``TimeoutSeconds``, so an expired claim belongs to an execution Step Functions has stopped
+    claim_seconds: int = 3600
 
     @property
     def upscaler_configured(self) -> bool:
@@ -68,4 +71,5 @@ class Settings:
             max_input_pixels=_limit(env, "TRYON_MAX_INPUT_PIXELS", "DEFAULT_MAX_PIXELS"),
             notification_topic_arn=env.get("TRYON_NOTIFICATION_TOPIC_ARN", ""),
             event_bus=env.get("TRYON_EVENT_BUS", ""),
+            claim_seconds=int(env.get("TRYON_CLAIM_SECONDS") or 3600),
         )

@@ -8,7 +8,7 @@ from typing import Any
 from PIL import Image
 
 from tryon import imaging
-from tryon.workflow import layout, preview, report, storage
+from tryon.workflow import claim, garment, layout, preview, report, storage
 from tryon.workflow.config import Settings
 from tryon.workflow.errors import as_step_errors
 from tryon.workflow.state import Envelope, FinalResult
@@ -48,6 +48,9 @@ def finalize(payload: Envelope) -> FinalResult:
     )
     uris: dict[str, Any] = {"input": inp["uri"], "prefix": layout.s3_uri(out["bucket"], out["prefix"])}
     panels = [source]
+    if job.get("garment"):  # input | garment | mask | result
+        uris["garment"] = job["garment"]["uri"]
+        panels.append(garment.read_image(job["garment"], settings))
     segment_part = state.get("segment") or {}
     if segment_part.get("mask_key"):
         uris["mask"] = layout.s3_uri(out["bucket"], segment_part["mask_key"])
@@ -67,6 +70,7 @@ def finalize(payload: Envelope) -> FinalResult:
     manifest_key = out["prefix"] + layout.MANIFEST
     uris["manifest"] = layout.s3_uri(out["bucket"], manifest_key)
     storage.put_json(out["bucket"], manifest_key, report.build_manifest(state, status, uris, execution))
+    claim.release_for(job, execution)  # the manifest now marks the job complete
     result: FinalResult = {
         "status": status,
         "job_id": job["job_id"],

@@ -7,10 +7,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from tryon import imaging
-from tryon.workflow import layout, storage
+from tryon.workflow import claim, layout, storage
 from tryon.workflow.config import Settings
 from tryon.workflow.errors import as_step_errors
 from tryon.workflow.job import build_job
+from tryon.workflow.state import Prepared
 
 #: Manifest statuses that mark a result complete (the models need not run again).
 COMPLETE_STATUSES = ("succeeded", "no-garment-found")
@@ -29,16 +30,44 @@ def within_handler_limits(settings: Settings) -> Settings:
     )
 
 
+def _existing_manifest(bucket: str, prefix: str) -> str | None:
+    """The URI of a complete manifest under ``prefix``, else None."""
+    key = prefix + layout.MANIFEST
+    existing = storage.get_json(bucket, key)
+    if isinstance(existing, dict) and existing.get("status") in COMPLETE_STATUSES:
+        return layout.s3_uri(bucket, key)
+    return None
+
+
 @as_step_errors
-def prepare(event: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate the trigger into a job; report an existing complete result (idempotency)."""
+def prepare(event: Mapping[str, Any], *, execution: str | None = None) -> Prepared:
+    """Validate the trigger into a job; report an existing complete result or a running one.
+
+    With ``execution`` (the state machine passes its execution id) the job is claimed for it
+    (:mod:`tryon.workflow.claim`): a second execution of the same job started while the first
+    runs gets ``running: true`` and the holder's id, and calls no model.
+    """
     settings = within_handler_limits(Settings.from_env())
     job = build_job(settings, event)
-    manifest_key = job["output"]["prefix"] + layout.MANIFEST
-    existing = storage.get_json(settings.output_bucket, manifest_key)
-    complete = isinstance(existing, dict) and existing.get("status") in COMPLETE_STATUSES
-    return {
-        "job": job,
-        "complete": complete,
-        "manifest": layout.s3_uri(settings.output_bucket, manifest_key) if complete else None,
-    }
+    bucket, prefix = settings.output_bucket, job["output"]["prefix"]
+    manifest_uri = layout.s3_uri(bucket, prefix + layout.MANIFEST)
+    result: Prepared = {"job": job, "complete": False, "running": False, "manifest": None}
+    if _existing_manifest(bucket, prefix):
+        return result | {"complete": True, "manifest": manifest_uri}
+    if execution is None:
+        return result
+    held = claim.acquire(bucket, prefix, execution, hold_seconds=settings.claim_seconds)
+    if not held.acquired:
+        return result | {"running": True, "claimed_by": held.holder, "manifest": manifest_uri}
+    if _existing_manifest(bucket, prefix):
+        # Finished (and released) between our first look and our claim: nothing to run.
+        claim.release(bucket, prefix, execution)
+        return result | {"complete": True, "manifest": manifest_uri}
+    if held.took_over:
+        result["took_over_claim_of"] = held.took_over
+    return result
+
+
+def prepare_step(payload: Mapping[str, Any]) -> Prepared:
+    """The Prepare task's entry: ``{"trigger": <execution input>, "execution": <execution id>}``."""
+    return prepare(payload["trigger"], execution=payload.get("execution"))

@@ -1,0 +1,87 @@
+"""Each emulated Lambda invocation sees its own function's environment, even when several run at once.
+
+On AWS every invocation runs in its own sandbox with the environment its template gives it.
+In-process, ``os.environ`` is one per process, so the harness would have to run invocations
+one at a time, and that hides exactly the races (two executions of the same job, a batch's
+parallel rows) the stack must survive. :func:`lambda_environment` gives the calling thread an
+overlay over ``os.environ`` instead: reads and writes of the overlaid keys in that thread see
+the function's values; every other thread sees the process environment. Threads that Lambda
+code starts itself see the process environment (pass settings to them explicitly).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
+
+_install_lock = threading.Lock()
+
+
+class ThreadOverlayEnviron(MutableMapping[str, str]):
+    """``os.environ`` with a per-thread overlay of key/value pairs."""
+
+    def __init__(self, base: MutableMapping[str, str]) -> None:
+        self.base = base
+        self._local = threading.local()
+
+    def _overlay(self) -> dict[str, str] | None:
+        return getattr(self._local, "values", None)
+
+    def __getitem__(self, key: str) -> str:
+        overlay = self._overlay()
+        if overlay is not None and key in overlay:
+            return overlay[key]
+        return self.base[key]
+
+    def __setitem__(self, key: str, value: str) -> None:
+        overlay = self._overlay()
+        if overlay is not None and key in overlay:
+            overlay[key] = value
+        else:
+            self.base[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        overlay = self._overlay()
+        if overlay is not None and key in overlay:
+            del overlay[key]
+        else:
+            del self.base[key]
+
+    def __iter__(self) -> Iterator[str]:
+        overlay = self._overlay() or {}
+        yield from overlay
+        yield from (k for k in self.base if k not in overlay)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def copy(self) -> dict[str, str]:
+        """A plain dict of what this thread sees (``os.environ.copy()``)."""
+        return dict(self)
+
+    @contextmanager
+    def overlaid(self, values: Mapping[str, str]) -> Iterator[None]:
+        """Overlay ``values`` for the calling thread (nested overlays stack)."""
+        previous = self._overlay()
+        self._local.values = {**(previous or {}), **values}
+        try:
+            yield
+        finally:
+            self._local.values = previous
+
+
+def _installed() -> ThreadOverlayEnviron:
+    """Swap ``os.environ`` for an overlay-aware mapping once per process (``os.getenv`` follows)."""
+    with _install_lock:
+        if not isinstance(os.environ, ThreadOverlayEnviron):
+            os.environ = ThreadOverlayEnviron(os.environ)  # type: ignore[assignment]  # noqa: B003 (wraps it)
+        return os.environ  # type: ignore[return-value]
+
+
+@contextmanager
+def lambda_environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Run the body with ``values`` as the calling thread's environment overrides."""
+    with _installed().overlaid(values):
+        yield
