@@ -1,4 +1,4 @@
-"""DreamBooth + LoRA fine-tuning of the SD inpainting model on a few garment photos.
+"""DreamBooth + LoRA fine-tuning of the SD / SDXL inpainting model on a few garment photos.
 
 Light on import: the heavy modules (``train``, ``outputs``) import torch/diffusers lazily,
 and ``sagemaker_launcher`` imports the sagemaker SDK only when a job is launched.
@@ -7,6 +7,8 @@ and ``sagemaker_launcher`` imports the sagemaker SDK only when a job is launched
 - :mod:`tryon.training.data`     instance/class image folders, captions, mask files
 - :mod:`tryon.training.masks`    random and garment-shaped inpainting masks
 - :mod:`tryon.training.train`    the training loop (diffusers + peft + accelerate)
+- :mod:`tryon.training.families` what differs per base (SD 1.5/2, SDXL): text encoders, added conditioning
+- :mod:`tryon.training.checkpoints`  resumable checkpoints (LoRA layers only in LoRA mode)
 - :mod:`tryon.training.outputs`  adapter / UNet, ``training_config.json``, validation grid
 - :mod:`tryon.training.sagemaker_launcher`  SageMaker training job (SDK v3 ``ModelTrainer``)
 """

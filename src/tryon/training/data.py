@@ -180,8 +180,25 @@ def fit_square(
     """Resize to ``resolution`` x ``resolution``: shorter side then a centre crop, or a plain resize."""
     if not center_crop:
         return img.resize((resolution, resolution), resample=resample)
-    scale = resolution / min(img.size)
-    width, height = max(resolution, round(img.width * scale)), max(resolution, round(img.height * scale))
+    width, height = _scaled_size(img.size, resolution)
+    top, left = square_crop_origin(img.size, resolution, center_crop=True)
     resized = img.resize((width, height), resample=resample)
-    left, top = (width - resolution) // 2, (height - resolution) // 2
     return resized.crop((left, top, left + resolution, top + resolution))
+
+
+def _scaled_size(size: tuple[int, int], resolution: int) -> tuple[int, int]:
+    scale = resolution / min(size)
+    return max(resolution, round(size[0] * scale)), max(resolution, round(size[1] * scale))
+
+
+def square_crop_origin(
+    size: tuple[int, int], resolution: int, *, center_crop: bool = True
+) -> tuple[int, int]:
+    """(top, left) of the square :func:`fit_square` cuts from an image of ``size`` (after its resize).
+
+    SDXL is conditioned on it (with the original size); (0, 0) when the image is only resized.
+    """
+    if not center_crop:
+        return 0, 0
+    width, height = _scaled_size(size, resolution)
+    return (height - resolution) // 2, (width - resolution) // 2

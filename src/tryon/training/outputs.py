@@ -57,40 +57,53 @@ def portable_lora(model: Any, *, key_prefix: str = "") -> tuple[dict[str, Any], 
     return layers, meta
 
 
-def save_lora_adapter(out_dir: str | Path, unet: Any, text_encoder: Any | None = None) -> Path:
-    """Write the LoRA adapter of ``unet`` (and ``text_encoder`` if it has LoRA layers); return the file.
+def save_lora_adapter(
+    out_dir: str | Path, unet: Any, text_encoder: Any | None = None, text_encoder_2: Any | None = None
+) -> Path:
+    """Write the LoRA adapter of ``unet`` (and of the text encoders with LoRA layers); return the file.
 
+    ``text_encoder_2`` is SDXL's second encoder (its layers are saved as ``text_encoder_2.*``).
     The file loads alike on the project's diffusers and the serving image's (see :func:`portable_lora`).
     """
-    from diffusers import StableDiffusionInpaintPipeline
+    from diffusers import StableDiffusionInpaintPipeline, StableDiffusionXLInpaintPipeline
 
     from tryon.checkpoint_compat import CLIP_TEXT_PREFIX
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    te_layers = te_meta = None
-    if text_encoder is not None and getattr(text_encoder, "peft_config", None):
-        te_layers, te_meta = portable_lora(text_encoder, key_prefix=CLIP_TEXT_PREFIX)
+    parts: dict[str, Any] = {}
+    for name, encoder in (("text_encoder", text_encoder), ("text_encoder_2", text_encoder_2)):
+        if encoder is not None and getattr(encoder, "peft_config", None):
+            layers, meta = portable_lora(encoder, key_prefix=CLIP_TEXT_PREFIX)
+            parts.update({f"{name}_lora_layers": layers, f"{name}_lora_adapter_metadata": meta})
     unet_layers, unet_meta = portable_lora(unet)
-    StableDiffusionInpaintPipeline.save_lora_weights(
+    saver = (
+        StableDiffusionXLInpaintPipeline
+        if "text_encoder_2_lora_layers" in parts
+        else StableDiffusionInpaintPipeline
+    )
+    saver.save_lora_weights(
         out,
         unet_lora_layers=unet_layers,
-        text_encoder_lora_layers=te_layers,
         unet_lora_adapter_metadata=unet_meta,
-        text_encoder_lora_adapter_metadata=te_meta,
         safe_serialization=True,
+        **parts,
     )
     return out / LORA_WEIGHTS_NAME
 
 
-def save_full_model(out_dir: str | Path, unet: Any, text_encoder: Any | None = None) -> Path:
-    """Write a fully fine-tuned UNet (and text encoder) in the diffusers layout; return ``out_dir``."""
+def save_full_model(
+    out_dir: str | Path, unet: Any, text_encoder: Any | None = None, text_encoder_2: Any | None = None
+) -> Path:
+    """Write a fully fine-tuned UNet (and text encoders) in the diffusers layout; return ``out_dir``."""
     from tryon.checkpoint_compat import save_clip_text_encoder
 
     out = Path(out_dir)
     unet.save_pretrained(out / "unet", safe_serialization=True)
     if text_encoder is not None:  # in the weight-name layout the serving image's transformers loads
         save_clip_text_encoder(text_encoder, out / "text_encoder")
+    if text_encoder_2 is not None:  # CLIPTextModelWithProjection: both versions read its names as saved
+        text_encoder_2.save_pretrained(out / "text_encoder_2", safe_serialization=True)
     return out
 
 

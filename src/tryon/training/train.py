@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import logging
 import random
-import re
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,11 +28,17 @@ from tryon.handlers.compat import dtype_kwargs
 from tryon.training import data as data_mod
 from tryon.training import masks as masks_mod
 from tryon.training import outputs
+from tryon.training.checkpoints import (
+    checkpoint_path,
+    checkpoint_step,
+    find_checkpoint,
+    register_lora_hooks,
+    rotate_checkpoints,
+)
 from tryon.training.config import TEXT_ENCODER_LORA_TARGETS, TrainingConfig
+from tryon.training.families import Family, TextStack, family_for, time_ids
 
 logger = logging.getLogger(__name__)
-
-CHECKPOINT_PREFIX = "checkpoint-"
 
 
 @dataclass
@@ -61,45 +65,8 @@ class _Examples:
     images: list[Image.Image]
     prompts: list[str]
     garment_masks: list[Image.Image | None]
-
-
-# ---------------------------------------------------------------------- checkpoints
-def find_checkpoint(config: TrainingConfig) -> Path | None:
-    """The checkpoint ``resume_from_checkpoint`` names ("latest" -> newest, or None if there is none)."""
-    wanted = config.resume_from_checkpoint
-    if not wanted:
-        return None
-    if wanted != "latest":
-        path = Path(wanted)
-        if not path.is_dir():
-            raise RequestError("resume_from_checkpoint", f"{path} is not a checkpoint folder")
-        return path
-    found = list_checkpoints(config.effective_checkpoint_dir)
-    return found[-1] if found else None
-
-
-def list_checkpoints(folder: Path) -> list[Path]:
-    """Checkpoint folders under ``folder``, oldest step first."""
-    if not folder.is_dir():
-        return []
-    pattern = re.compile(rf"^{CHECKPOINT_PREFIX}(\d+)$")
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := pattern.match(p.name)) and p.is_dir()]
-    return [p for _, p in sorted(found)]
-
-
-def _checkpoint_step(path: Path) -> int:
-    match = re.search(rf"{CHECKPOINT_PREFIX}(\d+)$", path.name)
-    if not match:
-        raise RequestError("resume_from_checkpoint", f"{path.name} is not named {CHECKPOINT_PREFIX}<step>")
-    return int(match.group(1))
-
-
-def _rotate_checkpoints(folder: Path, limit: int | None) -> None:
-    if not limit:
-        return
-    existing = list_checkpoints(folder)
-    for old in existing[: max(0, len(existing) - limit + 1)]:
-        shutil.rmtree(old, ignore_errors=True)
+    #: SDXL's size/crop ids of each image (:func:`tryon.training.families.time_ids`)
+    time_ids: list[list[int]]
 
 
 # ---------------------------------------------------------------------- data
@@ -138,24 +105,34 @@ def _prepare_instance_examples(
             logger.warning("garment mask of %s is (nearly) empty; random masks are used for it", name)
             sources[name] += " (empty: random used)"
     prompts = [s.caption or config.instance_prompt for s in samples]
-    return _Examples(images, prompts, garment), sources, report.skipped, full_masks
+    examples = _Examples(images, prompts, garment, _time_ids([s.image for s in samples], config))
+    return examples, sources, report.skipped, full_masks
+
+
+def _time_ids(originals: list[Image.Image], config: TrainingConfig) -> list[list[int]]:
+    """SDXL size/crop ids of images as :func:`data_mod.fit_square` fits them (unused by SD)."""
+    res, crop = config.resolution, config.center_crop
+    return [
+        time_ids((img.height, img.width), data_mod.square_crop_origin(img.size, res, center_crop=crop), res)
+        for img in originals
+    ]
 
 
 def _generate_class_images(
-    config: TrainingConfig, wanted: int, out_dir: Path, device: Any, dtype: Any
+    config: TrainingConfig, family: Family, wanted: int, out_dir: Path, device: Any, dtype: Any
 ) -> None:
     """Generate ``wanted`` class images with the base model (full-image inpainting = text-to-image)."""
     import torch
-    from diffusers import StableDiffusionInpaintPipeline
     from tqdm.auto import tqdm
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    pipe = StableDiffusionInpaintPipeline.from_pretrained(
-        config.pretrained_model,
-        **dtype_kwargs("diffusers", dtype),
-        safety_checker=None,
-        requires_safety_checker=False,
-    ).to(device)
+    pipe = (
+        family.pipeline_class()
+        .from_pretrained(
+            config.pretrained_model, **dtype_kwargs("diffusers", dtype), **family.pipeline_options()
+        )
+        .to(device)
+    )
     pipe.set_progress_bar_config(disable=True)
     res = config.resolution
     blank = Image.new("RGB", (res, res), (127, 127, 127))
@@ -176,7 +153,9 @@ def _generate_class_images(
     del pipe
 
 
-def _prepare_class_examples(config: TrainingConfig, device: Any, dtype: Any) -> _Examples | None:
+def _prepare_class_examples(
+    config: TrainingConfig, family: Family, device: Any, dtype: Any
+) -> _Examples | None:
     if not config.with_prior_preservation:
         return None
     generated_dir = Path(config.output_dir) / "class_images"
@@ -186,13 +165,14 @@ def _prepare_class_examples(config: TrainingConfig, device: Any, dtype: Any) -> 
     have = len(supplied) + len(data_mod.list_image_files(generated_dir))
     if have < config.num_class_images:
         logger.info("generating %d class images into %s", config.num_class_images - have, generated_dir)
-        _generate_class_images(config, config.num_class_images - have, generated_dir, device, dtype)
+        _generate_class_images(config, family, config.num_class_images - have, generated_dir, device, dtype)
     samples = list(supplied)
     if generated_dir.is_dir():
         samples += data_mod.scan_folder(generated_dir, field_name="class_data_dir").samples
     res = config.resolution
     images = [data_mod.fit_square(s.image, res, center_crop=config.center_crop) for s in samples]
-    return _Examples(images, [s.caption or config.class_prompt for s in samples], [None] * len(images))
+    prompts = [s.caption or config.class_prompt for s in samples]
+    return _Examples(images, prompts, [None] * len(images), _time_ids([s.image for s in samples], config))
 
 
 # ---------------------------------------------------------------------- batches
@@ -210,13 +190,13 @@ def _batch_tensors(
     positions: list[int],
     rng: random.Random,
     config: TrainingConfig,
-    tokenize: Callable[[list[str]], Any],
+    tokenize: Callable[[list[str]], dict[str, Any]],
 ) -> dict[str, Any]:
-    """Pixel values in [-1, 1], masks in {0, 1}, masked images and token ids for one micro-batch."""
+    """Pixels in [-1, 1], masks in {0, 1}, masked images, size/crop ids and token ids of a micro-batch."""
     import numpy as np
     import torch
 
-    pixels, mask_list, prompts = [], [], []
+    pixels, mask_list, prompts, ids = [], [], [], []
     size = (config.resolution, config.resolution)
     for position in positions:
         index = _pick(len(examples.images), position, config.seed)
@@ -231,13 +211,15 @@ def _batch_tensors(
         pixels.append(np.asarray(image, dtype=np.float32) / 127.5 - 1.0)
         mask_list.append((np.asarray(mask, dtype=np.float32) >= 128).astype(np.float32))
         prompts.append(examples.prompts[index])
+        ids.append(examples.time_ids[index])
     pixel_values = torch.from_numpy(np.stack(pixels)).permute(0, 3, 1, 2).contiguous()
     mask = torch.from_numpy(np.stack(mask_list))[:, None]
     return {
         "pixel_values": pixel_values,
         "masks": mask,
         "masked_images": pixel_values * (mask < 0.5),
-        "input_ids": tokenize(prompts),
+        "time_ids": torch.tensor(ids, dtype=torch.float32),
+        **tokenize(prompts),
     }
 
 
@@ -290,16 +272,17 @@ def train(
             masks_dir.mkdir(exist_ok=True)
             mask.save(masks_dir / f"{Path(name).stem}.png")
     sampler = masks_mod.MaskSampler(instance.garment_masks, config.garment_mask_ratio)
-    class_examples = _prepare_class_examples(config, device, weight_dtype)
+    family = family_for(config.pretrained_model)
+    class_examples = _prepare_class_examples(config, family, device, weight_dtype)
 
-    tokenizer, text_encoder, vae, unet, noise_scheduler = _load_models(config, device, weight_dtype)
+    text, vae, unet, noise_scheduler = _load_models(config, family, device, weight_dtype)
     lora = config.train_mode == "lora"
-    trained = [unet] + ([text_encoder] if config.train_text_encoder else [])
+    trained_encoders = list(text.encoders) if config.train_text_encoder else []
 
     lr = config.effective_learning_rate
     groups = [{"params": [p for p in unet.parameters() if p.requires_grad], "lr": lr}]
-    if config.train_text_encoder:
-        te_params = [p for p in text_encoder.parameters() if p.requires_grad]
+    if trained_encoders:
+        te_params = [p for enc in trained_encoders for p in enc.parameters() if p.requires_grad]
         groups.append({"params": te_params, "lr": config.text_encoder_lr or lr})
     optimizer = _make_optimizer(config, groups)
     lr_scheduler = get_scheduler(
@@ -310,14 +293,14 @@ def train(
         num_cycles=config.lr_num_cycles,
         power=config.lr_power,
     )
-    if config.train_text_encoder:
-        unet, text_encoder, optimizer, lr_scheduler = accelerator.prepare(
-            unet, text_encoder, optimizer, lr_scheduler
-        )
-    else:
-        unet, optimizer, lr_scheduler = accelerator.prepare(unet, optimizer, lr_scheduler)
+    unet, *trained_encoders, optimizer, lr_scheduler = accelerator.prepare(
+        unet, *trained_encoders, optimizer, lr_scheduler
+    )
+    if trained_encoders:
+        text.encoders = trained_encoders
+    trained = [unet, *trained_encoders]
     if lora:
-        _register_lora_hooks(accelerator, config)
+        register_lora_hooks(accelerator, config)
 
     global_step = 0
     resumed_from = find_checkpoint(config)
@@ -325,17 +308,11 @@ def train(
         logger.warning("no checkpoint in %s; starting a new run", checkpoint_dir)
     if resumed_from is not None:
         accelerator.load_state(str(resumed_from))
-        global_step = _checkpoint_step(resumed_from)
+        global_step = checkpoint_step(resumed_from)
         accelerator.print(f"resumed from {resumed_from} at step {global_step}")
 
-    def tokenize(prompts: list[str]) -> Any:
-        return tokenizer(
-            prompts,
-            padding="max_length",
-            truncation=True,
-            max_length=tokenizer.model_max_length,
-            return_tensors="pt",
-        ).input_ids
+    def tokenize(prompts: list[str]) -> dict[str, Any]:
+        return family.tokenize(text, prompts)
 
     validation_inputs = _validation_inputs(instance, config)
     bar = tqdm(
@@ -345,9 +322,8 @@ def train(
         disable=not (progress and accelerator.is_local_main_process),
     )
     losses: list[float] = []
-    unet.train()
-    if config.train_text_encoder:
-        text_encoder.train()
+    for model in trained:
+        model.train()
     accum = config.gradient_accumulation_steps
     bs = config.train_batch_size
     vae_factor = 2 ** (len(vae.config.block_out_channels) - 1)
@@ -374,7 +350,8 @@ def train(
                     vae=vae,
                     vae_factor=vae_factor,
                     unet=unet,
-                    text_encoder=text_encoder,
+                    family=family,
+                    text_encoders=text.encoders,
                     noise_scheduler=noise_scheduler,
                     device=device,
                     weight_dtype=weight_dtype,
@@ -402,15 +379,15 @@ def train(
         if config.checkpointing_steps and global_step % config.checkpointing_steps == 0:
             accelerator.wait_for_everyone()
             if accelerator.is_main_process:
-                _rotate_checkpoints(checkpoint_dir, config.checkpoints_total_limit)
-                accelerator.save_state(str(checkpoint_dir / f"{CHECKPOINT_PREFIX}{global_step}"))
+                rotate_checkpoints(checkpoint_dir, config.checkpoints_total_limit)
+                accelerator.save_state(str(checkpoint_path(checkpoint_dir, global_step)))
         if (
             config.validation_steps
             and global_step % config.validation_steps == 0
             and accelerator.is_main_process
         ):
             _validate(
-                accelerator, config, validation_inputs, vae, tokenizer, unet, text_encoder,
+                accelerator, config, family, validation_inputs, vae, text, unet,
                 out_dir / "validation" / f"step-{global_step:06d}.png",
             )  # fmt: skip
     bar.close()
@@ -427,16 +404,16 @@ def train(
     )
     if accelerator.is_main_process:
         unet_final = accelerator.unwrap_model(unet)
-        te_final = accelerator.unwrap_model(text_encoder) if config.train_text_encoder else None
+        te_final = [accelerator.unwrap_model(enc) for enc in trained_encoders]
         if lora:
             result.adapter_dir = out_dir / "adapter"
-            outputs.save_lora_adapter(result.adapter_dir, unet_final, te_final)
+            outputs.save_lora_adapter(result.adapter_dir, unet_final, *te_final)
         else:
             result.model_dir = out_dir
-            outputs.save_full_model(out_dir, unet_final, te_final)
+            outputs.save_full_model(out_dir, unet_final, *te_final)
         if not config.skip_final_validation:
             result.validation_path = _validate(
-                accelerator, config, validation_inputs, vae, tokenizer, unet, text_encoder,
+                accelerator, config, family, validation_inputs, vae, text, unet,
                 out_dir / outputs.VALIDATION_NAME,
             )  # fmt: skip
         result.seconds = time.perf_counter() - started
@@ -444,6 +421,7 @@ def train(
             out_dir,
             config.effective_dict(),
             {
+                "base_family": family.name,
                 "global_step": global_step,
                 "resumed_from": str(resumed_from) if resumed_from else None,
                 "instance_images": len(instance.images),
@@ -457,8 +435,10 @@ def train(
     return result
 
 
-def _load_models(config: TrainingConfig, device: Any, weight_dtype: Any) -> tuple[Any, Any, Any, Any, Any]:
-    """(tokenizer, text_encoder, vae, unet, noise_scheduler), frozen/LoRA-injected per the mode.
+def _load_models(
+    config: TrainingConfig, family: Family, device: Any, weight_dtype: Any
+) -> tuple[TextStack, Any, Any, Any]:
+    """(text encoders, vae, unet, noise_scheduler), frozen/LoRA-injected per the mode.
 
     Frozen weights are cast to ``weight_dtype``; trainable ones stay float32 (LoRA layers are
     cast back to float32 under fp16).
@@ -466,11 +446,9 @@ def _load_models(config: TrainingConfig, device: Any, weight_dtype: Any) -> tupl
     import torch
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from diffusers.training_utils import cast_training_params
-    from transformers import CLIPTextModel, CLIPTokenizer
 
     source = config.pretrained_model
-    tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer")
-    text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder")
+    text = family.load_text(source)
     vae = AutoencoderKL.from_pretrained(source, subfolder="vae")
     unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet")
     noise_scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler")
@@ -479,9 +457,11 @@ def _load_models(config: TrainingConfig, device: Any, weight_dtype: Any) -> tupl
             "pretrained_model",
             f"{source} is not an inpainting model (UNet in_channels {unet.config.in_channels}, need 9)",
         )
+    family.check_unet(unet, text, source)
     lora = config.train_mode == "lora"
     vae.requires_grad_(False)
-    text_encoder.requires_grad_(config.train_text_encoder and not lora)
+    for encoder in text.encoders:
+        encoder.requires_grad_(config.train_text_encoder and not lora)
     unet.requires_grad_(not lora)
     vae.to(device, dtype=weight_dtype)
     if lora:
@@ -500,18 +480,21 @@ def _load_models(config: TrainingConfig, device: Any, weight_dtype: Any) -> tupl
         unet.to(device, dtype=weight_dtype)
         unet.add_adapter(lora_config(list(config.lora_targets)))
         if config.train_text_encoder:
-            text_encoder.to(device, dtype=weight_dtype)
-            text_encoder.add_adapter(lora_config(list(TEXT_ENCODER_LORA_TARGETS)))
+            for encoder in text.encoders:
+                encoder.to(device, dtype=weight_dtype)
+                encoder.add_adapter(lora_config(list(TEXT_ENCODER_LORA_TARGETS)))
     if not config.train_text_encoder:
-        text_encoder.to(device, dtype=weight_dtype)
+        for encoder in text.encoders:
+            encoder.to(device, dtype=weight_dtype)
     if config.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
         if config.train_text_encoder:
-            text_encoder.gradient_checkpointing_enable()
+            for encoder in text.encoders:
+                encoder.gradient_checkpointing_enable()
     if lora and weight_dtype == torch.float16:
-        trained = [unet] + ([text_encoder] if config.train_text_encoder else [])
+        trained = [unet] + (list(text.encoders) if config.train_text_encoder else [])
         cast_training_params(trained, dtype=torch.float32)
-    return tokenizer, text_encoder, vae, unet, noise_scheduler
+    return text, vae, unet, noise_scheduler
 
 
 def _make_optimizer(config: TrainingConfig, groups: list[dict[str, Any]]) -> Any:
@@ -541,7 +524,8 @@ def _loss(
     vae: Any,
     vae_factor: int,
     unet: Any,
-    text_encoder: Any,
+    family: Family,
+    text_encoders: list[Any],
     noise_scheduler: Any,
     device: Any,
     weight_dtype: Any,
@@ -566,9 +550,11 @@ def _loss(
         0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator
     ).to(device)
     noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-    encoder_hidden_states = text_encoder(batch["input_ids"].to(device), return_dict=False)[0]
+    encoder_hidden_states, added_cond = family.encode(text_encoders, batch, device, weight_dtype)
     model_input = torch.cat([noisy, mask, masked_latents], dim=1)
-    prediction = unet(model_input, timesteps, encoder_hidden_states, return_dict=False)[0]
+    prediction = unet(
+        model_input, timesteps, encoder_hidden_states, added_cond_kwargs=added_cond, return_dict=False
+    )[0]
     if noise_scheduler.config.prediction_type == "v_prediction":
         target = noise_scheduler.get_velocity(latents, noise, timesteps)
     else:
@@ -580,49 +566,6 @@ def _loss(
     instance_loss = functional.mse_loss(pred_instance.float(), target_instance.float(), reduction="mean")
     prior_loss = functional.mse_loss(pred_prior.float(), target_prior.float(), reduction="mean")
     return instance_loss + prior_weight * prior_loss
-
-
-def _register_lora_hooks(accelerator: Any, config: TrainingConfig) -> None:
-    """Checkpoints hold only the LoRA layers (diffusers format), not the frozen base weights."""
-    from diffusers import StableDiffusionInpaintPipeline
-    from diffusers.training_utils import _set_state_dict_into_text_encoder, cast_training_params
-    from diffusers.utils import convert_unet_state_dict_to_peft
-    from peft import set_peft_model_state_dict
-
-    def is_unet(model: Any) -> bool:
-        return hasattr(accelerator.unwrap_model(model), "conv_in")
-
-    def save_hook(models: list[Any], weights: list[Any], output_dir: str) -> None:
-        unet = next(accelerator.unwrap_model(m) for m in models if is_unet(m))
-        te = next((accelerator.unwrap_model(m) for m in models if not is_unet(m)), None)
-        outputs.save_lora_adapter(output_dir, unet, te)
-        while weights:
-            weights.pop()
-
-    def load_hook(models: list[Any], input_dir: str) -> None:
-        unet = te = None
-        while models:
-            model = models.pop()
-            if is_unet(model):
-                unet = accelerator.unwrap_model(model)
-            else:
-                te = accelerator.unwrap_model(model)
-        state, _ = StableDiffusionInpaintPipeline.lora_state_dict(input_dir)
-        unet_state = {k[len("unet.") :]: v for k, v in state.items() if k.startswith("unet.")}
-        incompatible = set_peft_model_state_dict(unet, convert_unet_state_dict_to_peft(unet_state), "default")
-        unexpected = getattr(incompatible, "unexpected_keys", None)
-        if unexpected:
-            raise RequestError(
-                "resume_from_checkpoint",
-                f"checkpoint does not match the LoRA options (unexpected keys {unexpected[:3]})",
-            )
-        if te is not None:
-            _set_state_dict_into_text_encoder(state, prefix="text_encoder.", text_encoder=te)
-        if config.mixed_precision == "fp16":
-            cast_training_params([m for m in (unet, te) if m is not None])
-
-    accelerator.register_save_state_pre_hook(save_hook)
-    accelerator.register_load_state_pre_hook(load_hook)
 
 
 def _validation_inputs(instance: _Examples, config: TrainingConfig) -> tuple[Image.Image, Image.Image]:
@@ -643,28 +586,24 @@ def _validation_inputs(instance: _Examples, config: TrainingConfig) -> tuple[Ima
 def _validate(
     accelerator: Any,
     config: TrainingConfig,
+    family: Family,
     inputs: tuple[Image.Image, Image.Image],
     vae: Any,
-    tokenizer: Any,
+    text: TextStack,
     unet: Any,
-    text_encoder: Any,
     path: Path,
 ) -> Path:
     """Render validation images with a fixed seed and mask; save ``[image | mask | results]``."""
     import torch
-    from diffusers import DPMSolverMultistepScheduler, StableDiffusionInpaintPipeline
+    from diffusers import DPMSolverMultistepScheduler
 
     unet_model = accelerator.unwrap_model(unet)
-    te_model = accelerator.unwrap_model(text_encoder)
-    pipe = StableDiffusionInpaintPipeline(
+    encoders = [accelerator.unwrap_model(enc) for enc in text.encoders]
+    pipe = family.pipeline(
         vae=vae,
-        text_encoder=te_model,
-        tokenizer=tokenizer,
+        text=TextStack(text.tokenizers, encoders),
         unet=unet_model,
         scheduler=DPMSolverMultistepScheduler.from_pretrained(config.pretrained_model, subfolder="scheduler"),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
     )
     pipe.set_progress_bar_config(disable=True)
     image, mask = inputs
