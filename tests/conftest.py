@@ -48,3 +48,28 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def probe_handler():
+    """``probe_handler(kind, module_name, model_fn=..., input_fn=..., predict_fn=...)``: a context
+    manager serving test functions as endpoint kind ``kind`` (JSON ``output_fn``), for server tests."""
+    import sys
+    import types
+    from contextlib import contextmanager
+
+    from tryon.handlers import HANDLER_MODULES
+    from tryon.handlers.common import json_response
+
+    @contextmanager
+    def register(kind, module_name, **functions):
+        module = types.ModuleType(module_name)
+        module.output_fn = json_response
+        for name, fn in functions.items():
+            setattr(module, name, fn)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setitem(sys.modules, module_name, module)
+            mp.setitem(HANDLER_MODULES, kind, module_name)
+            yield module
+
+    return register

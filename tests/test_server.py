@@ -12,7 +12,6 @@ import logging
 import sys
 import threading
 import time
-import types
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,8 +23,7 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from tryon import imaging
-from tryon.handlers import HANDLER_MODULES
-from tryon.handlers.common import json_response, load_image, parse_json_request
+from tryon.handlers.common import load_image, parse_json_request
 from tryon.server import EndpointConfig, EndpointLoadError, LocalEndpointServer, create_app
 
 # --------------------------------------------------------------------------------------
@@ -84,24 +82,9 @@ def _predict_fn(data, model):
             model["active"] -= 1
 
 
-def _output_fn(prediction, accept):
-    return json_response(prediction, accept)
-
-
-probe = types.ModuleType(PROBE_MODULE)
-probe.model_fn, probe.input_fn, probe.predict_fn, probe.output_fn = (
-    _model_fn,
-    _input_fn,
-    _predict_fn,
-    _output_fn,
-)
-
-
 @pytest.fixture(scope="module", autouse=True)
-def _register_probe():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(sys.modules, PROBE_MODULE, probe)
-        mp.setitem(HANDLER_MODULES, "probe", PROBE_MODULE)
+def _register_probe(probe_handler):
+    with probe_handler("probe", PROBE_MODULE, model_fn=_model_fn, input_fn=_input_fn, predict_fn=_predict_fn):
         yield
 
 

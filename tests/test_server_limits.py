@@ -10,10 +10,8 @@ from __future__ import annotations
 import json
 import socket
 import statistics
-import sys
 import threading
 import time
-import types
 
 import boto3
 import httpx
@@ -23,8 +21,7 @@ from botocore.exceptions import ClientError
 
 from tryon import cancellation
 from tryon.errors import RequestError
-from tryon.handlers import HANDLER_MODULES
-from tryon.handlers.common import MAX_JSON_DEPTH, json_response, parse_json_request
+from tryon.handlers.common import MAX_JSON_DEPTH, parse_json_request
 from tryon.kinds import MODE_LIMITS
 from tryon.server import TIMEOUT_MESSAGE, EndpointConfig, LocalEndpointServer, create_app
 
@@ -60,24 +57,11 @@ def _predict_fn(data, model):
     return {"pad": "x" * int(data.get("pad", 0))}
 
 
-def _output_fn(prediction, accept):
-    return json_response(prediction, accept)
-
-
-probe = types.ModuleType(PROBE_MODULE)
-probe.model_fn, probe.input_fn, probe.predict_fn, probe.output_fn = (
-    _model_fn,
-    _input_fn,
-    _predict_fn,
-    _output_fn,
-)
-
-
 @pytest.fixture(scope="module", autouse=True)
-def _register_probe():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(sys.modules, PROBE_MODULE, probe)
-        mp.setitem(HANDLER_MODULES, "limits_probe", PROBE_MODULE)
+def _register_probe(probe_handler):
+    with probe_handler(
+        "limits_probe", PROBE_MODULE, model_fn=_model_fn, input_fn=_input_fn, predict_fn=_predict_fn
+    ):
         yield
 
 
