@@ -172,6 +172,13 @@ def test_submit_follows_the_execution_and_downloads(deployed, tmp_path, capsys):
         run(["results", manifest["job_id"], "--stack", STACK, "--region", REGION, "--out", str(again)]) == 0
     )
     assert sorted(p.name for p in again.iterdir()) == sorted(p.name for p in out.iterdir())
+    capsys.readouterr()
+    third = tmp_path / "third"
+    code = run(["results", manifest["job_id"], "--stack", STACK, "--region", REGION,
+                "--out", str(third), "--json"])  # fmt: skip
+    answer = json.loads(capsys.readouterr().out)  # the whole of stdout
+    assert code == 0 and answer["outcome"] == "succeeded"
+    assert sorted(Path(f).name for f in answer["files"]) == sorted(p.name for p in out.iterdir())
 
 
 def test_submit_of_a_failing_job_exits_1_with_the_failure_record(deployed, tmp_path, capsys):

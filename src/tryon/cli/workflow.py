@@ -322,6 +322,7 @@ def results(
     out: Out = Path("out"),
     region: Region = "",
     profile: Profile = "",
+    as_json: Json = False,
 ) -> None:
     """Download what an execution wrote (its result folder, or its failure record)."""
     from tryon import stack as stacks
@@ -332,4 +333,4 @@ def results(
     result = snapshot(sfn, stacks.resolve_execution(sfn, found, execution))
     if result.status == "RUNNING":
         raise fail(f"execution is still RUNNING; follow it with `tryon status {execution} --stack {stack}`")
-    raise typer.Exit(_report(result, _download(s3, result, out)))
+    raise typer.Exit(_report(result, _download(s3, result, out), as_json=as_json))
