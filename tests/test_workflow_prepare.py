@@ -355,3 +355,42 @@ def test_sagemaker_limit_errors_are_permanent_and_named():
     assert type(endpoints.classify_client_error("ep", oversize)).__name__ == "ModelError"
     missing = error("ValidationError", "Endpoint ep of account 1 not found.", 400)
     assert type(endpoints.classify_client_error("ep", missing)).__name__ == "EndpointNotFound"
+
+
+@pytest.mark.parametrize(
+    ("env", "adapter", "refused"),
+    [
+        ({}, f"s3://{OUT}/adapters/skirt/", False),  # default: the output bucket's adapters/
+        ({}, "s3://someone-elses-bucket/adapters/skirt/", True),
+        ({}, f"s3://{OUT}/results/skirt/", True),
+        (
+            {"TRYON_ADAPTER_BUCKET": "lora-bucket", "TRYON_ADAPTER_PREFIX": "loras"},
+            "s3://lora-bucket/loras/a/",
+            False,
+        ),
+        (
+            {"TRYON_ADAPTER_BUCKET": "lora-bucket", "TRYON_ADAPTER_PREFIX": "loras"},
+            f"s3://{OUT}/adapters/a/",
+            True,
+        ),
+        ({}, "skirt", False),  # a name inside the model folder: nothing to check here
+    ],
+)
+def test_s3_adapters_outside_the_adapter_location_are_refused_before_any_model_runs(
+    s3, monkeypatch, env, adapter, refused
+):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    s3.put_object(Bucket=IN, Key="inputs/ad.png", Body=png())
+    if not refused:
+        assert (
+            prepare.prepare({"image": f"s3://{IN}/inputs/ad.png", "adapter": adapter})["job"]["params"][
+                "adapter"
+            ]
+            == adapter
+        )
+        return
+    with pytest.raises(InvalidInput) as info:
+        prepare.prepare({"image": f"s3://{IN}/inputs/ad.png", "adapter": adapter})
+    message = str(info.value)
+    assert message.startswith("adapter: ") and "is outside s3://" in message and "AdapterPrefix" in message

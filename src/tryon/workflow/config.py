@@ -48,6 +48,9 @@ class Settings:
     #: seconds a job claim holds (:mod:`tryon.workflow.claim`): at least the state machine's
     #: ``TimeoutSeconds``, so an expired claim belongs to an execution Step Functions has stopped
     claim_seconds: int = 3600
+    #: where requests may name LoRA adapters by s3:// URI (the endpoints' role reads only there)
+    adapter_bucket: str = ""
+    adapter_prefix: str = "adapters/"
 
     @property
     def upscaler_configured(self) -> bool:
@@ -72,4 +75,6 @@ class Settings:
             notification_topic_arn=env.get("TRYON_NOTIFICATION_TOPIC_ARN", ""),
             event_bus=env.get("TRYON_EVENT_BUS", ""),
             claim_seconds=int(env.get("TRYON_CLAIM_SECONDS") or 3600),
+            adapter_bucket=env.get("TRYON_ADAPTER_BUCKET", ""),
+            adapter_prefix=_prefix(env.get("TRYON_ADAPTER_PREFIX", "adapters/")),
         )

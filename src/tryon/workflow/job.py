@@ -136,6 +136,23 @@ def check_upscalable(header: imaging.ImageHeader) -> None:
         )
 
 
+def check_adapter_location(settings: Settings, adapter: str | None) -> None:
+    """An ``s3://`` adapter must lie under the stack's adapter location, which the endpoints may read.
+
+    Refused here, before any model runs, rather than as an access error from the endpoint.
+    """
+    if not adapter or not adapter.startswith("s3://"):
+        return
+    bucket = settings.adapter_bucket or settings.output_bucket
+    allowed = f"s3://{bucket}/{settings.adapter_prefix}"
+    if bucket and not adapter.startswith(allowed):
+        raise RequestError(
+            "adapter",
+            f"{adapter} is outside {allowed}, the only place the endpoints may read adapters from "
+            "(template parameters AdapterBucket and AdapterPrefix)",
+        )
+
+
 def build_job(settings: Settings, event: Any) -> Job:
     """The validated job (a small JSON-able dict) for an event or console input."""
     trigger = parse_trigger(event)
@@ -149,6 +166,7 @@ def build_job(settings: Settings, event: Any) -> Job:
         metadata=meta_values,
         console=trigger.overrides,
     )
+    check_adapter_location(settings, effective["adapter"])
     version_id = head.get("VersionId")
     version_id = None if version_id in (None, "null") else version_id
     etag = str(head.get("ETag", "")).strip('"')
