@@ -62,7 +62,7 @@ def test_happy_path_contract(model):
     assert set(out["scores"]) == {"a shirt", "trousers"}
     assert all(0.0 <= s <= 1.0 for s in out["scores"].values())
     assert out["negative_scores"] == {}
-    assert set(out["timings_ms"]) == {"decode", "preprocess", "inference", "postprocess", "encode"}
+    assert set(out["timings_ms"]) == {"decode", "queue", "preprocess", "inference", "postprocess", "encode"}
     assert out["model"] == model.model_id
     assert out["threshold"] == CLIPSEG["threshold"].default == 0.4
 

@@ -131,6 +131,7 @@ def test_happy_path_contract(handler, model):
         "working_size",
         "crop_box",
         "garment",
+        "compute_seconds",
     }
     assert len(response["images"]) == 2
     for b64 in response["images"]:
@@ -140,6 +141,8 @@ def test_happy_path_contract(handler, model):
     phases = {"decode", "preprocess", "queue", "inference", "postprocess", "encode"}
     assert set(response["timings_ms"]) == phases
     assert all(v >= 0 for v in response["timings_ms"].values())
+    work = sum(v for k, v in response["timings_ms"].items() if k != "queue") / 1000
+    assert response["compute_seconds"] == pytest.approx(work, abs=0.002) and work > 0
     assert response["adapter"] == {"name": "default", "scale": 1.0}
     assert response["sampler"] == "PNDMScheduler"
     assert response["working_size"] == [64, 64]

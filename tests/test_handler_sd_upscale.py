@@ -50,7 +50,7 @@ def test_output_is_exactly_four_times_the_input(model):
     img = image_of(out)
     assert img.format == "PNG" and img.mode == "RGB" and img.size == (84, 52)
     assert out["size"] == [84, 52] and out["tiles"] == 1 and out["seed"] == 7
-    assert set(out["timings_ms"]) == {"decode", "preprocess", "inference", "postprocess", "encode"}
+    assert set(out["timings_ms"]) == {"decode", "queue", "preprocess", "inference", "postprocess", "encode"}
     assert out["model"] == model.model_id
 
 

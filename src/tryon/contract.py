@@ -34,6 +34,13 @@ UPSCALE_MAX_OUTPUT_SIDE = 8192
 #: Default weight of a garment reference image (IP-Adapter scale; 0 ignores the image).
 GARMENT_SCALE = 0.6
 
+#: Every endpoint's answer carries this field: the seconds its worker spent on the request, every
+#: phase of its ``timings_ms`` but those in :data:`WAITING_PHASES`. Instance time is what a
+#: try-on costs; the workflow records it per step in the manifest (docs/cost.md).
+COMPUTE_SECONDS = "compute_seconds"
+#: Phases of an answer's ``timings_ms`` that wait for another request instead of working.
+WAITING_PHASES = frozenset({"queue"})
+
 FieldKind = Literal["str", "int", "float", "bool", "str_list", "image", "output"]
 _REQUIRED: Any = object()
 _UNSET: Any = object()
@@ -148,6 +155,12 @@ SD_INPAINT = EndpointContract(
         # A garment's reference image (packshot) for models with an IP-Adapter, and its weight.
         Field("garment_image", "image", None),
         Field("garment_scale", "float", GARMENT_SCALE, {"minimum": 0.0, "maximum": 2.0}),
+        # SDXL refiner (JumpStart's parameters), for SDXL models with a refiner/ folder: absent
+        # use_refiner means "if the model has one"; it re-denoises refiner_steps x refiner_strength
+        # steps of the inpainted crop (img2img), as diffusers' StableDiffusionXLImg2ImgPipeline.
+        Field("use_refiner", "bool", None),
+        Field("refiner_steps", "int", 30, _STEPS),
+        Field("refiner_strength", "float", 0.3, {"minimum": 0.0, "maximum": 1.0, "exclusive_minimum": True}),
         *_output_fields("inpainted"),
     ),
 )

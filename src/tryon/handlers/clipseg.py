@@ -16,7 +16,7 @@ from typing import Any
 from PIL import Image
 
 from tryon import imaging
-from tryon.contract import CLIPSEG
+from tryon.contract import CLIPSEG, COMPUTE_SECONDS
 from tryon.errors import RequestError
 from tryon.handlers import masks, threads
 from tryon.handlers.common import (
@@ -137,7 +137,7 @@ def predict_fn(data: ClipSegRequest, model: ClipSegModel) -> dict[str, Any]:
     n_pos = len(data.queries)
     width, height = data.image.size
     # The lock covers the processor too: a fast tokenizer must not be used by two threads at once.
-    with model.lock:
+    with timer.holding(model.lock):
         with timer.phase("preprocess"):
             # The image is preprocessed once and broadcast over the batch (no copies).
             inputs = model.processor(
@@ -177,6 +177,7 @@ def predict_fn(data: ClipSegRequest, model: ClipSegModel) -> dict[str, Any]:
         "threshold": data.threshold,
         "size": [width, height],
         "timings_ms": timer.timings_ms,
+        COMPUTE_SECONDS: timer.compute_seconds(),
         "model": model.model_id,
     }
 

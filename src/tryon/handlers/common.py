@@ -21,7 +21,7 @@ from typing import Any
 from PIL import Image
 
 from tryon import imaging
-from tryon.contract import MAX_SEED
+from tryon.contract import MAX_SEED, WAITING_PHASES
 from tryon.errors import RequestError
 
 JSON_CONTENT_TYPE = "application/json"
@@ -208,3 +208,18 @@ class PhaseTimer:
         finally:
             elapsed = (time.perf_counter() - start) * 1000.0
             self.timings_ms[name] = round(self.timings_ms.get(name, 0.0) + elapsed, 3)
+
+    @contextmanager
+    def holding(self, lock: Any) -> Iterator[None]:
+        """Hold ``lock`` for the block; the wait for it is timed as the ``queue`` phase (not work)."""
+        with self.phase("queue"):
+            lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def compute_seconds(self) -> float:
+        """Seconds of work so far: every phase but the waiting ones (``contract.COMPUTE_SECONDS``)."""
+        work = sum(ms for name, ms in self.timings_ms.items() if name not in WAITING_PHASES)
+        return round(work / 1000.0, 3)

@@ -19,7 +19,7 @@ from typing import Any
 from PIL import Image
 
 from tryon import cancellation, imaging
-from tryon.contract import SD_INPAINT
+from tryon.contract import COMPUTE_SECONDS, SD_INPAINT
 from tryon.errors import RequestError
 from tryon.handlers import crop, ip_adapter, threads
 from tryon.handlers.adapters import (
@@ -283,6 +283,7 @@ def predict_fn(data: Mapping[str, Any], model: InpaintModel) -> dict[str, Any]:
         **written,
         "seeds": image_seeds(params),
         "timings_ms": timer.timings_ms,
+        COMPUTE_SECONDS: timer.compute_seconds(),
         "model": model.model_id,
         "adapter": None if adapter is None else {"name": adapter.name, "scale": params.adapter_scale},
         "garment": ip_adapter.describe(garment, model.garments),

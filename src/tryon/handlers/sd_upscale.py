@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from tryon import cancellation, imaging
-from tryon.contract import SD_UPSCALE, UPSCALE_MAX_OUTPUT_SIDE, upscale_max_side
+from tryon.contract import COMPUTE_SECONDS, SD_UPSCALE, UPSCALE_MAX_OUTPUT_SIDE, upscale_max_side
 from tryon.errors import RequestError
 from tryon.handlers import threads
 from tryon.handlers.common import (
@@ -199,8 +199,8 @@ def predict_fn(data: UpscaleRequest, model: UpscaleModel) -> dict[str, Any]:
         )
         cfg = data.guidance_scale > 1.0
     with (
+        timer.holding(model.lock),
         timer.phase("inference"),
-        model.lock,
         threads.fitted(pipe.unet, model.device),
         torch.inference_mode(),
     ):
@@ -249,6 +249,7 @@ def predict_fn(data: UpscaleRequest, model: UpscaleModel) -> dict[str, Any]:
         "size": [upscaled.width, upscaled.height],
         "tiles": len(ys) * len(xs),
         "timings_ms": timer.timings_ms,
+        COMPUTE_SECONDS: timer.compute_seconds(),
         "model": model.model_id,
     }
 
