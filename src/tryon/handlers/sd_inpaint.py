@@ -21,7 +21,7 @@ from PIL import Image
 from tryon import cancellation, imaging
 from tryon.contract import COMPUTE_SECONDS, SD_INPAINT
 from tryon.errors import RequestError
-from tryon.handlers import crop, ip_adapter, threads
+from tryon.handlers import crop, ip_adapter, refiner, threads
 from tryon.handlers.adapters import (
     AdapterCache,
     AdapterSource,
@@ -70,6 +70,8 @@ class InpaintModel:
     lock: threading.Lock = field(default_factory=threading.Lock)
     #: The IP-Adapter that takes garment reference images, if the model folder has one.
     garments: ip_adapter.GarmentConditioner | None = None
+    #: The SDXL refiner in the model folder's ``refiner/``, if any (refiner.py).
+    refiner: refiner.Refiner | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,7 @@ def model_fn(model_dir: str | None, context: Any = None) -> InpaintModel:
         schedulers=SchedulerCache(pipe.scheduler),
         default_adapter=default_adapter(model_dir),
         garments=garments,
+        refiner=refiner.load(pipe, model_dir, is_sdxl=hasattr(pipe, "text_encoder_2")),
     )
     if model.default_adapter is not None:
         model.adapters.activate(model.default_adapter)
@@ -214,7 +217,8 @@ def _generate(
     image: Image.Image,
     mask: Image.Image,
     conditioning: Mapping[str, Any],
-) -> list[Image.Image]:
+    output_type: str = "pil",
+) -> list[Any]:
     """All images in ONE batched denoising call, each row with its own generator.
 
     The photo, mask and prompt are passed once per image (not ``num_images_per_prompt``), so
@@ -237,7 +241,7 @@ def _generate(
         num_inference_steps=params.steps,
         guidance_scale=params.guidance_scale,
         generator=[torch.Generator(device="cpu").manual_seed(seed) for seed in seeds],
-        output_type="pil",
+        output_type=output_type,  # "latent" when the refiner takes over
         callback_on_step_end=cancellation.step_end_callback,  # stops work nobody waits for
         **conditioning,  # the garment image's embeddings (ip_adapter.py), if the model takes them
     )
@@ -248,6 +252,7 @@ def predict_fn(data: Mapping[str, Any], model: InpaintModel) -> dict[str, Any]:
     """Inpaint the masked part of the photo; return full-size images and what was used."""
     timer = PhaseTimer()
     params = parse_params(require_mapping(data), model)
+    refining = refiner.read_request(data, model.refiner, sampler=params.sampler)
     with timer.phase("decode"):
         image, mask = _load_inputs(data)
         garment = ip_adapter.read_request(data, model.garments)
@@ -269,7 +274,21 @@ def predict_fn(data: Mapping[str, Any], model: InpaintModel) -> dict[str, Any]:
             model.pipe.scheduler = model.schedulers.get(params.sampler)
             conditioning = ip_adapter.pipeline_kwargs(model.garments, garment, params.guidance_scale)
         with timer.phase("inference"), threads.fitted(model.pipe.unet, model.pipe.device):
-            generated = _generate(model, params, work_image, work_mask, conditioning)
+            generated = _generate(
+                model, params, work_image, work_mask, conditioning, refiner.base_output_type(refining)
+            )
+        if refining is not None:
+            with timer.phase("refine"), threads.fitted(model.refiner.pipe.unet, model.pipe.device):
+                generated = refiner.refine(
+                    model.refiner,
+                    refining,
+                    generated,
+                    prompt=params.prompt,
+                    negative_prompt=params.negative_prompt,
+                    guidance_scale=params.guidance_scale,
+                    sampler=params.sampler,
+                    seeds=image_seeds(params),
+                )
     finally:
         model.lock.release()
     with timer.phase("postprocess"):
@@ -287,6 +306,7 @@ def predict_fn(data: Mapping[str, Any], model: InpaintModel) -> dict[str, Any]:
         "model": model.model_id,
         "adapter": None if adapter is None else {"name": adapter.name, "scale": params.adapter_scale},
         "garment": ip_adapter.describe(garment, model.garments),
+        "refiner": refiner.describe(refining),
         "sampler": params.sampler or model.schedulers.default_name,
         "working_size": [params.width, params.height],
         "crop_box": list(box),
