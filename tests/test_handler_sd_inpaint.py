@@ -132,7 +132,9 @@ def test_happy_path_contract(handler, model):
         "crop_box",
         "garment",
         "compute_seconds",
+        "refiner",
     }
+    assert response["refiner"] is None  # an SD 2 model has no refiner
     assert len(response["images"]) == 2
     for b64 in response["images"]:
         img = _decode(b64)
