@@ -317,3 +317,50 @@ def test_ip_adapter_ships_in_ip_adapter_folder(tiny_models, tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert "error: ip_adapter_dir:" in err and "Traceback" not in err
+
+
+def test_sdxl_refiner_ships_without_the_parts_it_shares(tiny_models, tmp_path, capsys):
+    from tryon.handlers import sd_inpaint
+
+    downloaded = tmp_path / "refiner-download"  # as a hub download: with its own copies of the shared parts
+    downloaded.mkdir()
+    for item in tiny_models["sdxl-refiner"].iterdir():
+        (downloaded / item.name).symlink_to(item)
+    for shared in ("text_encoder_2", "tokenizer_2", "vae"):
+        (downloaded / shared).symlink_to(tiny_models["sdxl-inpaint"] / shared)
+    out = tmp_path / "sdxl.tar.gz"
+    base = ["package", "sd_inpaint", "--model-dir", str(tiny_models["sdxl-inpaint"])]
+    assert run([*base, "--out", str(out), "--refiner", str(downloaded)]) == 0
+    names = {m.name for m in members(out)}
+    assert {
+        "refiner/model_index.json",
+        "refiner/unet/config.json",
+        "refiner/scheduler/scheduler_config.json",
+    } <= names
+    assert not [
+        n for n in names if n.startswith(("refiner/text_encoder_2", "refiner/tokenizer_2", "refiner/vae"))
+    ]
+    assert "code/tryon/handlers/refiner.py" in names
+    extracted = tmp_path / "extracted"
+    with tarfile.open(out) as tar:
+        tar.extractall(extracted, filter="data")
+    model = sd_inpaint.model_fn(str(extracted))  # the shipped layout loads, sharing the base's parts
+    assert model.refiner is not None and model.refiner.pipe.vae is model.pipe.vae
+    capsys.readouterr()
+    with_refiner = tmp_path / "with-refiner"
+    with_refiner.mkdir()
+    for item in [*tiny_models["sdxl-inpaint"].iterdir(), downloaded]:
+        (with_refiner / ("refiner" if item == downloaded else item.name)).symlink_to(item)
+
+    for kind, model_dir, folder, message in [
+        ("clipseg", None, downloaded, "refiners are only served by the sd_inpaint endpoint"),
+        ("sd_inpaint", None, downloaded, "needs --model-dir with an SDXL base"),
+        ("sd_inpaint", tiny_models["sd-inpaint"], downloaded, "is not an SDXL base"),
+        ("sd_inpaint", tiny_models["sdxl-inpaint"], tiny_models["lora-a"], "is not a diffusers SDXL refiner"),
+        ("sd_inpaint", with_refiner, downloaded, "already has a refiner/ folder"),
+    ]:
+        with pytest.raises(PackagingError, match=f"^refiner_dir: .*{message}"):
+            plan_archive(kind, model_dir=model_dir, refiner_dir=folder)
+    assert run([*base, "--out", str(tmp_path / "z.tar.gz"), "--refiner", str(tiny_models["lora-b"])]) == 2
+    err = capsys.readouterr().err
+    assert "error: refiner_dir:" in err and "Traceback" not in err

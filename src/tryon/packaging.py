@@ -7,6 +7,7 @@
     ├── adapter/                  default LoRA adapter (sd_inpaint only)
     ├── adapters/<name>/          named LoRA adapters (sd_inpaint only)
     ├── ip_adapter/               IP-Adapter for garment reference images (sd_inpaint only)
+    ├── refiner/                  SDXL refiner: model_index.json, unet/, scheduler/ (SDXL sd_inpaint only)
     └── code/
         ├── inference.py          from models/<kind>/code/
         ├── requirements.txt      only if models/<kind>/code/ has one (none do: see below)
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import ast
 import gzip
+import json
 import os
 import tarfile
 import tempfile
@@ -34,7 +36,7 @@ from pathlib import Path
 
 import tryon
 from tryon.errors import RequestError
-from tryon.handlers import HANDLER_MODULES, ip_adapter
+from tryon.handlers import HANDLER_MODULES, ip_adapter, refiner
 from tryon.handlers.adapters import DEFAULT_NAME, LORA_WEIGHT_NAME, NAME_PATTERN, NONE_NAME, weight_file
 
 #: Only this kind serves LoRA adapters.
@@ -180,6 +182,25 @@ def _check_ip_adapter(folder: Path, kind: str, model_dir: Path | None) -> None:
         raise PackagingError("ip_adapter_dir", str(exc)) from None
 
 
+def _check_refiner(folder: Path, kind: str, model_dir: Path | None) -> None:
+    field = "refiner_dir"
+    if kind != ADAPTER_KIND:
+        raise PackagingError(field, f"refiners are only served by the {ADAPTER_KIND} endpoint")
+    if not (folder / "model_index.json").is_file() or not (folder / "unet" / "config.json").is_file():
+        raise PackagingError(
+            field, f"{folder} is not a diffusers SDXL refiner folder (model_index.json, unet/)"
+        )
+    index = model_dir / "model_index.json" if model_dir is not None else None
+    if index is None or not index.is_file():
+        raise PackagingError(
+            field, "needs --model-dir with an SDXL base: the refiner shares its text encoder and VAE"
+        )
+    if not json.loads(index.read_text()).get("text_encoder_2"):
+        raise PackagingError(field, f"{model_dir} is not an SDXL base; the refiner is for SDXL models only")
+    if refiner.find(model_dir) is not None:
+        raise PackagingError(field, f"{model_dir} already has a {refiner.FOLDER}/ folder")
+
+
 def plan_archive(
     kind: str,
     *,
@@ -188,6 +209,7 @@ def plan_archive(
     named_adapters: Mapping[str, Path] | None = None,
     models_dir: Path | None = None,
     ip_adapter_dir: Path | None = None,
+    refiner_dir: Path | None = None,
 ) -> list[ArchiveEntry]:
     """Every member of the archive, sorted, with directories; raises PackagingError on bad input."""
     if kind not in HANDLER_MODULES:
@@ -243,6 +265,11 @@ def plan_archive(
         _check_ip_adapter(Path(ip_adapter_dir), kind, model_dir)
         for rel, path in _walk_files(Path(ip_adapter_dir)):
             add(f"{ip_adapter.FOLDER}/{rel}", path, f"ip_adapter_dir {ip_adapter_dir}")
+    if refiner_dir is not None:
+        _check_refiner(Path(refiner_dir), kind, model_dir)
+        for rel, path in _walk_files(Path(refiner_dir)):
+            if rel.split("/", 1)[0] not in refiner.SHARED:  # the endpoint uses the base's
+                add(f"{refiner.FOLDER}/{rel}", path, f"refiner_dir {refiner_dir}")
 
     dirs = {parent.as_posix() for arcname in files for parent in Path(arcname).parents if parent != Path(".")}
     entries = [ArchiveEntry(d, None) for d in dirs]
@@ -273,6 +300,7 @@ def build_model_archive(
     named_adapters: Mapping[str, str | os.PathLike[str]] | None = None,
     models_dir: str | os.PathLike[str] | None = None,
     ip_adapter_dir: str | os.PathLike[str] | None = None,
+    refiner_dir: str | os.PathLike[str] | None = None,
     compresslevel: int = 6,
     progress: ProgressFn | None = None,
 ) -> Path:
@@ -281,7 +309,9 @@ def build_model_archive(
     ``model_dir``: weights, placed at the archive root (without it the handler falls back to
     ``HF_MODEL_ID`` or its hub id). ``adapter_dir`` / ``named_adapters``: LoRA adapters for
     sd_inpaint, into ``adapter/`` and ``adapters/<name>/``; ``ip_adapter_dir``: an IP-Adapter
-    (weights + ``image_encoder/``) for garment reference images, into ``ip_adapter/``.
+    (weights + ``image_encoder/``) for garment reference images, into ``ip_adapter/``;
+    ``refiner_dir``: an SDXL refiner for an SDXL ``model_dir``, into ``refiner/`` without the
+    text encoder, tokenizer and VAE it shares with the base.
     ``progress(arcname, nbytes)`` is called after each file. The archive is written to a
     temporary file and renamed, so a failed build never leaves a partial archive behind.
     """
@@ -299,6 +329,7 @@ def build_model_archive(
         named_adapters={k: Path(v) for k, v in (named_adapters or {}).items()},
         models_dir=Path(models_dir) if models_dir is not None else None,
         ip_adapter_dir=Path(ip_adapter_dir) if ip_adapter_dir is not None else None,
+        refiner_dir=Path(refiner_dir) if refiner_dir is not None else None,
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)

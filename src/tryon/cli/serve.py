@@ -179,6 +179,12 @@ def package(
         Path | None,
         typer.Option(help="IP-Adapter folder (weights + image_encoder/; sd_inpaint) -> ip_adapter/."),
     ] = None,
+    refiner: Annotated[
+        Path | None,
+        typer.Option(
+            help="SDXL refiner folder (sd_inpaint, SDXL --model-dir) -> refiner/, without its shared parts."
+        ),
+    ] = None,
     compress_level: Annotated[int, typer.Option(help="gzip level (1 fast .. 9 small).", min=0, max=9)] = 6,
 ) -> None:
     """Build model.tar.gz for a SageMaker endpoint: weights at the root, code/ with the handler."""
@@ -198,7 +204,12 @@ def package(
         typer.echo("note: no --model-dir; the endpoint will load HF_MODEL_ID (or its hub id) at start")
     try:
         entries = plan_archive(
-            kind, model_dir=model_dir, adapter_dir=adapter, named_adapters=named, ip_adapter_dir=ip_adapter
+            kind,
+            model_dir=model_dir,
+            adapter_dir=adapter,
+            named_adapters=named,
+            ip_adapter_dir=ip_adapter,
+            refiner_dir=refiner,
         )
         total = sum(e.size for e in entries)
         with Progress(
@@ -216,6 +227,7 @@ def package(
                 adapter_dir=adapter,
                 named_adapters=named,
                 ip_adapter_dir=ip_adapter,
+                refiner_dir=refiner,
                 compresslevel=compress_level,
                 progress=lambda _name, nbytes: bar.advance(task, nbytes),
             )
