@@ -20,6 +20,9 @@ TASK_INPUTS = {
     "Upscale": state.UpscaleInput,
     "Finalize": state.Envelope,
     "RecordFailure": state.Envelope,
+    "SegmentAsync": state.AsyncSubmitInput,
+    "InpaintAsync": state.AsyncSubmitInput,
+    "UpscaleAsync": state.AsyncSubmitInput,
 }
 
 
@@ -31,7 +34,55 @@ def _parameter_names(task: dict) -> set[str]:
 
 @pytest.mark.parametrize("name", sorted(TASK_INPUTS))
 def test_task_parameters_are_the_typed_input(name: str) -> None:
-    assert _parameter_names(STATES[name]) == set(get_type_hints(TASK_INPUTS[name]))
+    names = _parameter_names(STATES[name])
+    typed = TASK_INPUTS[name]
+    if typed is state.AsyncSubmitInput:  # the step's own input plus the step name and the token
+        step = STATES[name.removesuffix("Async")]
+        assert names == _parameter_names(step) | {"step", "task_token"}
+        assert names <= set(get_type_hints(typed))
+    else:
+        assert names == set(get_type_hints(typed))
+
+
+@pytest.mark.parametrize("title", ["Segment", "Inpaint", "Upscale"])
+def test_each_endpoint_step_has_one_path_per_mode(title: str) -> None:
+    choice, sync, asynchronous = STATES[f"{title}Mode"], STATES[title], STATES[f"{title}Async"]
+    [rule] = choice["Choices"]
+    assert rule["Variable"].startswith("$.job.modes.") and rule["StringEquals"] == "async"
+    assert (rule["Next"], choice["Default"]) == (f"{title}Async", title)
+    assert asynchronous["Resource"] == "arn:aws:states:::lambda:invoke.waitForTaskToken"
+    for key in ("ResultPath", "Retry", "Catch", "Next"):
+        assert asynchronous[key] == sync[key], key
+    step = asynchronous["Parameters"]["Payload"]["step"]
+    assert asynchronous["TimeoutSecondsPath"] == f"$.job.async_waits.{step}.timeout_seconds"
+    assert asynchronous["HeartbeatSecondsPath"] == f"$.job.async_waits.{step}.heartbeat_seconds"
+    # nothing enters the step but through its mode Choice
+    entries = [n for n, s in STATES.items() if title in (s.get("Next"), s.get("Default"))]
+    entries += [n for n, s in STATES.items() for c in s.get("Choices", []) if c.get("Next") == title]
+    assert entries == [f"{title}Mode"]
+
+
+def test_the_longest_async_job_ends_before_the_execution_time_out() -> None:
+    """Every wait ends in a failure record: the task time-outs, summed, stay under the execution's."""
+    from tryon.local.template import SamTemplate
+    from tryon.workflow.async_calls import waits
+    from tryon.workflow.config import Settings
+
+    t = SamTemplate(Path(__file__).resolve().parents[1] / "template.yaml")
+    params = t.doc["Parameters"]
+    most = Settings.from_env(
+        {
+            "TRYON_ASYNC_INVOCATION_SECONDS": str(params["AsyncInvocationTimeoutSeconds"]["MaxValue"]),
+            "TRYON_ASYNC_GRACE_SECONDS": str(params["AsyncGraceSeconds"]["MaxValue"]),
+            "TRYON_MAX_INPUT_BYTES": "1",
+            "TRYON_MAX_INPUT_PIXELS": "1",
+        }
+    )
+    async_total = sum(w["timeout_seconds"] for w in waits(most, 4).values())  # num_images <= 4
+    others = sum(s.get("TimeoutSeconds", 0) for s in STATES.values())
+    assert async_total + others < ASL["TimeoutSeconds"]
+    claim = t.doc["Globals"]["Function"]["Environment"]["Variables"]["TRYON_CLAIM_SECONDS"]
+    assert int(claim) >= ASL["TimeoutSeconds"]
 
 
 def test_every_result_path_is_a_key_of_the_state() -> None:

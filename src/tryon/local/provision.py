@@ -14,7 +14,8 @@ from typing import Any
 from tryon.local.lambdas import LambdaRuntime
 from tryon.local.template import SamTemplate
 
-LOCAL_ROLE = "tryon-local-execution-role"
+#: the one role of a local stack is named ``<stack>-<LOCAL_ROLE>``
+LOCAL_ROLE = "execution-role"
 
 Clients = Callable[[str], Any]
 
@@ -62,7 +63,7 @@ def create_tables(t: SamTemplate, client: Clients, stack_name: str) -> None:
         t.resources[logical] = {"Ref": name, "Arn": arn}
 
 
-def create_role(client: Clients) -> str:
+def create_role(client: Clients, stack_name: str) -> str:
     """One role for every function and state machine (moto does not enforce IAM)."""
     policy = {
         "Version": "2012-10-17",
@@ -74,9 +75,9 @@ def create_role(client: Clients) -> str:
             }
         ],
     }
-    return client("iam").create_role(RoleName=LOCAL_ROLE, AssumeRolePolicyDocument=json.dumps(policy))[
-        "Role"
-    ]["Arn"]
+    return client("iam").create_role(
+        RoleName=f"{stack_name}-{LOCAL_ROLE}", AssumeRolePolicyDocument=json.dumps(policy)
+    )["Role"]["Arn"]
 
 
 def subscribe_functions(t: SamTemplate, client: Clients) -> None:
@@ -107,7 +108,7 @@ def create_stack(t: SamTemplate, client: Clients, stack_name: str, runtime: Lamb
     create_buckets(t, client, stack_name)
     create_topics(t, client, stack_name)
     create_tables(t, client, stack_name)
-    role_arn = create_role(client)
+    role_arn = create_role(client, stack_name)
     runtime.create_functions(client("lambda"), role_arn, stack_name)
     subscribe_functions(t, client)
     create_state_machines(t, client, stack_name, role_arn)

@@ -269,7 +269,9 @@ class LocalWorkflow:
         events = self.client("events")
         rule = f"{self.stack_name}-{UPLOAD_EVENT_ID}"
         events.put_rule(Name=rule, EventPattern=json.dumps(self.event_pattern), State="ENABLED")
-        role_arn = self.client("iam").get_role(RoleName=provision.LOCAL_ROLE)["Role"]["Arn"]
+        role_arn = self.client("iam").get_role(RoleName=f"{self.stack_name}-{provision.LOCAL_ROLE}")["Role"][
+            "Arn"
+        ]
         events.put_targets(
             Rule=rule,
             Targets=[{"Id": STATE_MACHINE_ID, "Arn": self.state_machine_arn, "RoleArn": role_arn}],

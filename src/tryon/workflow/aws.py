@@ -28,6 +28,13 @@ def client(service: str) -> Any:
     return boto3.client(service)
 
 
+@cache
+def resource(service: str) -> Any:
+    """A cached boto3 resource (DynamoDB tables: items as plain Python values)."""
+    return boto3.resource(service)
+
+
 def reset_clients() -> None:
     """Forget cached clients (the local harness calls this when it starts and stops)."""
     client.cache_clear()
+    resource.cache_clear()

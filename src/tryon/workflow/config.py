@@ -8,6 +8,12 @@ from dataclasses import dataclass
 
 #: Image suffixes the EventBridge rule forwards and Prepare accepts.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+#: endpoint kind -> the environment variable holding its serving mode (template parameter ``<Kind>Mode``)
+MODE_VARIABLES = {
+    "clipseg": "TRYON_CLIPSEG_MODE",
+    "sd_inpaint": "TRYON_INPAINT_MODE",
+    "sd_upscale": "TRYON_UPSCALE_MODE",
+}
 
 
 def _prefix(value: str) -> str:
@@ -45,12 +51,26 @@ class Settings:
     upscale_endpoint: str = ""
     notification_topic_arn: str = ""
     event_bus: str = ""
+    #: endpoint kind -> serving mode (tryon.kinds.MODES); ``async`` takes the task-token path
+    modes: tuple[tuple[str, str], ...] = ()
+    #: where asynchronous requests go (``<prefix>requests/``) and endpoints answer (``outputs/``, ``errors/``)
+    async_prefix: str = "async/"
+    #: the DynamoDB table holding task tokens by inference id (tryon.workflow.async_tokens)
+    token_table: str = ""
+    #: ``InvocationTimeoutSeconds`` of each asynchronous request (SageMaker allows up to 3600)
+    async_invocation_seconds: int = 900
+    #: besides the invocation itself, how long a callback may take (queueing, an instance starting from zero)
+    async_grace_seconds: int = 900
     #: seconds a job claim holds (:mod:`tryon.workflow.claim`): at least the state machine's
     #: ``TimeoutSeconds``, so an expired claim belongs to an execution Step Functions has stopped
     claim_seconds: int = 3600
     #: where requests may name LoRA adapters by s3:// URI (the endpoints' role reads only there)
     adapter_bucket: str = ""
     adapter_prefix: str = "adapters/"
+
+    def mode(self, kind: str) -> str:
+        """The serving mode of an endpoint kind (``realtime`` unless configured)."""
+        return dict(self.modes).get(kind, "realtime")
 
     @property
     def upscaler_configured(self) -> bool:
@@ -74,6 +94,11 @@ class Settings:
             max_input_pixels=_limit(env, "TRYON_MAX_INPUT_PIXELS", "DEFAULT_MAX_PIXELS"),
             notification_topic_arn=env.get("TRYON_NOTIFICATION_TOPIC_ARN", ""),
             event_bus=env.get("TRYON_EVENT_BUS", ""),
+            modes=tuple((kind, env.get(var) or "realtime") for kind, var in MODE_VARIABLES.items()),
+            async_prefix=_prefix(env.get("TRYON_ASYNC_PREFIX", "async/")),
+            token_table=env.get("TRYON_TOKEN_TABLE", ""),
+            async_invocation_seconds=int(env.get("TRYON_ASYNC_INVOCATION_SECONDS") or 900),
+            async_grace_seconds=int(env.get("TRYON_ASYNC_GRACE_SECONDS") or 900),
             claim_seconds=int(env.get("TRYON_CLAIM_SECONDS") or 3600),
             adapter_bucket=env.get("TRYON_ADAPTER_BUCKET", ""),
             adapter_prefix=_prefix(env.get("TRYON_ADAPTER_PREFIX", "adapters/")),

@@ -26,6 +26,19 @@ TIMED_OUT = "Your invocation timed out while waiting for a response from contain
 _UNAVAILABLE = {"ServiceUnavailable", "ServiceUnavailableException", "InternalFailure", "InternalServerError"}
 
 
+def classify_model_error(endpoint: str, original: int, detail: str, status: int = 0) -> WorkflowError:
+    """The container's own error (HTTP ``original`` and its message): permanent if 4xx, else transient.
+
+    One classification for the real-time path (a ``ModelError``) and the asynchronous one (an
+    error notification, :mod:`tryon.workflow.async_completion`).
+    """
+    if RETRYABLE_MARKER in detail:  # the serving toolkit answers 400 even for S3 throttling
+        return EndpointUnavailable(f"endpoint {endpoint} hit a transient fault (HTTP {original}): {detail}")
+    if 400 <= original < 500:
+        return ModelError(f"endpoint {endpoint} refused the request (HTTP {original}): {detail}")
+    return EndpointUnavailable(f"endpoint {endpoint} failed (HTTP {original or status}): {detail}")
+
+
 def classify_client_error(endpoint: str, exc: ClientError) -> WorkflowError:
     """Map a sagemaker-runtime ClientError to a transient or permanent workflow error."""
     error = exc.response.get("Error", {})
@@ -44,13 +57,7 @@ def classify_client_error(endpoint: str, exc: ClientError) -> WorkflowError:
                 f"endpoint {endpoint} ran past SageMaker's 60 s invocation limit: use smaller inputs or "
                 "fewer steps, or an asynchronous endpoint for long work"
             )
-        if RETRYABLE_MARKER in detail:  # the serving toolkit answers 400 even for S3 throttling
-            return EndpointUnavailable(
-                f"endpoint {endpoint} hit a transient fault (HTTP {original}): {detail}"
-            )
-        if isinstance(original, int) and 400 <= original < 500:
-            return ModelError(f"endpoint {endpoint} refused the request (HTTP {original}): {detail}")
-        return EndpointUnavailable(f"endpoint {endpoint} failed (HTTP {original or status}): {detail}")
+        return classify_model_error(endpoint, original if isinstance(original, int) else 0, detail, status)
     if code == "ValidationError":
         if "oversize body" in message:  # a serverless endpoint's 4 MB request limit
             return ModelError(f"endpoint {endpoint} refused the request as too large: {message}")
@@ -79,6 +86,11 @@ def invoke_json(endpoint: str, payload: dict[str, Any]) -> dict[str, Any]:
         ) from exc
     except BotoCoreError as exc:  # connection refused, reset ...
         raise EndpointUnavailable(f"endpoint {endpoint} could not be reached: {exc}") from exc
+    return decode_answer(endpoint, body)
+
+
+def decode_answer(endpoint: str, body: bytes) -> dict[str, Any]:
+    """An endpoint's JSON answer (a response body, or an asynchronous output object) as a dict."""
     try:
         result = json.loads(body)
     except ValueError as exc:
@@ -86,3 +98,22 @@ def invoke_json(endpoint: str, payload: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(result, dict):
         raise EndpointUnavailable(f"endpoint {endpoint} answered with {type(result).__name__}, not an object")
     return result
+
+
+def invoke_async(endpoint: str, input_uri: str, inference_id: str, timeout_s: int) -> dict[str, Any]:
+    """``InvokeEndpointAsync`` of a request already in S3; the answer names the output locations."""
+    if not endpoint:
+        raise EndpointNotFound("no endpoint name is configured for this step")
+    try:
+        return aws.client("sagemaker-runtime").invoke_endpoint_async(
+            EndpointName=endpoint,
+            ContentType=JSON,
+            Accept=JSON,
+            InputLocation=input_uri,
+            InferenceId=inference_id,
+            InvocationTimeoutSeconds=timeout_s,
+        )
+    except ClientError as exc:
+        raise classify_client_error(endpoint, exc) from exc
+    except BotoCoreError as exc:
+        raise EndpointUnavailable(f"endpoint {endpoint} could not be reached: {exc}") from exc

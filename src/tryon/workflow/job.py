@@ -10,7 +10,8 @@ from urllib.parse import unquote_plus
 from tryon import imaging, validation
 from tryon.contract import upscale_max_side
 from tryon.errors import RequestError
-from tryon.workflow import layout, params, storage
+from tryon.kinds import KINDS
+from tryon.workflow import async_calls, layout, params, storage
 from tryon.workflow.config import IMAGE_SUFFIXES, Settings
 from tryon.workflow.jobid import job_id_for
 from tryon.workflow.state import Job
@@ -202,4 +203,6 @@ def build_job(settings: Settings, event: Any) -> Job:
             "sd_inpaint": settings.inpaint_endpoint,
             "sd_upscale": settings.upscale_endpoint if upscale else None,
         },
+        "modes": {kind: settings.mode(kind) for kind in KINDS},
+        "async_waits": async_calls.waits(settings, effective["num_images"]),
     }

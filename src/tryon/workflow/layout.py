@@ -44,3 +44,15 @@ def upscaled_stem(index: int) -> str:
 def failure_key(failures_prefix: str, job_id: str) -> str:
     """``failures/<job-id>.json``."""
     return f"{failures_prefix}{job_id}.json"
+
+
+#: Under the asynchronous prefix (template parameter ``AsyncPrefix``): the requests the steps
+#: write, and the endpoints' answers (``S3OutputPath``) and errors (``S3FailurePath``).
+ASYNC_REQUESTS = "requests/"
+ASYNC_OUTPUTS = "outputs/"
+ASYNC_ERRORS = "errors/"
+
+
+def async_request_key(async_prefix: str, job_id: str, inference_id: str) -> str:
+    """``async/requests/<job-id>/<inference-id>.json``: one asynchronous request's JSON body."""
+    return f"{async_prefix}{ASYNC_REQUESTS}{job_id}/{inference_id}.json"

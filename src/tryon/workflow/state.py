@@ -50,6 +50,13 @@ class JobEndpoints(TypedDict):
     sd_upscale: str | None
 
 
+class AsyncWait(TypedDict):
+    """How long an asynchronous step waits for its callback."""
+
+    heartbeat_seconds: int
+    timeout_seconds: int
+
+
 class Job(TypedDict):
     """What Prepare validated: the input, the effective parameters, where results go."""
 
@@ -62,6 +69,9 @@ class Job(TypedDict):
     ignored_metadata: list[str]
     output: JobOutput
     endpoints: JobEndpoints
+    modes: dict[str, str]  # endpoint kind -> realtime | serverless | async (the ASL picks the path)
+    async_waits: dict[str, AsyncWait]  # step -> its callback waits, used when its endpoint is async
+
 
 
 class Prepared(TypedDict):
@@ -169,6 +179,16 @@ class UpscaleInput(TypedDict):
 
     job: Job
     inpaint: InpaintResult
+
+
+class AsyncSubmitInput(TypedDict):
+    """What an asynchronous step's SubmitAsync task is given: the step's input, its name, the task token."""
+
+    step: str
+    task_token: str
+    job: Job
+    segment: NotRequired[SegmentResult]  # Inpaint's input
+    inpaint: NotRequired[InpaintResult]  # Upscale's input
 
 
 class Envelope(TypedDict):

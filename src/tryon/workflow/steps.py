@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from tryon.contract import versioned_s3_uri
+from tryon.kinds import EndpointKind
 from tryon.workflow import aws, claim, endpoints, layout, report, storage
 from tryon.workflow.config import Settings
 from tryon.workflow.errors import EndpointUnavailable, as_step_errors
@@ -86,15 +88,10 @@ def _written_keys(result: Mapping[str, Any], *, endpoint: str, job: Job, count: 
     return keys
 
 
-@as_step_errors
-def segment(state: SegmentInput) -> SegmentResult:
-    """CLIPSeg: text query -> mask.png (written by the endpoint into the result prefix), coverage."""
-    start = time.perf_counter()
+def _segment_requests(state: SegmentInput) -> list[dict[str, Any]]:
     job = state["job"]
     p = job["params"]
-    endpoint = job["endpoints"]["clipseg"]
-    result = endpoints.invoke_json(
-        endpoint,
+    return [
         {
             "image": _input_uri(job),
             "queries": [p["query"]],
@@ -104,29 +101,30 @@ def segment(state: SegmentInput) -> SegmentResult:
             "feather": p["feather"],
             "output": _output_prefix(job),
             "output_name": layout.MASK_STEM,
-        },
-    )
-    [key] = _written_keys(result, endpoint=endpoint, job=job, count=1)
+        }
+    ]
+
+
+def _segment_result(state: SegmentInput, results: list[dict[str, Any]], elapsed_ms: float) -> SegmentResult:
+    job = state["job"]
+    [result] = results
+    [key] = _written_keys(result, endpoint=job["endpoints"]["clipseg"], job=job, count=1)
     coverage = float(result.get("coverage", 0.0))
     return {
         "mask_key": key,
         "coverage": coverage,
-        "empty": coverage <= p["min_coverage"],
+        "empty": coverage <= job["params"]["min_coverage"],
         "scores": result.get("scores", {}),
         "model": result.get("model"),
         "timings_ms": result.get("timings_ms", {}),
-        "elapsed_ms": _elapsed_ms(start),
+        "elapsed_ms": elapsed_ms,
     }
 
 
-@as_step_errors
-def inpaint(state: InpaintInput) -> InpaintResult:
-    """SD inpainting (+ LoRA adapter) -> inpainted-<i>.png, written by the endpoint into the result prefix."""
-    start = time.perf_counter()
+def _inpaint_requests(state: InpaintInput) -> list[dict[str, Any]]:
     job = state["job"]
     p = job["params"]
     out = job["output"]
-    endpoint = job["endpoints"]["sd_inpaint"]
     request: dict[str, Any] = {
         "image": _input_uri(job),
         "mask": layout.s3_uri(out["bucket"], state["segment"]["mask_key"]),
@@ -145,54 +143,114 @@ def inpaint(state: InpaintInput) -> InpaintResult:
     if p["adapter"]:
         request["adapter"] = p["adapter"]
         request["adapter_scale"] = p["adapter_scale"]
-    result = endpoints.invoke_json(endpoint, request)
-    keys = _written_keys(result, endpoint=endpoint, job=job, count=p["num_images"])
+    return [request]
+
+
+def _inpaint_result(state: InpaintInput, results: list[dict[str, Any]], elapsed_ms: float) -> InpaintResult:
+    job = state["job"]
+    [result] = results
+    endpoint = job["endpoints"]["sd_inpaint"]
+    keys = _written_keys(result, endpoint=endpoint, job=job, count=job["params"]["num_images"])
     return {
         "keys": keys,
         "seeds": result.get("seeds", []),
         "adapter": result.get("adapter"),
         "model": result.get("model"),
         "timings_ms": result.get("timings_ms", {}),
-        "elapsed_ms": _elapsed_ms(start),
+        "elapsed_ms": elapsed_ms,
     }
+
+
+def _upscale_seeds(state: UpscaleInput) -> list[int]:
+    """The seed of each image: the one its inpainting used, else the job's."""
+    seeds = state["inpaint"].get("seeds") or []
+    keys = state["inpaint"]["keys"]
+    return [seeds[i] if i < len(seeds) else state["job"]["params"]["seed"] for i in range(len(keys))]
+
+
+def _upscale_requests(state: UpscaleInput) -> list[dict[str, Any]]:
+    job = state["job"]
+    p = job["params"]
+    out = job["output"]
+    return [
+        {
+            "image": layout.s3_uri(out["bucket"], source_key),
+            "prompt": p["prompt"],
+            "negative_prompt": p["negative_prompt"],
+            "steps": p["upscale_steps"],
+            "noise_level": p["noise_level"],
+            "seed": seed,
+            "output": _output_prefix(job),
+            "output_name": layout.upscaled_stem(i),
+        }
+        for i, (source_key, seed) in enumerate(
+            zip(state["inpaint"]["keys"], _upscale_seeds(state), strict=True)
+        )
+    ]
+
+
+def _upscale_result(state: UpscaleInput, results: list[dict[str, Any]], elapsed_ms: float) -> UpscaleResult:
+    job = state["job"]
+    endpoint = job["endpoints"]["sd_upscale"] or ""
+    keys: list[str] = []
+    for result in results:
+        keys += _written_keys(result, endpoint=endpoint, job=job, count=1)
+    seeds = _upscale_seeds(state)
+    return {
+        "keys": keys,
+        "seeds": [result.get("seed", seed) for result, seed in zip(results, seeds, strict=True)],
+        "model": results[-1].get("model") if results else None,
+        "timings_ms": [result.get("timings_ms", {}) for result in results],
+        "elapsed_ms": elapsed_ms,
+    }
+
+
+@dataclass(frozen=True)
+class StepCalls:
+    """One endpoint step: its endpoint kind, the requests it sends, and how their answers become its result.
+
+    The real-time path (:func:`run_realtime`) and the asynchronous one
+    (:mod:`tryon.workflow.async_calls`) both use these, so a step has one definition.
+    """
+
+    kind: EndpointKind
+    requests: Callable[[Any], list[dict[str, Any]]]
+    result: Callable[[Any, list[dict[str, Any]], float], Any]
+
+
+#: Workflow step -> its endpoint calls, in workflow order.
+STEP_CALLS: dict[str, StepCalls] = {
+    "segment": StepCalls("clipseg", _segment_requests, _segment_result),
+    "inpaint": StepCalls("sd_inpaint", _inpaint_requests, _inpaint_result),
+    "upscale": StepCalls("sd_upscale", _upscale_requests, _upscale_result),
+}
+
+
+def run_realtime(step: str, state: Any) -> Any:
+    """Call the step's endpoint with ``invoke_endpoint`` (real-time or serverless), one request at a time."""
+    start = time.perf_counter()
+    calls = STEP_CALLS[step]
+    endpoint = state["job"]["endpoints"][calls.kind] or ""
+    results = [endpoints.invoke_json(endpoint, request) for request in calls.requests(state)]
+    return calls.result(state, results, _elapsed_ms(start))
+
+
+@as_step_errors
+def segment(state: SegmentInput) -> SegmentResult:
+    """CLIPSeg: text query -> mask.png (written by the endpoint into the result prefix), coverage."""
+    return run_realtime("segment", state)
+
+
+@as_step_errors
+def inpaint(state: InpaintInput) -> InpaintResult:
+    """SD inpainting (+ LoRA adapter) -> inpainted-<i>.png, written by the endpoint into the result prefix."""
+    return run_realtime("inpaint", state)
 
 
 @as_step_errors
 def upscale(state: UpscaleInput) -> UpscaleResult:
     """SD x4 upscaler on each inpainted image -> upscaled-<i>.png, written by the endpoint."""
-    start = time.perf_counter()
-    job = state["job"]
-    p = job["params"]
-    out = job["output"]
-    endpoint = job["endpoints"]["sd_upscale"]
-    seeds = state["inpaint"].get("seeds") or []
-    keys, used_seeds, timings, model = [], [], [], None
-    for i, source_key in enumerate(state["inpaint"]["keys"]):
-        seed = seeds[i] if i < len(seeds) else p["seed"]
-        result = endpoints.invoke_json(
-            endpoint,
-            {
-                "image": layout.s3_uri(out["bucket"], source_key),
-                "prompt": p["prompt"],
-                "negative_prompt": p["negative_prompt"],
-                "steps": p["upscale_steps"],
-                "noise_level": p["noise_level"],
-                "seed": seed,
-                "output": _output_prefix(job),
-                "output_name": layout.upscaled_stem(i),
-            },
-        )
-        keys += _written_keys(result, endpoint=endpoint, job=job, count=1)
-        used_seeds.append(result.get("seed", seed))
-        timings.append(result.get("timings_ms", {}))
-        model = result.get("model")
-    return {
-        "keys": keys,
-        "seeds": used_seeds,
-        "model": model,
-        "timings_ms": timings,
-        "elapsed_ms": _elapsed_ms(start),
-    }
+    return run_realtime("upscale", state)
 
 
 def failed_step(state: State) -> str:

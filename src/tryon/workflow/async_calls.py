@@ -1,0 +1,86 @@
+"""The asynchronous path of an endpoint step: requests to S3, ``InvokeEndpointAsync``, token kept (light).
+
+The state machine runs a step whose endpoint is in ``async`` mode as a
+``lambda:invoke.waitForTaskToken`` task of the SubmitAsync function: :func:`submit` builds
+the same requests the real-time path sends (:data:`tryon.workflow.steps.STEP_CALLS`), keeps
+the task token (:mod:`tryon.workflow.async_tokens`), writes each request's JSON to S3 and
+calls ``InvokeEndpointAsync``. The task then waits; the endpoint's SNS notification makes
+:mod:`tryon.workflow.async_completion` finish it with the same result the real-time step gives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypedDict
+
+from tryon.workflow import async_tokens, endpoints, layout, storage
+from tryon.workflow.config import Settings
+from tryon.workflow.errors import EndpointNotFound, as_step_errors
+from tryon.workflow.state import AsyncWait
+from tryon.workflow.steps import STEP_CALLS
+
+#: Keys of SubmitAsync's payload that are not part of the step's input state.
+CONTROL_KEYS = ("step", "task_token")
+
+
+class Submitted(TypedDict):
+    """SubmitAsync's answer (the waiting task ignores it; it is in the execution history and logs)."""
+
+    task_id: str
+    inference_ids: list[str]
+
+
+def waits(settings: Settings, num_images: int) -> dict[str, AsyncWait]:
+    """How long each asynchronous step waits for its callback (the ASL's ``...SecondsPath``).
+
+    One request may take the invocation time limit plus the grace (queueing, an instance
+    starting from zero): that is the heartbeat, renewed as each answer arrives; the upscaler
+    sends one request per image, so its task may take that many times as long in all.
+    """
+    per_call = settings.async_invocation_seconds + settings.async_grace_seconds
+    calls = {"segment": 1, "inpaint": 1, "upscale": max(1, num_images)}
+    return {
+        step: {"heartbeat_seconds": per_call, "timeout_seconds": per_call * n} for step, n in calls.items()
+    }
+
+
+@as_step_errors
+def submit(payload: Mapping[str, Any]) -> Submitted:
+    """Keep the task token, write the step's requests to S3 and send them to the asynchronous endpoint."""
+    settings = Settings.from_env()
+    step = payload["step"]
+    calls = STEP_CALLS[step]
+    state = {k: v for k, v in payload.items() if k not in CONTROL_KEYS}
+    job = state["job"]
+    endpoint = job["endpoints"][calls.kind] or ""
+    if not settings.token_table:
+        raise EndpointNotFound(
+            "no task-token table is configured (TRYON_TOKEN_TABLE) for asynchronous endpoints"
+        )
+    requests = calls.requests(state)
+    task_id = async_tokens.new_task_id(job["job_id"], step)
+    wait = waits(settings, len(requests))[step]
+    async_tokens.put(
+        settings.token_table,
+        task_id,
+        token=payload["task_token"],
+        step=step,
+        state=state,
+        parts=len(requests),
+        timeout_s=wait["timeout_seconds"],
+    )
+    ids = []
+    try:
+        for index, request in enumerate(requests):
+            inference_id = async_tokens.inference_id(task_id, index)
+            key = layout.async_request_key(settings.async_prefix, job["job_id"], inference_id)
+            storage.put_json(settings.output_bucket, key, request)
+            uri = layout.s3_uri(settings.output_bucket, key)
+            endpoints.invoke_async(endpoint, uri, inference_id, settings.async_invocation_seconds)
+            ids.append(inference_id)
+    except Exception:
+        # The task fails with this error (and may be retried with a new token): answers to
+        # requests already sent find no task and are ignored.
+        async_tokens.delete(settings.token_table, task_id)
+        raise
+    return {"task_id": task_id, "inference_ids": ids}

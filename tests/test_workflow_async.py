@@ -1,0 +1,136 @@
+"""Asynchronous endpoints end to end on moto: InvokeEndpointAsync to the local server, its SNS
+notification to CompleteAsync, the task token back to the waiting state, with the real handlers."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import pytest
+from PIL import Image
+
+from tryon.local import LocalWorkflow
+from tryon.local.samples import sample_photo
+from tryon.workflow import async_completion, async_tokens
+from tryon.workflow.config import Settings
+
+pytestmark = pytest.mark.slow
+DEADLINE_S = 120
+FAST = {
+    "DefaultSteps": 1,
+    "DefaultUpscaleSteps": 1,
+    "AsyncInvocationTimeoutSeconds": 60,
+    "AsyncGraceSeconds": 30,
+}
+MIXED = {"clipseg": "serverless", "sd_inpaint": "async", "sd_upscale": "async"}
+
+
+def models(tiny_models):
+    return {
+        "clipseg": tiny_models["clipseg"],
+        "sd_inpaint": tiny_models["sd-inpaint"],
+        "sd_upscale": tiny_models["sd-x4-upscaler"],
+    }
+
+
+@pytest.fixture(scope="module")
+def wf(tiny_models, one_torch_thread):
+    with LocalWorkflow(models(tiny_models), parameters=FAST, modes=MIXED) as stack:
+        yield stack
+
+
+def upload(wf, name, **kwargs):
+    return wf.upload(sample_photo((48, 64), "png"), f"inputs/{name}", **kwargs)["key"]
+
+
+def notifications_of(wf):
+    """Capture what the asynchronous endpoints publish on the success topic (an SQS subscription)."""
+    sqs, sns = wf.client("sqs"), wf.client("sns")
+    url = sqs.create_queue(QueueName=f"capture-{time.time_ns()}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    topic = wf.template.resources["AsyncSuccessTopic"]["Ref"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+
+    def drain():
+        out = []
+        while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            for message in messages:
+                out.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return out
+
+    return topic, drain
+
+
+def failure_of(wf, result):
+    assert result.status == "FAILED", result.output
+    assert result.states()[-2:] == ["RecordFailure", "Failed"]
+    return wf.read_json(result.output["failure"] if result.output else wf.list_keys("failures/")[-1])
+
+
+def test_mixed_modes_run_end_to_end_with_the_same_results(wf):
+    topic, drain = notifications_of(wf)
+    key = upload(wf, "mixed.png", metadata={"num-images": "2", "upscale": "true"})
+    result = wf.wait(wf.start_from_s3_event(key), timeout=DEADLINE_S)
+    assert result.succeeded, (result.error, result.cause)
+    states = result.states()
+    assert "Segment" in states and "SegmentAsync" not in states  # serverless: InvokeEndpoint
+    assert {"InpaintAsync", "UpscaleAsync"} <= set(states) and "Inpaint" not in states
+    manifest = wf.read_json(result.output["manifest"])
+    assert manifest["status"] == "succeeded" and len(manifest["outputs"]["inpainted"]) == 2
+    for uri in manifest["outputs"]["upscaled"]:
+        assert Image.open(io.BytesIO(wf.read_bytes(uri))).size == (4 * 48, 4 * 64)
+    assert len(manifest["seeds"]) == 2
+    # one request per inpainting call and per upscaled image went through S3 and SNS
+    requests = wf.list_keys(wf.template.parameters["AsyncPrefix"] + "requests/")
+    assert len(requests) == 3
+    notes = drain()
+    assert len(notes) == 3 and {n["invocationStatus"] for n in notes} == {"Completed"}
+    # the task records are gone once their task finished
+    assert wf.client("dynamodb").scan(TableName=wf.token_table)["Count"] == 0
+
+    # a duplicate (or late) notification for the finished task changes nothing
+    before = len(wf.invocations)
+    for note in notes:
+        wf.client("sns").publish(TopicArn=topic, Message=json.dumps(note))
+    calls = wf.invocations[before:]
+    assert [name for name, _, errored in calls] == ["CompleteAsyncFunction"] * 3
+    assert not any(errored for _, _, errored in calls)
+    assert (
+        wf.client("stepfunctions").describe_execution(executionArn=result.execution_arn)["status"]
+        == "SUCCEEDED"
+    )
+
+
+def test_endpoint_error_notification_becomes_the_failure_record(wf):
+    key = upload(wf, "bad-adapter.png")
+    before = len(wf.invocations)
+    result = wf.run(
+        {"image": f"s3://{wf.input_bucket}/{key}", "adapter": "no-such-adapter"}, timeout=DEADLINE_S
+    )
+    record = failure_of(wf, result)
+    assert record["error"] == "ModelError" and record["step"] == "inpaint"
+    assert "unknown adapter 'no-such-adapter'" in record["cause"] and "HTTP 400" in record["cause"]
+    calls = [name for name, _, _ in wf.invocations[before:]]
+    assert calls.count("SubmitAsyncFunction") == 1  # permanent: not retried
+    assert "CompleteAsyncFunction" in calls
+
+
+def test_the_token_table_expires_records_and_ignores_expired_ones(wf):
+    ttl = wf.client("dynamodb").describe_time_to_live(TableName=wf.token_table)["TimeToLiveDescription"]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": async_tokens.TTL_ATTRIBUTE}
+    env = {"TRYON_TOKEN_TABLE": wf.token_table, "TRYON_OUTPUT_BUCKET": wf.output_bucket}
+    settings = Settings.from_env(env)
+    async_tokens.put(wf.token_table, "t-old", token="tok", step="inpaint", state={}, parts=1, timeout_s=1)
+    table = wf.client("dynamodb")
+    table.update_item(
+        TableName=wf.token_table,
+        Key={"task_id": {"S": "t-old"}},
+        UpdateExpression="SET expires_at = :past",
+        ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 1)}},
+    )
+    outcome = async_completion.handle(settings, {"inferenceId": "t-old.0", "invocationStatus": "Completed"})
+    assert outcome["outcome"] == "ignored"
+    item = table.get_item(TableName=wf.token_table, Key={"task_id": {"S": "t-old"}})["Item"]
+    assert int(item["expires_at"]["N"]) < time.time()  # left for DynamoDB's TTL to delete

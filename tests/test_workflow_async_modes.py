@@ -1,0 +1,41 @@
+"""Asynchronous endpoints, each stack its own: every endpoint async; a notification that never comes."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from test_workflow_async import DEADLINE_S, FAST, MIXED, failure_of, models, upload
+
+from tryon.local import LocalWorkflow
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_endpoint_async(tiny_models, one_torch_thread):
+    modes = dict.fromkeys(MIXED, "async")
+    with LocalWorkflow(models(tiny_models), parameters=FAST, modes=modes, stack_name="tryon-all-async") as wf:
+        key = upload(wf, "all.png", metadata={"upscale": "true"})
+        result = wf.wait(wf.start_from_s3_event(key), timeout=DEADLINE_S)
+        assert result.succeeded, (result.error, result.cause)
+        assert {"SegmentAsync", "InpaintAsync", "UpscaleAsync"} <= set(result.states())
+        manifest = wf.read_json(result.output["manifest"])
+        assert manifest["outputs"]["mask"] and len(manifest["outputs"]["upscaled"]) == 1
+
+
+def test_a_lost_notification_ends_in_the_timeout_and_a_failure_record(tiny_models, one_torch_thread):
+    fast_timeout = {**FAST, "AsyncInvocationTimeoutSeconds": 2, "AsyncGraceSeconds": 1}
+    with LocalWorkflow(
+        {"clipseg": tiny_models["clipseg"], "sd_inpaint": tiny_models["sd-inpaint"]},
+        upscale=False,
+        parameters=fast_timeout,
+        modes={"sd_inpaint": "async"},
+        stack_name="tryon-lost",
+    ) as wf:
+        wf.drop_async_notifications()
+        key = upload(wf, "lost.png")
+        start = time.monotonic()
+        result = wf.wait(wf.start_from_s3_event(key), timeout=DEADLINE_S)
+        record = failure_of(wf, result)
+        assert record["error"] == "States.Timeout" and record["step"] == "inpaint"
+        assert time.monotonic() - start < 60
