@@ -123,3 +123,16 @@ def test_invalid_calls_are_validation_errors(served, endpoint: str, extra: dict,
         )
     assert info.value.response["Error"]["Code"] == "ValidationError"
     assert named in info.value.response["Error"]["Message"]
+
+
+def test_serve_options_give_async_endpoints_their_output_and_topics() -> None:
+    from tryon.cli.serve import apply_async_output
+
+    configs = [EndpointConfig("a", "clipseg", "/m", "async"), EndpointConfig("r", "clipseg", "/m")]
+    with pytest.raises(ValueError, match="--async-output: endpoint\\(s\\) a are async"):
+        apply_async_output(configs, "", "", "", "")
+    with pytest.raises(ValueError, match="--async-output"):
+        apply_async_output(configs, "bucket/prefix/", "", "", "")
+    served = apply_async_output(configs, "s3://b/out/", "", "arn:ok", "arn:err")
+    assert served[0].async_output == AsyncOutput("s3://b/out/", "s3://b/out/", "arn:ok", "arn:err")
+    assert served[1].async_output is None

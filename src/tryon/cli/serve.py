@@ -72,6 +72,33 @@ def apply_modes(configs: list, specs: list[str]) -> list:
     return [dataclasses.replace(cfg, mode=modes.get(cfg.name, modes.get(None, cfg.mode))) for cfg in configs]
 
 
+def apply_async_output(
+    configs: list, output: str, failure: str, success_topic: str, error_topic: str
+) -> list:
+    """``configs`` whose async endpoints write to ``output`` (errors: ``failure``) and notify the topics."""
+    import dataclasses
+
+    from tryon.contract import parse_versioned_s3_uri
+    from tryon.errors import RequestError
+    from tryon.server_async import AsyncOutput
+
+    asynchronous = [cfg.name for cfg in configs if cfg.mode == "async"]
+    if not asynchronous:
+        return configs
+    if not output:
+        raise ValueError(
+            f"--async-output: endpoint(s) {', '.join(asynchronous)} are async; give the S3 prefix "
+            "their answers go to (s3://bucket/prefix/)"
+        )
+    for option, uri in (("--async-output", output), ("--async-failure", failure or output)):
+        try:
+            parse_versioned_s3_uri(uri.rstrip("/") + "/x", field=option)
+        except RequestError as exc:
+            raise ValueError(str(exc)) from None
+    target = AsyncOutput(output, failure or output, success_topic, error_topic)
+    return [dataclasses.replace(cfg, async_output=target) if cfg.mode == "async" else cfg for cfg in configs]
+
+
 def _snippet(url: str, name: str) -> str:
     return (
         "import boto3, json\n"
@@ -97,6 +124,18 @@ def serve(
         str, typer.Option("--default", help="Endpoint behind POST /invocations (default: the first).")
     ] = "",
     mode: Annotated[list[str], typer.Option("--mode", help=MODE_HELP)] = [],  # noqa: B006  (typer reads list defaults)
+    async_output: Annotated[
+        str, typer.Option(help="S3OutputPath of the async endpoints (s3://bucket/prefix/): their answers.")
+    ] = "",
+    async_failure: Annotated[
+        str, typer.Option(help="S3FailurePath of the async endpoints (default: --async-output).")
+    ] = "",
+    async_success_topic: Annotated[
+        str, typer.Option(help="SNS topic ARN the async endpoints notify on success (none: no notification).")
+    ] = "",
+    async_error_topic: Annotated[
+        str, typer.Option(help="SNS topic ARN the async endpoints notify on error (none: no notification).")
+    ] = "",
     max_body_bytes: Annotated[
         int | None,
         typer.Option(
@@ -120,6 +159,9 @@ def serve(
             configs += [EndpointConfig(k, k, str(TINY_ROOT / f)) for k, f in TINY_MODEL_FOLDERS.items()]
         configs += [parse_endpoint_spec(spec) for spec in endpoint]
         configs = apply_modes(configs, mode)
+        configs = apply_async_output(
+            configs, async_output, async_failure, async_success_topic, async_error_topic
+        )
     except ValueError as exc:
         raise fail(str(exc)) from None
     if not configs:
@@ -142,9 +184,10 @@ def serve(
     try:
         typer.echo(f"serving on {server.url} (loading {len(configs)} model(s); GET {server.url}/ping)")
         for cfg in configs:
+            route = "async-invocations" if cfg.mode == "async" else "invocations"
             typer.echo(
                 f"  {cfg.name:<12} {cfg.kind:<11} {cfg.mode:<10} {cfg.model_dir}  "
-                f"POST /endpoints/{cfg.name}/invocations"
+                f"POST /endpoints/{cfg.name}/{route}"
             )
         typer.echo(f"  POST /invocations -> {server.registry.default}")
         try:
