@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import unquote_plus
@@ -154,11 +154,19 @@ def check_adapter_location(settings: Settings, adapter: str | None) -> None:
         )
 
 
-def build_job(settings: Settings, event: Any) -> Job:
-    """The validated job (a small JSON-able dict) for an event or console input."""
+#: Reads and checks an upload: :func:`inspect_image`, or a caching wrapper of it (batches).
+Inspector = Callable[[Settings, str, str, Mapping[str, Any]], imaging.ImageHeader]
+
+
+def build_job(settings: Settings, event: Any, *, inspect: Inspector | None = None) -> Job:
+    """The validated job (a small JSON-able dict) for an event or console input.
+
+    ``inspect`` replaces :func:`inspect_image` (a batch validates many rows naming one photo
+    and decodes that photo once).
+    """
     trigger = parse_trigger(event)
     key, head = _locate(settings, trigger)
-    header = inspect_image(settings, trigger.bucket, key, head)
+    header = (inspect or inspect_image)(settings, trigger.bucket, key, head)
     meta_values, meta_preset, ignored = params.metadata_overrides(head.get("Metadata", {}))
     effective = params.resolve(
         defaults=params.template_defaults(),

@@ -1,0 +1,171 @@
+"""Batch manifests: CSV or JSON Lines, one try-on per row; parsing, limits, the cross product (light).
+
+A row names the input photo (``image``: an ``s3://`` URI, or a key under the input prefix)
+and any job parameter (:data:`tryon.workflow.params.PARAM_NAMES`) or ``preset`` as a column.
+An empty CSV cell (or a JSON ``null``) leaves that parameter at its default. Rows are numbered
+from 1 in file order (a CSV's header is not a row). Standard library only.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from tryon.errors import RequestError
+from tryon.workflow import params
+
+#: Manifest file suffixes and their formats.
+FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+#: Largest manifest read (bytes): 10,000 rows of long prompts fit.
+MAX_MANIFEST_BYTES = 8 * 1024 * 1024
+#: Most rows in one batch (one Distributed Map run; Step Functions runs up to 10,000 children at once).
+MAX_ROWS = 10_000
+#: Columns besides the job parameters.
+ROW_FIELDS = frozenset({"image", "preset"})
+COLUMNS = ROW_FIELDS | params.PARAM_NAMES
+
+
+def manifest_format(key: str) -> str:
+    """``csv`` or ``jsonl`` from the manifest's name; RequestError naming the accepted suffixes."""
+    lowered = key.lower()
+    for suffix, fmt in FORMATS.items():
+        if lowered.endswith(suffix):
+            return fmt
+    raise RequestError("batch", f"{key} must end with one of {', '.join(FORMATS)} (CSV or JSON Lines)")
+
+
+def batch_id_for(content: bytes, version: str) -> str:
+    """Deterministic id from the manifest's bytes and its object version (or ETag)."""
+    digest = hashlib.sha256(content).hexdigest()
+    return hashlib.sha256(f"{digest}:{version}".encode()).hexdigest()[:20]
+
+
+def _text(content: bytes) -> str:
+    if not content.strip():
+        raise RequestError("batch", "the manifest is empty: it needs a header and at least one row")
+    try:
+        return content.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise RequestError(
+            "batch", f"is not UTF-8 text (byte {exc.start}): save it as CSV or JSON Lines"
+        ) from None
+
+
+def _csv_rows(text: str) -> list[dict[str, Any]]:
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    header = [name.strip() for name in reader.fieldnames or []]
+    if "image" not in header:
+        raise RequestError("batch", f"the CSV header must have an image column; it has {', '.join(header)!r}")
+    unknown = sorted(set(header) - COLUMNS)
+    if unknown:
+        raise RequestError(
+            "batch", f"unknown column(s) {', '.join(unknown)}; known: {', '.join(sorted(COLUMNS))}"
+        )
+    rows = []
+    for record in reader:
+        if None in record:
+            raise RequestError("batch", f"line {reader.line_num} has more cells than the header")
+        values = {k.strip(): (v or "").strip() for k, v in record.items()}
+        if any(values.values()):  # a blank line is no row
+            rows.append({k: v for k, v in values.items() if v != ""})
+    return rows
+
+
+def _jsonl_rows(text: str) -> list[Any]:
+    rows: list[Any] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except ValueError as exc:
+            raise RequestError("batch", f"line {number} is not JSON ({exc.msg})") from None
+    return rows
+
+
+def parse_manifest(content: bytes, key: str) -> list[Any]:
+    """The manifest's rows (dicts for CSV; whatever each JSON line holds for JSON Lines).
+
+    Refuses (RequestError, field ``batch``) a manifest that is too large, not UTF-8, empty,
+    not CSV/JSON Lines, or over :data:`MAX_ROWS` rows. Rows themselves are checked by
+    :func:`row_console_input`.
+    """
+    fmt = manifest_format(key)
+    if len(content) > MAX_MANIFEST_BYTES:
+        raise RequestError("batch", f"is {len(content)} bytes; the limit is {MAX_MANIFEST_BYTES} bytes")
+    text = _text(content)
+    rows = _csv_rows(text) if fmt == "csv" else _jsonl_rows(text)
+    if not rows:
+        raise RequestError("batch", "the manifest has no rows")
+    if len(rows) > MAX_ROWS:
+        raise RequestError("batch", f"has {len(rows)} rows; the limit is {MAX_ROWS} rows per batch")
+    return rows
+
+
+def image_uri(value: Any, input_bucket: str, input_prefix: str) -> str:
+    """A row's ``image`` as an ``s3://`` URI: URIs as given, keys placed under the input prefix."""
+    if not isinstance(value, str) or not value.strip():
+        raise RequestError("image", "must be an s3:// URI or a key under the input prefix")
+    value = value.strip()
+    if value.startswith("s3://"):
+        return value
+    key = value.lstrip("/")
+    return f"s3://{input_bucket}/{key if key.startswith(input_prefix) else input_prefix + key}"
+
+
+def row_console_input(row: Any, input_bucket: str, input_prefix: str) -> dict[str, Any]:
+    """One row -> the single-image workflow's console input (values typed, unknown columns refused)."""
+    if not isinstance(row, Mapping):
+        raise RequestError("row", f"must be a JSON object, got {type(row).__name__}")
+    unknown = sorted(set(row) - COLUMNS)
+    if unknown:
+        raise RequestError(
+            "row", f"unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(COLUMNS))}"
+        )
+    given = {k: v for k, v in row.items() if v is not None}
+    console: dict[str, Any] = {"image": image_uri(given.get("image"), input_bucket, input_prefix)}
+    if given.get("preset") is not None:
+        if not isinstance(given["preset"], str):
+            raise RequestError("preset", f"must be a preset name, got {given['preset']!r}")
+        console["preset"] = given["preset"].strip()
+    values = {k: v for k, v in given.items() if k in params.PARAM_NAMES}
+    console.update(params.validate_layer(values, "input", from_text=True))
+    return console
+
+
+def cross_product(images: Iterable[str], variants: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows for every photo x every variant (a variant is a dict of parameters, e.g. an adapter)."""
+    variants = [dict(v) for v in variants] or [{}]
+    for variant in variants:
+        unknown = sorted(set(variant) - (COLUMNS - {"image"}))
+        if unknown:
+            raise RequestError("variant", f"unknown field(s) {', '.join(unknown)}")
+        params.validate_layer({k: v for k, v in variant.items() if k != "preset"}, "variant", from_text=True)
+    return [{"image": image, **variant} for image in images for variant in variants]
+
+
+def write_manifest(rows: list[Mapping[str, Any]], fmt: str) -> str:
+    """Rows as CSV (columns: image first, then the others in first-seen order) or JSON Lines."""
+    if fmt == "jsonl":
+        return "".join(json.dumps(dict(row), sort_keys=False) + "\n" for row in rows)
+    columns: list[str] = ["image"]
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(v) for k, v in row.items()})
+    return out.getvalue()
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return "" if value is None else str(value)

@@ -1,0 +1,47 @@
+"""The batch state machine's definition: one try-on definition run per row, limits from parameters."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from test_template_static import ASL_VALIDATOR, TEMPLATE, run_tool
+
+from tryon.local.template import load_template
+
+BATCH_ASL = Path(__file__).resolve().parents[1] / "statemachine" / "batch.asl.json"
+
+
+def test_batch_asl_is_valid(tmp_path):
+    text = re.sub(r"\$\{(\w+)\}", r"arn:aws:lambda:us-east-1:123456789012:function:\1", BATCH_ASL.read_text())
+    path = tmp_path / "batch.asl.json"
+    path.write_text(text)
+    out = run_tool(ASL_VALIDATOR, "--json-path", str(path))
+    assert out.returncode == 0 and "is valid" in out.stdout, out.stdout + out.stderr
+
+
+def test_rows_run_the_single_image_state_machine_on_a_distributed_map():
+    text = BATCH_ASL.read_text()
+    resource = load_template(TEMPLATE)["Resources"]["BatchStateMachine"]
+    assert set(re.findall(r"\$\{(\w+)\}", text)) == set(resource["Properties"]["DefinitionSubstitutions"])
+    assert resource["Properties"]["DefinitionSubstitutions"]["TryOnStateMachineArn"] == {
+        "Ref": "TryOnStateMachine"
+    }
+    states = json.loads(text)["States"]
+    run = states["RunRows"]
+    assert run["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
+    assert run["ItemReader"]["Resource"] == "arn:aws:states:::s3:getObject"
+    assert run["ResultWriter"]["Resource"] == "arn:aws:states:::s3:putObject"
+    assert run["MaxConcurrencyPath"] == "$.batch.max_concurrency"
+    assert run["ToleratedFailurePercentagePath"] == "$.batch.tolerated_failure_percentage"
+    [child] = run["ItemProcessor"]["States"].values()  # one state: the try-on, not a copy of it
+    assert child["Resource"] == "arn:aws:states:::states:startExecution.sync:2"
+    assert child["Parameters"]["StateMachineArn"] == "${TryOnStateMachineArn}"
+    assert run["Catch"][0]["Next"] == "SummarizeBatch"  # a failed map still gets its report
+    for name, state in states.items():
+        if state["Type"] == "Task":
+            assert 0 < state["TimeoutSeconds"] <= 900, name
+            assert all(r["JitterStrategy"] == "FULL" for r in state["Retry"]), name
+    pattern = resource["Properties"]["Events"]["BatchUploaded"]["Properties"]["Pattern"]
+    assert pattern["detail"]["object"]["key"] == [{"prefix": {"Ref": "BatchPrefix"}}]
