@@ -1,11 +1,14 @@
-"""Fine-tuning throughput on the tiny SD inpainting checkpoint (CPU): LoRA against full fine-tune.
+"""Fine-tuning throughput on the tiny inpainting checkpoints (CPU): LoRA against full, SD 2 and SDXL.
 
-Each variant runs the real training loop (:func:`tryon.training.train.train`) in its own
-spawned process, so its peak RSS (``ru_maxrss``) is its own. Steps/s is measured over the
-steps after ``--warmup`` (model loading and the first steps excluded) with the ``on_step``
-hook. The baseline is the full fine-tune measured in the same run; the ratio is LoRA / full.
+Each variant (base x mode) runs the real training loop (:func:`tryon.training.train.train`)
+in its own spawned process, so its peak RSS (``ru_maxrss``) is its own. Steps/s is measured
+over the steps after ``--warmup`` (model loading and the first steps excluded) with the
+``on_step`` hook. Baselines measured in the same run: each base's full fine-tune (ratio
+LoRA / full), and the SD LoRA run for SDXL LoRA (ratio SDXL / SD). On a shared machine the
+load drifts between variants: ``--rounds`` repeats every variant in alternating order and
+reports medians over rounds (each ratio is taken within a round, then the median).
 
-    .venv/bin/python -m bench.training_throughput [--steps 20] [--warmup 3] [--resolution 64]
+    .venv/bin/python -m bench.training_throughput [--steps 20] [--warmup 3] [--resolution 64] [--bases sd]
 """
 
 from __future__ import annotations
@@ -32,8 +35,12 @@ def _photos(folder: Path, count: int = 6) -> Path:
     return folder
 
 
-def _run_variant(mode: str, args: dict, queue: mp.Queue) -> None:
-    """Child process: train ``mode`` and report timings and peak RSS."""
+#: --bases name -> tiny checkpoint folder
+BASES = {"sd": "sd-inpaint", "sdxl": "sdxl-inpaint"}
+
+
+def _run_variant(base: str, mode: str, args: dict, queue: mp.Queue) -> None:
+    """Child process: train ``mode`` on ``base`` and report timings and peak RSS."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
@@ -46,7 +53,7 @@ def _run_variant(mode: str, args: dict, queue: mp.Queue) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         stamps: list[float] = []
         config = TrainingConfig(
-            pretrained_model=str(models["sd-inpaint"]),
+            pretrained_model=str(models[BASES[base]]),
             instance_data_dir=str(_photos(Path(tmp) / "photos")),
             instance_prompt="a photo of sks skirt",
             output_dir=str(Path(tmp) / "out"),
@@ -62,7 +69,7 @@ def _run_variant(mode: str, args: dict, queue: mp.Queue) -> None:
     intervals = [b - a for a, b in itertools.pairwise(timed)]
     queue.put(
         {
-            "mode": mode,
+            "variant": f"{base} {mode}",
             "steps_per_s": 1.0 / statistics.median(intervals),
             "mean_steps_per_s": len(intervals) / sum(intervals),
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
@@ -70,11 +77,11 @@ def _run_variant(mode: str, args: dict, queue: mp.Queue) -> None:
     )
 
 
-def measure(mode: str, args: dict) -> dict:
+def measure(base: str, mode: str, args: dict) -> dict:
     """Run one variant in a fresh spawned process and return its figures."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_run_variant, args=(mode, args, queue))
+    proc = ctx.Process(target=_run_variant, args=(base, mode, args, queue))
     proc.start()
     result = queue.get(timeout=1800)
     proc.join()
@@ -90,25 +97,46 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--models", default=".cache/tiny-models")
+    parser.add_argument("--bases", default="sd,sdxl", help="comma-separated: sd (SD 2 layout), sdxl")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat every variant, alternating order")
     args = vars(parser.parse_args())
     if args["steps"] < 2:
         parser.error("--steps must be >= 2")
+    bases = [b.strip() for b in args["bases"].split(",") if b.strip()]
+    if not bases or set(bases) - set(BASES):
+        parser.error(f"--bases must name some of {', '.join(BASES)}")
     print(
-        f"tiny SD inpainting checkpoint, CPU, {args['resolution']} px, batch {args['batch_size']}, "
-        f"{args['threads']} threads, {args['steps']} timed steps after {args['warmup']} warm-up"
+        f"tiny inpainting checkpoints ({', '.join(bases)}), CPU, {args['resolution']} px, "
+        f"batch {args['batch_size']}, {args['threads']} threads, {args['steps']} timed steps after "
+        f"{args['warmup']} warm-up"
     )
-    full = measure("full", args)  # the baseline
-    lora = measure("lora", args)
-    print(f"{'variant':<8} {'steps/s (median)':>17} {'steps/s (mean)':>15} {'peak RSS MiB':>13}")
-    for row in (full, lora):
+    variants = [(b, m) for b in bases for m in ("full", "lora")]  # full: the baseline
+    runs: dict[tuple[str, str], list[dict]] = {v: [] for v in variants}
+    for round_index in range(max(1, args["rounds"])):
+        for variant in variants if round_index % 2 == 0 else variants[::-1]:
+            runs[variant].append(measure(*variant, args))
+    print(
+        f"{'variant':<10} {'steps/s (median)':>17} {'steps/s (mean)':>15} {'peak RSS MiB':>13}"
+        f"   (medians over {len(runs[variants[0]])} rounds)"
+    )
+    for (base, mode), results in runs.items():
+        median = {k: statistics.median(r[k] for r in results) for k in results[0] if k != "variant"}
         print(
-            f"{row['mode']:<8} {row['steps_per_s']:>17.2f} {row['mean_steps_per_s']:>15.2f} "
-            f"{row['peak_rss_mib']:>13.0f}"
+            f"{base + ' ' + mode:<10} {median['steps_per_s']:>17.2f} {median['mean_steps_per_s']:>15.2f} "
+            f"{median['peak_rss_mib']:>13.0f}"
         )
-    print(
-        f"ratio lora/full: steps/s x{lora['steps_per_s'] / full['steps_per_s']:.2f}, "
-        f"peak RSS x{lora['peak_rss_mib'] / full['peak_rss_mib']:.2f}"
-    )
+
+    def ratio(a: tuple[str, str], b: tuple[str, str], key: str = "steps_per_s") -> float:
+        return statistics.median(x[key] / y[key] for x, y in zip(runs[a], runs[b], strict=True))
+
+    for base in bases:
+        print(
+            f"ratio {base} lora/full: steps/s x{ratio((base, 'lora'), (base, 'full')):.2f}, "
+            f"peak RSS x{ratio((base, 'lora'), (base, 'full'), 'peak_rss_mib'):.2f}"
+        )
+    if {"sd", "sdxl"} <= set(bases):
+        for mode in ("lora", "full"):
+            print(f"ratio sdxl/sd {mode}: steps/s x{ratio(('sdxl', mode), ('sd', mode)):.2f}")
 
 
 if __name__ == "__main__":
