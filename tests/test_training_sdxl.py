@@ -241,3 +241,31 @@ def test_a_refiner_is_not_a_base_to_fine_tune(tiny_models, data, tmp_path):
     (base / "unet").symlink_to(tiny_models["sdxl-refiner"] / "unet")
     with pytest.raises(RequestError, match=r"^pretrained_model: .*in_channels 4, need 9"):
         train(_config(tiny_models, data, tmp_path / "out", pretrained_model=str(base)), progress=False)
+
+
+def test_cli_trains_sdxl_with_generated_class_images_and_a_one_step_validation(
+    tiny_models, data, tmp_path, capsys
+):
+    """SDXL inpainting defaults to strength 0.9999: one validation or class-image step must still run."""
+    from tryon.cli import run
+
+    photos, _ = data
+    options = {
+        "--pretrained-model": str(tiny_models["sdxl-inpaint"]),
+        "--instance-data-dir": str(photos),
+        "--instance-prompt": PROMPT,
+        "--output-dir": str(tmp_path / "out"),
+        "--resolution": "64",
+        "--max-train-steps": "1",
+        "--validation-inference-steps": "1",
+        "--num-validation-images": "1",
+        "--with-prior-preservation": "true",
+        "--class-prompt": "a photo of a skirt",
+        "--num-class-images": "1",
+        "--class-generation-steps": "1",
+    }
+    code = run(["train", "local", *[part for item in options.items() for part in item]])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert Image.open(tmp_path / "out" / "class_images" / "class-00000.png").size == (64, 64)
+    assert Image.open(tmp_path / "out" / "validation.png").size == (64 * 4, 64)

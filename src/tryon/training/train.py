@@ -147,6 +147,7 @@ def _generate_class_images(
             height=res,
             width=res,
             num_inference_steps=config.class_generation_steps,
+            strength=1.0,  # SDXL inpainting defaults to 0.9999: one step would round to none
             generator=generator,
         ).images[0]
         image.save(out_dir / f"class-{i:05d}.png")
@@ -618,6 +619,7 @@ def _validate(
             height=config.resolution,
             width=config.resolution,
             num_inference_steps=config.validation_inference_steps,
+            strength=1.0,  # SDXL inpainting defaults to 0.9999: one step would round to none
             num_images_per_prompt=config.num_validation_images,
             generator=generator,
         ).images
