@@ -264,23 +264,48 @@ def build_lora(base_dir: Path, out_dir: Path, *, seed: int, rank: int = 4) -> No
     )
 
 
+def ip_adapter_weights(unet, image_embed_dim: int) -> dict:
+    """Random IP-Adapter weights for ``unet`` in h94/IP-Adapter's flat layout (torch's current seed).
+
+    ``image_proj.*``: an ``ImageProjection`` from ``image_embed_dim`` to 4 tokens of the UNet's
+    cross-attention width; ``ip_adapter.<n>.to_{k,v}_ip.weight``: one pair per cross-attention
+    layer, numbered 1, 3, 5, ... as diffusers' loader (and its tests) number them.
+    """
+    from diffusers.models.attention_processor import IPAdapterAttnProcessor
+    from diffusers.models.embeddings import ImageProjection
+
+    cross_dim = unet.config.cross_attention_dim
+    projection = ImageProjection(
+        image_embed_dim=image_embed_dim, cross_attention_dim=cross_dim, num_image_text_embeds=4
+    )
+    # the original layout calls ImageProjection's image_embeds "proj"
+    tensors = {
+        "image_proj." + k.replace("image_embeds.", "proj."): v for k, v in projection.state_dict().items()
+    }
+    key_id = 1
+    for name in unet.attn_processors:
+        if not name.endswith("attn2.processor"):  # self-attention takes no image tokens
+            continue
+        block = unet.get_submodule(name.rsplit(".", 1)[0])
+        processor = IPAdapterAttnProcessor(hidden_size=block.to_q.out_features, cross_attention_dim=cross_dim)
+        state = processor.state_dict()
+        tensors[f"ip_adapter.{key_id}.to_k_ip.weight"] = state["to_k_ip.0.weight"]
+        tensors[f"ip_adapter.{key_id}.to_v_ip.weight"] = state["to_v_ip.0.weight"]
+        key_id += 2
+    return {k: v.contiguous() for k, v in tensors.items()}
+
+
 def build_ip_adapter(base_dir: Path, out_dir: Path, *, seed: int = 33) -> None:
     """An IP-Adapter for the inpainting UNet in ``base_dir``, as h94/IP-Adapter lays one out.
 
-    ``ip-adapter.safetensors`` (``image_proj.*``: an ``ImageProjection`` to 4 tokens;
-    ``ip_adapter.<n>.to_{k,v}_ip.weight``: one pair per cross-attention layer, numbered as
-    diffusers' own tests number them) and ``image_encoder/`` (a tiny
+    ``ip-adapter.safetensors`` (:func:`ip_adapter_weights`) and ``image_encoder/`` (a tiny
     ``CLIPVisionModelWithProjection``, 32 px). Weights are random and non-zero.
     """
-    import torch
     from diffusers import UNet2DConditionModel
-    from diffusers.models.attention_processor import IPAdapterAttnProcessor
-    from diffusers.models.embeddings import ImageProjection
     from safetensors.torch import save_file
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     unet = UNet2DConditionModel.from_pretrained(base_dir / "unet")
-    cross_dim = unet.config.cross_attention_dim
     embed_dim = 32
     _seed(seed)
     CLIPVisionModelWithProjection(
@@ -294,23 +319,7 @@ def build_ip_adapter(base_dir: Path, out_dir: Path, *, seed: int = 33) -> None:
             projection_dim=embed_dim,
         )
     ).save_pretrained(out_dir / "image_encoder", safe_serialization=True)
-    tensors: dict[str, torch.Tensor] = {}
-    projection = ImageProjection(
-        image_embed_dim=embed_dim, cross_attention_dim=cross_dim, num_image_text_embeds=4
-    )
-    for name, value in projection.state_dict().items():  # the original layout calls image_embeds "proj"
-        tensors["image_proj." + name.replace("image_embeds.", "proj.")] = value
-    key_id = 1
-    for name in unet.attn_processors:
-        if not name.endswith("attn2.processor"):  # self-attention takes no image tokens
-            continue
-        block = unet.get_submodule(name.rsplit(".", 1)[0])
-        processor = IPAdapterAttnProcessor(hidden_size=block.to_q.out_features, cross_attention_dim=cross_dim)
-        state = processor.state_dict()
-        tensors[f"ip_adapter.{key_id}.to_k_ip.weight"] = state["to_k_ip.0.weight"]
-        tensors[f"ip_adapter.{key_id}.to_v_ip.weight"] = state["to_v_ip.0.weight"]
-        key_id += 2
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(out_dir / "ip-adapter.safetensors"))
+    save_file(ip_adapter_weights(unet, embed_dim), str(out_dir / "ip-adapter.safetensors"))
 
 
 def _tiny_sdxl_text_config(vocab_size: int):

@@ -110,8 +110,6 @@ def pipeline_kwargs(
 
 def load(pipe: Any, model_dir: str | os.PathLike[str] | None) -> GarmentConditioner | None:
     """Load ``<model_dir>/ip_adapter`` into ``pipe`` (None if the folder has none)."""
-    import torch
-
     folder = find(model_dir)
     if folder is None:
         return None
@@ -126,12 +124,19 @@ def load(pipe: Any, model_dir: str | os.PathLike[str] | None) -> GarmentConditio
             f"{folder} could not be loaded into this model's UNet (IP-Adapters exist for SD 1.5 and SDXL "
             f"bases, not SD 2): {detail}"
         ) from exc
+    return conditioner(pipe, weights.name)
+
+
+def conditioner(pipe: Any, weight_name: str) -> GarmentConditioner:
+    """The :class:`GarmentConditioner` of a pipeline whose IP-Adapter is loaded (image encoder included)."""
+    import torch
+
     size = pipe.image_encoder.config.image_size
     with torch.no_grad():  # shapes of this adapter's embeddings (plain, or hidden states for "plus")
         template = pipe.prepare_ip_adapter_image_embeds(
             Image.new("RGB", (size, size)), None, pipe.device, 1, False
         )
-    return GarmentConditioner(pipe, weights.name, [torch.zeros_like(t) for t in template])
+    return GarmentConditioner(pipe, weight_name, [torch.zeros_like(t) for t in template])
 
 
 def read_request(payload: Any, conditioner: GarmentConditioner | None) -> GarmentRequest | None:

@@ -272,8 +272,9 @@ def predict_fn(data: Mapping[str, Any], model: InpaintModel) -> dict[str, Any]:
         with timer.phase("preprocess"):
             model.adapters.activate(adapter, params.adapter_scale)
             model.pipe.scheduler = model.schedulers.get(params.sampler)
-            conditioning = ip_adapter.pipeline_kwargs(model.garments, garment, params.guidance_scale)
         with timer.phase("inference"), threads.fitted(model.pipe.unet, model.pipe.device):
+            # encoding the garment image is model work too: the same phase and thread count
+            conditioning = ip_adapter.pipeline_kwargs(model.garments, garment, params.guidance_scale)
             generated = _generate(
                 model, params, work_image, work_mask, conditioning, refiner.base_output_type(refining)
             )
