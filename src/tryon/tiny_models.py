@@ -1,9 +1,10 @@
 """Deterministic tiny random checkpoints, built offline.
 
 They have the exact layout and classes of the real checkpoints (CLIPSeg, SD inpainting,
-SD x4 upscaler, diffusers-format LoRA adapters), so every loading and inference path runs
-for real; their weights are random, so images are noise. They are saved in a layout both
-the serving image's transformers 4.51 and transformers 5 load (:mod:`tryon.checkpoint_compat`).
+SD x4 upscaler, diffusers-format LoRA adapters, SDXL inpainting and the SDXL refiner), so
+every loading and inference path runs for real; their weights are random, so images are
+noise. They are saved in a layout both the serving image's transformers 4.51 and
+transformers 5 load (:mod:`tryon.checkpoint_compat`).
 ``make tiny-models`` (or ``tryon tiny-models``) writes them to ``.cache/tiny-models/``.
 """
 
