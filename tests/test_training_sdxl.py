@@ -269,3 +269,29 @@ def test_cli_trains_sdxl_with_generated_class_images_and_a_one_step_validation(
     assert code == 0, out
     assert Image.open(tmp_path / "out" / "class_images" / "class-00000.png").size == (64, 64)
     assert Image.open(tmp_path / "out" / "validation.png").size == (64 * 4, 64)
+
+
+def test_sdxl_full_finetune_writes_the_unet_and_both_text_encoders(tiny_models, data, tmp_path):
+    import torch
+    from transformers import CLIPTextModelWithProjection
+
+    result = train(
+        _config(
+            tiny_models,
+            data,
+            tmp_path / "full",
+            train_mode="full",
+            max_train_steps=1,
+            learning_rate=1e-3,
+            checkpointing_steps=0,
+            skip_final_validation=True,
+        ),
+        progress=False,
+    )
+    assert result.adapter_dir is None and {"unet", "text_encoder", "text_encoder_2"} <= {
+        p.name for p in (tmp_path / "full").iterdir()
+    }
+    base = CLIPTextModelWithProjection.from_pretrained(tiny_models["sdxl-inpaint"] / "text_encoder_2")
+    tuned = CLIPTextModelWithProjection.from_pretrained(tmp_path / "full" / "text_encoder_2")
+    changed = [k for k, v in base.state_dict().items() if not torch.equal(v, tuned.state_dict()[k])]
+    assert changed and "text_projection.weight" in changed
