@@ -42,7 +42,9 @@ class TrainingConfig:
     """All hyperparameters of a DreamBooth(-LoRA) inpainting fine-tune."""
 
     # Data
-    pretrained_model: str = field(metadata={"help": "Base SD inpainting model: diffusers folder or hub id."})
+    pretrained_model: str = field(
+        metadata={"help": "Base inpainting model (SD 1.5, SD 2 or SDXL): diffusers folder or hub id."}
+    )
     instance_data_dir: str = field(metadata={"help": "Folder of the ~12 garment photos (JPEG/PNG/WebP)."})
     instance_prompt: str = field(
         metadata={"help": 'Prompt with a rare identifier, e.g. "a photo of sks skirt".'}
@@ -72,7 +74,7 @@ class TrainingConfig:
         metadata={"help": "UNet modules that get LoRA layers (comma-separated or a JSON list)."},
     )
     train_text_encoder: bool = _opt(
-        False, "Also train the text encoder (LoRA in lora mode, fully in full mode)."
+        False, "Also train the text encoder(s), both for SDXL (LoRA in lora mode, fully in full mode)."
     )
     # Optimisation
     resolution: int = _opt(512, "Training resolution in pixels (square; multiple of 8).")
