@@ -34,7 +34,10 @@ def _commands(prefix: str) -> list[list[str]]:
 
 
 TRYON = _commands(".venv/bin/tryon")
-SUBCOMMANDS = {"train": {"local", "sagemaker", "package-adapter", "upload-adapter"}}
+SUBCOMMANDS = {
+    "train": {"local", "sagemaker", "package-adapter", "upload-adapter"},
+    "batch": {"run", "submit", "status", "cross"},
+}
 
 
 def _split(tokens: list[str]) -> tuple[list[str], list[str]]:
