@@ -31,7 +31,7 @@ def open_image(data: bytes) -> Image.Image:
 MANIFEST_KEYS = {
     "manifest_version", "status", "job_id", "source", "preset", "execution", "created_at", "input", "params",
     "upscale", "ignored_metadata", "seeds", "coverage", "scores", "models", "endpoints", "adapter", "outputs",
-    "timings_ms",
+    "timings_ms", "cost",
 }  # fmt: skip
 
 
@@ -92,6 +92,21 @@ def test_s3_event_with_upscale_and_adapter_from_metadata(wf):
         "inpaint",
         "upscale",
     }
+    # what it cost: each endpoint's own work and the instance type the template configured
+    cost = manifest["cost"]["steps"]
+    assert set(cost) == {"segment", "inpaint", "upscale"}
+    assert all(
+        0 < part["compute_seconds"] <= manifest["timings_ms"][step]["elapsed_ms"] / 1000
+        for step, part in cost.items()
+    )
+    assert manifest["cost"]["compute_seconds"] == pytest.approx(
+        sum(p["compute_seconds"] for p in cost.values()), abs=0.002
+    )
+    assert (cost["segment"]["instance_type"], cost["inpaint"]["instance_type"]) == (
+        "ml.m5.xlarge",
+        "ml.g5.xlarge",
+    )
+    assert cost["inpaint"]["mode"] == "realtime" and cost["inpaint"]["endpoint"] == "sd_inpaint"
     assert sorted(wf.list_keys(prefix)) == sorted(
         prefix + name
         for name in ("mask.png", "inpainted-0.png", "upscaled-0.png", "preview.jpg", "manifest.json")

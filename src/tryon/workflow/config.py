@@ -14,6 +14,13 @@ MODE_VARIABLES = {
     "sd_inpaint": "TRYON_INPAINT_MODE",
     "sd_upscale": "TRYON_UPSCALE_MODE",
 }
+#: endpoint kind -> the environment variable naming the instance type the stack configured for it
+#: (template parameter ``<Kind>InstanceType``), which the manifest's ``cost`` records (docs/cost.md)
+INSTANCE_TYPE_VARIABLES = {
+    "clipseg": "TRYON_CLIPSEG_INSTANCE_TYPE",
+    "sd_inpaint": "TRYON_INPAINT_INSTANCE_TYPE",
+    "sd_upscale": "TRYON_UPSCALE_INSTANCE_TYPE",
+}
 
 
 def _prefix(value: str) -> str:
@@ -53,6 +60,7 @@ class Settings:
     event_bus: str = ""
     #: endpoint kind -> serving mode (tryon.kinds.MODES); ``async`` takes the task-token path
     modes: tuple[tuple[str, str], ...] = ()
+    instance_types: tuple[tuple[str, str], ...] = ()
     #: where asynchronous requests go (``<prefix>requests/``) and endpoints answer (``outputs/``, ``errors/``)
     async_prefix: str = "async/"
     #: the DynamoDB table holding task tokens by inference id (tryon.workflow.async_tokens)
@@ -95,6 +103,7 @@ class Settings:
             notification_topic_arn=env.get("TRYON_NOTIFICATION_TOPIC_ARN", ""),
             event_bus=env.get("TRYON_EVENT_BUS", ""),
             modes=tuple((kind, env.get(var) or "realtime") for kind, var in MODE_VARIABLES.items()),
+            instance_types=tuple((kind, env.get(var, "")) for kind, var in INSTANCE_TYPE_VARIABLES.items()),
             async_prefix=_prefix(env.get("TRYON_ASYNC_PREFIX", "async/")),
             token_table=env.get("TRYON_TOKEN_TABLE", ""),
             async_invocation_seconds=int(env.get("TRYON_ASYNC_INVOCATION_SECONDS") or 900),

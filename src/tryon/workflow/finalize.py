@@ -69,7 +69,8 @@ def finalize(payload: Envelope) -> FinalResult:
     uris["preview"] = layout.s3_uri(out["bucket"], preview_key)
     manifest_key = out["prefix"] + layout.MANIFEST
     uris["manifest"] = layout.s3_uri(out["bucket"], manifest_key)
-    storage.put_json(out["bucket"], manifest_key, report.build_manifest(state, status, uris, execution))
+    manifest = report.build_manifest(state, status, uris, execution, dict(settings.instance_types))
+    storage.put_json(out["bucket"], manifest_key, manifest)
     claim.release_for(job, execution)  # the manifest now marks the job complete
     result: FinalResult = {
         "status": status,

@@ -17,10 +17,35 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+#: workflow step -> the endpoint kind it calls
+STEP_ENDPOINTS = {"segment": "clipseg", "inpaint": "sd_inpaint", "upscale": "sd_upscale"}
+
+
+def cost(state: State, instance_types: Mapping[str, str]) -> dict[str, Any]:
+    """Per step that ran: its endpoint's compute seconds, serving mode and configured instance type."""
+    modes = state["job"].get("modes") or {}
+    steps: dict[str, Any] = {}
+    for step, kind in STEP_ENDPOINTS.items():
+        part: Mapping[str, Any] = state.get(step) or {}  # type: ignore[assignment]
+        if part:
+            steps[step] = {
+                "endpoint": kind,
+                "compute_seconds": part.get("compute_seconds"),
+                "mode": modes.get(kind, "realtime"),
+                "instance_type": instance_types.get(kind) or None,
+            }
+    total = sum(part["compute_seconds"] or 0.0 for part in steps.values())
+    return {"compute_seconds": round(total, 3), "steps": steps}
+
+
 def build_manifest(
-    state: State, status: str, uris: Mapping[str, Any], execution: str | None
+    state: State,
+    status: str,
+    uris: Mapping[str, Any],
+    execution: str | None,
+    instance_types: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The manifest: job, effective parameters, seeds, all URIs, per-step timings, model and adapter ids."""
+    """The manifest: job, effective parameters, seeds, all URIs, per-step timings and cost, model ids."""
     job = state["job"]
     segment = state.get("segment") or {}
     inpaint = state.get("inpaint") or {}
@@ -54,6 +79,7 @@ def build_manifest(
         "adapter": inpaint.get("adapter"),
         "outputs": dict(uris),
         "timings_ms": steps,
+        "cost": cost(state, instance_types or {}),
     }
 
 

@@ -95,6 +95,7 @@ class SegmentResult(TypedDict):
     model: str | None
     timings_ms: dict[str, Any]
     elapsed_ms: float
+    compute_seconds: float  # the endpoints' own work (their compute_seconds, summed)
 
 
 class InpaintResult(TypedDict):
@@ -106,6 +107,7 @@ class InpaintResult(TypedDict):
     model: str | None
     timings_ms: dict[str, Any]
     elapsed_ms: float
+    compute_seconds: float  # the endpoints' own work (their compute_seconds, summed)
 
 
 class UpscaleResult(TypedDict):
@@ -116,6 +118,7 @@ class UpscaleResult(TypedDict):
     model: str | None
     timings_ms: list[dict[str, Any]]
     elapsed_ms: float
+    compute_seconds: float  # the endpoints' own work (their compute_seconds, summed)
 
 
 class StepError(TypedDict):

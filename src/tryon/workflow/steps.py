@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tryon.contract import versioned_s3_uri
+from tryon.contract import COMPUTE_SECONDS, versioned_s3_uri
 from tryon.kinds import EndpointKind
 from tryon.workflow import aws, claim, endpoints, layout, report, storage
 from tryon.workflow.config import Settings
@@ -74,6 +74,11 @@ def _output_prefix(job: Job) -> str:
     return layout.s3_uri(job["output"]["bucket"], job["output"]["prefix"])
 
 
+def compute_seconds(results: list[dict[str, Any]]) -> float:
+    """The instance time a step's endpoint calls took: their answers' ``compute_seconds``, summed."""
+    return round(sum(float(result.get(COMPUTE_SECONDS) or 0.0) for result in results), 3)
+
+
 def _written_keys(result: Mapping[str, Any], *, endpoint: str, job: Job, count: int) -> list[str]:
     """Keys of the images the endpoint wrote, checked to lie under the job's result prefix."""
     outputs = result.get("outputs")
@@ -118,6 +123,7 @@ def _segment_result(state: SegmentInput, results: list[dict[str, Any]], elapsed_
         "model": result.get("model"),
         "timings_ms": result.get("timings_ms", {}),
         "elapsed_ms": elapsed_ms,
+        "compute_seconds": compute_seconds(results),
     }
 
 
@@ -158,6 +164,7 @@ def _inpaint_result(state: InpaintInput, results: list[dict[str, Any]], elapsed_
         "model": result.get("model"),
         "timings_ms": result.get("timings_ms", {}),
         "elapsed_ms": elapsed_ms,
+        "compute_seconds": compute_seconds(results),
     }
 
 
@@ -202,6 +209,7 @@ def _upscale_result(state: UpscaleInput, results: list[dict[str, Any]], elapsed_
         "model": results[-1].get("model") if results else None,
         "timings_ms": [result.get("timings_ms", {}) for result in results],
         "elapsed_ms": elapsed_ms,
+        "compute_seconds": compute_seconds(results),
     }
 
 
