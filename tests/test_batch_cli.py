@@ -63,3 +63,76 @@ def test_run_refuses_missing_photos_before_any_model_loads(tmp_path, capsys):
     (tmp_path / "m.xlsx").write_text("image\n")
     assert run(["batch", "run", str(tmp_path / "m.xlsx")]) == EXIT_BAD_INPUT
     assert "must end with one of .csv, .jsonl, .ndjson" in capsys.readouterr().err
+
+
+STACK = "tryon-batch-test"
+REGION = "us-east-1"
+
+
+@pytest.fixture(scope="module")
+def deployed(tiny_models):
+    """A 'deployed' stack on moto: the harness's resources and a CloudFormation stack exposing them."""
+    import boto3
+
+    from tryon.local import LocalWorkflow
+    from tryon.local.batch import LocalBatches, distributed_map_engine
+    from tryon.local.runner import TINY_PARAMETERS
+    from tryon.local.samples import sample_photo
+
+    dirs = {"clipseg": tiny_models["clipseg"], "sd_inpaint": tiny_models["sd-inpaint"]}
+    parameters = {**TINY_PARAMETERS, "DefaultNegativeQueries": ""}
+    with (
+        distributed_map_engine(),
+        LocalWorkflow(dirs, parameters=parameters, upscale=False, deliver_events=True) as wf,
+    ):
+        batches = LocalBatches(wf)
+        batches.deliver_uploads()
+        wf.upload(sample_photo((40, 56)), "inputs/cat/a.png")
+        outputs = {
+            "InputBucketName": wf.input_bucket,
+            "OutputBucketName": wf.output_bucket,
+            "InputPrefix": wf.input_prefix,
+            "StateMachineArn": wf.state_machine_arn,
+            "BatchStateMachineArn": batches.state_machine_arn,
+            "BatchPrefix": batches.batch_prefix,
+            "BatchReportsPrefix": "results/batches/",
+        }
+        template = {
+            "Resources": {"Marker": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
+            "Outputs": {key: {"Value": value} for key, value in outputs.items()},
+        }
+        boto3.client("cloudformation", region_name=REGION).create_stack(
+            StackName=STACK, TemplateBody=json.dumps(template)
+        )
+        yield wf
+
+
+def test_submit_and_status_on_a_deployed_stack(deployed, tmp_path, capsys):
+    manifest = tmp_path / "drop.jsonl"
+    rows = [
+        {"image": "cat/a.png", "prompt": "a red shirt", "threshold": 0, "seed": 1},
+        {"image": f"s3://{deployed.input_bucket}/inputs/cat/a.png", "prompt": "a blue shirt", "threshold": 0},
+    ]
+    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "out"
+    argv = ["batch", "submit", str(manifest), "--stack", STACK, "--region", REGION, "--out", str(out)]
+    code = run([*argv, "--max-concurrency", "2", "--json"])
+    captured = capsys.readouterr()
+    answer = json.loads(captured.out.strip().splitlines()[-1])
+    assert code == EXIT_OK, captured.err
+    assert answer["status"] == "succeeded" and answer["counts"]["rows"] == 2
+    head = deployed.client("s3").head_object(Bucket=deployed.input_bucket, Key="batches/drop.jsonl")
+    assert head["Metadata"] == {"max-concurrency": "2"}
+    folder = out / answer["batch_id"]
+    assert {"report.csv", "report.json", "contact-sheet.jpg"} <= {p.name for p in folder.iterdir()}
+    execution = captured.err.split("execution ")[1].split()[0]
+    assert run(["batch", "status", execution.rsplit(":", 1)[1], "--stack", STACK, "--region", REGION,
+                "--out", str(tmp_path / "again")]) == EXIT_OK  # fmt: skip
+    assert "report: " in capsys.readouterr().out
+
+    manifest.write_text('{"image": "cat/a.png", "steps": 1000}\n')  # refused: exit 1, its report downloaded
+    code = run([*argv, "--json"])
+    answer = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == EXIT_WORKFLOW_FAILED and answer["status"] == "refused"
+    assert "row 1: steps: must be <= 150, got 1000" in answer["cause"]
+    assert answer["counts"] == {"rows": 1, "invalid": 1}
