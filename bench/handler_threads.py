@@ -1,8 +1,9 @@
 """Handler threads: the count ``tryon.handlers.threads`` chooses vs torch's default, in one run.
 
 Each case is a full ``input_fn -> predict_fn`` request through a real handler; the variants
-differ only in ``TRYON_TORCH_THREADS`` (unset: the handler's choice; torch's default count
-at start-up; 1 thread) and take turns, so load from other processes hits them alike.
+differ only in ``TRYON_TORCH_THREADS`` (torch's default count at start-up, 1 thread, and
+the handler's choice when it is neither) and take turns, so load from other processes hits
+them alike. Where the choice equals a measured setting, it is that measurement.
 Cases: a random CLIPSeg with the rd64-refined shape (150.7 M parameters, one query), the
 tiny x4 upscaler on a tiled input (many small passes), and a random x4 upscaler with the
 real UNet/VAE/text-encoder shapes (:mod:`bench.full_models`) on one pass. The goal: the
@@ -45,7 +46,10 @@ def _compare(label: str, call: Callable[[], None], module: Any, default: int, re
     """Median seconds of ``call`` under each thread setting, alternating; one warm-up each."""
     from tryon.handlers import threads
 
-    variants = {"choice": None, "default": str(default), "1 thread": "1"}
+    chosen = threads.choose(threads.parameter_count(module))
+    variants = {"default": str(default), "1 thread": "1"}
+    if chosen not in (default, 1):  # else it IS one of those settings, measured as that
+        variants["choice"] = None
     samples: dict[str, list[float]] = {name: [] for name in variants}
 
     def run(name: str) -> float:
@@ -64,13 +68,15 @@ def _compare(label: str, call: Callable[[], None], module: Any, default: int, re
         for name in list(variants) if i % 2 == 0 else list(variants)[::-1]:
             samples[name].append(run(name))
     os.environ.pop(threads.THREADS_ENV, None)
+    same = "default" if chosen == default else "1 thread" if chosen == 1 else "choice"
+    samples["choice"] = samples[same]
     medians = {name: statistics.median(s) for name, s in samples.items()}
     minima = {name: min(s) for name, s in samples.items()}
-    chosen = threads.choose(threads.parameter_count(module))
     row = {
         "case": label,
         "params_m": round(threads.parameter_count(module) / 1e6, 1),
         "chosen_threads": chosen,
+        "choice is": same,
         "default_threads": default,
         **{f"{name} s": round(value, 2) for name, value in medians.items()},
         "choice / default": round(medians["choice"] / medians["default"], 3),
