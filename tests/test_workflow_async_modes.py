@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import boto3
 import pytest
 from test_workflow_async import DEADLINE_S, FAST, MIXED, failure_of, models, upload
 
@@ -12,7 +13,10 @@ from tryon.local import LocalWorkflow
 pytestmark = pytest.mark.slow
 
 
-def test_every_endpoint_async(tiny_models, one_torch_thread):
+def test_every_endpoint_async(tiny_models, one_torch_thread, monkeypatch):
+    # no region but the functions' own (as `tryon demo` runs), and a boto3 session made before
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    boto3.setup_default_session()
     modes = dict.fromkeys(MIXED, "async")
     with LocalWorkflow(models(tiny_models), parameters=FAST, modes=modes, stack_name="tryon-all-async") as wf:
         key = upload(wf, "all.png", metadata={"upscale": "true"})

@@ -13,7 +13,7 @@ import typer
 from tryon.cli import EXIT_OK, EXIT_WORKFLOW_FAILED, app, fail
 from tryon.cli.aws import Profile, Region
 from tryon.executions import ExecutionResult, StateEvent, format_event
-from tryon.kinds import TINY_MODEL_FOLDERS
+from tryon.kinds import TINY_MODEL_FOLDERS, check_kind, check_mode
 
 # Per-job overrides shared by `run` and `submit` (see docs/workflow.md for every parameter).
 Query = Annotated[str | None, typer.Option(help="What to mask, e.g. 'a skirt'.")]
@@ -25,6 +25,14 @@ NumImages = Annotated[int | None, typer.Option(help="Images to paint (1-4).")]
 Adapter = Annotated[str | None, typer.Option(help="LoRA adapter: a name on the endpoint or s3://.../.")]
 Preset = Annotated[str | None, typer.Option(help="Named preset: draft, standard, quality, or your own.")]
 Upscale = Annotated[bool | None, typer.Option("--upscale/--no-upscale", help="Upscale x4 (if configured).")]
+Modes = Annotated[
+    list[str],
+    typer.Option(
+        "--mode",
+        help="KIND=MODE: serve an endpoint kind realtime, serverless or async; the workflow takes the "
+        "matching path (async: S3 request, SNS notification, task-token callback). Repeatable.",
+    ),
+]
 Sets = Annotated[list[str], typer.Option("--set", help="Any other parameter: NAME=VALUE (repeatable).")]
 Out = Annotated[Path, typer.Option(help="Folder for mask, images, manifest and preview.")]
 Json = Annotated[
@@ -115,11 +123,27 @@ def _check_job(overrides: dict[str, Any], preset: str | None) -> None:
     )
 
 
+def _modes(specs: list[str]) -> dict[str, str]:
+    """``--mode KIND=MODE`` options as endpoint kind -> serving mode."""
+    modes: dict[str, str] = {}
+    for spec in specs:
+        kind, sep, mode = spec.partition("=")
+        try:
+            if not sep:
+                raise ValueError("expected KIND=MODE, e.g. sd_inpaint=async")
+            modes[check_kind(kind)] = check_mode(mode)
+        except ValueError as exc:
+            raise fail(f"--mode {spec!r}: {exc}") from None
+    return modes
+
+
 def _run_locally(photo: Path, overrides: dict[str, Any], *, models: list[str], out: Path, preset: str | None,
-                 upscale: bool | None, progress: bool, as_json: bool = False) -> int:  # fmt: skip
+                 upscale: bool | None, progress: bool, as_json: bool = False,
+                 modes: list[str] | None = None) -> int:  # fmt: skip
     from tryon.local.runner import TINY_PARAMETERS, check_photo, run_photo
 
     check_photo(photo)
+    endpoint_modes = _modes(modes or [])
     _check_job(overrides, preset)  # bad values and unknown presets fail here, before any model loads
     if progress:
         os.environ["TRYON_PROGRESS_BARS"] = "1"
@@ -138,6 +162,7 @@ def _run_locally(photo: Path, overrides: dict[str, Any], *, models: list[str], o
         parameters=TINY_PARAMETERS if all_tiny else None,
         on_event=_printer(as_json),
         on_status=lambda msg: typer.echo(msg, err=as_json),
+        modes=endpoint_modes,
     )
     return _report(run.result, run.files, as_json=as_json)
 
@@ -149,6 +174,7 @@ def demo(
     models: Annotated[
         list[str], typer.Option(help="KIND=DIR|HUB-ID: real checkpoints instead of the tiny ones.")
     ] = [],  # noqa: B006  (typer reads list defaults, never mutates them)
+    mode: Modes = [],  # noqa: B006
 ) -> None:
     """The whole workflow on one machine: the sample photo, the real state machine, handlers and models."""
     from tryon.local.runner import DEMO_OVERRIDES, DEMO_PHOTO
@@ -158,7 +184,14 @@ def demo(
     )
     overrides = {**DEMO_OVERRIDES, "upscale": upscale}
     code = _run_locally(
-        DEMO_PHOTO, overrides, models=models, out=out, preset=None, upscale=upscale, progress=False
+        DEMO_PHOTO,
+        overrides,
+        models=models,
+        out=out,
+        preset=None,
+        upscale=upscale,
+        progress=False,
+        modes=mode,
     )
     raise typer.Exit(code)
 
@@ -181,6 +214,7 @@ def run_(
         typer.Option(help="KIND=DIR|HUB-ID for clipseg, sd_inpaint, sd_upscale (default: tiny ones)."),
     ] = [],  # noqa: B006
     out: Out = Path("out"),
+    mode: Modes = [],  # noqa: B006
     progress: Annotated[bool, typer.Option(help="Progress bars for model loading and diffusion.")] = True,
     as_json: Json = False,
 ) -> None:
@@ -206,6 +240,7 @@ def run_(
             upscale=upscale,
             progress=progress,
             as_json=as_json,
+            modes=mode,
         )
     )
 

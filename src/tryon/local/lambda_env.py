@@ -72,6 +72,15 @@ class ThreadOverlayEnviron(MutableMapping[str, str]):
             self._local.values = previous
 
 
+def install() -> ThreadOverlayEnviron:
+    """Install the overlay now (idempotent), before any botocore session of the local stack exists.
+
+    A botocore session keeps the ``os.environ`` object it saw when it was made: one made before
+    the overlay would never see a function's own variables (its region, for one).
+    """
+    return _installed()
+
+
 def _installed() -> ThreadOverlayEnviron:
     """Swap ``os.environ`` for an overlay-aware mapping once per process (``os.getenv`` follows)."""
     with _install_lock:

@@ -84,6 +84,7 @@ def run_photo(
     on_event: Callable[[StateEvent], None] | None = None,
     on_status: Callable[[str], None] = lambda _msg: None,
     timeout: float = 3600.0,
+    modes: Mapping[str, str] | None = None,
 ) -> LocalRun:
     """Upload ``photo`` with ``overrides`` as metadata, run the workflow, copy its outputs to ``out_dir``."""
     from tryon.local.workflow import LocalWorkflow
@@ -92,7 +93,9 @@ def run_photo(
     header = check_photo(photo)
     metadata = params.to_metadata(overrides, preset)
     on_status("starting the local stack and loading the models")
-    with LocalWorkflow(model_dirs, parameters=parameters, upscale=upscale, deliver_events=True) as wf:
+    with LocalWorkflow(
+        model_dirs, parameters=parameters, upscale=upscale, modes=modes, deliver_events=True
+    ) as wf:
         content_type = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}[header.format]
         started = datetime.now(UTC)
         uploaded = wf.upload(photo, metadata=metadata, content_type=content_type)

@@ -34,7 +34,7 @@ import boto3
 
 from tryon.executions import ExecutionResult, StateEvent, follow_execution
 from tryon.kinds import check_kind, check_mode
-from tryon.local import faults, moto_patches, provision
+from tryon.local import faults, lambda_env, moto_patches, provision
 from tryon.local.events import s3_object_created
 from tryon.local.lambdas import STATE_LIMIT_BYTES, LambdaRuntime
 from tryon.local.template import SamTemplate
@@ -127,6 +127,7 @@ class LocalWorkflow:
         self._server: Any = None
         self._mock: Any = None
         self._patches: ExitStack | None = None
+        self._saved_region: tuple[str | None] | None = None  # (value before __enter__,)
         self.lambdas = LambdaRuntime(self.template, self._base_environment)
         self.state_machine_arn = ""
         self.deliver_events = deliver_events
@@ -185,6 +186,13 @@ class LocalWorkflow:
     def __enter__(self) -> LocalWorkflow:
         from moto import mock_aws
 
+        # Functions see their own environment through the overlay; boto3's default session is
+        # made afresh so that it reads the overlay, not the os.environ an earlier session kept.
+        lambda_env.install()
+        boto3.DEFAULT_SESSION = None
+        # The endpoints' containers (the server's threads) run in the stack's region, as on AWS.
+        self._saved_region = (os.environ.get("AWS_DEFAULT_REGION"),)
+        os.environ["AWS_DEFAULT_REGION"] = self.region
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
         try:
@@ -220,6 +228,13 @@ class LocalWorkflow:
         if self._mock is not None:
             self._mock.stop()
             self._mock = None
+        if self._saved_region is not None:
+            (region,) = self._saved_region
+            if region is None:
+                os.environ.pop("AWS_DEFAULT_REGION", None)
+            else:
+                os.environ["AWS_DEFAULT_REGION"] = region
+            self._saved_region = None
         aws.reset_clients()
 
     def _base_environment(self) -> dict[str, str]:
