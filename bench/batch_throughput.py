@@ -9,10 +9,11 @@ wall time, the endpoints' own inference time (from each job's manifest) and the 
 overhead = (wall - inference) / rows, against the model time per row. The goal is a batch
 per-row overhead under 5% of the model time with full-size CLIPSeg and one full-size
 inpainting step. ``--concurrency`` also runs the batch at other MaxConcurrency values (rows
-per minute; on one machine the endpoint server is the capacity).
+per minute; on one machine the endpoint server is the capacity). The main batch runs one
+row at a time, as the single executions do; with more, rows' inference overlaps in wall time.
 
-    .venv/bin/python -m bench.batch_throughput --rows 4          # full size (several minutes, ~8 GB RAM)
-    .venv/bin/python -m bench.batch_throughput --tiny --rows 20 --concurrency 1 4
+    .venv/bin/python -m bench.batch_throughput --rows 4 --size 256   # full size (minutes, ~8 GB RAM)
+    .venv/bin/python -m bench.batch_throughput --tiny --rows 20 --concurrency 4 10
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ def line(label: str, rows: int, wall: float, inference: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from PIL import Image
+
     from bench.handler_overhead import build_full_clipseg
     from bench.workflow_overhead import build_full_sd2_inpaint
     from tryon.local import LocalWorkflow
@@ -82,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tiny", action="store_true", help="The tiny checkpoints instead of full-size ones.")
     parser.add_argument("--rows", type=int, default=20, help="Rows in the batch (and single executions).")
     parser.add_argument("--concurrency", type=int, nargs="*", default=[], help="Extra MaxConcurrency values.")
+    parser.add_argument("--size", type=int, default=512, help="Side of the (square) photo in px.")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,9 +100,12 @@ def main(argv: list[str] | None = None) -> None:
             dirs = {"clipseg": Path(tmp, "clipseg"), "sd_inpaint": Path(tmp, "sd2-inpaint")}
             parameters, label = {"DefaultSteps": 1}, "full-size CLIPSeg + SD2-inpaint, 1 step, 512 px photo"
         parameters |= {"UpscaleEndpointName": "", "DefaultNegativeQueries": ""}
+        photo = Path(tmp, f"photo-{args.size}.jpg")
+        with Image.open(DEMO_PHOTO) as img:
+            img.convert("RGB").resize((args.size, args.size)).save(photo, quality=90)
 
         def rows(seed0: int) -> list[dict]:
-            base = {"image": DEMO_PHOTO.name, "query": "an orange space suit", "threshold": 0.0}
+            base = {"image": photo.name, "query": "an orange space suit", "threshold": 0.0}
             return [
                 {**base, "prompt": "a red plaid flannel shirt", "seed": seed0 + i} for i in range(args.rows)
             ]
@@ -107,17 +114,17 @@ def main(argv: list[str] | None = None) -> None:
         with distributed_map_engine(), LocalWorkflow(dirs, parameters=parameters, deliver_events=True) as wf:
             batches = LocalBatches(wf)
             batches.deliver_uploads()
-            wf.upload(DEMO_PHOTO, f"{wf.input_prefix}{DEMO_PHOTO.name}")
+            wf.upload(photo, f"{wf.input_prefix}{photo.name}")
             time.sleep(1.0)  # the upload's own execution (the image rule) is not part of the figures
             for execution in wf.client("stepfunctions").list_executions(stateMachineArn=wf.state_machine_arn)[
                 "executions"
             ]:
                 wf.wait(execution["executionArn"], timeout=3600)
             wf.run(
-                {"image": f"s3://{wf.input_bucket}/{wf.input_prefix}{DEMO_PHOTO.name}", "seed": 999_999},
+                {"image": f"s3://{wf.input_bucket}/{wf.input_prefix}{photo.name}", "seed": 999_999},
                 timeout=3600,
             )  # warm-up: first-call costs of both endpoints are not part of the figures
-            concurrency = 10
+            concurrency = 1  # one row at a time, as the single executions run: the fair comparison
             wall, inference = run_batch(wf, batches, rows(1000), "bench.jsonl", concurrency)
             results.append(line(f"batch, MaxConcurrency {concurrency}", args.rows, wall, inference))
             wall, inference = run_singles(wf, rows(2000))
@@ -126,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
                 wall, inference = run_batch(wf, batches, rows(3000 + 1000 * i), f"bench-{extra}.jsonl", extra)
                 results.append(line(f"batch, MaxConcurrency {extra}", args.rows, wall, inference))
 
-    print(f"\n{label}; photo {DEMO_PHOTO.name}; {os.cpu_count()} CPUs\n")
+    print(f"\n{label}; photo {photo.name} ({args.size} px); {os.cpu_count()} CPUs\n")
     print(
         "| run | rows | wall s | inference s | overhead ms/row | model ms/row | overhead/model | rows/min |"
     )

@@ -48,11 +48,6 @@ def _options(
     return options
 
 
-def _metadata(options: Mapping[str, Any]) -> dict[str, str]:
-    """Batch options as the manifest's S3 metadata (ValidateBatch reads ``x-amz-meta-max-concurrency``...)."""
-    return {name.replace("_", "-"): json.dumps(value) for name, value in options.items()}
-
-
 class _Bar:
     """A tqdm bar over the rows to run: done/failed/running counts and tqdm's ETA."""
 
@@ -167,7 +162,7 @@ def _follow(sfn: Any, arn: str, on_progress: Callable[[Any], None], poll_s: floa
     return described
 
 
-def _outcome(sfn: Any, s3: Any, described: Mapping[str, Any], out: Path, as_json: bool) -> int:
+def _outcome(s3: Any, described: Mapping[str, Any], out: Path, as_json: bool) -> int:
     """Download the report (and contact sheets) of an ended batch execution; the exit code."""
     from tryon import imaging
     from tryon.batch_progress import report_uri
@@ -214,7 +209,9 @@ def submit(
     found, outputs, s3, sfn = _batch_stack(region, profile, stack)
     key = outputs["BatchPrefix"] + manifest.name
     started = datetime.now(UTC)
-    put = s3.put_object(Bucket=found.input_bucket, Key=key, Body=data, Metadata=_metadata(options))
+    put = s3.put_object(
+        Bucket=found.input_bucket, Key=key, Body=data, Metadata=batch_manifest.options_metadata(options)
+    )
     typer.echo(f"uploaded s3://{found.input_bucket}/{key}", err=as_json)
     upload = stacks.Upload(found.input_bucket, key, put.get("VersionId"), started)
     batch_sm = replace(found, state_machine_arn=outputs["BatchStateMachineArn"])
@@ -227,7 +224,7 @@ def submit(
         described = _follow(sfn, arn, bar, 5.0, timeout)
     finally:
         bar.close()
-    raise typer.Exit(_outcome(sfn, s3, described, out, as_json))
+    raise typer.Exit(_outcome(s3, described, out, as_json))
 
 
 @batch_app.command()
@@ -257,7 +254,7 @@ def status(
             counts = {k: getattr(progress, k) for k in counts}
         typer.echo(json.dumps({"status": "RUNNING", **counts}))
         raise typer.Exit(EXIT_OK)
-    raise typer.Exit(_outcome(sfn, s3, described, out, as_json))
+    raise typer.Exit(_outcome(s3, described, out, as_json))
 
 
 @batch_app.command()

@@ -313,7 +313,7 @@ def run_batch(
     """
     rows, photos = local_rows(manifest)
     fmt = batch_manifest.manifest_format(manifest.name)
-    metadata = {k.replace("_", "-"): json.dumps(v).strip('"') for k, v in (options or {}).items()}
+    metadata = batch_manifest.options_metadata(options or {})
     on_status("starting the local stack and loading the models")
     with (
         distributed_map_engine(),

@@ -163,6 +163,11 @@ def write_manifest(rows: list[Mapping[str, Any]], fmt: str) -> str:
     return out.getvalue()
 
 
+def options_metadata(options: Mapping[str, Any]) -> dict[str, str]:
+    """Batch options as the manifest's S3 metadata (``max_concurrency`` -> ``max-concurrency: "20"``)."""
+    return {name.replace("_", "-"): json.dumps(value) for name, value in options.items()}
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
