@@ -1,0 +1,128 @@
+"""Asynchronous vs real-time path: what the S3 request, the queue, SNS and the task-token callback add.
+
+The same job runs twice in one process, on the same models: once with both endpoints in
+real-time mode (``InvokeEndpoint``), once with both in async mode (request JSON to S3,
+``InvokeEndpointAsync``, the local server's queue, answer to S3, SNS notification,
+CompleteAsync, ``SendTaskSuccess``). For each endpoint state it prints wall time, the
+endpoint's own ``inference`` time and the rest; the figure of merit is the time the
+asynchronous path adds per call and per execution, as a share of model time (goal < 5%
+with full-size CLIPSeg and one full-size SD2 inpainting step, as ``bench.workflow_overhead``
+runs them). ``--rounds N`` alternates the order (real-time first, then async first, ...).
+
+    .venv/bin/python -m bench.async_overhead            # full size (several minutes, ~8 GB RAM)
+    .venv/bin/python -m bench.async_overhead --tiny     # the tiny checkpoints, for a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+STATES = {"realtime": ("Segment", "Inpaint"), "async": ("SegmentAsync", "InpaintAsync")}
+KEYS = ("segment", "inpaint")
+
+
+def run_once(mode: str, dirs: dict, parameters: dict, out: Path) -> dict[str, float]:
+    """One execution with both endpoints in ``mode``: per state wall, inference and the rest (ms)."""
+    from tryon.executions import StateEvent
+    from tryon.local.runner import DEMO_OVERRIDES, DEMO_PHOTO, run_photo
+
+    events: list[StateEvent] = []
+    run = run_photo(
+        DEMO_PHOTO,
+        model_dirs=dirs,
+        out_dir=out,
+        overrides={**DEMO_OVERRIDES, "upscale": False},
+        upscale=False,
+        parameters=parameters,
+        on_event=events.append,
+        timeout=3600,
+        modes={"clipseg": mode, "sd_inpaint": mode},
+    )
+    assert run.result.succeeded, run.result.cause
+    manifest = json.loads((out / "manifest.json").read_text())
+    walls = {e.state: e.duration_s * 1000 for e in events if e.phase == "exited" and e.duration_s is not None}
+    figures: dict[str, float] = {}
+    for state, key in zip(STATES[mode], KEYS, strict=True):
+        inference = manifest["timings_ms"][key]["endpoint_timings_ms"]["inference"]
+        figures[f"{key}_wall"] = walls[state]
+        figures[f"{key}_inference"] = inference
+        figures[f"{key}_rest"] = walls[state] - inference
+    first, last = min(e.timestamp for e in events), max(e.timestamp for e in events)
+    figures["execution_wall"] = (last - first).total_seconds() * 1000
+    figures["execution_inference"] = sum(figures[f"{k}_inference"] for k in KEYS)
+    return figures
+
+
+def main(argv: list[str] | None = None) -> None:
+    from bench.handler_overhead import build_full_clipseg
+    from bench.workflow_overhead import build_full_sd2_inpaint
+    from tryon.local.runner import TINY_PARAMETERS
+    from tryon.tiny_models import ensure_tiny_models
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--tiny", action="store_true", help="Use the tiny checkpoints instead of full-size ones."
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="Pairs of executions, alternating the order.")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.tiny:
+            tiny = ensure_tiny_models()
+            dirs = {"clipseg": tiny["clipseg"], "sd_inpaint": tiny["sd-inpaint"]}
+            parameters, label = dict(TINY_PARAMETERS), "tiny checkpoints"
+        else:
+            started = time.perf_counter()
+            build_full_clipseg(Path(tmp, "clipseg"))
+            build_full_sd2_inpaint(Path(tmp, "sd2-inpaint"))
+            print(f"built the full-size models in {time.perf_counter() - started:.0f} s")
+            dirs = {"clipseg": Path(tmp, "clipseg"), "sd_inpaint": Path(tmp, "sd2-inpaint")}
+            parameters, label = {"DefaultSteps": 1}, "full-size CLIPSeg + SD2-inpaint, 1 step at 512 px"
+        results: dict[str, list[dict[str, float]]] = {"realtime": [], "async": []}
+        for round_ in range(args.rounds):
+            order = ("realtime", "async") if round_ % 2 == 0 else ("async", "realtime")
+            for mode in order:
+                figures = run_once(mode, dirs, parameters, Path(tmp, f"out-{mode}-{round_}"))
+                results[mode].append(figures)
+                print(f"round {round_ + 1} {mode}: {figures['execution_wall']:.0f} ms wall")
+
+    def med(mode: str, name: str) -> float:
+        return statistics.median(f[name] for f in results[mode])
+
+    print(f"\n{label}; medians of {args.rounds} round(s)\n")
+    print(
+        "| call | real-time rest ms | async rest ms | added by async ms | inference ms | added / inference |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for key in KEYS:
+        rt, asy = med("realtime", f"{key}_rest"), med("async", f"{key}_rest")
+        inference = med("async", f"{key}_inference")
+        print(
+            f"| {key} | {rt:.0f} | {asy:.0f} | {asy - rt:.0f} | {inference:.0f} "
+            f"| {(asy - rt) / inference:.1%} |"
+        )
+    rt_wall, asy_wall = med("realtime", "execution_wall"), med("async", "execution_wall")
+    inference = med("async", "execution_inference")
+    added = asy_wall - rt_wall
+    print(f"| whole execution | wall {rt_wall:.0f} | wall {asy_wall:.0f} | {added:.0f} | {inference:.0f} "
+          f"| **{added / inference:.1%}** |")  # fmt: skip
+    print(
+        "\n'rest' = state wall - endpoint inference (Lambda, S3, HTTP or queue + SNS + callback, "
+        "orchestration);"
+    )
+    print(
+        "'added by async' = async rest - real-time rest, per call and per execution (goal < 5% of inference)."
+    )
+
+
+if __name__ == "__main__":
+    main()
