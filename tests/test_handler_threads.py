@@ -24,6 +24,10 @@ def test_small_models_get_one_thread_large_ones_every_core():
     assert threads.choose(threads.SMALL_MODEL_PARAMS - 1, cores=8) == 1
     assert threads.choose(150_000_000, cores=8) == 8
     assert threads.choose(150_000_000) == threads.available_cores()
+    # never more than torch runs with (physical cores, OMP_NUM_THREADS): no hyper-thread oversubscription
+    assert threads.choose(150_000_000, cores=8, cap=4) == 4
+    assert threads.choose(150_000_000, cores=2, cap=36) == 2  # a 2-CPU quota on a 72-thread host
+    assert threads.choose(100_000, cores=8, cap=4) == 1
 
 
 def test_env_override_and_its_errors(monkeypatch):

@@ -4,7 +4,8 @@ Torch's default (one thread per physical core of the whole machine) is wrong bot
 an endpoint: small models lose time to thread start-up and synchronisation on every tiny
 op (the tiny x4 upscaler on 225 tiles took 44.9 s with the default on 2 cores, 14.4 s on
 one thread), and a container limited by a CPU quota (serverless) or sharing the machine
-with other model-server workers oversubscribes the cores. Each handler runs inference in
+with other model-server workers oversubscribes the cores. It is never too low for a
+dedicated machine, though, so it stays the upper bound. Each handler runs inference in
 ``with fitted(module, device):``, which sets the count chosen by :func:`choose` for that
 call and restores the previous one. ``TRYON_TORCH_THREADS`` overrides the choice.
 The rule and its measurements: docs/benchmarks.md#handler-threads.
@@ -57,8 +58,12 @@ def parameter_count(module: Any) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def choose(params: int, cores: int | None = None) -> int:
-    """Intra-op threads for a CPU model of ``params`` parameters: 1 if small, else every available core."""
+def choose(params: int, cores: int | None = None, cap: int | None = None) -> int:
+    """Intra-op threads for a CPU model of ``params`` parameters: 1 if small, else every available core.
+
+    ``cap`` bounds the second case: torch's own count (its default is the machine's physical
+    cores, or ``OMP_NUM_THREADS``), so hyper-threads are not counted as cores.
+    """
     override = os.environ.get(THREADS_ENV)
     if override:
         try:
@@ -70,7 +75,8 @@ def choose(params: int, cores: int | None = None) -> int:
         return value
     if params < SMALL_MODEL_PARAMS:
         return 1
-    return available_cores() if cores is None else cores
+    available = available_cores() if cores is None else cores
+    return available if cap is None else max(1, min(available, cap))
 
 
 @contextmanager
@@ -85,7 +91,7 @@ def fitted(module: Any, device: Any) -> Iterator[int]:
     if getattr(device, "type", str(device)) != "cpu":
         yield before
         return
-    threads = choose(parameter_count(module))
+    threads = choose(parameter_count(module), cap=before)
     if threads != before:
         torch.set_num_threads(threads)
     try:
