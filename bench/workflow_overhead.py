@@ -74,11 +74,29 @@ def build_full_sd2_inpaint(out_dir: Path) -> int:
     return sum(p.numel() for p in unet.parameters())
 
 
-def main(argv: list[str] | None = None) -> None:
+def model_dirs(tiny: bool, tmp: Path) -> tuple[dict[str, Path], dict[str, int], str]:
+    """(model folders, template parameters, label): the tiny checkpoints, or full-size ones in ``tmp``."""
     from bench.handler_overhead import build_full_clipseg
-    from tryon.executions import StateEvent, format_event
-    from tryon.local.runner import DEMO_OVERRIDES, DEMO_PHOTO, TINY_PARAMETERS, run_photo
+    from tryon.local.runner import TINY_PARAMETERS
     from tryon.tiny_models import ensure_tiny_models
+
+    if tiny:
+        models = ensure_tiny_models()
+        dirs = {"clipseg": models["clipseg"], "sd_inpaint": models["sd-inpaint"]}
+        return dirs, dict(TINY_PARAMETERS), "tiny checkpoints"
+    started = time.perf_counter()
+    clipseg_params = build_full_clipseg(Path(tmp, "clipseg"))
+    unet_params = build_full_sd2_inpaint(Path(tmp, "sd2-inpaint"))
+    took = time.perf_counter() - started
+    sizes = f"CLIPSeg {clipseg_params / 1e6:.1f} M, SD2-inpaint UNet {unet_params / 1e6:.1f} M params"
+    print(f"built {sizes} in {took:.0f} s")
+    dirs = {"clipseg": Path(tmp, "clipseg"), "sd_inpaint": Path(tmp, "sd2-inpaint")}
+    return dirs, {"DefaultSteps": 1}, "full-size CLIPSeg + SD2-inpaint, 1 step at 512 px"
+
+
+def main(argv: list[str] | None = None) -> None:
+    from tryon.executions import StateEvent, format_event
+    from tryon.local.runner import DEMO_OVERRIDES, DEMO_PHOTO, run_photo
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -87,19 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
-        tiny = ensure_tiny_models()
-        if args.tiny:
-            dirs = {"clipseg": tiny["clipseg"], "sd_inpaint": tiny["sd-inpaint"]}
-            parameters, label = TINY_PARAMETERS, "tiny checkpoints"
-        else:
-            started = time.perf_counter()
-            clipseg_params = build_full_clipseg(Path(tmp, "clipseg"))
-            unet_params = build_full_sd2_inpaint(Path(tmp, "sd2-inpaint"))
-            took = time.perf_counter() - started
-            sizes = f"CLIPSeg {clipseg_params / 1e6:.1f} M, SD2-inpaint UNet {unet_params / 1e6:.1f} M params"
-            print(f"built {sizes} in {took:.0f} s")
-            dirs = {"clipseg": Path(tmp, "clipseg"), "sd_inpaint": Path(tmp, "sd2-inpaint")}
-            parameters, label = {"DefaultSteps": 1}, "full-size CLIPSeg + SD2-inpaint, 1 step at 512 px"
+        dirs, parameters, label = model_dirs(args.tiny, Path(tmp))
         events: list[StateEvent] = []
 
         def on_event(event: StateEvent) -> None:
