@@ -68,7 +68,7 @@ class Settings:
     #: ``InvocationTimeoutSeconds`` of each asynchronous request (SageMaker allows up to 3600)
     async_invocation_seconds: int = 900
     #: besides the invocation itself, how long a callback may take (queueing, an instance starting from zero)
-    async_grace_seconds: int = 900
+    async_grace_seconds: int = 600
     #: seconds a job claim holds (:mod:`tryon.workflow.claim`): at least the state machine's
     #: ``TimeoutSeconds``, so an expired claim belongs to an execution Step Functions has stopped
     claim_seconds: int = 3600
@@ -107,7 +107,7 @@ class Settings:
             async_prefix=_prefix(env.get("TRYON_ASYNC_PREFIX", "async/")),
             token_table=env.get("TRYON_TOKEN_TABLE", ""),
             async_invocation_seconds=int(env.get("TRYON_ASYNC_INVOCATION_SECONDS") or 900),
-            async_grace_seconds=int(env.get("TRYON_ASYNC_GRACE_SECONDS") or 900),
+            async_grace_seconds=int(env.get("TRYON_ASYNC_GRACE_SECONDS") or 600),
             claim_seconds=int(env.get("TRYON_CLAIM_SECONDS") or 3600),
             adapter_bucket=env.get("TRYON_ADAPTER_BUCKET", ""),
             adapter_prefix=_prefix(env.get("TRYON_ADAPTER_PREFIX", "adapters/")),
