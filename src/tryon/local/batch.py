@@ -304,30 +304,25 @@ def run_batch(
     on_status: Callable[[str], None] = lambda _msg: None,
     timeout: float = 24 * 3600.0,
 ) -> BatchOutcome:
-    """A local manifest through the batch state machine, as ``tryon demo`` runs a photo.
+    """A local manifest through the batch state machine of the local stack ``tryon demo`` uses.
 
-    The photos are uploaded under the input prefix, the manifest (images rewritten to those
-    keys) under the batch prefix with ``options`` as S3 metadata; the template's rule starts
-    the batch. The report, the contact sheets and each finished row's files land in
-    ``out_dir/<batch-id>/``.
+    The photos are uploaded under the input prefix and the manifest (images rewritten to those
+    keys) under the batch prefix; the batch starts from a console input carrying ``options``.
+    (No EventBridge delivery here: each photo upload would also start a single-image try-on.)
+    The report, the contact sheets and each finished row's files land in ``out_dir/<batch-id>/``.
     """
     rows, photos = local_rows(manifest)
     fmt = batch_manifest.manifest_format(manifest.name)
-    metadata = batch_manifest.options_metadata(options or {})
     on_status("starting the local stack and loading the models")
-    with (
-        distributed_map_engine(),
-        LocalWorkflow(model_dirs, parameters=parameters, upscale=upscale, deliver_events=True) as wf,
-    ):
+    with distributed_map_engine(), LocalWorkflow(model_dirs, parameters=parameters, upscale=upscale) as wf:
         batches = LocalBatches(wf)
-        batches.deliver_uploads()
         for rel, path in photos.items():
             wf.upload(path, f"{wf.input_prefix}{rel}")
-        text = batch_manifest.write_manifest(rows, fmt)
-        uploaded = batches.upload_manifest(text, manifest.name, metadata=metadata)
-        on_status(f"uploaded {len(photos)} photo(s) and s3://{uploaded['bucket']}/{uploaded['key']}")
-        arn = batches.find_started(uploaded["key"])
-        on_status(f"EventBridge started {arn.rsplit(':', 1)[-1]}")
+        uploaded = batches.upload_manifest(batch_manifest.write_manifest(rows, fmt), manifest.name)
+        uri = f"s3://{uploaded['bucket']}/{uploaded['key']}"
+        on_status(f"uploaded {len(photos)} photo(s) and {uri}")
+        arn = batches.start({"batch": uri, **(options or {})})
+        on_status(f"started {arn.rsplit(':', 1)[-1]}")
         outcome = batches.wait(arn, timeout=timeout, on_progress=on_progress)
         if outcome.report is not None:
             _download(wf, outcome.report, out_dir / outcome.report["batch_id"])
