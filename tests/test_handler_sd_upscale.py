@@ -85,6 +85,25 @@ def test_tiled_path_is_exact_size_and_deterministic(model):
     assert run(model, body)["image"] == first["image"]
 
 
+def test_tiles_run_in_batches_that_equal_one_call_per_tile(model, monkeypatch):
+    """4 tiles of 32 px fit one pass's pixel budget: one batched call, as if each tile ran alone."""
+    body = {"image": b64(photo(44, 37, seed=3)), "seed": 9, "tile_size": 32, "tile_overlap": 8, **FAST}
+    batches: list[int] = []
+    hook = model.pipe.unet.register_forward_pre_hook(lambda _m, args: batches.append(args[0].shape[0]))
+    try:
+        batched = np.asarray(image_of(run(model, body))).astype(int)
+        assert set(batches) == {4 * 2}  # 4 tiles x (cond, uncond) in every UNet call
+        batches.clear()
+        monkeypatch.setenv("TRYON_UPSCALE_MAX_INPUT_SIDE", "32")  # budget of one 32 px tile per call
+        assert sd_upscale.tiles_per_call(32, 32) == 1
+        alone = np.asarray(image_of(run(model, body))).astype(int)
+        assert set(batches) == {1 * 2}
+    finally:
+        hook.remove()
+    diff = np.abs(batched - alone)
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.001, (diff.max(), (diff > 0).mean())
+
+
 def test_tiling_follows_the_configured_single_pass_limit(model, monkeypatch):
     monkeypatch.setenv("TRYON_UPSCALE_MAX_INPUT_SIDE", "32")
     out = run(model, {"image": b64(photo(40, 20)), "seed": 2, **FAST})

@@ -3,7 +3,8 @@
 Inputs up to ``TRYON_UPSCALE_MAX_INPUT_SIDE`` px per side (default 512) go through the
 pipeline in one pass. Larger ones, up to ``TRYON_UPSCALE_MAX_TILED_SIDE`` px (default
 2048, and never an output above 8192 px per side), are cut into overlapping tiles that are
-upscaled one by one and blended with linear ramps across the overlaps. Larger still is
+upscaled in batches (as many per pipeline call as fit one single pass's pixels) and blended
+with linear ramps across the overlaps. Larger still is
 refused with a message naming the limit. Every pass is padded (mirrored edges) to a
 multiple of 8 px, so any size works and the output is exactly 4x the input.
 
@@ -143,6 +144,15 @@ def input_fn(data: Any, content_type: str | None) -> UpscaleRequest:
     )
 
 
+def tiles_per_call(tile_h: int, tile_w: int) -> int:
+    """Tiles upscaled in one batched pipeline call: as many as fit the single-pass pixel budget.
+
+    A batch of tiles then needs no more memory than one pass of the largest accepted input
+    (``max_input_side()`` squared), and small tiles stop paying one pipeline call each.
+    """
+    return max(1, max_input_side() ** 2 // (tile_h * tile_w))
+
+
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """Start offsets of tiles of ``tile`` px covering ``length`` px, overlapping by at least ``overlap``.
 
@@ -207,27 +217,35 @@ def predict_fn(data: UpscaleRequest, model: UpscaleModel) -> dict[str, Any]:
         prompt_embeds, negative_embeds = pipe.encode_prompt(
             data.prompt, model.device, 1, cfg, negative_prompt=data.negative_prompt
         )
-        single = len(ys) == 1 and len(xs) == 1
+        tiles = [(iy, y, ix, x) for iy, y in enumerate(ys) for ix, x in enumerate(xs)]
+        single = len(tiles) == 1
         out = None if single else np.zeros((ph * SCALE, pw * SCALE, 3), dtype=np.float32)
         weight_sum = None if single else np.zeros((ph * SCALE, pw * SCALE, 1), dtype=np.float32)
-        for iy, y in enumerate(ys):
-            wy = _ramp_weights(ys, tile_h, iy, SCALE)
-            for ix, x in enumerate(xs):
-                result = pipe(
-                    image=Image.fromarray(padded[y : y + tile_h, x : x + tile_w]),
-                    prompt_embeds=prompt_embeds,
-                    negative_prompt_embeds=negative_embeds if cfg else None,
-                    num_inference_steps=data.steps,
-                    guidance_scale=data.guidance_scale,
-                    noise_level=data.noise_level,
-                    generator=torch.Generator("cpu").manual_seed(data.seed),
-                    latents=noise[:, :, y : y + tile_h, x : x + tile_w].to(model.device, model.dtype),
-                    output_type="np",
-                    callback=cancellation.legacy_step_callback,  # stops work nobody waits for
-                ).images[0]
-                if single:
-                    out = result
-                    continue
+        per_call = tiles_per_call(tile_h, tile_w)
+        for start in range(0, len(tiles), per_call):
+            group = tiles[start : start + per_call]
+            n = len(group)
+            # One batched pass for the group: each tile keeps its own crop of the shared noise and
+            # its own generator (seeded alike), as if it ran alone.
+            results = pipe(
+                image=[Image.fromarray(padded[y : y + tile_h, x : x + tile_w]) for _, y, _, x in group],
+                prompt_embeds=prompt_embeds.repeat(n, 1, 1),
+                negative_prompt_embeds=negative_embeds.repeat(n, 1, 1) if cfg else None,
+                num_inference_steps=data.steps,
+                guidance_scale=data.guidance_scale,
+                noise_level=data.noise_level,
+                generator=[torch.Generator("cpu").manual_seed(data.seed) for _ in group],
+                latents=torch.cat([noise[:, :, y : y + tile_h, x : x + tile_w] for _, y, _, x in group]).to(
+                    model.device, model.dtype
+                ),
+                output_type="np",
+                callback=cancellation.legacy_step_callback,  # stops work nobody waits for
+            ).images
+            if single:
+                out = results[0]
+                continue
+            for (iy, y, ix, x), result in zip(group, results, strict=True):
+                wy = _ramp_weights(ys, tile_h, iy, SCALE)
                 weight = (wy[:, None] * _ramp_weights(xs, tile_w, ix, SCALE)[None, :])[..., None]
                 oy, ox = y * SCALE, x * SCALE
                 region = np.s_[oy : oy + tile_h * SCALE, ox : ox + tile_w * SCALE]
