@@ -136,7 +136,11 @@ def test_serve_refuses_a_folder_without_weights_instead_of_the_hub(hub_unreachab
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--preset", "nope"], "preset: unknown preset 'nope'; known: draft, quality, standard"),
+        (
+            ["--preset", "nope"],
+            "preset: unknown preset 'nope'; known: draft, dress, footwear, full-body, lower-body, quality, "
+            "standard, upper-body",
+        ),
         (["--set", "threshold=2"], "threshold (from metadata): must be <= 1"),
     ],
 )

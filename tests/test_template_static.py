@@ -192,7 +192,11 @@ def test_endpoint_role_reads_requests_writes_results_and_reads_adapters_only(par
     assert _list(s3["ReadModelArtifacts"]["Resource"]) == ["arn:aws:s3:::art/sd/model.tar.gz"]
     read = s3["ReadImagesNamedInRequests"]
     assert sorted(_list(read["Action"])) == ["s3:GetObject", "s3:GetObjectVersion"]
-    assert _list(read["Resource"]) == ["local-InputBucket-Arn/inputs/*", "local-OutputBucket-Arn/results/*"]
+    assert _list(read["Resource"]) == [
+        "local-InputBucket-Arn/inputs/*",
+        "local-InputBucket-Arn/garments/*",  # garment reference images (garment_image)
+        "local-OutputBucket-Arn/results/*",
+    ]
     write = s3["WriteResultImages"]
     assert _list(write["Action"]) == ["s3:PutObject"]
     assert _list(write["Resource"]) == ["local-OutputBucket-Arn/results/*"]

@@ -23,8 +23,20 @@ Steps = Annotated[int | None, typer.Option(help="Diffusion steps (1-150).")]
 Seed = Annotated[int | None, typer.Option(help="Seed; absent: derived from the job id.")]
 NumImages = Annotated[int | None, typer.Option(help="Images to paint (1-4).")]
 Adapter = Annotated[str | None, typer.Option(help="LoRA adapter: a name on the endpoint or s3://.../.")]
-Preset = Annotated[str | None, typer.Option(help="Named preset: draft, standard, quality, or your own.")]
+Preset = Annotated[
+    str | None,
+    typer.Option(
+        help="Named preset(s), comma-separated: draft, standard, quality; a garment class (upper-body, "
+        "lower-body, dress, full-body, footwear); or your own."
+    ),
+]
 Upscale = Annotated[bool | None, typer.Option("--upscale/--no-upscale", help="Upscale x4 (if configured).")]
+Garment = Annotated[
+    Path | None,
+    typer.Option(
+        help="The garment's product photo (packshot): conditions the painting (needs an IP-Adapter)."
+    ),
+]
 Modes = Annotated[
     list[str],
     typer.Option(
@@ -139,10 +151,12 @@ def _modes(specs: list[str]) -> dict[str, str]:
 
 def _run_locally(photo: Path, overrides: dict[str, Any], *, models: list[str], out: Path, preset: str | None,
                  upscale: bool | None, progress: bool, as_json: bool = False,
-                 modes: list[str] | None = None) -> int:  # fmt: skip
+                 modes: list[str] | None = None, garment: Path | None = None) -> int:  # fmt: skip
     from tryon.local.runner import TINY_PARAMETERS, check_photo, run_photo
 
     check_photo(photo)
+    if garment is not None:
+        check_photo(garment, field="--garment")
     endpoint_modes = _modes(modes or [])
     _check_job(overrides, preset)  # bad values and unknown presets fail here, before any model loads
     if progress:
@@ -163,6 +177,7 @@ def _run_locally(photo: Path, overrides: dict[str, Any], *, models: list[str], o
         on_event=_printer(as_json),
         on_status=lambda msg: typer.echo(msg, err=as_json),
         modes=endpoint_modes,
+        garment=garment,
     )
     return _report(run.result, run.files, as_json=as_json)
 
@@ -208,6 +223,7 @@ def run_(
     adapter: Adapter = None,
     preset: Preset = None,
     upscale: Upscale = None,
+    garment: Garment = None,
     set_: Sets = [],  # noqa: B006
     models: Annotated[
         list[str],
@@ -241,6 +257,7 @@ def run_(
             progress=progress,
             as_json=as_json,
             modes=mode,
+            garment=garment,
         )
     )
 

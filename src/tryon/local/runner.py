@@ -45,25 +45,30 @@ class LocalRun:
     files: list[Path]
 
 
-def check_photo(photo: Path, *, name: str | None = None) -> imaging.ImageHeader:
+def check_photo(photo: Path, *, name: str | None = None, field: str = "IMAGE") -> imaging.ImageHeader:
     """Refuse a photo Prepare would refuse, before any model loads or any AWS call.
 
     The file must exist and decode fully within the default input limits, and the object
     name it is uploaded under (``name``, else the file name) must end with a suffix the
-    EventBridge rule forwards, or no execution would ever start.
+    EventBridge rule forwards, or no execution would ever start. ``field`` names it in
+    errors (``--garment`` for a garment's packshot, checked the same way).
     """
     from tryon.workflow.config import IMAGE_SUFFIXES
 
     if not photo.is_file():
-        raise RequestError("IMAGE", f"{photo} is not a file")
+        raise RequestError(field, f"{photo} is not a file")
     key = name or photo.name
     if not key.lower().endswith(IMAGE_SUFFIXES):
-        field = "--name" if name else "IMAGE"
-        raise RequestError(field, f"{key} must end with one of {', '.join(IMAGE_SUFFIXES)}")
+        raise RequestError(
+            "--name" if name else field, f"{key} must end with one of {', '.join(IMAGE_SUFFIXES)}"
+        )
     data = photo.read_bytes()
-    header = imaging.read_header(data, field="IMAGE")
-    imaging.decode_image(data, field="IMAGE").close()
+    header = imaging.read_header(data, field=field)
+    imaging.decode_image(data, field=field).close()
     return header
+
+
+_CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 
 
 def _clear_previous(out_dir: Path) -> None:
@@ -85,18 +90,31 @@ def run_photo(
     on_status: Callable[[str], None] = lambda _msg: None,
     timeout: float = 3600.0,
     modes: Mapping[str, str] | None = None,
+    garment: Path | None = None,
 ) -> LocalRun:
-    """Upload ``photo`` with ``overrides`` as metadata, run the workflow, copy its outputs to ``out_dir``."""
+    """Upload ``photo`` with ``overrides`` as metadata, run the workflow, copy its outputs to ``out_dir``.
+
+    ``garment``: the garment's packshot, uploaded under the stack's garment prefix and named
+    in the photo's metadata as ``garment-image`` (that very version).
+    """
+    from tryon.contract import versioned_s3_uri
     from tryon.local.workflow import LocalWorkflow
     from tryon.stack import Stack, Upload, find_execution
 
     header = check_photo(photo)
+    garment_header = check_photo(garment, field="--garment") if garment is not None else None
     metadata = params.to_metadata(overrides, preset)
     on_status("starting the local stack and loading the models")
     with LocalWorkflow(
         model_dirs, parameters=parameters, upscale=upscale, modes=modes, deliver_events=True
     ) as wf:
-        content_type = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}[header.format]
+        if garment is not None and garment_header is not None:
+            key = wf.template.parameters["GarmentPrefix"] + garment.name
+            put = wf.upload(garment, key, content_type=_CONTENT_TYPES[garment_header.format])
+            uri = versioned_s3_uri(put["bucket"], put["key"], put["version_id"])
+            metadata = params.to_metadata({**overrides, "garment_image": uri}, preset)
+            on_status(f"uploaded the garment {uri}")
+        content_type = _CONTENT_TYPES[header.format]
         started = datetime.now(UTC)
         uploaded = wf.upload(photo, metadata=metadata, content_type=content_type)
         on_status(f"uploaded s3://{uploaded['bucket']}/{uploaded['key']}")

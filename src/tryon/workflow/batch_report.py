@@ -28,7 +28,7 @@ FAILED_STATUSES = frozenset({"failed", "invalid", "not-run"})
 #: Largest rows.json read back (10,000 rows take about 5 MB).
 MAX_ROWS_BYTES = 64 * 1024 * 1024
 CSV_COLUMNS = (
-    "row", "status", "image", "job_id", "adapter", "prompt", "results", "manifest", "preview",
+    "row", "status", "image", "job_id", "adapter", "prompt", "garment", "results", "manifest", "preview",
     "seeds", "segment_ms", "inpaint_ms", "upscale_ms", "error", "cause",
 )  # fmt: skip
 READ_THREADS = 16
@@ -50,6 +50,7 @@ def _blank(record: BatchRow) -> ReportRow:
         "job_id": record.get("job_id"),
         "adapter": params.get("adapter"),
         "prompt": params.get("prompt"),
+        "garment": params.get("garment_image"),
         "results": [],
         "manifest": None,
         "preview": None,
@@ -111,7 +112,10 @@ def _csv(rows: list[ReportRow]) -> str:
     for row in rows:
         timings = row["timings_ms"]
         writer.writerow(
-            {k: row.get(k) for k in ("row", "status", "image", "job_id", "adapter", "prompt", "manifest")}
+            {
+                k: row.get(k)
+                for k in ("row", "status", "image", "job_id", "adapter", "prompt", "garment", "manifest")
+            }
             | {
                 "preview": row["preview"],
                 "results": " ".join(row["results"]),

@@ -56,7 +56,8 @@ def row_tiles(row: ReportRow) -> tuple[Image.Image, Image.Image]:
     with Image.open(io.BytesIO(data)) as opened:
         opened.load()
         preview = imaging.to_rgb(opened).copy()
-    panels = 3 if row["results"] else 2  # input | mask overlay | result; no result: no garment found
+    # input | garment (if the row has one) | mask overlay | result; no result: no garment found
+    panels = (3 if row["results"] else 2) + (1 if row.get("garment") else 0)
     width = preview.width // panels
     first = _fit(preview.crop((0, 0, width, preview.height)))
     last = _fit(preview.crop((preview.width - width, 0, preview.width, preview.height)))

@@ -67,6 +67,7 @@ class ReportRow(TypedDict):
     job_id: str | None
     adapter: Any
     prompt: str | None
+    garment: str | None  # the row's garment_image (pinned to the version Prepare read), if any
     results: list[str]
     manifest: str | None
     preview: str | None

@@ -51,6 +51,8 @@ class Settings:
     max_input_bytes: int
     max_input_pixels: int
     input_prefix: str = "inputs/"
+    #: where garment reference images (``garment_image``) may live in the input bucket
+    garment_prefix: str = "garments/"
     results_prefix: str = "results/"
     failures_prefix: str = "failures/"
     clipseg_endpoint: str = ""
@@ -102,6 +104,7 @@ class Settings:
             max_input_pixels=_limit(env, "TRYON_MAX_INPUT_PIXELS", "DEFAULT_MAX_PIXELS"),
             notification_topic_arn=env.get("TRYON_NOTIFICATION_TOPIC_ARN", ""),
             event_bus=env.get("TRYON_EVENT_BUS", ""),
+            garment_prefix=_prefix(env.get("TRYON_GARMENT_PREFIX", "garments/")),
             modes=tuple((kind, env.get(var) or "realtime") for kind, var in MODE_VARIABLES.items()),
             instance_types=tuple((kind, env.get(var, "")) for kind, var in INSTANCE_TYPE_VARIABLES.items()),
             async_prefix=_prefix(env.get("TRYON_ASYNC_PREFIX", "async/")),

@@ -1,4 +1,4 @@
-"""Finalize: preview.jpg (input | mask overlay | result) and manifest.json (Pillow)."""
+"""Finalize: preview.jpg (input | garment | mask overlay | result) and manifest.json (Pillow)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def finalize(payload: Envelope) -> FinalResult:
     panels = [source]
     if job.get("garment"):  # input | garment | mask | result
         uris["garment"] = job["garment"]["uri"]
-        panels.append(garment.read_image(job["garment"], settings))
+        panels.append(preview.garment_panel(garment.read_image(job["garment"], settings), source.size))
     segment_part = state.get("segment") or {}
     if segment_part.get("mask_key"):
         uris["mask"] = layout.s3_uri(out["bucket"], segment_part["mask_key"])

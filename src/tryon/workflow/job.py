@@ -11,7 +11,7 @@ from tryon import imaging, validation
 from tryon.contract import upscale_max_side
 from tryon.errors import RequestError
 from tryon.kinds import KINDS
-from tryon.workflow import async_calls, layout, params, storage
+from tryon.workflow import async_calls, garment, layout, params, storage
 from tryon.workflow.config import IMAGE_SUFFIXES, Settings
 from tryon.workflow.jobid import job_id_for
 from tryon.workflow.state import Job
@@ -80,19 +80,22 @@ def _locate(settings: Settings, trigger: Trigger) -> tuple[str, dict[str, Any]]:
     raise RequestError("image", f"{where} does not exist (or the version is gone)")
 
 
-def inspect_image(settings: Settings, bucket: str, key: str, head: Mapping[str, Any]) -> imaging.ImageHeader:
-    """Check size and header with a ranged GET, then decode fully (truncated files fail here)."""
+def inspect_image(
+    settings: Settings, bucket: str, key: str, head: Mapping[str, Any], field: str = "image"
+) -> imaging.ImageHeader:
+    """Check size and header with a ranged GET, then decode fully (truncated files fail here).
+
+    ``field`` names the input in errors (``image``, or ``garment_image`` for a garment's packshot).
+    """
     size = int(head.get("ContentLength", 0))
     if size == 0:  # a ranged GET of an empty object is answered 416 InvalidRange
-        raise RequestError(
-            "image", f"{layout.s3_uri(bucket, key)} is empty (0 bytes): upload the photo again"
-        )
+        raise RequestError(field, f"{layout.s3_uri(bucket, key)} is empty (0 bytes): upload the image again")
     if size > settings.max_input_bytes:
-        raise RequestError("image", f"is {size} bytes; the limit is {settings.max_input_bytes} bytes")
+        raise RequestError(field, f"is {size} bytes; the limit is {settings.max_input_bytes} bytes")
     version = head.get("VersionId")
     version = None if version in (None, "null") else version
     limits = {
-        "field": "image",
+        "field": field,
         "max_bytes": settings.max_input_bytes,
         "max_pixels": settings.max_input_pixels,
     }
@@ -100,7 +103,7 @@ def inspect_image(settings: Settings, bucket: str, key: str, head: Mapping[str, 
         bucket,
         key,
         max_bytes=HEADER_BYTES,
-        field="image",
+        field=field,
         version_id=version,
         byte_range=(0, HEADER_BYTES - 1),
     )
@@ -114,7 +117,7 @@ def inspect_image(settings: Settings, bucket: str, key: str, head: Mapping[str, 
         start
         if size <= HEADER_BYTES
         else storage.get_bytes(
-            bucket, key, max_bytes=settings.max_input_bytes, field="image", version_id=version
+            bucket, key, max_bytes=settings.max_input_bytes, field=field, version_id=version
         )
     )
     header = imaging.read_header(data, **limits)
@@ -176,6 +179,10 @@ def build_job(settings: Settings, event: Any, *, inspect: Inspector | None = Non
         console=trigger.overrides,
     )
     check_adapter_location(settings, effective["adapter"])
+    packshot = None
+    if effective["garment_image"]:  # checked like the photo; pinned, so the job id names that version
+        packshot = garment.check(settings, effective["garment_image"], inspect_image)
+        effective["garment_image"] = packshot["uri"]
     version_id = head.get("VersionId")
     version_id = None if version_id in (None, "null") else version_id
     etag = str(head.get("ETag", "")).strip('"')
@@ -200,6 +207,7 @@ def build_job(settings: Settings, event: Any, *, inspect: Inspector | None = Non
             "image": asdict(header),
         },
         "params": effective,
+        "garment": packshot,
         "upscale": upscale,
         "ignored_metadata": ignored,
         "output": {

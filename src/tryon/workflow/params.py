@@ -59,6 +59,15 @@ PARAMS: tuple[Param, ...] = (
     _sent("seed", "opt_int", None, None, _INPAINT["seed"]),
     _sent("adapter", "opt_str", None, "TRYON_DEFAULT_ADAPTER", _INPAINT["adapter"]),
     _sent("adapter_scale", "float", 1.0, "TRYON_DEFAULT_ADAPTER_SCALE", _INPAINT["adapter_scale"]),
+    # A garment's reference image (s3:// URI, checked by Prepare) for an inpainting model with an IP-Adapter.
+    Param("garment_image", "opt_str", None, None, {"max_length": 1100}),
+    _sent(
+        "garment_scale",
+        "float",
+        contract.GARMENT_SCALE,
+        "TRYON_DEFAULT_GARMENT_SCALE",
+        _INPAINT["garment_scale"],
+    ),
     Param("upscale", "bool", False, "TRYON_DEFAULT_UPSCALE"),
     _sent("upscale_steps", "int", 20, "TRYON_DEFAULT_UPSCALE_STEPS", _UPSCALE["steps"]),
     _sent("noise_level", "int", 20, "TRYON_DEFAULT_NOISE_LEVEL", _UPSCALE["noise_level"]),
@@ -66,11 +75,22 @@ PARAMS: tuple[Param, ...] = (
 PARAM_NAMES = frozenset(p.name for p in PARAMS)
 _BY_NAME = {p.name: p for p in PARAMS}
 
+#: Regions every garment class keeps out of its mask: who the person is, and what they hold.
+_KEEP = ["face", "hair", "hands"]
+#: Garment classes: what CLIPSeg looks for and what it keeps out of the mask (docs/workflow.md).
+GARMENT_CLASSES: dict[str, dict[str, Any]] = {
+    "upper-body": {"query": "upper body clothes", "negative_queries": [*_KEEP, "pants", "skirt"]},
+    "lower-body": {"query": "pants or a skirt", "negative_queries": [*_KEEP, "shirt", "shoes"]},
+    "dress": {"query": "a dress", "negative_queries": [*_KEEP, "shoes"]},
+    "full-body": {"query": "clothes", "negative_queries": [*_KEEP, "shoes"]},
+    "footwear": {"query": "shoes", "negative_queries": ["hands", "pants", "skirt"], "dilate": 4},
+}
 #: Built-in presets; ``TRYON_PRESETS`` (a JSON object of name -> parameters) adds or replaces.
 BUILTIN_PRESETS: dict[str, dict[str, Any]] = {
     "draft": {"steps": 15, "num_images": 1, "upscale": False},
     "standard": {"steps": 30, "num_images": 1},
     "quality": {"steps": 50, "num_images": 2, "guidance_scale": 8.0, "upscale": True},
+    **GARMENT_CLASSES,
 }
 
 
@@ -115,6 +135,8 @@ def _validate(param: Param, value: Any, source: str) -> Any:
         result = readers[param.kind](payload, param.name, None, **param.limits)
         if param.name == "adapter" and result is not None:
             contract.check_adapter_spec(result)
+        if param.name == "garment_image" and result is not None:
+            contract.parse_versioned_s3_uri(result, field=param.name)
     except RequestError as exc:
         raise RequestError(label, exc.detail) from None
     return result
@@ -207,6 +229,11 @@ def to_metadata(overrides: Mapping[str, Any], preset: str | None = None) -> dict
     return metadata
 
 
+def preset_names(preset: str | None) -> list[str]:
+    """The preset names in ``preset`` (comma-separated; blanks ignored)."""
+    return [name.strip() for name in (preset or "").split(",") if name.strip()]
+
+
 def resolve(
     *,
     defaults: Mapping[str, Any],
@@ -215,14 +242,16 @@ def resolve(
     metadata: Mapping[str, Any],
     console: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Merge the layers (defaults < preset < metadata < console) into effective parameters."""
+    """Merge the layers (defaults < preset < metadata < console) into effective parameters.
+
+    ``preset`` may name several presets, comma-separated, applied left to right
+    (``lower-body,quality``: a garment class and a quality level).
+    """
     effective = dict(defaults)
-    if preset is not None:
-        if preset not in preset_table:
-            raise RequestError(
-                "preset", f"unknown preset {preset!r}; known: {', '.join(sorted(preset_table))}"
-            )
-        effective.update(preset_table[preset])
+    for name in preset_names(preset):
+        if name not in preset_table:
+            raise RequestError("preset", f"unknown preset {name!r}; known: {', '.join(sorted(preset_table))}")
+        effective.update(preset_table[name])
     effective.update(metadata)
     effective.update(console)
     return effective

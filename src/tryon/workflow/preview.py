@@ -1,10 +1,10 @@
-"""The preview image: input | mask overlay | result, side by side (Pillow)."""
+"""The preview image: input | garment (if the job has one) | mask overlay | result, side by side (Pillow)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from tryon import imaging
 
@@ -23,8 +23,13 @@ def mask_overlay(image: Image.Image, mask: Image.Image) -> Image.Image:
     return Image.composite(blended, rgb, mask_l)
 
 
+def garment_panel(garment: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """The garment image fitted into a panel of the photo's ``size`` on white: every panel has one width."""
+    return ImageOps.pad(imaging.to_rgb(garment), size, color=(255, 255, 255))
+
+
 def compose_preview(panels: Sequence[Image.Image], height: int = PREVIEW_HEIGHT) -> Image.Image:
-    """Panels side by side (input | mask overlay | result), scaled to one height."""
+    """Panels side by side (input | garment | mask overlay | result), scaled to one height."""
     target = min(height, max(p.height for p in panels))
     scaled = [
         imaging.to_rgb(p).resize(

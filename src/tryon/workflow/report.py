@@ -77,6 +77,8 @@ def build_manifest(
         },
         "endpoints": job["endpoints"],
         "adapter": inpaint.get("adapter"),
+        # the packshot Prepare checked, and what the endpoint did with it (IP-Adapter, scale)
+        "garment": {**job["garment"], "used": inpaint.get("garment")} if job.get("garment") else None,
         "outputs": dict(uris),
         "timings_ms": steps,
         "cost": cost(state, instance_types or {}),

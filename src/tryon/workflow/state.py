@@ -57,6 +57,17 @@ class AsyncWait(TypedDict):
     timeout_seconds: int
 
 
+class JobGarment(TypedDict):
+    """The garment's reference image Prepare checked (tryon.workflow.garment); endpoints read ``uri``."""
+
+    bucket: str
+    key: str
+    version_id: str | None
+    uri: str  # s3://bucket/key?versionId=V: the very version Prepare read
+    size: int
+    image: dict[str, Any]  # tryon.imaging.ImageHeader as a dict
+
+
 class Job(TypedDict):
     """What Prepare validated: the input, the effective parameters, where results go."""
 
@@ -65,13 +76,13 @@ class Job(TypedDict):
     preset: str | None
     input: JobInput
     params: dict[str, Any]  # every parameter of tryon.workflow.params, resolved
+    garment: JobGarment | None  # the garment_image parameter's object, checked and pinned
     upscale: bool
     ignored_metadata: list[str]
     output: JobOutput
     endpoints: JobEndpoints
     modes: dict[str, str]  # endpoint kind -> realtime | serverless | async (the ASL picks the path)
     async_waits: dict[str, AsyncWait]  # step -> its callback waits, used when its endpoint is async
-
 
 
 class Prepared(TypedDict):
@@ -104,6 +115,7 @@ class InpaintResult(TypedDict):
     keys: list[str]
     seeds: list[int]
     adapter: Any
+    garment: NotRequired[Any]  # the endpoint's report of the garment image it used (None without one)
     model: str | None
     timings_ms: dict[str, Any]
     elapsed_ms: float

@@ -19,7 +19,7 @@ from typing import Any
 
 from tryon.contract import COMPUTE_SECONDS, versioned_s3_uri
 from tryon.kinds import EndpointKind
-from tryon.workflow import aws, claim, endpoints, layout, report, storage
+from tryon.workflow import aws, claim, endpoints, garment, layout, report, storage
 from tryon.workflow.config import Settings
 from tryon.workflow.errors import EndpointUnavailable, as_step_errors
 from tryon.workflow.jobid import fallback_job_id
@@ -149,6 +149,7 @@ def _inpaint_requests(state: InpaintInput) -> list[dict[str, Any]]:
     if p["adapter"]:
         request["adapter"] = p["adapter"]
         request["adapter_scale"] = p["adapter_scale"]
+    request.update(garment.inpaint_fields(job))
     return [request]
 
 
@@ -161,6 +162,7 @@ def _inpaint_result(state: InpaintInput, results: list[dict[str, Any]], elapsed_
         "keys": keys,
         "seeds": result.get("seeds", []),
         "adapter": result.get("adapter"),
+        "garment": result.get("garment"),
         "model": result.get("model"),
         "timings_ms": result.get("timings_ms", {}),
         "elapsed_ms": elapsed_ms,

@@ -1,0 +1,47 @@
+"""``tryon run --garment``: the CLI uploads the packshot and the job uses it.
+
+Its own module: one local stack at a time (tests/test_workflow_garment.py holds one for its module).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+from tryon.cli import EXIT_BAD_INPUT, run
+from tryon.imaging import encode_png
+from tryon.local.samples import sample_photo
+from tryon.workflow import params
+
+pytestmark = pytest.mark.slow
+
+WIDTH, HEIGHT = 48, 64
+PACKSHOT = Image.new("RGB", (30, 40), (200, 30, 60))
+
+
+def test_tryon_run_uploads_the_garment_and_passes_it(tmp_path, capsys):
+    """``tryon run --garment`` on the CLI's tiny models (their inpainting model has the tiny IP-Adapter)."""
+    photo, packshot, out = tmp_path / "me.png", tmp_path / "packshot.png", tmp_path / "out"
+    photo.write_bytes(sample_photo((WIDTH, HEIGHT), "PNG"))
+    packshot.write_bytes(encode_png(PACKSHOT))
+    assert run(["run", str(photo), "--garment", str(tmp_path / "nope.png")]) == EXIT_BAD_INPUT
+    assert "--garment: " in capsys.readouterr().err
+    code = run(
+        ["run", str(photo), "--garment", str(packshot), "--preset", "upper-body",
+         "--set", "negative_queries=", "--set", "threshold=0",
+         "--no-upscale", "--no-progress", "--json", "--out", str(out)]
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert captured.out, captured.err[-3000:]
+    answer = json.loads(captured.out)
+    assert code == 0 and answer["outcome"] == "succeeded", answer
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (
+        manifest["garment"]["key"] == "garments/packshot.png" and manifest["garment"]["used"]["scale"] == 0.6
+    )
+    assert manifest["params"]["query"] == params.GARMENT_CLASSES["upper-body"]["query"]
+    with Image.open(out / "preview.jpg") as preview:
+        assert preview.size == (4 * WIDTH, HEIGHT)  # input | garment | mask | result, one width each
+    assert packshot.read_bytes() == encode_png(PACKSHOT)
