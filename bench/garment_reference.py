@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from bench.sd_inpaint import paired_median_ms
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 #: h94/IP-Adapter models/image_encoder: OpenCLIP ViT-H/14 vision tower with a 1024-d projection.
@@ -38,21 +40,6 @@ VIT_H_IMAGE_ENCODER = {
     "projection_dim": 1024,
     "hidden_act": "gelu",
 }
-
-
-def _paired_median_ms(
-    candidate: Callable[[], object], baseline: Callable[[], object], repeats: int
-) -> tuple[float, float]:
-    """Median ms of each; calls interleaved (ABBA order) so load from other processes hits both alike."""
-    candidate(), baseline()  # warm-up
-    cand, base = [], []
-    for i in range(repeats):
-        pairs = [(candidate, cand), (baseline, base)]
-        for fn, samples in pairs if i % 2 == 0 else pairs[::-1]:
-            start = time.perf_counter()
-            fn()
-            samples.append((time.perf_counter() - start) * 1000.0)
-    return statistics.median(cand), statistics.median(base)
 
 
 def _noise(size: tuple[int, int], seed: int):
@@ -84,7 +71,7 @@ def tiny(repeats: int) -> None:
     plain = {"image": _b64png(_noise((300, 200), 0)), "mask": _b64png(mask), "prompt": "a shirt", "steps": 2}
     plain["seed"] = 7
     dressed = {**plain, "garment_image": _b64png(_noise((600, 800), 1))}
-    with_ms, without_ms = _paired_median_ms(
+    with_ms, without_ms = paired_median_ms(
         lambda: sd_inpaint.predict_fn(dressed, model), lambda: sd_inpaint.predict_fn(plain, model), repeats
     )
     print("tiny (predict_fn, 300x200 photo, 600x800 packshot, 2 steps, 64 px working size):")
@@ -137,7 +124,7 @@ def full(repeats: int) -> None:
         with torch.no_grad():
             conditioner.embeds(garment, 7.5)
 
-    with_ms, without_ms = _paired_median_ms(lambda: call(garment), lambda: call(None), repeats)
+    with_ms, without_ms = paired_median_ms(lambda: call(garment), lambda: call(None), repeats)
     encode_ms = statistics.median(_timed(encode) for _ in range(max(3, repeats)))
     print(
         f"full-size SD 1.5 inpainting (UNet {unet_params:.0f} M params) + IP-Adapter "

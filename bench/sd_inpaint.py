@@ -23,7 +23,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def _paired_median_ms(
+def paired_median_ms(
     candidate: Callable[[], object], baseline: Callable[[], object], repeats: int
 ) -> tuple[float, float]:
     """Median ms of each; calls interleaved (ABBA order) so load from other processes hits both alike."""
@@ -90,7 +90,7 @@ def main() -> None:
             reload_pipe.load_lora_weights(str(tiny[name]), weight_name=LORA_WEIGHT_NAME, adapter_name=name)
             reload_pipe.set_adapters([name], adapter_weights=[1.0])
 
-        lru_ms, reload_ms = _paired_median_ms(lru_switch, reload_switch, args.repeats)
+        lru_ms, reload_ms = paired_median_ms(lru_switch, reload_switch, args.repeats)
         print(f"adapter switch: LRU {lru_ms:.2f} ms, reload baseline {reload_ms:.2f} ms")
         print(f"  speed-up reload/LRU = {reload_ms / lru_ms:.1f}x")
 
@@ -129,7 +129,7 @@ def main() -> None:
         def handler() -> None:
             phases.append(sd_inpaint.predict_fn(request, model)["timings_ms"])
 
-        handler_ms, bare_ms = _paired_median_ms(handler, bare, args.repeats)
+        handler_ms, bare_ms = paired_median_ms(handler, bare, args.repeats)
         print(f"request ({args.steps} steps, 300x200 photo, 64 px working size):")
         print(f"  predict_fn {handler_ms:.1f} ms, bare pipeline baseline {bare_ms:.1f} ms")
         print(f"  handler/bare = {handler_ms / bare_ms:.2f}x (overhead {handler_ms - bare_ms:.1f} ms)")
