@@ -212,3 +212,36 @@ def test_ip_adapter_folder_layout_errors(tmp_path, tiny_models):
         ip_adapter.weight_file(folder)
     assert ip_adapter.weight_file(tiny_models["ip-adapter"]).name == "ip-adapter.safetensors"
     assert ip_adapter.find(tmp_path) == folder and ip_adapter.find(tmp_path / "nothing") is None
+
+
+def test_sdxl_takes_an_ip_adapter_made_for_it_and_refuses_one_made_for_another_unet(
+    handler, tiny_models, tmp_path
+):
+    """IP-Adapters are made per base: SDXL's fits SDXL; the SD one (another cross-attention width) cannot."""
+    import shutil
+
+    import torch
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import save_file
+
+    from tryon.tiny_models import ip_adapter_weights
+
+    sdxl_ip = tmp_path / "sdxl-ip-adapter"
+    shutil.copytree(tiny_models["ip-adapter"] / "image_encoder", sdxl_ip / "image_encoder")
+    torch.manual_seed(5)
+    unet = UNet2DConditionModel.from_pretrained(tiny_models["sdxl-inpaint"] / "unet")
+    save_file(ip_adapter_weights(unet, 32), str(sdxl_ip / "ip-adapter_sdxl.safetensors"))
+    model = handler.model_fn(str(_linked(tmp_path / "sdxl", tiny_models["sdxl-inpaint"], ip_adapter=sdxl_ip)))
+    request = {**BASE, "steps": 1, "guidance_scale": 1.0, "width": 1024, "height": 1024}
+    plain = _pixels(_run(handler, model, request))
+    dressed = _run(handler, model, {**request, "garment_image": WITH_GARMENT["garment_image"]})
+    assert dressed["garment"]["ip_adapter"] == "ip-adapter_sdxl.safetensors"
+    assert not np.array_equal(_pixels(dressed), plain)
+    zero = {**request, "garment_image": WITH_GARMENT["garment_image"], "garment_scale": 0.0}
+    assert np.array_equal(_pixels(_run(handler, model, zero)), plain)
+
+    wrong = _linked(
+        tmp_path / "sdxl-with-sd-ip", tiny_models["sdxl-inpaint"], ip_adapter=tiny_models["ip-adapter"]
+    )
+    with pytest.raises(ip_adapter.IPAdapterLayoutError, match="could not be loaded into this model's UNet"):
+        handler.model_fn(str(wrong))
