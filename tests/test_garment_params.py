@@ -131,3 +131,20 @@ def test_prepare_refuses_garments_it_cannot_use(s3):
         with pytest.raises(RequestError) as info:
             job.build_job(settings, {"image": f"s3://{IN}/inputs/p.png", "garment_image": uri})
         assert info.value.field == "garment_image" and message in info.value.detail, (uri, str(info.value))
+
+
+def test_a_batch_row_names_its_garment_and_the_report_shows_it(s3):
+    from tryon.workflow import batch, batch_report
+
+    s3.put_object(Bucket=IN, Key="inputs/p.png", Body=_png())
+    version = s3.put_object(Bucket=IN, Key="garments/g.png", Body=_png((20, 24)))["VersionId"]
+    rows = [
+        {"image": "p.png", "garment_image": f"s3://{IN}/garments/g.png", "preset": "dress"},
+        {"image": "p.png", "garment_image": f"s3://{IN}/inputs/p.png"},
+    ]
+    good, bad = batch.validate_rows(Settings.from_env(), rows)
+    pinned = f"s3://{IN}/garments/g.png?versionId={version}"
+    assert good["status"] == "pending" and good["params"]["garment_image"] == pinned
+    assert good["params"]["query"] == params.GARMENT_CLASSES["dress"]["query"]
+    assert batch_report.report_row(Settings.from_env(), good, None)["garment"] == pinned
+    assert bad["status"] == "invalid" and bad["error"]["field"] == "garment_image"

@@ -154,7 +154,9 @@ def _validate_row(settings: Settings, number: int, row: Any, inspect: _Inspectio
         "input": console,
         "job_id": job["job_id"],
         "result_prefix": prefix,
-        "params": {k: job["params"][k] for k in ("query", "prompt", "adapter", "seed", "num_images")},
+        "params": {
+            k: job["params"][k] for k in ("query", "prompt", "adapter", "garment_image", "seed", "num_images")
+        },
         "upscale": job["upscale"],
     }
 
