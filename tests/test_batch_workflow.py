@@ -186,11 +186,21 @@ def test_manifests_refused_clearly(stack, name, body, expected):
     assert json.loads(wf.read_bytes(record))["error"] == "InvalidInput"
 
 
-def test_console_input_naming_another_bucket_or_prefix_is_refused(stack):
+def test_console_input_naming_another_bucket_or_prefix_or_bad_options_is_refused(stack):
     wf, batches, _ = stack
-    for uri, expected in [
-        ("s3://someone-elses-bucket/batches/a.csv", "is not in the input bucket"),
-        (f"s3://{wf.input_bucket}/inputs/a.csv", "is not under the batch prefix batches/"),
+    uri = (
+        f"s3://{wf.input_bucket}/"
+        + batches.upload_manifest(b"image\ncat/model-a.jpg\n", "options.csv")["key"]
+    )
+    metadata = {"max-concurrency": "lots"}
+    key = batches.upload_manifest(b"image\ncat/model-a.jpg\n", "bad-options.csv", metadata=metadata)["key"]
+    for batch_input, expected in [
+        ({"batch": "s3://someone-elses-bucket/batches/a.csv"}, "is not in the input bucket"),
+        ({"batch": f"s3://{wf.input_bucket}/inputs/a.csv"}, "is not under the batch prefix batches/"),
+        ({"batch": uri, "max_concurrency": 0}, "max_concurrency: must be >= 1, got 0"),
+        ({"batch": uri, "tolerated_failure_percentage": 101}, "tolerated_failure_percentage: must be <= 100"),
+        ({"batch": uri, "colour": "red"}, "colour"),
+        ({"batch": f"s3://{wf.input_bucket}/{key}"}, "max_concurrency (from metadata): must be an integer"),
     ]:
-        outcome = batches.wait(batches.start({"batch": uri}), timeout=60)
-        assert outcome.result.status == "FAILED" and expected in outcome.result.cause
+        outcome = batches.wait(batches.start(batch_input), timeout=60)
+        assert outcome.result.status == "FAILED" and expected in outcome.result.cause, outcome.result.cause

@@ -15,6 +15,7 @@ map's items go to S3 (``rows.json``, ``items.json``).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -67,16 +68,14 @@ def report_prefix(batch: BatchSettings, batch_id: str) -> str:
 
 
 def _options(values: Mapping[str, Any], batch: BatchSettings, source: str) -> dict[str, Any]:
-    """Validated batch options (strings from S3 metadata are accepted), defaults from the template."""
-    label = "input" if source == "input" else f"{source}"
+    """Validated batch options, defaults from the template; ``source`` ``metadata`` reads JSON text."""
+    raw: dict[str, Any] = {}
+    for name, value in values.items():
+        if source == "metadata" and isinstance(value, str):
+            with contextlib.suppress(ValueError):  # "20", "true", "12.5"; anything else is refused below
+                value = json.loads(value)
+        raw[name] = value
     try:
-        raw = {k: v for k, v in values.items() if v not in (None, "")}
-        for name in ("max_concurrency",):
-            if isinstance(raw.get(name), str) and raw[name].strip().isdigit():
-                raw[name] = int(raw[name])
-        if isinstance(raw.get("tolerated_failure_percentage"), str):
-            with contextlib.suppress(ValueError):  # a bad value is refused below, by name
-                raw["tolerated_failure_percentage"] = float(raw["tolerated_failure_percentage"])
         return {
             "allow_invalid_rows": validation.get_bool(raw, "allow_invalid_rows", False),
             "max_concurrency": validation.get_int(
@@ -87,7 +86,7 @@ def _options(values: Mapping[str, Any], batch: BatchSettings, source: str) -> di
             ),
         }
     except RequestError as exc:
-        field = exc.field if source == "input" else f"{exc.field} (from {label})"
+        field = exc.field if source == "input" else f"{exc.field} (from {source})"
         raise RequestError(field, exc.detail) from None
 
 
@@ -213,7 +212,9 @@ def validate_batch(event: Mapping[str, Any]) -> BatchState:
         bucket, key, max_bytes=batch_manifest.MAX_MANIFEST_BYTES, field="batch", version_id=version_id
     )
     metadata = {k.lower().replace("-", "_"): v for k, v in head.get("Metadata", {}).items()}
-    options = _options({k: metadata[k] for k in OPTIONS if k in metadata}, batch, "metadata")
+    # The console input wins over the manifest's metadata, which is read only for the rest.
+    from_metadata = {k: metadata[k] for k in OPTIONS if k in metadata and k not in console_options}
+    options = _options(from_metadata, batch, "metadata")
     given = _options(console_options, batch, "input")
     options.update({k: v for k, v in given.items() if k in console_options})
     batch_id = batch_manifest.batch_id_for(content, version_id or str(head.get("ETag", "")).strip('"'))
