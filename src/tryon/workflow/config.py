@@ -73,7 +73,7 @@ class Settings:
     async_grace_seconds: int = 600
     #: seconds a job claim holds (:mod:`tryon.workflow.claim`): at least the state machine's
     #: ``TimeoutSeconds``, so an expired claim belongs to an execution Step Functions has stopped
-    claim_seconds: int = 3600
+    claim_seconds: int = 36000
     #: where requests may name LoRA adapters by s3:// URI (the endpoints' role reads only there)
     adapter_bucket: str = ""
     adapter_prefix: str = "adapters/"
@@ -111,7 +111,7 @@ class Settings:
             token_table=env.get("TRYON_TOKEN_TABLE", ""),
             async_invocation_seconds=int(env.get("TRYON_ASYNC_INVOCATION_SECONDS") or 900),
             async_grace_seconds=int(env.get("TRYON_ASYNC_GRACE_SECONDS") or 600),
-            claim_seconds=int(env.get("TRYON_CLAIM_SECONDS") or 3600),
+            claim_seconds=int(env.get("TRYON_CLAIM_SECONDS") or 36000),
             adapter_bucket=env.get("TRYON_ADAPTER_BUCKET", ""),
             adapter_prefix=_prefix(env.get("TRYON_ADAPTER_PREFIX", "adapters/")),
         )
