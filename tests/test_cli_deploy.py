@@ -78,6 +78,25 @@ def test_dry_run_prints_plan_without_calls(capsys, aws):
     assert aws.list_endpoints()["Endpoints"] == []
 
 
+def test_async_endpoints_notify_the_stacks_topics(capsys, aws):
+    topics = {"ok": "arn:aws:sns:us-east-1:123456789012:ok", "err": "arn:aws:sns:us-east-1:123456789012:err"}
+    code = run(
+        [
+            "deploy-models",
+            "--artifact", "sd_inpaint=s3://art/inpaint/model.tar.gz",
+            "--mode", "sd_inpaint=async",
+            "--async-output", "s3://out/async/outputs/",
+            "--async-success-topic", topics["ok"],
+            "--async-error-topic", topics["err"],
+            "--dry-run",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    [plan] = json.loads(capsys.readouterr().out)
+    assert plan["async_output"] == "s3://out/async/outputs/sd_inpaint/"
+    assert (plan["async_success_topic"], plan["async_error_topic"]) == (topics["ok"], topics["err"])
+
+
 def _results(capsys) -> list[dict]:
     return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
 

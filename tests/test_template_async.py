@@ -51,7 +51,15 @@ def test_an_async_endpoint_answers_to_s3_notifies_sns_and_scales_from_zero(kind:
     assert step["StepAdjustments"] == [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}]
 
 
-@pytest.mark.parametrize("kind", KINDS)
+def test_diffusion_endpoints_are_never_serverless() -> None:
+    """Serverless is CPU-only and 60 s a call (deploy-models refuses it for them too)."""
+    params = SamTemplate(TEMPLATE).doc["Parameters"]
+    assert params["ClipSegMode"]["AllowedValues"] == ["realtime", "serverless", "async"]
+    for kind in ("Inpaint", "Upscale"):
+        assert params[f"{kind}Mode"]["AllowedValues"] == ["realtime", "async"]
+
+
+@pytest.mark.parametrize("kind", ["ClipSeg"])
 def test_a_serverless_endpoint_has_no_instances_and_runs_the_cpu_image(kind: str) -> None:
     t = stack(kind, "serverless")
     config = resource(t, f"{kind}EndpointConfig")
@@ -63,7 +71,7 @@ def test_a_serverless_endpoint_has_no_instances_and_runs_the_cpu_image(kind: str
     assert not any(t.condition_holds(t.doc["Resources"][f"{kind}{s}"]["Condition"]) for s in SCALING)
 
 
-@pytest.mark.parametrize("mode", ["realtime", "serverless", "async"])
+@pytest.mark.parametrize("mode", ["realtime", "async"])
 def test_the_workflow_and_the_handlers_are_told_each_mode(mode: str) -> None:
     t = stack("Inpaint", mode)
     env = t.function_environment("PrepareFunction")

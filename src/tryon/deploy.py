@@ -135,6 +135,15 @@ def describe_plan(plan: EndpointPlan) -> dict[str, Any]:
         "instance": "serverless"
         if plan.mode == "serverless"
         else f"{plan.instance_count} x {plan.instance_type}",
+        **(
+            {
+                "async_output": plan.async_output_path,
+                "async_success_topic": plan.async_success_topic,
+                "async_error_topic": plan.async_error_topic,
+            }
+            if plan.mode == "async"
+            else {}
+        ),
     }
 
 

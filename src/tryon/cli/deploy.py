@@ -111,6 +111,13 @@ def deploy_models(
     mode: Annotated[list[str], typer.Option(help="KIND=realtime|serverless|async (default realtime).")] = [],  # noqa: B006  (typer reads list defaults, never mutates them)
     instance_type: Annotated[list[str], typer.Option(help="KIND=ml.instance.type override.")] = [],  # noqa: B006
     async_output: Annotated[str, typer.Option(help="s3:// prefix for asynchronous endpoint outputs.")] = "",
+    async_success_topic: Annotated[
+        str,
+        typer.Option(help="SNS topic async endpoints notify on success (the stack's AsyncSuccessTopicArn)."),
+    ] = "",
+    async_error_topic: Annotated[
+        str, typer.Option(help="SNS topic async endpoints notify on error (the stack's AsyncErrorTopicArn).")
+    ] = "",
     region: Region = "",
     profile: Profile = "",
     dry_run: Annotated[
@@ -165,6 +172,8 @@ def deploy_models(
                 instance_type=instances.get(kind),
                 artifact_digest=digest,
                 async_output_path=f"{async_output.rstrip('/')}/{kind}/" if async_output else None,
+                async_success_topic=async_success_topic or None,
+                async_error_topic=async_error_topic or None,
             )
         )
     if dry_run:
