@@ -1,4 +1,4 @@
-"""SubmitAsync: an endpoint step in async mode -> its requests in S3, InvokeEndpointAsync, the task token kept.
+"""SubmitAsync: an endpoint step in async mode -> requests in S3, InvokeEndpointAsync, the task token kept.
 
 Thin handler: the logic lives in :mod:`tryon.workflow.async_calls` (shipped in the shared layer).
 """
