@@ -44,25 +44,6 @@ def upload(wf, name, **kwargs):
     return wf.upload(sample_photo((48, 64), "png"), f"inputs/{name}", **kwargs)["key"]
 
 
-def notifications_of(wf):
-    """Capture what the asynchronous endpoints publish on the success topic (an SQS subscription)."""
-    sqs, sns = wf.client("sqs"), wf.client("sns")
-    url = sqs.create_queue(QueueName=f"capture-{time.time_ns()}")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    topic = wf.template.resources["AsyncSuccessTopic"]["Ref"]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
-
-    def drain():
-        out = []
-        while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
-            for message in messages:
-                out.append(json.loads(message["Body"]))
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-        return out
-
-    return topic, drain
-
-
 def failure_of(wf, result):
     assert result.status == "FAILED", result.output
     assert result.states()[-2:] == ["RecordFailure", "Failed"]
@@ -70,7 +51,7 @@ def failure_of(wf, result):
 
 
 def test_mixed_modes_run_end_to_end_with_the_same_results(wf):
-    topic, drain = notifications_of(wf)
+    topic, drain = wf.template.resources["AsyncSuccessTopic"]["Ref"], wf.subscribe_topic("AsyncSuccessTopic")
     key = upload(wf, "mixed.png", metadata={"num-images": "2", "upscale": "true"})
     result = wf.wait(wf.start_from_s3_event(key), timeout=DEADLINE_S)
     assert result.succeeded, (result.error, result.cause)

@@ -414,16 +414,12 @@ class LocalWorkflow:
             paths.append(dest)
         return paths
 
-    def subscribe_job_events(self) -> Callable[[], list[dict[str, Any]]]:
-        """Route the workflow's completion/failure events to a queue; returns a function draining it."""
-        from tryon.workflow.steps import EVENT_SOURCE
-
-        sqs, events = self.client("sqs"), self.client("events")
-        name = f"{self.stack_name}-job-events-{uuid.uuid4().hex[:8]}"
+    def _queue(self, purpose: str) -> tuple[str, str, Callable[[], list[dict[str, Any]]]]:
+        """A new SQS queue: (URL, ARN, a function draining its messages as decoded JSON bodies)."""
+        sqs = self.client("sqs")
+        name = f"{self.stack_name}-{purpose}-{uuid.uuid4().hex[:8]}"
         url = sqs.create_queue(QueueName=name)["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        events.put_rule(Name=name, EventPattern=json.dumps({"source": [EVENT_SOURCE]}), State="ENABLED")
-        events.put_targets(Rule=name, Targets=[{"Id": "queue", "Arn": arn}])
 
         def drain() -> list[dict[str, Any]]:
             received = []
@@ -433,6 +429,28 @@ class LocalWorkflow:
                     sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
             return received
 
+        return url, arn, drain
+
+    def subscribe_job_events(self) -> Callable[[], list[dict[str, Any]]]:
+        """Route the workflow's completion/failure events to a queue; returns a function draining it."""
+        from tryon.workflow.steps import EVENT_SOURCE
+
+        events = self.client("events")
+        _, arn, drain = self._queue("job-events")
+        rule = arn.rsplit(":", 1)[-1]
+        events.put_rule(Name=rule, EventPattern=json.dumps({"source": [EVENT_SOURCE]}), State="ENABLED")
+        events.put_targets(Rule=rule, Targets=[{"Id": "queue", "Arn": arn}])
+        return drain
+
+    def subscribe_topic(self, logical_id: str) -> Callable[[], list[dict[str, Any]]]:
+        """Copy what is published to a template topic into a queue; returns a function draining it."""
+        _, arn, drain = self._queue(logical_id.lower())
+        self.client("sns").subscribe(
+            TopicArn=self.template.resources[logical_id]["Ref"],
+            Protocol="sqs",
+            Endpoint=arn,
+            Attributes={"RawMessageDelivery": "true"},
+        )
         return drain
 
     # ------------------------------------------------------------------ fault injection
