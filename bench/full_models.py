@@ -173,7 +173,7 @@ def _reduce_unet(config: dict[str, Any]) -> dict[str, Any]:
 
 def _reduce_vae(config: dict[str, Any]) -> dict[str, Any]:
     blocks = len(config["block_out_channels"])
-    return {**config, "block_out_channels": (16,) * blocks, "layers_per_block": 1, "norm_num_groups": 8}
+    return {**config, "block_out_channels": (8,) * blocks, "layers_per_block": 1, "norm_num_groups": 8}
 
 
 def _reduce_text(config: dict[str, Any], hidden: int) -> dict[str, Any]:

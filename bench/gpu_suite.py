@@ -9,11 +9,14 @@ handlers' ``predict_fn`` and prints, in a few minutes:
 - ``floor``: FLOPs of one 512 px / 25 step SD 2 inpainting request (counted by
   ``torch.utils.flop_counter`` on the real request) and the time they take at that rate;
 - ``sd2-inpaint`` / ``sd15-inpaint``: 512 px, 25 steps, 1 and 4 images (4 = one batch),
-  plus, for SD 2 and 1 image, channels-last and ``torch.compile`` each against the plain run;
+  plus, for SD 2 and 1 image, channels-last against the plain run;
 - ``sdxl-inpaint``: 1024 px, 25 steps, 1 image;
-- ``x4-upscaler``: 512 -> 2048 px, 20 steps, one pass (512 px tiles) and 256 px tiles;
+- ``x4-upscaler``: 512 -> 2048 px, 20 steps, one pass (512 px tiles) and 256 px tiles, the
+  latter batched (4 per call, the handler's default) and one per call;
 - ``train``: LoRA vs full fine-tune step rate of the SD 2 inpainting UNet at 512 px (bf16);
-- peak GPU memory of each.
+- ``sd2-compile``: SD 2, 1 image, ``torch.compile`` (inductor) against the plain run, last;
+- peak GPU memory of each. Rows are written to ``--json`` as they come, so a run cut short
+  keeps what it measured.
 
 Without CUDA (or with ``--reduced``) the same code runs with reduced widths at 64 px and 2
 steps on the CPU, which is what ``tests/test_gpu_suite.py`` does so the suite cannot rot.
@@ -44,7 +47,17 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("TRYON_ENDPOINT_MODE", "async")
 
 #: Every case the suite runs, in order (``--only`` / ``--skip`` take these names).
-CASES = ("matmul", "floor", "sd2-inpaint", "sd15-inpaint", "sdxl-inpaint", "x4-upscaler", "train")
+#: ``sd2-compile`` runs last: compilation takes minutes and must not cost the other cases.
+CASES = (
+    "matmul",
+    "floor",
+    "sd2-inpaint",
+    "sd15-inpaint",
+    "sdxl-inpaint",
+    "x4-upscaler",
+    "train",
+    "sd2-compile",
+)
 
 
 @dataclass(frozen=True)
@@ -71,7 +84,15 @@ REDUCED = Sizes(64, 1024, 2, 64, (64, 32), 2, 256, 64, 2, 1)
 class Suite:
     """Runs the cases on one device and collects one row (a dict) per measurement."""
 
-    def __init__(self, device: Any, reduced: bool, sizes: Sizes, compile_backend: str) -> None:
+    def __init__(
+        self,
+        device: Any,
+        reduced: bool,
+        sizes: Sizes,
+        compile_backend: str,
+        header: dict[str, Any],
+        json_path: str | None,
+    ) -> None:
         import torch
 
         self.device = device
@@ -80,6 +101,8 @@ class Suite:
         self.compile_backend = compile_backend
         self.dtype = torch.float16 if device.type == "cuda" else torch.float32
         self.rows: list[dict[str, Any]] = []
+        self.header = header
+        self.json_path = json_path
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -120,7 +143,14 @@ class Suite:
         """Record and print one row."""
         self.rows.append(row)
         print(json.dumps(row), flush=True)
+        self.flush()
         return row
+
+    def flush(self) -> None:
+        """Rewrite the ``--json`` file with every row so far."""
+        if self.json_path:
+            with open(self.json_path, "w") as fh:
+                json.dump({**self.header, "rows": self.rows}, fh, indent=1)
 
     def pipeline(self, name: str) -> Any:
         from bench.full_models import build_pipeline
@@ -190,7 +220,7 @@ class Suite:
         self.add(row)
 
     def inpaint(self, name: str, size: int, counts: tuple[int, ...], variants: bool) -> None:
-        """Latency of ``counts`` images per request; channels-last and compile against plain."""
+        """Latency of ``counts`` images per request; channels-last (``variants``) against plain."""
         import torch
 
         from bench.batched_images import inpaint_model
@@ -214,19 +244,26 @@ class Suite:
             )
             row["vs_plain"] = round(plain[1]["latency_s"] / row["latency_s"], 3)
             pipe.unet.to(memory_format=torch.contiguous_format)
-            eager_unet = pipe.unet
-            pipe.unet = torch.compile(eager_unet, backend=self.compile_backend)
-            try:
-                variant = f"compile ({self.compile_backend})"
-                row = self.measure(
-                    name, variant, lambda: sd_inpaint.predict_fn(request, model), images=1, **extra
-                )
-                row["vs_plain"] = round(plain[1]["latency_s"] / row["latency_s"], 3)
-            finally:
-                pipe.unet = eager_unet
         if 4 in plain and 1 in plain:
             self.add({"case": name, "variant": "batch gain", "batched_4_vs_1_each": round(
                 4 * plain[1]["latency_s"] / plain[4]["latency_s"], 3)})  # fmt: skip
+
+    def compiled(self) -> None:
+        """SD 2, 1 image: ``torch.compile`` of the UNet against the plain run, same process and input."""
+        import torch
+
+        from bench.batched_images import inpaint_model
+        from tryon.handlers import sd_inpaint
+
+        pipe = self.pipeline("sd2-inpaint")
+        model = inpaint_model(pipe, name="sd2-inpaint")
+        request = self.inpaint_request(self.sizes.inpaint_px, 1)
+        extra = {"px": self.sizes.inpaint_px, "steps": self.sizes.steps, "images": 1}
+        plain = self.measure("sd2-compile", "plain", lambda: sd_inpaint.predict_fn(request, model), **extra)
+        pipe.unet = torch.compile(pipe.unet, backend=self.compile_backend)
+        variant = f"compile ({self.compile_backend})"
+        row = self.measure("sd2-compile", variant, lambda: sd_inpaint.predict_fn(request, model), **extra)
+        row["vs_plain"] = round(plain["latency_s"] / row["latency_s"], 3)
 
     def upscaler(self) -> None:
         """The x4 upscaler through its handler: one pass and tiles, same input."""
@@ -242,7 +279,9 @@ class Suite:
         )
         side = self.sizes.upscale_in_px
         photo = b64encode(encode_png(synthetic_photo(side, side, seed=2)))
-        for tile in self.sizes.upscale_tiles:
+        small = self.sizes.upscale_tiles[-1]
+        # the smaller tiles twice: batched (the handler's default) and one per call (a budget of one tile)
+        for tile, budget in [*((t, None) for t in self.sizes.upscale_tiles), (small, small)]:
             body = json.dumps(
                 {
                     "image": photo,
@@ -258,9 +297,16 @@ class Suite:
                 answer.update(sd_upscale.predict_fn(sd_upscale.input_fn(body, "application/json"), model))
                 return answer
 
-            with torch.inference_mode():
-                row = self.measure("x4-upscaler", f"tile {tile}", run, images=1, px=f"{side}->{side * 4}")
+            variant = f"tile {tile}" + (", one per call" if budget else "")
+            if budget:
+                os.environ["TRYON_UPSCALE_MAX_INPUT_SIDE"] = str(budget)
+            try:
+                with torch.inference_mode():
+                    row = self.measure("x4-upscaler", variant, run, images=1, px=f"{side}->{side * 4}")
+            finally:
+                os.environ.pop("TRYON_UPSCALE_MAX_INPUT_SIDE", None)
             row["tiles"] = answer["tiles"]
+            row["tiles_per_call"] = sd_upscale.tiles_per_call(tile, tile) if not budget else 1
 
     def train(self) -> None:
         """LoRA vs full fine-tune of the SD 2 inpainting UNet (bench.gpu_unet_throughput.measure)."""
@@ -304,6 +350,7 @@ class Suite:
             "sdxl-inpaint": lambda: self.inpaint("sdxl-inpaint", sizes.sdxl_px, (1,), variants=False),
             "x4-upscaler": self.upscaler,
             "train": self.train,
+            "sd2-compile": self.compiled,
         }
         for case in cases:
             start = time.perf_counter()
@@ -313,6 +360,7 @@ class Suite:
                 traceback.print_exc()
                 self.add({"case": case, "error": f"{type(exc).__name__}: {exc}"[:500]})
             self.release()  # the case's pipelines are gone with its frame
+            self.flush()  # with what the case added to its rows after recording them
             print(f"# {case} took {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
 
 
@@ -328,7 +376,7 @@ def summary(rows: list[dict[str, Any]]) -> list[str]:
         )
     if single and floor and "floor_ms" in floor:
         best = min(
-            (r for r in rows if r["case"] == "sd2-inpaint" and r.get("images") == 1),
+            (r for r in rows if r["case"] in ("sd2-inpaint", "sd2-compile") and r.get("images") == 1),
             key=lambda r: r["latency_s"],
         )
         lines.append(
@@ -363,25 +411,23 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     diffusers_logging.set_verbosity_error()
     warnings.filterwarnings("ignore", category=RuntimeWarning)  # random fp16 weights may give NaN pixels
     device = torch.device("cuda" if cuda else "cpu")
-    suite = Suite(device, reduced, sizes, args.compile_backend or ("inductor" if cuda else "eager"))
     where = torch.cuda.get_device_name(device) if cuda else f"CPU ({os.cpu_count()} cores)"
     header = {
         "suite": "gpu_suite",
         "device": where,
         "reduced": reduced,
         "torch": torch.__version__,
-        "dtype": str(suite.dtype).removeprefix("torch."),
+        "dtype": "float16" if cuda else "float32",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
     print(json.dumps(header), flush=True)
+    backend = args.compile_backend or ("inductor" if cuda else "eager")
+    suite = Suite(device, reduced, sizes, backend, header, args.json)
     started = time.perf_counter()
     suite.run(cases)
     for line in summary(suite.rows):
         print(line)
     print(f"total {time.perf_counter() - started:.0f} s")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({**header, "rows": suite.rows}, fh, indent=1)
     return suite.rows
 
 

@@ -16,7 +16,16 @@ import pytest
 
 pytestmark = pytest.mark.slow
 #: What ``python -m bench.gpu_suite`` runs (bench/ is not a package the tests import).
-CASES = {"matmul", "floor", "sd2-inpaint", "sd15-inpaint", "sdxl-inpaint", "x4-upscaler", "train"}
+CASES = {
+    "matmul",
+    "floor",
+    "sd2-inpaint",
+    "sd15-inpaint",
+    "sdxl-inpaint",
+    "x4-upscaler",
+    "train",
+    "sd2-compile",
+}
 
 
 def _suite(repo_root, *args: str) -> subprocess.CompletedProcess:
@@ -71,14 +80,17 @@ def test_latency_rows_have_their_fields(suite_run):
 def test_channels_last_and_compile_are_reported_against_plain(suite_run):
     rows, _ = suite_run
     (channels_last,) = _rows(rows, "sd2-inpaint", variant="channels-last")
-    (compiled,) = _rows(rows, "sd2-inpaint", variant="compile (eager)")
+    (compiled,) = _rows(rows, "sd2-compile", variant="compile (eager)")
+    assert _rows(rows, "sd2-compile", variant="plain", images=1)
     assert channels_last["vs_plain"] > 0 and compiled["vs_plain"] > 0
 
 
 def test_upscaler_tiles_training_and_the_floor(suite_run):
     rows, _ = suite_run
-    one_pass, tiled = _rows(rows, "x4-upscaler")
+    one_pass, tiled, one_per_call = _rows(rows, "x4-upscaler")
     assert one_pass["tiles"] == 1 and tiled["tiles"] > 1 and one_pass["px"] == "64->256"
+    assert tiled["tiles_per_call"] > 1 and one_per_call["tiles_per_call"] == 1
+    assert one_per_call["variant"] == "tile 32, one per call" and one_per_call["tiles"] == tiled["tiles"]
     full, lora = _rows(rows, "train")
     assert full["variant"] == "full" and lora["variant"] == "lora" and lora["vs_full"] > 0
     assert lora["trainable_m"] < full["trainable_m"]

@@ -87,6 +87,7 @@ def test_tiled_path_is_exact_size_and_deterministic(model):
 
 def test_tiles_run_in_batches_that_equal_one_call_per_tile(model, monkeypatch):
     """4 tiles of 32 px fit one pass's pixel budget: one batched call, as if each tile ran alone."""
+    assert sd_upscale.tiles_per_call(32, 32) == 512**2 // 32**2 and sd_upscale.tiles_per_call(512, 512) == 1
     body = {"image": b64(photo(44, 37, seed=3)), "seed": 9, "tile_size": 32, "tile_overlap": 8, **FAST}
     batches: list[int] = []
     hook = model.pipe.unet.register_forward_pre_hook(lambda _m, args: batches.append(args[0].shape[0]))

@@ -148,7 +148,8 @@ def tiles_per_call(tile_h: int, tile_w: int) -> int:
     """Tiles upscaled in one batched pipeline call: as many as fit the single-pass pixel budget.
 
     A batch of tiles then needs no more memory than one pass of the largest accepted input
-    (``max_input_side()`` squared), and small tiles stop paying one pipeline call each.
+    (``max_input_side()`` squared), the UNet's weights are read once per step for all of
+    them, and small tiles stop paying one pipeline call each (docs/benchmarks.md).
     """
     return max(1, max_input_side() ** 2 // (tile_h * tile_w))
 
