@@ -39,6 +39,7 @@ def test_rows_run_the_single_image_state_machine_on_a_distributed_map():
     assert child["Resource"] == "arn:aws:states:::states:startExecution.sync:2"
     assert child["Parameters"]["StateMachineArn"] == "${TryOnStateMachineArn}"
     assert run["Catch"][0]["Next"] == "SummarizeBatch"  # a failed map still gets its report
+    assert states["RecordRefusal"]["Parameters"]["step.$"] == "$.failed_step"
     for name, state in states.items():
         if state["Type"] == "Task":
             assert 0 < state["TimeoutSeconds"] <= 900, name

@@ -182,8 +182,9 @@ def test_manifests_refused_clearly(stack, name, body, expected):
     outcome = batches.wait(batches.find_started(key), timeout=120)
     assert outcome.result.status == "FAILED" and outcome.result.error == "BatchRefused"
     assert expected in outcome.result.cause and "Traceback" not in outcome.result.cause
-    record = outcome.result.state_output("RecordRefusal")["failure"]["failure"]
-    assert json.loads(wf.read_bytes(record))["error"] == "InvalidInput"
+    record = json.loads(wf.read_bytes(outcome.result.state_output("RecordRefusal")["failure"]["failure"]))
+    assert record["error"] == "InvalidInput" and record["step"] == "validate-batch"
+    assert outcome.result.cause.startswith("validate-batch: batch: ")
 
 
 def test_console_input_naming_another_bucket_or_prefix_or_bad_options_is_refused(stack):

@@ -213,6 +213,12 @@ class Envelope(TypedDict):
     execution: NotRequired[str | None]
 
 
+class NamedStepEnvelope(Envelope):
+    """RecordFailure's input where the state machine names the failed step (the batch state machine)."""
+
+    step: str
+
+
 #: Workflow step -> the key of :class:`State` its result is stored under, in workflow order.
 STEP_RESULT_KEYS: dict[str, str] = {
     "prepare": "job",

@@ -30,6 +30,7 @@ from tryon.workflow.state import (
     InpaintInput,
     InpaintResult,
     Job,
+    NamedStepEnvelope,
     SegmentInput,
     SegmentResult,
     State,
@@ -277,7 +278,7 @@ def failed_step(state: State) -> str:
     return "finalize"
 
 
-def record_failure(payload: Envelope) -> FailureResult:
+def record_failure(payload: Envelope | NamedStepEnvelope) -> FailureResult:
     """failures/<job-id>.json plus a notification (SNS) when a topic is configured."""
     state = payload.get("state") or {}
     execution = payload.get("execution")
@@ -285,7 +286,7 @@ def record_failure(payload: Envelope) -> FailureResult:
     job = state.get("job") or {}
     raw = state.get("trigger", {k: v for k, v in state.items() if k != "error"})
     job_id = job.get("job_id") or fallback_job_id(raw)
-    step = failed_step(state)
+    step = payload["step"] if "step" in payload else failed_step(state)
     record = report.failure_record(state, job_id, step, execution)
     key = layout.failure_key(settings.failures_prefix, job_id)
     storage.put_json(settings.output_bucket, key, record)
