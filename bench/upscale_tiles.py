@@ -3,8 +3,10 @@
 The same tiled request goes through the x4 upscaler's handler twice in turn: with the
 default single-pass budget (``TRYON_UPSCALE_MAX_INPUT_SIDE`` 512: every 64 px tile of the
 request in one call) and with the budget lowered to one tile (one call per tile, what the
-handler did before). Cases: the tiny upscaler on many small tiles, and a random upscaler
-with the real shapes (:mod:`bench.full_models`) on four tiles.
+handler did before). Batching is forced for both cases (at the handler's thread choice),
+although the handler does not batch a small model's tiles on a CPU: these figures are why.
+Cases: the tiny upscaler on many small tiles, and a random upscaler with the real shapes
+(:mod:`bench.full_models`) on four tiles.
 
     .venv/bin/python -m bench.upscale_tiles --repeats 3
 """
@@ -27,18 +29,29 @@ TILE = 64
 
 
 def _compare(label: str, model, body: str, repeats: int) -> dict:
+    import torch
+
     from bench.handler_threads import _request
-    from tryon.handlers import sd_upscale
+    from tryon.handlers import sd_upscale, threads
 
     call = _request(sd_upscale, model, body)
     budgets = {"batched": "512", "one per call": str(TILE)}
     samples: dict[str, list[float]] = {name: [] for name in budgets}
+    small_model = threads.SMALL_MODEL_PARAMS
+    # the handler's thread choice for this model, kept while batching is forced below
+    chosen = threads.choose(threads.parameter_count(model.pipe.unet), cap=torch.get_num_threads())
 
     def run(name: str) -> float:
         os.environ["TRYON_UPSCALE_MAX_INPUT_SIDE"] = budgets[name]
-        start = time.perf_counter()
-        call()
-        return time.perf_counter() - start
+        os.environ[threads.THREADS_ENV] = str(chosen)
+        threads.SMALL_MODEL_PARAMS = 0  # batch even a small model (the handler does not, on a CPU)
+        try:
+            start = time.perf_counter()
+            call()
+            return time.perf_counter() - start
+        finally:
+            threads.SMALL_MODEL_PARAMS = small_model
+            os.environ.pop(threads.THREADS_ENV, None)
 
     for name in budgets:
         run(name)
@@ -52,6 +65,7 @@ def _compare(label: str, model, body: str, repeats: int) -> dict:
         "batched s": round(med["batched"], 2),
         "one per call s": round(med["one per call"], 2),
         "speedup": round(med["one per call"] / med["batched"], 3),
+        "threads": chosen,
     }
     print(json.dumps(row), flush=True)
     return row

@@ -87,7 +87,11 @@ def test_tiled_path_is_exact_size_and_deterministic(model):
 
 def test_tiles_run_in_batches_that_equal_one_call_per_tile(model, monkeypatch):
     """4 tiles of 32 px fit one pass's pixel budget: one batched call, as if each tile ran alone."""
+    from tryon.handlers import threads
+
     assert sd_upscale.tiles_per_call(32, 32) == 512**2 // 32**2 and sd_upscale.tiles_per_call(512, 512) == 1
+    assert sd_upscale.tiles_per_call(32, 32, model) == 1  # the tiny model on a CPU: one tile per call
+    monkeypatch.setattr(threads, "SMALL_MODEL_PARAMS", 0)  # treat the tiny model as a large one
     body = {"image": b64(photo(44, 37, seed=3)), "seed": 9, "tile_size": 32, "tile_overlap": 8, **FAST}
     batches: list[int] = []
     hook = model.pipe.unet.register_forward_pre_hook(lambda _m, args: batches.append(args[0].shape[0]))
@@ -96,7 +100,7 @@ def test_tiles_run_in_batches_that_equal_one_call_per_tile(model, monkeypatch):
         assert set(batches) == {4 * 2}  # 4 tiles x (cond, uncond) in every UNet call
         batches.clear()
         monkeypatch.setenv("TRYON_UPSCALE_MAX_INPUT_SIDE", "32")  # budget of one 32 px tile per call
-        assert sd_upscale.tiles_per_call(32, 32) == 1
+        assert sd_upscale.tiles_per_call(32, 32, model) == 1
         alone = np.asarray(image_of(run(model, body))).astype(int)
         assert set(batches) == {1 * 2}
     finally:

@@ -3,8 +3,8 @@
 Inputs up to ``TRYON_UPSCALE_MAX_INPUT_SIDE`` px per side (default 512) go through the
 pipeline in one pass. Larger ones, up to ``TRYON_UPSCALE_MAX_TILED_SIDE`` px (default
 2048, and never an output above 8192 px per side), are cut into overlapping tiles that are
-upscaled in batches (as many per pipeline call as fit one single pass's pixels) and blended
-with linear ramps across the overlaps. Larger still is
+upscaled in batches (as many per pipeline call as fit one single pass's pixels; one at a
+time for a small model on a CPU) and blended with linear ramps across the overlaps. Larger still is
 refused with a message naming the limit. Every pass is padded (mirrored edges) to a
 multiple of 8 px, so any size works and the output is exactly 4x the input.
 
@@ -144,13 +144,17 @@ def input_fn(data: Any, content_type: str | None) -> UpscaleRequest:
     )
 
 
-def tiles_per_call(tile_h: int, tile_w: int) -> int:
+def tiles_per_call(tile_h: int, tile_w: int, model: UpscaleModel | None = None) -> int:
     """Tiles upscaled in one batched pipeline call: as many as fit the single-pass pixel budget.
 
     A batch of tiles then needs no more memory than one pass of the largest accepted input
-    (``max_input_side()`` squared), the UNet's weights are read once per step for all of
-    them, and small tiles stop paying one pipeline call each (docs/benchmarks.md).
+    (``max_input_side()`` squared), and the UNet's weights are read once per step for all of
+    them. A small model on a CPU gains nothing from that and loses cache to the larger batch,
+    so it runs one tile per call (measured: docs/benchmarks.md#upscaler-tiles).
     """
+    small = model is not None and threads.parameter_count(model.pipe.unet) < threads.SMALL_MODEL_PARAMS
+    if small and model.device.type == "cpu":
+        return 1
     return max(1, max_input_side() ** 2 // (tile_h * tile_w))
 
 
@@ -222,7 +226,7 @@ def predict_fn(data: UpscaleRequest, model: UpscaleModel) -> dict[str, Any]:
         single = len(tiles) == 1
         out = None if single else np.zeros((ph * SCALE, pw * SCALE, 3), dtype=np.float32)
         weight_sum = None if single else np.zeros((ph * SCALE, pw * SCALE, 1), dtype=np.float32)
-        per_call = tiles_per_call(tile_h, tile_w)
+        per_call = tiles_per_call(tile_h, tile_w, model)
         for start in range(0, len(tiles), per_call):
             group = tiles[start : start + per_call]
             n = len(group)
