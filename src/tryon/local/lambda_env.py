@@ -5,8 +5,9 @@ In-process, ``os.environ`` is one per process, so the harness would have to run 
 one at a time, and that hides exactly the races (two executions of the same job, a batch's
 parallel rows) the stack must survive. :func:`lambda_environment` gives the calling thread an
 overlay over ``os.environ`` instead: reads and writes of the overlaid keys in that thread see
-the function's values; every other thread sees the process environment. Threads that Lambda
-code starts itself see the process environment (pass settings to them explicitly).
+the function's values; every other thread sees the process environment. A thread that Lambda
+code starts (a ``ThreadPoolExecutor`` worker, say) inherits the overlay of the thread that
+created it, as every thread of a sandbox shares its environment.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import threading
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
+from typing import Any
 
 _install_lock = threading.Lock()
 
@@ -81,10 +83,32 @@ def install() -> ThreadOverlayEnviron:
     return _installed()
 
 
+def _inherit_overlays() -> None:
+    """Threads take the creating thread's overlay (set in ``__init__``, applied as they start)."""
+    original_init = threading.Thread.__init__
+    original_bootstrap = threading.Thread._bootstrap_inner  # type: ignore[attr-defined]
+
+    def init(self: threading.Thread, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        env = os.environ
+        self._tryon_env_overlay = env._overlay() if isinstance(env, ThreadOverlayEnviron) else None  # type: ignore[attr-defined]
+
+    def bootstrap(self: threading.Thread) -> None:
+        overlay = getattr(self, "_tryon_env_overlay", None)
+        env = os.environ
+        if overlay is not None and isinstance(env, ThreadOverlayEnviron):
+            env._local.values = dict(overlay)
+        original_bootstrap(self)
+
+    threading.Thread.__init__ = init  # type: ignore[method-assign]
+    threading.Thread._bootstrap_inner = bootstrap  # type: ignore[attr-defined]
+
+
 def _installed() -> ThreadOverlayEnviron:
     """Swap ``os.environ`` for an overlay-aware mapping once per process (``os.getenv`` follows)."""
     with _install_lock:
         if not isinstance(os.environ, ThreadOverlayEnviron):
+            _inherit_overlays()
             os.environ = ThreadOverlayEnviron(os.environ)  # type: ignore[assignment]  # noqa: B003 (wraps it)
         return os.environ  # type: ignore[return-value]
 
