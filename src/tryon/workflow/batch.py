@@ -17,7 +17,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
+from collections import defaultdict
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +31,7 @@ from tryon.workflow.batch_types import BatchRow, BatchState, RowError
 from tryon.workflow.config import Settings, _prefix
 from tryon.workflow.errors import as_step_errors
 from tryon.workflow.job import build_job, inspect_image, parse_trigger
-from tryon.workflow.prepare import COMPLETE_STATUSES, within_handler_limits
+from tryon.workflow.prepare import complete_manifest, within_handler_limits
 
 ROWS_FILE = "rows.json"
 ITEMS_FILE = "items.json"
@@ -39,6 +42,9 @@ MAX_CONCURRENCY_LIMITS = {"minimum": 1, "maximum": 10_000}
 TOLERATED_LIMITS = {"minimum": 0.0, "maximum": 100.0}
 #: Options a console input ``{"batch": ...}`` (or the manifest's S3 metadata) may carry.
 OPTIONS = ("allow_invalid_rows", "max_concurrency", "tolerated_failure_percentage")
+
+#: Threads validating rows (each row is a HeadObject and GetObjects; a photo decodes once).
+VALIDATE_THREADS = 16
 
 
 @dataclass(frozen=True)
@@ -112,27 +118,26 @@ class _Inspections:
 
     def __init__(self) -> None:
         self._seen: dict[tuple[str, str, str], Any] = {}
+        self._lock = threading.Lock()
+        self._photo_locks: defaultdict[tuple[str, str, str], threading.Lock] = defaultdict(threading.Lock)
 
     def __call__(
         self, settings: Settings, bucket: str, key: str, head: Mapping[str, Any]
     ) -> imaging.ImageHeader:
         ident = (bucket, key, str(head.get("VersionId") or head.get("ETag")))
-        known = self._seen.get(ident)
-        if known is None:
-            try:
-                known = inspect_image(settings, bucket, key, head)
-            except RequestError as exc:
-                known = exc
-            self._seen[ident] = known
+        with self._lock:
+            photo_lock = self._photo_locks[ident]
+        with photo_lock:  # rows naming the same photo wait for its one decode
+            known = self._seen.get(ident)
+            if known is None:
+                try:
+                    known = inspect_image(settings, bucket, key, head)
+                except RequestError as exc:
+                    known = exc
+                self._seen[ident] = known
         if isinstance(known, RequestError):
             raise RequestError(known.field, known.detail)
         return known
-
-
-def _complete(bucket: str, prefix: str) -> bool:
-    """Whether a complete manifest exists under ``prefix`` (the job need not run again)."""
-    existing = storage.get_json(bucket, prefix + layout.MANIFEST)
-    return isinstance(existing, dict) and existing.get("status") in COMPLETE_STATUSES
 
 
 def _validate_row(settings: Settings, number: int, row: Any, inspect: _Inspections) -> BatchRow:
@@ -145,7 +150,7 @@ def _validate_row(settings: Settings, number: int, row: Any, inspect: _Inspectio
         error: RowError = {"field": exc.field, "message": exc.detail}
         return {"row": number, "status": "invalid", "image": str(image or ""), "error": error}
     prefix = job["output"]["prefix"]
-    done = _complete(settings.output_bucket, prefix)
+    done = complete_manifest(settings.output_bucket, prefix) is not None
     return {
         "row": number,
         "status": "already-complete" if done else "pending",
@@ -163,9 +168,11 @@ def _validate_row(settings: Settings, number: int, row: Any, inspect: _Inspectio
 def validate_rows(settings: Settings, rows: list[Any]) -> list[BatchRow]:
     """Every row's record, in order; a row repeating an earlier row's job is marked ``duplicate``."""
     inspect = _Inspections()
-    # In the invocation's thread: rows are validated with the function's environment (defaults,
-    # presets, limits), which threads started here would not see under the local harness.
-    records = [_validate_row(settings, number, row, inspect) for number, row in enumerate(rows, 1)]
+    # Rows are S3 round trips (HeadObject, ranged and full GetObject) more than CPU: threads.
+    with ThreadPoolExecutor(max_workers=VALIDATE_THREADS) as pool:
+        records = list(
+            pool.map(lambda numbered: _validate_row(settings, *numbered, inspect), enumerate(rows, 1))
+        )
     first: dict[str, int] = {}
     for record in records:
         job_id = record.get("job_id")

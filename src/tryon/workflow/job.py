@@ -140,6 +140,10 @@ def check_upscalable(header: imaging.ImageHeader) -> None:
         )
 
 
+#: Reads and checks an upload: :func:`inspect_image`, or a caching wrapper of it (batches).
+Inspector = Callable[[Settings, str, str, Mapping[str, Any]], imaging.ImageHeader]
+
+
 def check_adapter_location(settings: Settings, adapter: str | None) -> None:
     """An ``s3://`` adapter must lie under the stack's adapter location, which the endpoints may read.
 
@@ -155,10 +159,6 @@ def check_adapter_location(settings: Settings, adapter: str | None) -> None:
             f"{adapter} is outside {allowed}, the only place the endpoints may read adapters from "
             "(template parameters AdapterBucket and AdapterPrefix)",
         )
-
-
-#: Reads and checks an upload: :func:`inspect_image`, or a caching wrapper of it (batches).
-Inspector = Callable[[Settings, str, str, Mapping[str, Any]], imaging.ImageHeader]
 
 
 def build_job(settings: Settings, event: Any, *, inspect: Inspector | None = None) -> Job:

@@ -30,7 +30,7 @@ def within_handler_limits(settings: Settings) -> Settings:
     )
 
 
-def _existing_manifest(bucket: str, prefix: str) -> str | None:
+def complete_manifest(bucket: str, prefix: str) -> str | None:
     """The URI of a complete manifest under ``prefix``, else None."""
     key = prefix + layout.MANIFEST
     existing = storage.get_json(bucket, key)
@@ -52,14 +52,14 @@ def prepare(event: Mapping[str, Any], *, execution: str | None = None) -> Prepar
     bucket, prefix = settings.output_bucket, job["output"]["prefix"]
     manifest_uri = layout.s3_uri(bucket, prefix + layout.MANIFEST)
     result: Prepared = {"job": job, "complete": False, "running": False, "manifest": None}
-    if _existing_manifest(bucket, prefix):
+    if complete_manifest(bucket, prefix):
         return result | {"complete": True, "manifest": manifest_uri}
     if execution is None:
         return result
     held = claim.acquire(bucket, prefix, execution, hold_seconds=settings.claim_seconds)
     if not held.acquired:
         return result | {"running": True, "claimed_by": held.holder, "manifest": manifest_uri}
-    if _existing_manifest(bucket, prefix):
+    if complete_manifest(bucket, prefix):
         # Finished (and released) between our first look and our claim: nothing to run.
         claim.release(bucket, prefix, execution)
         return result | {"complete": True, "manifest": manifest_uri}
