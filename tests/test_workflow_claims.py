@@ -85,6 +85,15 @@ def test_a_takeover_loses_when_another_execution_overwrote_the_stale_claim_first
     assert read_claim(s3)["execution"] == "exec-fast"
 
 
+def test_a_live_claim_of_an_execution_that_has_ended_is_taken_over_at_once(s3):
+    ended = "arn:aws:states:us-east-1:123456789012:execution:tryon-tryon:aborted"
+    claim.acquire(OUT, PREFIX, ended, hold_seconds=3600)
+    running = claim.acquire(OUT, PREFIX, "exec-b", hold_seconds=3600, is_running=lambda arn: True)
+    assert not running.acquired and running.holder == ended
+    taker = claim.acquire(OUT, PREFIX, "exec-b", hold_seconds=3600, is_running=claim.execution_is_running)
+    assert taker.acquired and taker.took_over == ended  # DescribeExecution: ExecutionDoesNotExist
+
+
 def test_claims_race_from_threads_one_winner(s3):
     barrier = threading.Barrier(6)
     results = []
@@ -178,3 +187,32 @@ def test_a_failed_execution_releases_its_claim_so_a_redelivery_retries(wf):
     assert not [k for k in wf.list_keys("results/fails-once/") if k.endswith(claim.CLAIM)]
     retried = wf.wait(wf.start_from_s3_event(key), timeout=DEADLINE_S)
     assert retried.succeeded and retried.output["status"] == "succeeded"
+
+
+@pytest.mark.slow
+def test_a_claim_held_by_an_aborted_execution_does_not_block_the_redelivery(wf):
+    key = wf.upload(sample_photo(), "inputs/aborted.png")["key"]
+    entered, release = threading.Event(), threading.Event()
+    calls = []
+
+    def hold_first_call(request):
+        calls.append(request)
+        if len(calls) == 1:
+            entered.set()
+            release.wait(DEADLINE_S)  # the first execution is stopped while it holds the claim
+        return None
+
+    wf.before_endpoint_call("clipseg", hold_first_call)
+    event = wf.s3_event(key)
+    first = wf.start(event)
+    assert entered.wait(DEADLINE_S)
+    wf.client("stepfunctions").stop_execution(executionArn=first, error="Operator", cause="aborted by hand")
+    release.set()  # moto marks it ABORTED once its running Task returns (AWS does at once)
+    assert wf.wait(first, timeout=DEADLINE_S).status == "ABORTED"
+    claims = [k for k in wf.list_keys("results/aborted/") if k.endswith(claim.CLAIM)]
+    assert len(claims) == 1 and wf.read_json(claims[0])["execution"] == first  # left behind
+    retried = wf.wait(wf.start(event), timeout=DEADLINE_S)
+    assert retried.succeeded and retried.output["status"] == "succeeded"
+    assert len(calls) == 2
+    manifest = wf.read_json(retried.output["manifest"])
+    assert manifest["execution"] != first

@@ -5,16 +5,17 @@ same moment. Prepare claims the job by writing ``<result prefix>claim.json`` wit
 ``If-None-Match: *`` (S3 refuses the second writer with 412 ``PreconditionFailed``); the
 execution that loses ends as ``already-running`` without calling a model. Finalize and the
 failure recorder release the claim. A claim left behind by an execution that never reached
-either (aborted, timed out, or the recorder itself failed) is stale once it is older than
-the longest an execution can run, and the next execution takes it over with an ``If-Match``
-conditional overwrite, so a crash never blocks a retry for longer than that.
+either (aborted, timed out, or the recorder itself failed) is stale as soon as that execution
+has ended (DescribeExecution), and in any case once it is older than the longest an
+execution can run; the next execution takes it over with an ``If-Match`` conditional
+overwrite, so a crash does not block a retry.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,14 +97,37 @@ def _read(bucket: str, key: str) -> tuple[Claim | None, str | None]:
     return claim, obj.get("ETag")
 
 
+def execution_is_running(execution: str) -> bool:
+    """Whether a Step Functions execution still runs (DescribeExecution).
+
+    An execution that does not exist (or a holder id that is not an execution ARN) is not
+    running; any other error counts as running, so a doubt never starts a second run.
+    """
+    if not execution.startswith("arn:"):
+        return True
+    try:
+        status = aws.client("stepfunctions").describe_execution(executionArn=execution)["status"]
+    except ClientError as exc:
+        return exc.response.get("Error", {}).get("Code", "") != "ExecutionDoesNotExist"
+    return status == "RUNNING"
+
+
 def acquire(
-    bucket: str, result_prefix: str, execution: str, *, hold_seconds: int, now: float | None = None
+    bucket: str,
+    result_prefix: str,
+    execution: str,
+    *,
+    hold_seconds: int,
+    now: float | None = None,
+    is_running: Callable[[str], bool] | None = None,
 ) -> ClaimResult:
     """Claim the job for ``execution``.
 
     Re-entrant: an execution that already holds the claim (its Prepare retried) keeps it.
-    A stale claim (past ``expires_at``) is taken over with a conditional overwrite, so two
-    executions racing for the same stale claim cannot both win.
+    A stale claim is taken over with a conditional overwrite, so two executions racing for
+    the same stale claim cannot both win. A claim is stale past its ``expires_at``, or at once
+    when ``is_running(holder)`` says its execution has ended (aborted, timed out, or failed
+    without reaching the failure recorder).
     """
     key = claim_key(result_prefix)
     now = time.time() if now is None else now
@@ -116,7 +140,7 @@ def acquire(
             continue  # released between our put and our read: try again
         if held.execution == execution:
             return ClaimResult(acquired=True)
-        if held.expires_at > now:
+        if held.expires_at > now and (is_running is None or is_running(held.execution)):
             return ClaimResult(acquired=False, holder=held.execution)
         if etag and _put(bucket, key, mine, IfMatch=etag):
             return ClaimResult(acquired=True, took_over=held.execution)

@@ -56,7 +56,9 @@ def prepare(event: Mapping[str, Any], *, execution: str | None = None) -> Prepar
         return result | {"complete": True, "manifest": manifest_uri}
     if execution is None:
         return result
-    held = claim.acquire(bucket, prefix, execution, hold_seconds=settings.claim_seconds)
+    held = claim.acquire(
+        bucket, prefix, execution, hold_seconds=settings.claim_seconds, is_running=claim.execution_is_running
+    )
     if not held.acquired:
         return result | {"running": True, "claimed_by": held.holder, "manifest": manifest_uri}
     if complete_manifest(bucket, prefix):
