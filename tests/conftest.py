@@ -73,3 +73,29 @@ def probe_handler():
             yield module
 
     return register
+
+
+@pytest.fixture
+def moto_s3(monkeypatch):
+    """``moto_s3(*buckets, versioned=buckets, env={})``: buckets on moto S3 (those in ``versioned``
+    versioned), ``env`` set for the test, the workflow's cached clients reset; returns an S3 client."""
+    import boto3
+    from moto import mock_aws
+
+    from tryon.workflow import aws
+
+    with mock_aws():
+        aws.reset_clients()
+
+        def make(*buckets, versioned=None, env=None):
+            for key, value in (env or {}).items():
+                monkeypatch.setenv(key, value)
+            client = boto3.client("s3")
+            for bucket in buckets:
+                client.create_bucket(Bucket=bucket)
+                if versioned is None or bucket in versioned:
+                    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+            return client
+
+        yield make
+    aws.reset_clients()

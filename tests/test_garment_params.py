@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import io
 
-import boto3
 import pytest
-from moto import mock_aws
 from PIL import Image
 
 from tryon import contract
 from tryon.errors import RequestError
-from tryon.workflow import aws, job, params
+from tryon.workflow import job, params
 from tryon.workflow.config import Settings
 
 IN, OUT = "in-bucket", "out-bucket"
@@ -73,21 +71,9 @@ def test_garment_parameters_take_the_contract_limits_and_an_s3_uri():
 
 
 @pytest.fixture
-def s3(monkeypatch):
-    for key, value in {
-        "TRYON_INPUT_BUCKET": IN,
-        "TRYON_OUTPUT_BUCKET": OUT,
-        "TRYON_INPAINT_ENDPOINT": "inp",
-    }.items():
-        monkeypatch.setenv(key, value)
-    with mock_aws():
-        aws.reset_clients()
-        client = boto3.client("s3")
-        for bucket in (IN, OUT):
-            client.create_bucket(Bucket=bucket)
-        client.put_bucket_versioning(Bucket=IN, VersioningConfiguration={"Status": "Enabled"})
-        yield client
-    aws.reset_clients()
+def s3(moto_s3):
+    env = {"TRYON_INPUT_BUCKET": IN, "TRYON_OUTPUT_BUCKET": OUT, "TRYON_INPAINT_ENDPOINT": "inp"}
+    return moto_s3(IN, OUT, versioned=(IN,), env=env)
 
 
 def test_prepare_pins_the_garment_version_into_the_job_and_its_id(s3):

@@ -6,11 +6,9 @@ from __future__ import annotations
 import io
 import json
 
-import boto3
 import numpy as np
 import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
-from moto import mock_aws
 from PIL import Image
 
 from tryon import imaging
@@ -69,13 +67,8 @@ def upscale(tiny_models):
 
 
 @pytest.fixture
-def s3():
-    with mock_aws():
-        client = boto3.client("s3")
-        for bucket in (IN, OUT):
-            client.create_bucket(Bucket=bucket)
-        client.put_bucket_versioning(Bucket=IN, VersioningConfiguration={"Status": "Enabled"})
-        yield client
+def s3(moto_s3):
+    return moto_s3(IN, OUT, versioned=(IN,))
 
 
 def _read_png(s3, uri: str) -> Image.Image:

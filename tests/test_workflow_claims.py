@@ -11,9 +11,7 @@ import json
 import threading
 from pathlib import Path
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from tryon.local import LocalWorkflow
 from tryon.local.samples import sample_photo
@@ -25,15 +23,8 @@ PREFIX = "results/photo/job-1/"
 
 
 @pytest.fixture
-def s3(monkeypatch):
-    monkeypatch.setenv("TRYON_INPUT_BUCKET", IN)
-    monkeypatch.setenv("TRYON_OUTPUT_BUCKET", OUT)
-    with mock_aws():
-        client = boto3.client("s3")
-        for bucket in (IN, OUT):
-            client.create_bucket(Bucket=bucket)
-            client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-        yield client
+def s3(moto_s3):
+    return moto_s3(IN, OUT, env={"TRYON_INPUT_BUCKET": IN, "TRYON_OUTPUT_BUCKET": OUT})
 
 
 def read_claim(s3) -> dict:

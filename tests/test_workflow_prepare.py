@@ -5,10 +5,8 @@ from __future__ import annotations
 import io
 import json
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 from PIL import Image
 
 from tryon.errors import RequestError
@@ -32,8 +30,8 @@ def png(size=(40, 30), mode="RGB") -> bytes:
 
 
 @pytest.fixture
-def s3(monkeypatch):
-    for key, value in {
+def s3(moto_s3):
+    env = {
         "TRYON_INPUT_BUCKET": IN,
         "TRYON_OUTPUT_BUCKET": OUT,
         "TRYON_CLIPSEG_ENDPOINT": "seg",
@@ -42,16 +40,8 @@ def s3(monkeypatch):
         "TRYON_DEFAULT_STEPS": "12",
         "TRYON_DEFAULT_NEGATIVE_QUERIES": "face, hands",
         "TRYON_PRESETS": json.dumps({"catalogue": {"num_images": 3, "prompt": "studio"}}),
-    }.items():
-        monkeypatch.setenv(key, value)
-    with mock_aws():
-        aws.reset_clients()
-        client = boto3.client("s3")
-        for bucket in (IN, OUT):
-            client.create_bucket(Bucket=bucket)
-        client.put_bucket_versioning(Bucket=IN, VersioningConfiguration={"Status": "Enabled"})
-        yield client
-    aws.reset_clients()
+    }
+    return moto_s3(IN, OUT, versioned=(IN,), env=env)
 
 
 def event_for(client, key, bucket=IN):
@@ -254,7 +244,6 @@ def test_a_model_call_past_the_read_timeout_is_permanent(monkeypatch):
 
     from botocore.config import Config
 
-    from tryon.workflow import aws
     from tryon.workflow.errors import EndpointTimeout
 
     release = threading.Event()
