@@ -306,7 +306,7 @@ class Suite:
             finally:
                 os.environ.pop("TRYON_UPSCALE_MAX_INPUT_SIDE", None)
             row["tiles"] = answer["tiles"]
-            row["tiles_per_call"] = sd_upscale.tiles_per_call(tile, tile) if not budget else 1
+            row["tiles_per_call"] = sd_upscale.tiles_per_call(tile, tile, model) if not budget else 1
 
     def train(self) -> None:
         """LoRA vs full fine-tune of the SD 2 inpainting UNet (bench.gpu_unet_throughput.measure)."""
