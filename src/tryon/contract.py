@@ -165,6 +165,20 @@ SD_INPAINT = EndpointContract(
     ),
 )
 
+
+def check_refiner_steps(steps: int, strength: float) -> None:
+    """The refiner must run at least one step: ``int(refiner_steps * refiner_strength) >= 1``.
+
+    Checked by the handler on each request and by the workflow's Prepare on each job.
+    """
+    if int(steps * strength) < 1:
+        raise RequestError(
+            "refiner_strength",
+            f"{strength} x refiner_steps {steps} leaves no refining step; "
+            "refiner_steps x refiner_strength must be >= 1",
+        )
+
+
 SD_UPSCALE = EndpointContract(
     "sd_upscale",
     (

@@ -25,7 +25,7 @@ from typing import Any
 from PIL import Image
 
 from tryon import cancellation
-from tryon.contract import SD_INPAINT
+from tryon.contract import SD_INPAINT, check_refiner_steps
 from tryon.errors import RequestError
 from tryon.handlers.common import progress_bars_enabled
 from tryon.handlers.compat import dtype_kwargs
@@ -129,12 +129,7 @@ def read_request(
         if given:
             raise RequestError(given[0], f"applies only when the refiner runs, and {USE_FIELD} is false")
         return None
-    if int(steps * strength) < 1:
-        raise RequestError(
-            STRENGTH_FIELD,
-            f"{strength} x {STEPS_FIELD} {steps} leaves no refining step; "
-            f"{STEPS_FIELD} x {STRENGTH_FIELD} must be >= 1",
-        )
+    check_refiner_steps(steps, strength)
     refiner.schedulers.validate(sampler)
     return RefineRequest(steps, strength)
 

@@ -22,7 +22,7 @@ class Param:
     """One job parameter: its type, the env var holding its template default, and its limits."""
 
     name: str
-    kind: str  # str | opt_str | int | opt_int | float | bool | str_list
+    kind: str  # str | opt_str | int | opt_int | float | opt_float | bool | opt_bool | str_list
     default: Any
     env: str | None = None
     limits: Mapping[str, Any] = field(default_factory=dict)
@@ -68,6 +68,18 @@ PARAMS: tuple[Param, ...] = (
         "TRYON_DEFAULT_GARMENT_SCALE",
         _INPAINT["garment_scale"],
     ),
+    # The SDXL refiner (for an SDXL endpoint packaged with one). Unset (None) is not sent, so the
+    # endpoint decides (use_refiner: refine whenever the model has a refiner; an SD 2 endpoint has
+    # none and is never asked); refiner_steps and refiner_strength go only where the refiner may run.
+    _sent("use_refiner", "opt_bool", None, "TRYON_DEFAULT_USE_REFINER", _INPAINT["use_refiner"]),
+    _sent("refiner_steps", "opt_int", None, "TRYON_DEFAULT_REFINER_STEPS", _INPAINT["refiner_steps"]),
+    _sent(
+        "refiner_strength",
+        "opt_float",
+        None,
+        "TRYON_DEFAULT_REFINER_STRENGTH",
+        _INPAINT["refiner_strength"],
+    ),
     Param("upscale", "bool", False, "TRYON_DEFAULT_UPSCALE"),
     _sent("upscale_steps", "int", 20, "TRYON_DEFAULT_UPSCALE_STEPS", _UPSCALE["steps"]),
     _sent("noise_level", "int", 20, "TRYON_DEFAULT_NOISE_LEVEL", _UPSCALE["noise_level"]),
@@ -97,21 +109,21 @@ BUILTIN_PRESETS: dict[str, dict[str, Any]] = {
 def _coerce_text(param: Param, text: str, source: str) -> Any:
     """Turn a metadata or environment string into the parameter's type (validated later)."""
     text = text.strip()
-    if param.kind in {"opt_str", "opt_int"} and text == "":
+    if param.kind.startswith("opt_") and text == "":
         return None
     if param.kind in {"int", "opt_int"}:
         try:
             return int(text)
         except ValueError:
             raise RequestError(f"{param.name} (from {source})", f"must be an integer, got {text!r}") from None
-    if param.kind == "float":
+    if param.kind in {"float", "opt_float"}:
         try:
             return float(text)
         except ValueError:
             raise RequestError(f"{param.name} (from {source})", f"must be a number, got {text!r}") from None
     if param.kind == "str_list":
         return [item.strip() for item in text.split(",") if item.strip()]
-    return text  # str, opt_str, bool (get_bool reads "true"/"false")
+    return text  # str, opt_str, bool, opt_bool (get_bool reads "true"/"false", "yes"/"no")
 
 
 def _validate(param: Param, value: Any, source: str) -> Any:
@@ -128,7 +140,9 @@ def _validate(param: Param, value: Any, source: str) -> Any:
         "int": validation.get_int,
         "opt_int": validation.get_int,
         "float": validation.get_float,
+        "opt_float": validation.get_float,
         "bool": validation.get_bool,
+        "opt_bool": validation.get_bool,
         "str_list": validation.get_str_list,
     }
     try:
@@ -254,4 +268,20 @@ def resolve(
         effective.update(preset_table[name])
     effective.update(metadata)
     effective.update(console)
+    check_refiner(effective)
     return effective
+
+
+def check_refiner(effective: Mapping[str, Any]) -> None:
+    """Refuse refiner settings that leave the refiner no step (as the endpoint would), before any model runs.
+
+    Only where the settings are sent: not when ``use_refiner`` is false, nor when neither is set.
+    An unset one counts at the endpoint's default (the contract's).
+    """
+    steps, strength = effective.get("refiner_steps"), effective.get("refiner_strength")
+    if effective.get("use_refiner") is False or (steps is None and strength is None):
+        return
+    contract.check_refiner_steps(
+        _INPAINT["refiner_steps"].default if steps is None else steps,
+        _INPAINT["refiner_strength"].default if strength is None else strength,
+    )

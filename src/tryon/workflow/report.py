@@ -79,6 +79,8 @@ def build_manifest(
         "adapter": inpaint.get("adapter"),
         # the packshot Prepare checked, and what the endpoint did with it (IP-Adapter, scale)
         "garment": {**job["garment"], "used": inpaint.get("garment")} if job.get("garment") else None,
+        # the SDXL refiner pass the endpoint ran ({"steps", "strength"}), None when it ran none
+        "refiner": inpaint.get("refiner"),
         "outputs": dict(uris),
         "timings_ms": steps,
         "cost": cost(state, instance_types or {}),

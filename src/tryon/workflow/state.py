@@ -116,6 +116,7 @@ class InpaintResult(TypedDict):
     seeds: list[int]
     adapter: Any
     garment: NotRequired[Any]  # the endpoint's report of the garment image it used (None without one)
+    refiner: NotRequired[Any]  # the endpoint's report of the SDXL refiner pass: steps, strength (or None)
     model: str | None
     timings_ms: dict[str, Any]
     elapsed_ms: float

@@ -151,7 +151,20 @@ def _inpaint_requests(state: InpaintInput) -> list[dict[str, Any]]:
         request["adapter"] = p["adapter"]
         request["adapter_scale"] = p["adapter_scale"]
     request.update(garment.inpaint_fields(job))
+    request.update(_refiner_fields(p))
     return [request]
+
+
+#: The SDXL refiner's job parameters, named as the inpainting endpoint's fields.
+REFINER_FIELDS = ("use_refiner", "refiner_steps", "refiner_strength")
+
+
+def _refiner_fields(p: dict[str, Any]) -> dict[str, Any]:
+    """The refiner fields the job sets, and only those: an endpoint without a refiner (SD 2) is
+    never sent one it would refuse. With ``use_refiner`` false, steps and strength are not sent."""
+    if p.get("use_refiner") is False:
+        return {"use_refiner": False}
+    return {name: p[name] for name in REFINER_FIELDS if p.get(name) is not None}
 
 
 def _inpaint_result(state: InpaintInput, results: list[dict[str, Any]], elapsed_ms: float) -> InpaintResult:
@@ -164,6 +177,7 @@ def _inpaint_result(state: InpaintInput, results: list[dict[str, Any]], elapsed_
         "seeds": result.get("seeds", []),
         "adapter": result.get("adapter"),
         "garment": result.get("garment"),
+        "refiner": result.get("refiner"),
         "model": result.get("model"),
         "timings_ms": result.get("timings_ms", {}),
         "elapsed_ms": elapsed_ms,
