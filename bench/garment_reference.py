@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.sd_inpaint import paired_median_ms
+from tryon.local.samples import box_mask, noise_image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -42,14 +43,6 @@ VIT_H_IMAGE_ENCODER = {
 }
 
 
-def _noise(size: tuple[int, int], seed: int):
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8), "RGB")
-
-
 def _b64png(img) -> str:
     import base64
 
@@ -60,17 +53,20 @@ def _b64png(img) -> str:
 
 def tiny(repeats: int) -> None:
     """Figure 1: the handler on the tiny checkpoint, with and without a garment image."""
-    from PIL import Image
 
     from tryon.handlers import sd_inpaint
     from tryon.tiny_models import ensure_tiny_models
 
     model = sd_inpaint.model_fn(str(ensure_tiny_models()["sd-inpaint-ip"]))
-    mask = Image.new("L", (300, 200), 0)
-    mask.paste(255, (100, 50, 180, 120))
-    plain = {"image": _b64png(_noise((300, 200), 0)), "mask": _b64png(mask), "prompt": "a shirt", "steps": 2}
+    mask = box_mask((300, 200), (100, 50, 180, 120))
+    plain = {
+        "image": _b64png(noise_image((300, 200), 0)),
+        "mask": _b64png(mask),
+        "prompt": "a shirt",
+        "steps": 2,
+    }
     plain["seed"] = 7
-    dressed = {**plain, "garment_image": _b64png(_noise((600, 800), 1))}
+    dressed = {**plain, "garment_image": _b64png(noise_image((600, 800), 1))}
     with_ms, without_ms = paired_median_ms(
         lambda: sd_inpaint.predict_fn(dressed, model), lambda: sd_inpaint.predict_fn(plain, model), repeats
     )
@@ -103,8 +99,8 @@ def full(repeats: int) -> None:
     conditioner = ip_adapter.conditioner(pipe, "ip-adapter_sd15 (random)")
     encoder_params = sum(p.numel() for p in encoder.parameters()) / 1e6
     unet_params = sum(p.numel() for p in pipe.unet.parameters()) / 1e6
-    photo, mask = _noise((512, 512), 0), Image.new("L", (512, 512), 255)
-    garment = GarmentRequest(_noise((768, 1024), 1), 0.6)
+    photo, mask = noise_image((512, 512), 0), Image.new("L", (512, 512), 255)
+    garment = GarmentRequest(noise_image((768, 1024), 1), 0.6)
 
     def call(request: GarmentRequest | None) -> None:
         with torch.no_grad():

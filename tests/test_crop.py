@@ -7,17 +7,13 @@ import pytest
 from PIL import Image
 
 from tryon.handlers import crop
+from tryon.local.samples import noise_image
 
 
 def _mask(size: tuple[int, int], box: tuple[int, int, int, int], value: int = 255) -> Image.Image:
     mask = Image.new("L", size, 0)
     mask.paste(value, box)
     return mask
-
-
-def _noise(size: tuple[int, int], seed: int) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8), "RGB")
 
 
 def test_binarize_threshold_and_modes():
@@ -91,13 +87,13 @@ def test_feather_weights_zero_outside_mask():
 
 @pytest.mark.parametrize("feather", [0, 4, 12])
 def test_paste_back_identical_outside_mask(feather):
-    original = _noise((300, 200), 1)
+    original = noise_image((300, 200), 1)
     mask = Image.new("L", (300, 200), 0)
     mask.paste(255, (100, 50, 180, 120))
     mask.paste(255, (60, 150, 70, 190))
     bbox = crop.mask_bbox(mask)
     box = crop.crop_box_for_mask(bbox, original.size, (64, 64), 16)
-    generated = _noise((64, 64), 2)  # working size, not the box size
+    generated = noise_image((64, 64), 2)  # working size, not the box size
     result = crop.paste_back(original, generated, box, mask, feather=feather)
     assert result.size == original.size and result.mode == "RGB"
     orig_px, out_px = np.asarray(original), np.asarray(result)
@@ -105,7 +101,7 @@ def test_paste_back_identical_outside_mask(feather):
     np.testing.assert_array_equal(out_px[outside], orig_px[outside])
     inside = ~outside
     assert np.mean(np.any(out_px[inside] != orig_px[inside], axis=-1)) > 0.9
-    assert original.tobytes() == _noise((300, 200), 1).tobytes()  # the input is untouched
+    assert original.tobytes() == noise_image((300, 200), 1).tobytes()  # the input is untouched
 
 
 def test_paste_back_full_weight_takes_generated_pixels():

@@ -16,16 +16,12 @@ from PIL import Image
 from tryon.errors import RequestError
 from tryon.handlers import ip_adapter
 from tryon.imaging import b64encode, encode_jpeg, encode_png
+from tryon.local.samples import noise_image
 
 pytestmark = pytest.mark.slow
 
 PHOTO_SIZE = (120, 90)
 MASK_BOX = (30, 20, 90, 70)
-
-
-def _noise(size: tuple[int, int], seed: int) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8), "RGB")
 
 
 def _mask() -> Image.Image:
@@ -34,9 +30,9 @@ def _mask() -> Image.Image:
     return mask
 
 
-GARMENT = _noise((48, 64), 7)
+GARMENT = noise_image((48, 64), 7)
 BASE = {
-    "image": b64encode(encode_png(_noise(PHOTO_SIZE, 1))),
+    "image": b64encode(encode_png(noise_image(PHOTO_SIZE, 1))),
     "mask": b64encode(encode_png(_mask())),
     "prompt": "a red linen shirt",
     "steps": 2,

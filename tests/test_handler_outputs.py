@@ -14,15 +14,11 @@ from PIL import Image
 from tryon import imaging
 from tryon.errors import RETRYABLE_MARKER, DependencyUnavailable, RequestError
 from tryon.handlers import s3io
+from tryon.local.samples import noise_image
 
 pytestmark = pytest.mark.slow
 
 IN, OUT = "photos-in", "photos-out"
-
-
-def _noise(size: tuple[int, int], seed: int = 0) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8), "RGB")
 
 
 def _mask(size: tuple[int, int], box: tuple[int, int, int, int]) -> Image.Image:
@@ -82,7 +78,7 @@ def _read_png(s3, uri: str) -> Image.Image:
 def test_inpaint_writes_large_results_to_s3_and_answers_small_json(inpaint, s3):
     handler, model = inpaint
     size, box = (1600, 1200), (500, 400, 900, 800)
-    photo = _noise(size, 1)
+    photo = noise_image(size, 1)
     s3.put_object(Bucket=IN, Key="inputs/p.png", Body=_png(photo))
     s3.put_object(Bucket=OUT, Key="results/p/job/mask.png", Body=_png(_mask(size, box)))
     before = s3.get_object(Bucket=IN, Key="inputs/p.png")["Body"].read()
@@ -115,7 +111,7 @@ def test_inpaint_writes_large_results_to_s3_and_answers_small_json(inpaint, s3):
 
 
 def test_each_endpoint_names_its_outputs(clipseg, upscale, s3):
-    photo = _noise((48, 40), 2)
+    photo = noise_image((48, 40), 2)
     s3.put_object(Bucket=IN, Key="inputs/small.png", Body=_png(photo))
     handler, model = clipseg
     answer = _run(
@@ -144,7 +140,7 @@ def test_each_endpoint_names_its_outputs(clipseg, upscale, s3):
 def test_endpoint_reads_the_version_the_request_names(clipseg, s3):
     """A new upload under the same key while a job runs must not change that job's inputs."""
     handler, model = clipseg
-    first, second = _noise((40, 40), 3), _noise((56, 24), 4)
+    first, second = noise_image((40, 40), 3), noise_image((56, 24), 4)
     v1 = s3.put_object(Bucket=IN, Key="inputs/p.png", Body=_png(first))["VersionId"]
     s3.put_object(Bucket=IN, Key="inputs/p.png", Body=_png(second))
     old = _run(handler, model, {"image": f"s3://{IN}/inputs/p.png?versionId={v1}", "query": "a shirt"})
@@ -204,7 +200,11 @@ def test_s3_faults_are_classified(clipseg, s3, monkeypatch, error, transient):
 
 def test_failed_output_write_is_classified(clipseg, s3, monkeypatch):
     handler, model = clipseg
-    request = {"image": imaging.b64encode(_png(_noise((32, 32)))), "query": "x", "output": "s3://nobucket/r/"}
+    request = {
+        "image": imaging.b64encode(_png(noise_image((32, 32)))),
+        "query": "x",
+        "output": "s3://nobucket/r/",
+    }
     with pytest.raises(RequestError, match=r"^output: s3://nobucket/r/mask.png: the bucket does not exist"):
         _run(handler, model, request)
     _failing_client(monkeypatch, _client_error("SlowDown", 503))
@@ -223,7 +223,7 @@ def test_failed_output_write_is_classified(clipseg, s3, monkeypatch):
 )
 def test_bad_output_fields(clipseg, fields, message):
     handler, _ = clipseg
-    request = {"image": imaging.b64encode(_png(_noise((32, 32)))), "query": "x", **fields}
+    request = {"image": imaging.b64encode(_png(noise_image((32, 32)))), "query": "x", **fields}
     with pytest.raises(RequestError, match=message):
         handler.input_fn(json.dumps(request), "application/json")
 
@@ -233,7 +233,7 @@ def test_inline_answer_over_the_response_limit_is_refused(inpaint, monkeypatch):
     handler, model = inpaint
     size = (1000, 800)
     request = {
-        "image": imaging.b64encode(_png(_noise(size, 5))),
+        "image": imaging.b64encode(_png(noise_image(size, 5))),
         "mask": imaging.b64encode(_png(_mask(size, (100, 100, 300, 300)))),
         "prompt": "a skirt",
         "steps": 1,

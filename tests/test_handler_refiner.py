@@ -11,16 +11,15 @@ import time
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from tryon.errors import RequestError
 from tryon.imaging import b64decode, b64encode, decode_image, encode_png
+from tryon.local.samples import box_mask, noise_image
 
 pytestmark = pytest.mark.slow
 
-PHOTO = Image.fromarray(np.random.default_rng(4).integers(0, 256, (90, 120, 3), dtype=np.uint8), "RGB")
-MASK = Image.new("L", PHOTO.size, 0)
-MASK.paste(255, (30, 20, 90, 70))
+PHOTO = noise_image((120, 90), seed=4)
+MASK = box_mask(PHOTO.size, (30, 20, 90, 70))
 REQUEST = {
     "image": b64encode(encode_png(PHOTO)),
     "mask": b64encode(encode_png(MASK)),
@@ -177,6 +176,7 @@ _SERVING_SCRIPT = """
 import json, sys, torch
 torch.set_num_threads(1)
 from tryon.handlers import sd_inpaint
+from tryon.local.samples import box_mask, noise_image
 request = json.loads(sys.stdin.read())
 print(json.dumps(sd_inpaint.predict_fn(request, sd_inpaint.model_fn(sys.argv[1]))["images"]))
 """

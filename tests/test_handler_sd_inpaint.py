@@ -15,17 +15,13 @@ from PIL import Image
 
 from tryon.errors import RequestError
 from tryon.imaging import b64encode, encode_png, to_rgb
+from tryon.local.samples import noise_image
 
 pytestmark = pytest.mark.slow
 
 STEPS = 2
 PHOTO_SIZE = (300, 200)  # non-square and larger than the tiny model's 64 px working size
 MASK_BOX = (100, 50, 180, 120)
-
-
-def _noise(size: tuple[int, int], seed: int = 0) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8), "RGB")
 
 
 def _mask(size: tuple[int, int] = PHOTO_SIZE, box: tuple[int, int, int, int] = MASK_BOX) -> Image.Image:
@@ -40,7 +36,7 @@ def _b64(img: Image.Image, fmt: str = "PNG", **save) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-PHOTO = _noise(PHOTO_SIZE)
+PHOTO = noise_image(PHOTO_SIZE)
 BASE_REQUEST = {
     "image": _b64(PHOTO),
     "mask": _b64(_mask()),

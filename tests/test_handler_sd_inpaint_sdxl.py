@@ -11,6 +11,7 @@ from PIL import Image
 
 from tryon.errors import RequestError
 from tryon.imaging import b64encode, encode_png
+from tryon.local.samples import box_mask, noise_image
 
 pytestmark = pytest.mark.slow
 
@@ -32,9 +33,8 @@ def sdxl(tmp_path_factory, tiny_models):
     return sd_inpaint, sd_inpaint.model_fn(str(folder))
 
 
-PHOTO = Image.fromarray(np.random.default_rng(3).integers(0, 256, (200, 300, 3), dtype=np.uint8), "RGB")
-MASK = Image.new("L", PHOTO.size, 0)
-MASK.paste(255, (100, 50, 180, 120))
+PHOTO = noise_image((300, 200), seed=3)
+MASK = box_mask(PHOTO.size, (100, 50, 180, 120))
 REQUEST = {
     "image": b64encode(encode_png(PHOTO)),
     "mask": b64encode(encode_png(MASK)),

@@ -1,4 +1,4 @@
-"""Inputs for local runs: a synthetic sample photo and an inpainting model folder with adapters."""
+"""Inputs for local runs, tests and benchmarks: synthetic photos and masks, an inpainting model folder."""
 
 from __future__ import annotations
 
@@ -16,6 +16,22 @@ def sample_photo(size: tuple[int, int] = (48, 64), fmt: str = "PNG") -> bytes:
     buf = io.BytesIO()
     img.save(buf, fmt)
     return buf.getvalue()
+
+
+def noise_image(size: tuple[int, int], seed: int = 0) -> Image.Image:
+    """A deterministic RGB noise image of ``size`` (width, height): no two regions alike, so any
+    change a model makes shows."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8), "RGB")
+
+
+def box_mask(size: tuple[int, int], box: tuple[int, int, int, int]) -> Image.Image:
+    """An ``L`` mask of ``size``: 255 inside ``box`` (left, top, right, bottom), 0 elsewhere."""
+    mask = Image.new("L", size, 0)
+    mask.paste(255, box)
+    return mask
 
 
 def assemble_inpaint_model(
