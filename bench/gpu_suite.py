@@ -419,6 +419,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         "torch": torch.__version__,
         "dtype": "float16" if cuda else "float32",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cases": cases,
     }
     print(json.dumps(header), flush=True)
     backend = args.compile_backend or ("inductor" if cuda else "eager")
