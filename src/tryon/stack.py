@@ -34,6 +34,7 @@ class Stack:
     state_machine_arn: str
     results_prefix: str = "results/"
     failures_prefix: str = "failures/"
+    garment_prefix: str | None = None  # where garment packshots go (None: a stack without the output)
 
 
 @dataclass(frozen=True)
@@ -69,24 +70,45 @@ def find_stack(cfn: Any, name: str) -> Stack:
         state_machine_arn=outputs["StateMachineArn"],
         results_prefix=outputs.get("ResultsPrefix", "results/"),
         failures_prefix=outputs.get("FailuresPrefix", "failures/"),
+        garment_prefix=outputs.get("GarmentPrefix"),
     )
+
+
+#: Content-Type of each image format uploads are stored with.
+CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+
+
+def _put_image(s3: Any, bucket: str, key: str, path: Path, field: str, metadata: Mapping[str, str]) -> Upload:
+    """Put an image file (its header checked first) at ``s3://bucket/key``; never overwrites the file."""
+    if not path.is_file():
+        raise RequestError(field, f"{path} is not a file")
+    data = path.read_bytes()
+    header = imaging.read_header(data, field=field)
+    started = datetime.now(UTC)
+    response = s3.put_object(
+        Bucket=bucket, Key=key, Body=data, ContentType=CONTENT_TYPES[header.format], Metadata=dict(metadata)
+    )
+    return Upload(bucket, key, response.get("VersionId"), started)
 
 
 def upload_photo(
     s3: Any, stack: Stack, photo: Path, *, name: str | None = None, metadata: Mapping[str, str] | None = None
 ) -> Upload:
     """Check the photo locally (as Prepare will) and put it under the stack's input prefix."""
-    if not photo.is_file():
-        raise RequestError("IMAGE", f"{photo} is not a file")
-    data = photo.read_bytes()
-    header = imaging.read_header(data, field="IMAGE")
     key = f"{stack.input_prefix}{name or photo.name}"
-    content_type = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}[header.format]
-    started = datetime.now(UTC)
-    response = s3.put_object(
-        Bucket=stack.input_bucket, Key=key, Body=data, ContentType=content_type, Metadata=dict(metadata or {})
-    )
-    return Upload(stack.input_bucket, key, response.get("VersionId"), started)
+    return _put_image(s3, stack.input_bucket, key, photo, "IMAGE", metadata or {})
+
+
+def upload_garment(s3: Any, stack: Stack, packshot: Path) -> Upload:
+    """Put a garment's packshot under the stack's garment prefix (a job names it by ``garment_image``)."""
+    if stack.garment_prefix is None:
+        raise RequestError(
+            "--garment",
+            f"stack {stack.name!r} has no output GarmentPrefix (deployed before garment images): "
+            "update it with sam deploy",
+        )
+    key = f"{stack.garment_prefix}{packshot.name}"
+    return _put_image(s3, stack.input_bucket, key, packshot, "--garment", {})
 
 
 def _execution_object(sfn: Any, execution_arn: str) -> tuple[str, str] | None:

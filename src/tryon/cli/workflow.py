@@ -37,6 +37,15 @@ Garment = Annotated[
         help="The garment's product photo (packshot): conditions the painting (needs an IP-Adapter)."
     ),
 ]
+Refiner = Annotated[
+    bool | None,
+    typer.Option(
+        "--refiner/--no-refiner",
+        help="SDXL refiner pass (SDXL endpoints packaged with a refiner); absent: the endpoint's choice.",
+    ),
+]
+RefinerSteps = Annotated[int | None, typer.Option(help="SDXL refiner steps (1-150; runs steps x strength).")]
+RefinerStrength = Annotated[float | None, typer.Option(help="SDXL refiner strength (0 < s <= 1).")]
 Modes = Annotated[
     list[str],
     typer.Option(
@@ -224,6 +233,9 @@ def run_(
     preset: Preset = None,
     upscale: Upscale = None,
     garment: Garment = None,
+    refiner: Refiner = None,
+    refiner_steps: RefinerSteps = None,
+    refiner_strength: RefinerStrength = None,
     set_: Sets = [],  # noqa: B006
     models: Annotated[
         list[str],
@@ -245,6 +257,9 @@ def run_(
         num_images=num_images,
         adapter=adapter,
         upscale=upscale,
+        use_refiner=refiner,
+        refiner_steps=refiner_steps,
+        refiner_strength=refiner_strength,
     )
     raise typer.Exit(
         _run_locally(
@@ -286,6 +301,10 @@ def submit(
     adapter: Adapter = None,
     preset: Preset = None,
     upscale: Upscale = None,
+    garment: Garment = None,
+    refiner: Refiner = None,
+    refiner_steps: RefinerSteps = None,
+    refiner_strength: RefinerStrength = None,
     set_: Sets = [],  # noqa: B006
     name: Annotated[
         str | None, typer.Option(help="Object name under the input prefix (default: file name).")
@@ -297,8 +316,13 @@ def submit(
     timeout: Timeout = 3600.0,
     as_json: Json = False,
 ) -> None:
-    """Upload a photo to a deployed stack (overrides as metadata), follow its execution, download results."""
+    """Upload a photo to a deployed stack (overrides as metadata), follow its execution, download results.
+
+    With --garment the packshot is uploaded under the stack's garment prefix first and the photo's
+    metadata names that very version (garment-image), as tryon run --garment does locally.
+    """
     from tryon import stack as stacks
+    from tryon.contract import versioned_s3_uri
     from tryon.executions import follow_execution
     from tryon.local.runner import check_photo
     from tryon.workflow import params
@@ -313,11 +337,21 @@ def submit(
         num_images=num_images,
         adapter=adapter,
         upscale=upscale,
+        use_refiner=refiner,
+        refiner_steps=refiner_steps,
+        refiner_strength=refiner_strength,
     )
     check_photo(image, name=name)  # before any AWS call
+    if garment is not None:
+        check_photo(garment, field="--garment")
     metadata = params.to_metadata(overrides, preset)
     cfn, s3, sfn = _clients(region, profile)
     found = stacks.find_stack(cfn, stack)
+    if garment is not None:
+        packshot = stacks.upload_garment(s3, found, garment)
+        garment_uri = versioned_s3_uri(packshot.bucket, packshot.key, packshot.version_id)
+        typer.echo(f"uploaded the garment {garment_uri}", err=as_json)
+        metadata = params.to_metadata({**overrides, "garment_image": garment_uri}, preset)
     upload = stacks.upload_photo(s3, found, image, name=name, metadata=metadata)
     uri = f"s3://{upload.bucket}/{upload.key}"
     typer.echo(f"uploaded {uri}", err=as_json)

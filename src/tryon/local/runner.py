@@ -18,6 +18,7 @@ from typing import Any
 from tryon import imaging
 from tryon.errors import RequestError
 from tryon.executions import ExecutionResult, StateEvent
+from tryon.stack import CONTENT_TYPES
 from tryon.workflow import params
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -68,9 +69,6 @@ def check_photo(photo: Path, *, name: str | None = None, field: str = "IMAGE") -
     return header
 
 
-_CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
-
-
 def _clear_previous(out_dir: Path) -> None:
     for pattern in _OUTPUT_PATTERNS:
         for stale in out_dir.glob(pattern):
@@ -110,11 +108,11 @@ def run_photo(
     ) as wf:
         if garment is not None and garment_header is not None:
             key = wf.template.parameters["GarmentPrefix"] + garment.name
-            put = wf.upload(garment, key, content_type=_CONTENT_TYPES[garment_header.format])
+            put = wf.upload(garment, key, content_type=CONTENT_TYPES[garment_header.format])
             uri = versioned_s3_uri(put["bucket"], put["key"], put["version_id"])
             metadata = params.to_metadata({**overrides, "garment_image": uri}, preset)
             on_status(f"uploaded the garment {uri}")
-        content_type = _CONTENT_TYPES[header.format]
+        content_type = CONTENT_TYPES[header.format]
         started = datetime.now(UTC)
         uploaded = wf.upload(photo, metadata=metadata, content_type=content_type)
         on_status(f"uploaded s3://{uploaded['bucket']}/{uploaded['key']}")
