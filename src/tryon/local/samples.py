@@ -35,12 +35,17 @@ def box_mask(size: tuple[int, int], box: tuple[int, int, int, int]) -> Image.Ima
 
 
 def assemble_inpaint_model(
-    base: str | os.PathLike[str], adapters: Mapping[str, str | os.PathLike[str]], dest: str | os.PathLike[str]
+    base: str | os.PathLike[str],
+    adapters: Mapping[str, str | os.PathLike[str]],
+    dest: str | os.PathLike[str],
+    *,
+    refiner: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Lay out an inpainting model folder as the endpoint expects it, with symlinks, not copies.
 
     Base weights at the root (diffusers layout) and each LoRA adapter in ``adapters/<name>/``,
-    so a request (or an upload's ``x-amz-meta-adapter``) can pick one by name.
+    so a request (or an upload's ``x-amz-meta-adapter``) can pick one by name; an SDXL base's
+    ``refiner`` (an SDXL refiner pipeline folder) in ``refiner/``.
     """
     base, dest = Path(base), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -52,4 +57,6 @@ def assemble_inpaint_model(
         link = dest / "adapters" / name
         if not link.exists():
             link.symlink_to(Path(folder).resolve(), target_is_directory=True)
+    if refiner is not None and not (dest / "refiner").exists():
+        (dest / "refiner").symlink_to(Path(refiner).resolve(), target_is_directory=True)
     return dest

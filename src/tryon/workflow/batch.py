@@ -113,25 +113,33 @@ def _trigger(event: Any) -> tuple[str, str, str | None, dict[str, Any]]:
     )
 
 
+#: An object read for a field: (bucket, key, version id or ETag, field).
+_Ident = tuple[str, str, str, str]
+
+
 class _Inspections:
-    """Each photo is read and decoded once per batch, however many rows name it (errors too)."""
+    """Each photo and garment packshot is read and decoded once per batch, however many rows name it.
+
+    Errors are kept too. A :data:`tryon.workflow.job.Inspector`.
+    """
 
     def __init__(self) -> None:
-        self._seen: dict[tuple[str, str, str], Any] = {}
+        self._seen: dict[_Ident, Any] = {}
         self._lock = threading.Lock()
-        self._photo_locks: defaultdict[tuple[str, str, str], threading.Lock] = defaultdict(threading.Lock)
+        self._photo_locks: defaultdict[_Ident, threading.Lock] = defaultdict(threading.Lock)
 
     def __call__(
-        self, settings: Settings, bucket: str, key: str, head: Mapping[str, Any]
+        self, settings: Settings, bucket: str, key: str, head: Mapping[str, Any], field: str = "image"
     ) -> imaging.ImageHeader:
-        ident = (bucket, key, str(head.get("VersionId") or head.get("ETag")))
+        # the field too: an error names the field that named the object (image, garment_image)
+        ident: _Ident = (bucket, key, str(head.get("VersionId") or head.get("ETag")), field)
         with self._lock:
             photo_lock = self._photo_locks[ident]
-        with photo_lock:  # rows naming the same photo wait for its one decode
+        with photo_lock:  # rows naming the same object wait for its one decode
             known = self._seen.get(ident)
             if known is None:
                 try:
-                    known = inspect_image(settings, bucket, key, head)
+                    known = inspect_image(settings, bucket, key, head, field)
                 except RequestError as exc:
                     known = exc
                 self._seen[ident] = known

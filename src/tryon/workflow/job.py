@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import unquote_plus
@@ -140,8 +140,9 @@ def check_upscalable(header: imaging.ImageHeader) -> None:
         )
 
 
-#: Reads and checks an upload: :func:`inspect_image`, or a caching wrapper of it (batches).
-Inspector = Callable[[Settings, str, str, Mapping[str, Any]], imaging.ImageHeader]
+#: Reads and checks an image object (the photo, a garment's packshot): :func:`inspect_image`, or a
+#: caching wrapper of it (a batch reads each object once however many rows name it).
+Inspector = garment.Inspect
 
 
 def check_adapter_location(settings: Settings, adapter: str | None) -> None:
@@ -164,12 +165,13 @@ def check_adapter_location(settings: Settings, adapter: str | None) -> None:
 def build_job(settings: Settings, event: Any, *, inspect: Inspector | None = None) -> Job:
     """The validated job (a small JSON-able dict) for an event or console input.
 
-    ``inspect`` replaces :func:`inspect_image` (a batch validates many rows naming one photo
-    and decodes that photo once).
+    ``inspect`` replaces :func:`inspect_image` for the photo and the garment image (a batch
+    validates many rows naming one photo or one packshot and reads and decodes each once).
     """
     trigger = parse_trigger(event)
     key, head = _locate(settings, trigger)
-    header = (inspect or inspect_image)(settings, trigger.bucket, key, head)
+    inspect = inspect or inspect_image
+    header = inspect(settings, trigger.bucket, key, head, "image")
     meta_values, meta_preset, ignored = params.metadata_overrides(head.get("Metadata", {}))
     effective = params.resolve(
         defaults=params.template_defaults(),
@@ -181,7 +183,7 @@ def build_job(settings: Settings, event: Any, *, inspect: Inspector | None = Non
     check_adapter_location(settings, effective["adapter"])
     packshot = None
     if effective["garment_image"]:  # checked like the photo; pinned, so the job id names that version
-        packshot = garment.check(settings, effective["garment_image"], inspect_image)
+        packshot = garment.check(settings, effective["garment_image"], inspect)
         effective["garment_image"] = packshot["uri"]
     version_id = head.get("VersionId")
     version_id = None if version_id in (None, "null") else version_id
