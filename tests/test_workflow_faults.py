@@ -22,16 +22,17 @@ def wf(tiny_models):
         yield stack
 
 
-def failure_of(wf, result):
-    """The execution failed and left exactly the failure record RecordFailure reported."""
+def failure_of(wf, result, *, same_error=True):
+    """The execution failed and left exactly the failure record RecordFailure reported.
+
+    ``same_error=False`` where moto's Fail state cannot carry the error name (``States.*``).
+    """
     assert result.status == "FAILED", result.output
     assert result.states()[-2:] == ["RecordFailure", "Failed"]
-    failures = wf.list_keys("failures/")
-    record_key = next(
-        k for k in failures if k.endswith(".json") and wf.read_json(k)["execution"] == result.execution_arn
-    )
-    record = wf.read_json(record_key)
-    assert result.error == record["error"] and record["cause"] in result.cause
+    record = wf.failure_record(result.execution_arn)
+    assert record is not None, wf.list_keys("failures/")
+    if same_error:
+        assert result.error == record["error"] and record["cause"] in result.cause
     return record
 
 
@@ -52,7 +53,9 @@ def test_throttled_endpoint_is_retried_then_succeeds(wf):
     assert result.states().count("Segment") == 1  # a Retry re-runs the Task inside the same state
 
 
-def test_permanent_model_error_is_recorded_without_retries(wf):
+def check_permanent_model_error(wf, calling_function: str) -> list[str]:
+    """An unknown adapter (HTTP 400 from the endpoint) ends in a failure record naming it, and the
+    function calling the endpoint ran once (permanent: not retried). Returns the functions called."""
     key = upload(wf, "bad-adapter.png")
     before = len(wf.invocations)
     result = wf.run(
@@ -63,7 +66,12 @@ def test_permanent_model_error_is_recorded_without_retries(wf):
     assert "unknown adapter 'no-such-adapter'" in record["cause"] and "HTTP 400" in record["cause"]
     assert record["input"]["key"] == key and record["params"]["adapter"] == "no-such-adapter"
     calls = [name for name, _, _ in wf.invocations[before:]]
-    assert calls.count("InpaintFunction") == 1  # permanent: not retried
+    assert calls.count(calling_function) == 1
+    return calls
+
+
+def test_permanent_model_error_is_recorded_without_retries(wf):
+    check_permanent_model_error(wf, "InpaintFunction")
 
 
 def test_empty_mask_finishes_as_no_garment_found(wf):

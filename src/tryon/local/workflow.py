@@ -392,6 +392,15 @@ class LocalWorkflow:
         """A JSON object's content (``s3://`` URI or output-bucket key)."""
         return json.loads(self.read_bytes(uri_or_key))
 
+    def failure_record(self, execution_arn: str) -> dict[str, Any] | None:
+        """The failure record (``failures/<job-id>.json``) RecordFailure wrote for an execution, if any."""
+        failures_prefix = self.template.parameters.get("FailuresPrefix", "failures/")
+        for key in self.list_keys(failures_prefix):
+            record = self.read_json(key)
+            if isinstance(record, dict) and record.get("execution") == execution_arn:
+                return record
+        return None
+
     def list_keys(self, prefix: str = "", bucket: str | None = None) -> list[str]:
         """Keys under a prefix (output bucket by default)."""
         paginator = self.client("s3").get_paginator("list_objects_v2")
