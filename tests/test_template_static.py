@@ -82,9 +82,11 @@ def test_sam_validate():
     assert "is a valid SAM Template" in out.stdout + out.stderr
 
 
-def test_asl_validator(tmp_path):
-    text = re.sub(r"\$\{(\w+)\}", r"arn:aws:lambda:us-east-1:123456789012:function:\1", ASL.read_text())
-    path = tmp_path / "tryon.asl.json"
+@pytest.mark.parametrize("asl", ["tryon.asl.json", "batch.asl.json"])
+def test_asl_validator(tmp_path, asl):
+    source = REPO / "statemachine" / asl
+    text = re.sub(r"\$\{(\w+)\}", r"arn:aws:lambda:us-east-1:123456789012:function:\1", source.read_text())
+    path = tmp_path / asl
     path.write_text(text)
     out = run_tool(ASL_VALIDATOR, "--json-path", str(path))
     assert out.returncode == 0 and "is valid" in out.stdout, out.stdout + out.stderr
