@@ -134,3 +134,29 @@ def test_a_batch_row_names_its_garment_and_the_report_shows_it(s3):
     assert good["params"]["query"] == params.GARMENT_CLASSES["dress"]["query"]
     assert batch_report.report_row(Settings.from_env(), good, None)["garment"] == pinned
     assert bad["status"] == "invalid" and bad["error"]["field"] == "garment_image"
+
+
+def test_a_batch_reads_a_packshot_once_however_many_rows_name_it(s3):
+    from tryon.workflow import aws, batch
+
+    s3.put_object(Bucket=IN, Key="inputs/p.png", Body=_png())
+    s3.put_object(Bucket=IN, Key="inputs/q.png", Body=_png((44, 30)))
+    s3.put_object(Bucket=IN, Key="garments/g.png", Body=_png((20, 24)))
+    reads: list[str] = []  # GetObject calls on the input bucket (complete-result checks read the output's)
+
+    def count(params, **_):
+        if IN in params["url"]:
+            reads.append(params["url_path"].lstrip("/"))
+
+    aws.client("s3").meta.events.register("before-call.s3.GetObject", count)
+    garment = f"s3://{IN}/garments/g.png"
+    rows = [
+        {"image": "p.png", "garment_image": garment, "prompt": "a red dress"},
+        {"image": "q.png", "garment_image": garment},
+        {"image": "p.png", "garment_image": garment, "preset": "dress"},
+    ]
+    records = batch.validate_rows(Settings.from_env(), rows)
+    assert [r["status"] for r in records] == ["pending"] * 3
+    assert len({r["params"]["garment_image"] for r in records}) == 1
+    # each object read (and decoded) once: the packshot once for three rows, p.png once for two
+    assert sorted(reads) == ["garments/g.png", "inputs/p.png", "inputs/q.png"], reads
