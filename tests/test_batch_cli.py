@@ -72,10 +72,9 @@ REGION = "us-east-1"
 @pytest.fixture(scope="module")
 def deployed(tiny_models):
     """A 'deployed' stack on moto: the harness's resources and a CloudFormation stack exposing them."""
-    import boto3
-
     from tryon.local import LocalWorkflow
     from tryon.local.batch import LocalBatches, distributed_map_engine
+    from tryon.local.deployed import publish_stack
     from tryon.local.runner import TINY_PARAMETERS
     from tryon.local.samples import sample_photo
 
@@ -88,22 +87,12 @@ def deployed(tiny_models):
         batches = LocalBatches(wf)
         batches.deliver_uploads()
         wf.upload(sample_photo((40, 56)), "inputs/cat/a.png")
-        outputs = {
-            "InputBucketName": wf.input_bucket,
-            "OutputBucketName": wf.output_bucket,
-            "InputPrefix": wf.input_prefix,
-            "StateMachineArn": wf.state_machine_arn,
+        batch_outputs = {
             "BatchStateMachineArn": batches.state_machine_arn,
             "BatchPrefix": batches.batch_prefix,
             "BatchReportsPrefix": "results/batches/",
         }
-        template = {
-            "Resources": {"Marker": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
-            "Outputs": {key: {"Value": value} for key, value in outputs.items()},
-        }
-        boto3.client("cloudformation", region_name=REGION).create_stack(
-            StackName=STACK, TemplateBody=json.dumps(template)
-        )
+        publish_stack(wf, STACK, batch_outputs)
         yield wf
 
 

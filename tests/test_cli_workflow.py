@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import boto3
 import pytest
 from PIL import Image
 
@@ -126,23 +125,12 @@ def test_run_refuses_bad_input_before_loading_models(args, message, tmp_path, ca
 def deployed(tiny_models):
     """A 'deployed' stack: the harness's resources plus a CloudFormation stack exposing them."""
     from tryon.local import LocalWorkflow
+    from tryon.local.deployed import publish_stack
     from tryon.local.runner import TINY_PARAMETERS
 
     dirs = {"clipseg": tiny_models["clipseg"], "sd_inpaint": tiny_models["sd-inpaint"]}
     with LocalWorkflow(dirs, parameters=TINY_PARAMETERS, upscale=False, deliver_events=True) as wf:
-        outputs = {
-            "InputBucketName": wf.input_bucket,
-            "OutputBucketName": wf.output_bucket,
-            "InputPrefix": wf.input_prefix,
-            "StateMachineArn": wf.state_machine_arn,
-        }
-        template = {
-            "Resources": {"Marker": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
-            "Outputs": {key: {"Value": value} for key, value in outputs.items()},
-        }
-        boto3.client("cloudformation", region_name=REGION).create_stack(
-            StackName=STACK, TemplateBody=json.dumps(template)
-        )
+        publish_stack(wf, STACK)
         yield wf
 
 
