@@ -104,6 +104,8 @@ def test_run_on_own_photo_with_overrides(tmp_path, tiny_models, capsys):
         (["run", "missing.jpg"], "IMAGE: missing.jpg is not a file"),
         (["run", "{text}"], "IMAGE: is not a decodable PNG, JPEG or WebP image"),
         (["run", "{photo}", "--steps", "0"], "steps (from metadata): must be >= 1, got 0"),
+        (["run", "{photo}", "--refiner-strength", "1.5"], "refiner_strength (from metadata): must be <= 1.0"),
+        (["run", "{photo}", "--refiner-steps", "2"], "0.3 x refiner_steps 2 leaves no refining"),
         (["run", "{photo}", "--set", "colour=red"], "unknown parameter(s) colour"),
         (["run", "{photo}", "--set", "steps"], "--set expects NAME=VALUE"),
         (["run", "{photo}", "--prompt", "ein blaues Kleid für Jürgen"], "S3 metadata must be ASCII"),
@@ -137,15 +139,17 @@ def deployed(tiny_models):
 def test_submit_follows_the_execution_and_downloads(deployed, tmp_path, capsys):
     photo = _photo(tmp_path / "look.jpg")
     out = tmp_path / "out"
-    code = run(["submit", str(photo), "--stack", STACK, "--query", "a coat", "--steps", "2",
+    # --no-refiner: an SD 2 endpoint (no refiner) accepts use_refiner false
+    code = run(["submit", str(photo), "--stack", STACK, "--query", "a coat", "--steps", "2", "--no-refiner",
                 "--region", REGION, "--out", str(out)])  # fmt: skip
     stdout = capsys.readouterr().out
     assert code == 0, stdout
     assert "Prepare" in _state_lines(stdout) and "Finalize" in _state_lines(stdout)
     head = deployed.client("s3").head_object(Bucket=deployed.input_bucket, Key="inputs/look.jpg")
-    assert head["Metadata"] == {"query": "a coat", "steps": "2"}
+    assert head["Metadata"] == {"query": "a coat", "steps": "2", "use-refiner": "false"}
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["params"]["query"] == "a coat" and manifest["params"]["steps"] == 2
+    assert manifest["params"]["use_refiner"] is False and manifest["refiner"] is None
     assert (out / "mask.png").exists() and (out / "inpainted-0.png").exists()
 
     # status and results find the same execution by its job id
