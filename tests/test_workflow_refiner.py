@@ -54,6 +54,20 @@ def test_refiner_parameters_take_the_contract_limits_and_metadata_text():
     assert [effective[name] for name in REFINER] == [False, 20, 0.5]
 
 
+def test_batch_manifest_columns_carry_the_refiner_parameters():
+    from tryon.workflow import batch_manifest
+
+    csv = b"image,use_refiner,refiner_steps,refiner_strength\na.png,no,,\nb.png,yes,12,0.5\n"
+    rows = batch_manifest.parse_manifest(csv, "batches/sdxl.csv")
+    assert [batch_manifest.row_console_input(row, IN, "inputs/") for row in rows] == [
+        {"image": f"s3://{IN}/inputs/a.png", "use_refiner": False},  # empty cells: nothing set
+        {"image": f"s3://{IN}/inputs/b.png", "use_refiner": True, "refiner_steps": 12}
+        | {"refiner_strength": 0.5},
+    ]
+    with pytest.raises(RequestError, match=r"^refiner_strength: must be <= 1\.0, got 2\.0"):
+        batch_manifest.row_console_input({"image": "a.png", "refiner_strength": "2"}, IN, "inputs/")
+
+
 @pytest.mark.parametrize(
     ("layer", "source", "message"),
     [
