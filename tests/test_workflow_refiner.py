@@ -17,6 +17,7 @@ from tryon.errors import RequestError
 from tryon.local.samples import sample_photo
 from tryon.workflow import job, params
 from tryon.workflow.config import Settings
+from tryon.workflow.jobid import job_id_for
 from tryon.workflow.steps import STEP_CALLS
 
 IN, OUT = "in-bucket", "out-bucket"
@@ -127,6 +128,21 @@ def test_the_inpaint_step_sends_only_the_refiner_fields_a_job_sets(s3):
     assert [full[k] for k in REFINER] == [True, 8, 0.25]
     assert set(full) == set(plain) | set(REFINER)
     assert all(full[k] == plain[k] for k in ("prompt", "steps", "guidance_scale", "strength", "num_images"))
+
+
+def test_unset_refiner_parameters_leave_the_job_id_alone(s3):
+    s3.put_object(Bucket=IN, Key="inputs/p.png", Body=sample_photo())
+    settings, image = Settings.from_env(), f"s3://{IN}/inputs/p.png"
+
+    def job_id(**console):
+        return job.build_job(settings, {"image": image, **console})["job_id"]
+
+    plain = job_id()
+    assert job_id(use_refiner=False) != plain and job_id(refiner_steps=40) != plain
+    # a job that sets none of them has the id it had before they existed
+    effective = params.template_defaults({})
+    before = {name: value for name, value in effective.items() if name not in REFINER}
+    assert job_id_for(IN, "inputs/p.png", "v1", effective) == job_id_for(IN, "inputs/p.png", "v1", before)
 
 
 @pytest.mark.slow

@@ -9,9 +9,15 @@ from typing import Any
 
 
 def job_id_for(bucket: str, key: str, version: str, effective: Mapping[str, Any]) -> str:
-    """Deterministic id from bucket, key, object version (or ETag) and the effective parameters."""
+    """Deterministic id from bucket, key, object version (or ETag) and the effective parameters.
+
+    Unset optional parameters (None) are left out: None means "not set" for each of them, so
+    adding an optional parameter (as the SDXL refiner's were) does not change the id of a job
+    that leaves it unset, and a re-run batch still finds those jobs' complete results.
+    """
+    given = {name: value for name, value in effective.items() if value is not None}
     canonical = json.dumps(
-        {"bucket": bucket, "key": key, "version": version, "params": effective},
+        {"bucket": bucket, "key": key, "version": version, "params": given},
         sort_keys=True,
         separators=(",", ":"),
     )
