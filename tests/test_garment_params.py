@@ -122,7 +122,7 @@ def test_prepare_refuses_garments_it_cannot_use(s3):
 def test_a_batch_row_names_its_garment_and_the_report_shows_it(s3):
     from tryon.workflow import batch, batch_report
 
-    s3.put_object(Bucket=IN, Key="inputs/p.png", Body=_png())
+    photo = s3.put_object(Bucket=IN, Key="inputs/p.png", Body=_png())["VersionId"]
     version = s3.put_object(Bucket=IN, Key="garments/g.png", Body=_png((20, 24)))["VersionId"]
     rows = [
         {"image": "p.png", "garment_image": f"s3://{IN}/garments/g.png", "preset": "dress"},
@@ -134,6 +134,8 @@ def test_a_batch_row_names_its_garment_and_the_report_shows_it(s3):
     assert good["params"]["query"] == params.GARMENT_CLASSES["dress"]["query"]
     assert batch_report.report_row(Settings.from_env(), good, None)["garment"] == pinned
     assert bad["status"] == "invalid" and bad["error"]["field"] == "garment_image"
+    # the row's execution reads the photo version validated, even if it is replaced meanwhile
+    assert good["input"]["image"] == f"s3://{IN}/inputs/p.png?versionId={photo}"
 
 
 def test_a_batch_reads_a_packshot_once_however_many_rows_name_it(s3):

@@ -383,3 +383,14 @@ def test_s3_adapters_outside_the_adapter_location_are_refused_before_any_model_r
         prepare.prepare({"image": f"s3://{IN}/inputs/ad.png", "adapter": adapter})
     message = str(info.value)
     assert message.startswith("adapter: ") and "is outside s3://" in message and "AdapterPrefix" in message
+
+
+def test_a_console_input_may_pin_the_photo_version(s3):
+    first = s3.put_object(Bucket=IN, Key="inputs/v.png", Body=png((40, 30)))["VersionId"]
+    s3.put_object(Bucket=IN, Key="inputs/v.png", Body=png((50, 30)))  # replaced since
+    pinned = prepare.prepare({"image": f"s3://{IN}/inputs/v.png?versionId={first}"})["job"]
+    latest = prepare.prepare({"image": f"s3://{IN}/inputs/v.png"})["job"]
+    assert pinned["input"]["version_id"] == first and pinned["input"]["image"]["width"] == 40
+    assert latest["input"]["image"]["width"] == 50 and latest["job_id"] != pinned["job_id"]
+    with pytest.raises(InvalidInput, match="does not exist"):
+        prepare.prepare({"image": f"s3://{IN}/inputs/v.png?versionId=no-such-version"})

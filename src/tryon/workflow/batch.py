@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tryon import imaging, validation
+from tryon.contract import versioned_s3_uri
 from tryon.errors import RequestError
 from tryon.workflow import batch_manifest, layout, storage
 from tryon.workflow.batch_types import BatchRow, BatchState, RowError
@@ -157,13 +158,15 @@ def _validate_row(settings: Settings, number: int, row: Any, inspect: _Inspectio
     except RequestError as exc:
         error: RowError = {"field": exc.field, "message": exc.detail}
         return {"row": number, "status": "invalid", "image": str(image or ""), "error": error}
-    prefix = job["output"]["prefix"]
+    prefix, inp = job["output"]["prefix"], job["input"]
     done = complete_manifest(settings.output_bucket, prefix) is not None
     return {
         "row": number,
         "status": "already-complete" if done else "pending",
         "image": job["input"]["uri"],
-        "input": console,
+        # The version validated is the version the row's execution reads, even if the photo
+        # is replaced while the batch runs.
+        "input": {**console, "image": versioned_s3_uri(inp["bucket"], inp["key"], inp["version_id"])},
         "job_id": job["job_id"],
         "result_prefix": prefix,
         "params": {

@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from tryon import imaging, validation
-from tryon.contract import upscale_max_side
+from tryon.contract import parse_versioned_s3_uri, upscale_max_side
 from tryon.errors import RequestError
 from tryon.kinds import KINDS
 from tryon.workflow import async_calls, garment, layout, params, storage
@@ -50,10 +50,10 @@ def parse_trigger(event: Any) -> Trigger:
         return Trigger("s3-event", bucket, key, version or None, {}, None)
     if "image" in event:
         validation.reject_unknown(event, set(params.PARAM_NAMES | CONSOLE_FIELDS), field="input")
-        bucket, key = imaging.parse_s3_uri(event["image"], field="image")
+        bucket, key, version = parse_versioned_s3_uri(event["image"], field="image")
         preset = validation.get_str(event, "preset", None, max_length=64)
         overrides = {k: v for k, v in event.items() if k in params.PARAM_NAMES}
-        return Trigger("console", bucket, key, None, params.validate_layer(overrides, "input"), preset)
+        return Trigger("console", bucket, key, version, params.validate_layer(overrides, "input"), preset)
     raise RequestError(
         "input",
         'must be an EventBridge S3 "Object Created" event or a console input like '
