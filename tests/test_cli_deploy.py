@@ -12,6 +12,7 @@ from moto import mock_aws
 from moto.sagemaker.models import sagemaker_backends
 
 from tryon.cli import EXIT_AWS, EXIT_BAD_INPUT, run
+from tryon.kinds import CONTAINER_ENVIRONMENT
 
 ROLE = "arn:aws:iam::123456789012:role/sagemaker-exec"
 REGION = "us-east-1"
@@ -140,6 +141,7 @@ def test_creates_then_is_idempotent_then_rolls_forward(tmp_path, capsys, aws):
     assert "-gpu-" in model["PrimaryContainer"]["Image"]
     assert model["ExecutionRoleArn"] == ROLE
     assert model["PrimaryContainer"]["Environment"]["TRYON_ENDPOINT_KIND"] == "sd_inpaint"
+    assert CONTAINER_ENVIRONMENT.items() <= model["PrimaryContainer"]["Environment"].items()
     clipseg_model = _model_of(aws, "tryon-clipseg")
     assert "-cpu-" in clipseg_model["PrimaryContainer"]["Image"]
     clipseg = aws.describe_endpoint_config(

@@ -252,3 +252,15 @@ def test_upload_limits_cannot_exceed_what_the_handlers_accept():
         == imaging.DEFAULT_MAX_PIXELS
         >= params["MaxInputPixels"]["Default"]
     )
+
+
+def test_every_endpoint_container_gets_the_container_environment():
+    """One model-server worker and no Hub access, as ``deploy-models`` sets (tryon.kinds)."""
+    from tryon.kinds import CONTAINER_ENVIRONMENT
+
+    resources = load_template(TEMPLATE)["Resources"]
+    models = {name: r for name, r in resources.items() if r["Type"] == "AWS::SageMaker::Model"}
+    assert len(models) == 3
+    for name, model in models.items():
+        env = model["Properties"]["PrimaryContainer"]["Environment"]
+        assert CONTAINER_ENVIRONMENT.items() <= env.items(), name

@@ -20,7 +20,7 @@ from typing import Any
 
 from tryon import image_uris
 from tryon.errors import RequestError
-from tryon.kinds import KINDS
+from tryon.kinds import CONTAINER_ENVIRONMENT, KINDS
 from tryon.kinds import EndpointMode as Mode
 
 #: Sensible instance defaults per kind (CLIPSeg runs fine on CPU).
@@ -107,7 +107,7 @@ def make_plan(
         mode=mode,
         instance_type=instance_type,
         environment={
-            "HF_HUB_OFFLINE": "1",
+            **CONTAINER_ENVIRONMENT,
             "TRYON_ENDPOINT_KIND": kind,
             # the handlers refuse base64 answers over this mode's response limit
             "TRYON_ENDPOINT_MODE": mode,

@@ -47,6 +47,11 @@ class ModeLimits:
     max_invocation_seconds: float
 
 
+#: Environment of every endpoint container, stack-created (template.yaml) or ``deploy-models``:
+#: no Hub access at run time, and one model-server worker (multi-model-server's default is one
+#: per vCPU on CPU instances, each loading its own copy of the model: four SD pipelines on a
+#: 4-vCPU instance run out of memory; the handlers use the cores through threads instead).
+CONTAINER_ENVIRONMENT: dict[str, str] = {"HF_HUB_OFFLINE": "1", "SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
 #: InvokeEndpoint's ``Body`` is at most 6,291,456 bytes (6 MiB) for real-time endpoints and
 #: 4 MiB for serverless ones; both answer within 60 s. Asynchronous endpoints read their input
 #: from S3 (up to 1 GB) and may run for up to an hour (``InvocationTimeoutSeconds`` <= 3600).
