@@ -13,6 +13,7 @@ import os
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from training_helpers import quick_config
 
 from tryon import imaging
 from tryon.training.config import TrainingConfig
@@ -45,20 +46,7 @@ def photos(tmp_path_factory):
 
 
 def _config(tiny_models, photos, out, **changes):
-    values = {
-        "pretrained_model": str(tiny_models["sd-inpaint"]),
-        "instance_data_dir": str(photos),
-        "instance_prompt": "a photo of sks skirt",
-        "output_dir": str(out),
-        "resolution": 64,
-        "max_train_steps": 4,
-        "learning_rate": 5e-3,
-        "validation_inference_steps": 2,
-        "num_validation_images": 1,
-        "seed": 5,
-    }
-    values.update(changes)
-    return TrainingConfig(**values)
+    return quick_config(tiny_models["sd-inpaint"], photos, out, **{"seed": 5, **changes})
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ import subprocess
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+from training_helpers import quick_config
 
 from tryon import imaging
-from tryon.training.config import TrainingConfig
 from tryon.training.train import train
 
 pytestmark = pytest.mark.slow
@@ -50,23 +50,14 @@ def data(tmp_path_factory):
 def _config(tiny_models, data, out, **changes):
     photos, masks = data
     values = {
-        "pretrained_model": str(tiny_models["sdxl-inpaint"]),
-        "instance_data_dir": str(photos),
         "mask_dir": str(masks),
         "instance_prompt": PROMPT,
-        "output_dir": str(out),
-        "resolution": 64,
-        "max_train_steps": 4,
-        "learning_rate": 5e-3,
         "train_text_encoder": True,
         "lora_alpha": 8.0,  # scale 2: folded into the saved adapter, divided out again on resume
         "checkpointing_steps": 2,
-        "validation_inference_steps": 2,
-        "num_validation_images": 1,
         "seed": 3,
     }
-    values.update(changes)
-    return TrainingConfig(**values)
+    return quick_config(tiny_models["sdxl-inpaint"], photos, out, **{**values, **changes})
 
 
 @pytest.fixture(scope="module")
