@@ -13,21 +13,14 @@ import numpy as np
 import pytest
 
 from tryon.errors import RequestError
-from tryon.imaging import b64decode, b64encode, decode_image, encode_png
-from tryon.local.samples import box_mask, noise_image
+from tryon.imaging import b64decode, decode_image
+from tryon.local.samples import box_mask, inpaint_request, noise_image
 
 pytestmark = pytest.mark.slow
 
 PHOTO = noise_image((120, 90), seed=4)
 MASK = box_mask(PHOTO.size, (30, 20, 90, 70))
-REQUEST = {
-    "image": b64encode(encode_png(PHOTO)),
-    "mask": b64encode(encode_png(MASK)),
-    "prompt": "a denim jacket",
-    "steps": 1,
-    "guidance_scale": 1.0,
-    "seed": 11,
-}
+REQUEST = inpaint_request(PHOTO, MASK, seed=11)
 FAST = {"refiner_steps": 2, "refiner_strength": 0.5}  # one refining step
 
 
@@ -176,7 +169,7 @@ _SERVING_SCRIPT = """
 import json, sys, torch
 torch.set_num_threads(1)
 from tryon.handlers import sd_inpaint
-from tryon.local.samples import box_mask, noise_image
+from tryon.local.samples import box_mask, inpaint_request, noise_image
 request = json.loads(sys.stdin.read())
 print(json.dumps(sd_inpaint.predict_fn(request, sd_inpaint.model_fn(sys.argv[1]))["images"]))
 """

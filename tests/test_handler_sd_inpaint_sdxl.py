@@ -10,8 +10,7 @@ import pytest
 from PIL import Image
 
 from tryon.errors import RequestError
-from tryon.imaging import b64encode, encode_png
-from tryon.local.samples import box_mask, noise_image
+from tryon.local.samples import box_mask, inpaint_request, noise_image
 
 pytestmark = pytest.mark.slow
 
@@ -35,14 +34,7 @@ def sdxl(tmp_path_factory, tiny_models):
 
 PHOTO = noise_image((300, 200), seed=3)
 MASK = box_mask(PHOTO.size, (100, 50, 180, 120))
-REQUEST = {
-    "image": b64encode(encode_png(PHOTO)),
-    "mask": b64encode(encode_png(MASK)),
-    "prompt": "a denim jacket",
-    "steps": 1,
-    "guidance_scale": 1.0,
-    "seed": 5,
-}
+REQUEST = inpaint_request(PHOTO, MASK, seed=5)
 
 
 def test_sdxl_loads_through_the_same_path(sdxl):

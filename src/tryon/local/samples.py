@@ -34,6 +34,23 @@ def box_mask(size: tuple[int, int], box: tuple[int, int, int, int]) -> Image.Ima
     return mask
 
 
+def inpaint_request(
+    photo: Image.Image, mask: Image.Image, *, seed: int, **fields: object
+) -> dict[str, object]:
+    """A fast inpainting request (one step, no guidance) with the photo and mask inline as base64 PNG."""
+    from tryon.imaging import b64encode, encode_png
+
+    request: dict[str, object] = {
+        "image": b64encode(encode_png(photo)),
+        "mask": b64encode(encode_png(mask)),
+        "prompt": "a denim jacket",
+        "steps": 1,
+        "guidance_scale": 1.0,
+        "seed": seed,
+    }
+    return request | fields
+
+
 def assemble_inpaint_model(
     base: str | os.PathLike[str],
     adapters: Mapping[str, str | os.PathLike[str]],
