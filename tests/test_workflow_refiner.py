@@ -186,3 +186,32 @@ def test_metadata_and_console_refiner_values_reach_the_sdxl_endpoint(tiny_models
         assert "refiner_steps: must be <= 150, got 151" in failed.cause
         assert [n for n, _, _ in wf.invocations[before:]] == ["PrepareFunction", "RecordFailureFunction"]
         assert len(sent) == 1
+
+
+@pytest.mark.slow
+def test_refiner_values_reach_an_asynchronous_inpainting_endpoint(tiny_models, tmp_path):
+    """The asynchronous path builds the same request (steps.STEP_CALLS): the refiner pass the
+    manifest records is the one the console input asked for."""
+    from tryon.local import LocalWorkflow
+    from tryon.local.samples import assemble_inpaint_model
+
+    inpaint = assemble_inpaint_model(
+        tiny_models["sdxl-inpaint"], {}, tmp_path / "sdxl", refiner=tiny_models["sdxl-refiner"]
+    )
+    models = {"clipseg": tiny_models["clipseg"], "sd_inpaint": inpaint}
+    parameters = {"DefaultSteps": 1, "DefaultThreshold": 0.0, "DefaultGuidanceScale": 1.0}
+    with LocalWorkflow(
+        models,
+        upscale=False,
+        parameters=parameters,
+        modes={"sd_inpaint": "async"},
+        stack_name="tryon-refine-async",
+    ) as wf:
+        key = wf.upload(sample_photo((48, 64)), "inputs/async.png")["key"]
+        image = f"s3://{wf.input_bucket}/{key}"
+        console = {"image": image, "use_refiner": True, "refiner_steps": 2, "negative_queries": []}
+        result = wf.wait(wf.start({**console, "refiner_strength": 0.5}), timeout=300)
+        assert result.succeeded, (result.error, result.cause)
+        assert "InpaintAsync" in result.states() and "Inpaint" not in result.states()
+        manifest = wf.read_json(result.output["manifest"])
+        assert manifest["refiner"] == {"steps": 2, "strength": 0.5}
