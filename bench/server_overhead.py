@@ -49,13 +49,11 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=384)
     args = parser.parse_args()
 
-    import boto3
     import httpx
-    from botocore.config import Config
 
     from tryon import imaging
     from tryon.handlers import clipseg
-    from tryon.server import EndpointConfig, LocalEndpointServer
+    from tryon.server import EndpointConfig, LocalEndpointServer, runtime_client
     from tryon.tiny_models import ensure_tiny_models
 
     model_dir = str(ensure_tiny_models(REPO_ROOT / ".cache" / "tiny-models")["clipseg"])
@@ -66,11 +64,7 @@ def main() -> None:
     endpoints = [EndpointConfig(name, "clipseg", model_dir) for name in names]
 
     with LocalEndpointServer(endpoints) as server, httpx.Client(base_url=server.url, timeout=120) as http:
-        runtime = boto3.client(
-            "sagemaker-runtime",
-            endpoint_url=server.url,
-            config=Config(retries={"total_max_attempts": 1, "mode": "standard"}, read_timeout=120),
-        )
+        runtime = runtime_client(server.url, read_timeout=120)
 
         def in_process() -> None:
             clipseg.output_fn(clipseg.predict_fn(clipseg.input_fn(body, "application/json"), model), None)

@@ -18,13 +18,12 @@ from pathlib import Path
 import boto3
 import httpx
 import pytest
-from botocore.config import Config
 from PIL import Image
 from starlette.testclient import TestClient
 
 from tryon import imaging
 from tryon.handlers.common import load_image, parse_json_request
-from tryon.server import EndpointConfig, EndpointLoadError, LocalEndpointServer, create_app
+from tryon.server import EndpointConfig, EndpointLoadError, LocalEndpointServer, create_app, runtime_client
 
 # --------------------------------------------------------------------------------------
 # A real handler module for server mechanics.
@@ -103,12 +102,7 @@ def png_b64(size=(40, 30), mode="RGB") -> str:
 
 
 def runtime(url: str):
-    return boto3.client(
-        "sagemaker-runtime",
-        endpoint_url=url,
-        region_name="us-east-1",
-        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}, read_timeout=HTTP_TIMEOUT),
-    )
+    return runtime_client(url, read_timeout=HTTP_TIMEOUT)
 
 
 def invoke(client, name: str, payload) -> dict:

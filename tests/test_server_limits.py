@@ -13,17 +13,15 @@ import statistics
 import threading
 import time
 
-import boto3
 import httpx
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from tryon import cancellation
 from tryon.errors import RequestError
 from tryon.handlers.common import MAX_JSON_DEPTH, parse_json_request
 from tryon.kinds import MODE_LIMITS
-from tryon.server import TIMEOUT_MESSAGE, EndpointConfig, LocalEndpointServer, create_app
+from tryon.server import TIMEOUT_MESSAGE, EndpointConfig, LocalEndpointServer, create_app, runtime_client
 
 PROBE_MODULE = "tryon_test_limits_probe"
 HTTP_TIMEOUT = 60
@@ -82,12 +80,7 @@ def model(server, name: str) -> dict:
 
 
 def runtime(url: str):
-    return boto3.client(
-        "sagemaker-runtime",
-        endpoint_url=url,
-        region_name="us-east-1",
-        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}, read_timeout=HTTP_TIMEOUT),
-    )
+    return runtime_client(url, read_timeout=HTTP_TIMEOUT)
 
 
 def invoke(client, name: str, payload) -> dict:

@@ -72,6 +72,7 @@ __all__ = [
     "LocalEndpointServer",
     "ModelRegistry",
     "create_app",
+    "runtime_client",
 ]
 
 log = logging.getLogger("tryon.server")
@@ -221,6 +222,19 @@ def create_app(
     )
     app.state.registry = registry
     return app
+
+
+def runtime_client(url: str, *, read_timeout: float = 70.0) -> Any:
+    """A boto3 ``sagemaker-runtime`` client for a local server at ``url``, configured as the
+    workflow's (:data:`tryon.workflow.aws.RUNTIME_CONFIG`: one attempt, no retries) with
+    ``read_timeout`` seconds to wait for an answer."""
+    import boto3
+    from botocore.config import Config
+
+    from tryon.workflow.aws import RUNTIME_CONFIG
+
+    config = RUNTIME_CONFIG.merge(Config(read_timeout=read_timeout))
+    return boto3.client("sagemaker-runtime", endpoint_url=url, region_name="us-east-1", config=config)
 
 
 class EndpointLoadError(RuntimeError):
