@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SAM_VENV := .venv-sam
-# The serving image's library versions (serving/image-requirements.txt), for tests/test_container_compat.py.
+# The serving image's library versions (serving/image-requirements.txt), for tests/serving/test_container_compat.py.
 SERVING_VENV := .venv-serving
 SERVING_STAMP := $(SERVING_VENV)/.installed
 SERVING_TORCH_SPEC ?= torch==2.13.0
@@ -51,7 +51,7 @@ $(ASL_VALIDATOR):
 tools: $(SAM) $(ASL_VALIDATOR)
 
 tiny-models: venv
-	$(BIN)/python -m tryon.tiny_models $(TINY)
+	$(BIN)/python -m tryon.weights.tiny $(TINY)
 
 demo: venv tiny-models
 	$(BIN)/tryon demo --out out
@@ -72,7 +72,7 @@ bench: venv tiny-models
 
 # After upgrading the sagemaker SDK: regenerate template.yaml's serving-image Mappings from its config.
 image-mappings: venv
-	$(BIN)/python -m tryon.image_uris --write-template template.yaml
+	$(BIN)/python -m tryon.aws.image_uris --write-template template.yaml
 
 # After changing dependencies: re-resolve without the old pins and record what resolved.
 constraints:

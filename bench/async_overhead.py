@@ -33,7 +33,7 @@ KEYS = ("segment", "inpaint")
 
 def run_once(mode: str, dirs: dict, parameters: dict, out: Path) -> dict[str, float]:
     """One execution with both endpoints in ``mode``: per state wall, inference and the rest (ms)."""
-    from tryon.executions import StateEvent
+    from tryon.aws.executions import StateEvent
     from tryon.local.runner import DEMO_OVERRIDES, DEMO_PHOTO, run_photo
 
     events: list[StateEvent] = []
@@ -67,7 +67,7 @@ def run_once(mode: str, dirs: dict, parameters: dict, out: Path) -> dict[str, fl
 def main(argv: list[str] | None = None) -> None:
     from bench.handler_overhead import build_full_clipseg
     from bench.workflow_overhead import model_dirs
-    from tryon.tiny_models import ensure_tiny_models
+    from tryon.weights.tiny import ensure_tiny_models
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(

@@ -77,9 +77,9 @@ def main(argv: list[str] | None = None) -> None:
     from bench.handler_overhead import build_full_clipseg
     from bench.workflow_overhead import build_full_sd2_inpaint
     from tryon.local import LocalWorkflow
-    from tryon.local.batch import LocalBatches, distributed_map_engine
+    from tryon.local.batch_runner import LocalBatches, distributed_map_engine
     from tryon.local.runner import DEMO_PHOTO, TINY_PARAMETERS
-    from tryon.tiny_models import ensure_tiny_models
+    from tryon.weights.tiny import ensure_tiny_models
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tiny", action="store_true", help="The tiny checkpoints instead of full-size ones.")

@@ -54,8 +54,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from bench.full_models import build_pipeline, unet_params
     from bench.handler_overhead import synthetic_photo
+    from tryon.core.imaging import b64encode, encode_png
     from tryon.handlers import sd_inpaint
-    from tryon.imaging import b64encode, encode_png
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=128, help="working size in px (multiple of 8)")

@@ -40,7 +40,7 @@ def _photo(size: tuple[int, int]):
     """The sample portrait (a real photo) resized to ``size``, as JPEG bytes, and its mask."""
     from PIL import Image
 
-    from tryon import imaging
+    from tryon.core import imaging
 
     photo = (
         Image.open(REPO / "assets" / "astronaut.jpg").convert("RGB").resize(size, Image.Resampling.BICUBIC)
@@ -65,9 +65,9 @@ def main() -> None:
     from moto import mock_aws
     from PIL import Image
 
-    from tryon import imaging
+    from tryon.core import imaging
     from tryon.handlers import sd_inpaint
-    from tryon.tiny_models import ensure_tiny_models
+    from tryon.weights.tiny import ensure_tiny_models
 
     torch.set_num_threads(1)
     model = sd_inpaint.model_fn(str(ensure_tiny_models(REPO / ".cache" / "tiny-models")["sd-inpaint"]))

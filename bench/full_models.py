@@ -208,7 +208,7 @@ def build_pipeline(name: str, *, device: Any = "cpu", dtype: Any = None, reduced
     import diffusers
     import torch
 
-    from tryon.tiny_models import build_clip_tokenizer
+    from tryon.weights.tiny import build_clip_tokenizer
 
     spec = SPECS[name]
     dtype = dtype or torch.float32

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.sd_inpaint import paired_median_ms
+from bench.inpaint_adapters import paired_median_ms
 from tryon.local.samples import box_mask, noise_image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -55,7 +55,7 @@ def tiny(repeats: int) -> None:
     """Figure 1: the handler on the tiny checkpoint, with and without a garment image."""
 
     from tryon.handlers import sd_inpaint
-    from tryon.tiny_models import ensure_tiny_models
+    from tryon.weights.tiny import ensure_tiny_models
 
     model = sd_inpaint.model_fn(str(ensure_tiny_models()["sd-inpaint-ip"]))
     mask = box_mask((300, 200), (100, 50, 180, 120))
@@ -84,7 +84,7 @@ def full(repeats: int) -> None:
     from bench.full_models import build_pipeline
     from tryon.handlers import ip_adapter
     from tryon.handlers.ip_adapter import GarmentRequest
-    from tryon.tiny_models import ip_adapter_weights
+    from tryon.weights.tiny import ip_adapter_weights
 
     pipe = build_pipeline("sd15-inpaint")
     torch.manual_seed(1)

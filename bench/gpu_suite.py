@@ -19,7 +19,7 @@ handlers' ``predict_fn`` and prints, in a few minutes:
   keeps what it measured.
 
 Without CUDA (or with ``--reduced``) the same code runs with reduced widths at 64 px and 2
-steps on the CPU, which is what ``tests/test_gpu_suite.py`` does so the suite cannot rot.
+steps on the CPU, which is what ``tests/serving/test_gpu_suite.py`` does so the suite cannot rot.
 
     .venv/bin/python -m bench.gpu_suite --json out/gpu-suite.json     # on the GPU machine
     .venv/bin/python -m bench.gpu_suite --reduced                     # anywhere, seconds
@@ -170,7 +170,7 @@ class Suite:
         from PIL import Image
 
         from bench.handler_overhead import synthetic_photo
-        from tryon.imaging import b64encode, encode_png
+        from tryon.core.imaging import b64encode, encode_png
 
         side = size * 3 // 2
         mask = Image.new("L", (side, side), 0)
@@ -270,8 +270,8 @@ class Suite:
         import torch
 
         from bench.handler_overhead import synthetic_photo
+        from tryon.core.imaging import b64encode, encode_png
         from tryon.handlers import sd_upscale
-        from tryon.imaging import b64encode, encode_png
 
         pipe = self.pipeline("x4-upscaler")
         model = sd_upscale.UpscaleModel(

@@ -77,7 +77,7 @@ def build_full_clipseg(out_dir: Path) -> int:
     import torch
     from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
 
-    from tryon.tiny_models import build_clip_tokenizer, save_clipseg
+    from tryon.weights.tiny import build_clip_tokenizer, save_clipseg
 
     tokenizer = build_clip_tokenizer()
     vocab = len(tokenizer)
@@ -119,7 +119,7 @@ def bench_clipseg(label: str, model_dir: str, photo: Image.Image, repeats: int) 
     """Rows of (measure, value) for one CLIPSeg checkpoint."""
     import torch
 
-    from tryon import imaging
+    from tryon.core import imaging
     from tryon.handlers import clipseg
 
     model = clipseg.model_fn(model_dir)
@@ -167,9 +167,9 @@ def bench_upscale(repeats: int) -> list[tuple[str, str]]:
     """Rows for the tiny x4 upscaler: handler path vs a bare pipeline call on the same input."""
     import torch
 
-    from tryon import imaging
+    from tryon.core import imaging
     from tryon.handlers import sd_upscale
-    from tryon.tiny_models import ensure_tiny_models
+    from tryon.weights.tiny import ensure_tiny_models
 
     model = sd_upscale.model_fn(
         str(ensure_tiny_models(REPO_ROOT / ".cache" / "tiny-models")["sd-x4-upscaler"])
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from tryon.tiny_models import ensure_tiny_models
+    from tryon.weights.tiny import ensure_tiny_models
 
     photo = synthetic_photo(args.width, args.height)
     print(

@@ -92,9 +92,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from bench.full_models import build_pipeline
     from bench.handler_overhead import build_full_clipseg, synthetic_photo
-    from tryon import imaging
+    from tryon.core import imaging
     from tryon.handlers import clipseg, sd_upscale, threads
-    from tryon.tiny_models import ensure_tiny_models
+    from tryon.weights.tiny import ensure_tiny_models
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)

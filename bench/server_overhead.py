@@ -51,10 +51,10 @@ def main() -> None:
 
     import httpx
 
-    from tryon import imaging
+    from tryon.core import imaging
     from tryon.handlers import clipseg
     from tryon.server import EndpointConfig, LocalEndpointServer, runtime_client
-    from tryon.tiny_models import ensure_tiny_models
+    from tryon.weights.tiny import ensure_tiny_models
 
     model_dir = str(ensure_tiny_models(REPO_ROOT / ".cache" / "tiny-models")["clipseg"])
     photo = synthetic_photo(args.width, args.height)

@@ -1,6 +1,6 @@
 """Fine-tuning throughput on the tiny inpainting checkpoints (CPU): LoRA against full, SD 2 and SDXL.
 
-Each variant (base x mode) runs the real training loop (:func:`tryon.training.train.train`)
+Each variant (base x mode) runs the real training loop (:func:`tryon.training.loop.train`)
 in its own spawned process, so its peak RSS (``ru_maxrss``) is its own. Steps/s is measured
 over the steps after ``--warmup`` (model loading and the first steps excluded) with the
 ``on_step`` hook. Baselines measured in the same run: each base's full fine-tune (ratio
@@ -44,9 +44,9 @@ def _run_variant(base: str, mode: str, args: dict, queue: mp.Queue) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    from tryon.tiny_models import ensure_tiny_models
     from tryon.training.config import TrainingConfig
-    from tryon.training.train import train
+    from tryon.training.loop import train
+    from tryon.weights.tiny import ensure_tiny_models
 
     torch.set_num_threads(args["threads"])
     models = ensure_tiny_models(Path(args["models"]))

@@ -32,7 +32,7 @@ def build_full_sd2_inpaint(out_dir: Path) -> int:
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from bench.gpu_unet_throughput import SD2_INPAINT_UNET
-    from tryon.tiny_models import build_clip_tokenizer
+    from tryon.weights.tiny import build_clip_tokenizer
 
     tokenizer = build_clip_tokenizer()
     torch.manual_seed(0)
@@ -78,7 +78,7 @@ def model_dirs(tiny: bool, tmp: Path) -> tuple[dict[str, Path], dict[str, int], 
     """(model folders, template parameters, label): the tiny checkpoints, or full-size ones in ``tmp``."""
     from bench.handler_overhead import build_full_clipseg
     from tryon.local.runner import TINY_PARAMETERS
-    from tryon.tiny_models import ensure_tiny_models
+    from tryon.weights.tiny import ensure_tiny_models
 
     if tiny:
         models = ensure_tiny_models()
@@ -95,7 +95,7 @@ def model_dirs(tiny: bool, tmp: Path) -> tuple[dict[str, Path], dict[str, int], 
 
 
 def main(argv: list[str] | None = None) -> None:
-    from tryon.executions import StateEvent, format_event
+    from tryon.aws.executions import StateEvent, format_event
     from tryon.local.runner import DEMO_OVERRIDES, DEMO_PHOTO, run_photo
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

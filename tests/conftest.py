@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from support.paths import REPO
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Tiny models are fastest on one thread, and OpenMP spin-waiting starves the Python threads
@@ -22,7 +23,7 @@ for _var, _value in {
 }.items():
     os.environ[_var] = _value
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = REPO
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +34,7 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def tiny_models() -> dict[str, Path]:
     """name -> folder of each tiny checkpoint (clipseg, sd-inpaint, sd-x4-upscaler, lora-a, lora-b)."""
-    from tryon.tiny_models import ensure_tiny_models
+    from tryon.weights.tiny import ensure_tiny_models
 
     return ensure_tiny_models(REPO_ROOT / ".cache" / "tiny-models")
 
@@ -82,10 +83,10 @@ def moto_s3(monkeypatch):
     import boto3
     from moto import mock_aws
 
-    from tryon.workflow import aws
+    from tryon.workflow import clients
 
     with mock_aws():
-        aws.reset_clients()
+        clients.reset_clients()
 
         def make(*buckets, versioned=None, env=None):
             for key, value in (env or {}).items():
@@ -98,4 +99,4 @@ def moto_s3(monkeypatch):
             return client
 
         yield make
-    aws.reset_clients()
+    clients.reset_clients()

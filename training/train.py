@@ -44,13 +44,13 @@ def sagemaker_arguments(environ: Mapping[str, str], checkpoint_dir: str = CHECKP
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments (after the SageMaker defaults), train, print where the outputs are."""
-    from tryon.errors import RequestError
+    from tryon.core.errors import RequestError
     from tryon.training.config import config_from_args
 
     argv = sys.argv[1:] if argv is None else argv
     try:
         config = config_from_args(sagemaker_arguments(os.environ) + argv, prog="training/train.py")
-        from tryon.training.train import train
+        from tryon.training.loop import train
 
         result = train(config)
     except RequestError as exc:

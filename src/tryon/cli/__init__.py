@@ -58,7 +58,7 @@ def _run_app(argv: list[str] | None) -> int:
         ProfileNotFound,
     )
 
-    from tryon.errors import RequestError
+    from tryon.core.errors import RequestError
 
     try:
         # Without standalone mode click returns Exit codes instead of calling sys.exit.
@@ -69,7 +69,7 @@ def _run_app(argv: list[str] | None) -> int:
         fail(str(exc), EXIT_BAD_INPUT)
         return EXIT_BAD_INPUT
     except NoRegionError:
-        from tryon.cli.aws import NO_REGION
+        from tryon.cli.sessions import NO_REGION
 
         fail(NO_REGION, EXIT_AWS)
         return EXIT_AWS
@@ -132,7 +132,7 @@ def run(argv: list[str] | None = None) -> int:
     # 2 cores, docs/bench-workflow.md). Torch is imported lazily, so this applies to it.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     quiet_library_notices()
-    from tryon.cli import batch, deploy, models, serve, train, workflow  # noqa: F401  (registers commands)
+    from tryon.cli import batch, deploy, finetune, jobs, models, serve  # noqa: F401  (registers commands)
 
     try:
         code = _run_app(argv)

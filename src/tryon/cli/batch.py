@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from tryon.cli import EXIT_OK, EXIT_WORKFLOW_FAILED, app, fail
-from tryon.cli.aws import Profile, Region
+from tryon.cli.sessions import Profile, Region
 
 batch_app = typer.Typer(
     help="Catalogue batches: one manifest (CSV or JSON Lines), one try-on per row.", no_args_is_help=True
@@ -99,8 +99,8 @@ def run_(
     as_json: Json = False,
 ) -> None:
     """A manifest on one machine: photos are files beside it; report, contact sheets and results in OUT."""
-    from tryon.cli.workflow import _model_dirs
-    from tryon.local.batch import local_rows, run_batch
+    from tryon.cli.jobs import _model_dirs
+    from tryon.local.batch_runner import local_rows, run_batch
     from tryon.local.runner import TINY_PARAMETERS
 
     local_rows(manifest)  # every missing photo and manifest error, before any model loads
@@ -132,8 +132,8 @@ def run_(
 
 def _batch_stack(region: str, profile: str, name: str) -> tuple[Any, dict[str, str], Any, Any]:
     """(stack, its batch outputs, s3 client, stepfunctions client) of a deployed stack."""
-    from tryon import stack as stacks
-    from tryon.cli.aws import session as aws_session
+    from tryon.aws import stack as stacks
+    from tryon.cli.sessions import session as aws_session
 
     session = aws_session(region, profile)
     cfn = session.client("cloudformation")
@@ -150,7 +150,7 @@ def _batch_stack(region: str, profile: str, name: str) -> tuple[Any, dict[str, s
 def _follow(sfn: Any, arn: str, on_progress: Callable[[Any], None], poll_s: float, timeout: float) -> dict:
     import time
 
-    from tryon.batch_progress import map_run_progress
+    from tryon.aws.batch_progress import map_run_progress
 
     deadline = time.monotonic() + timeout
     while (described := sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
@@ -164,8 +164,8 @@ def _follow(sfn: Any, arn: str, on_progress: Callable[[Any], None], poll_s: floa
 
 def _outcome(s3: Any, described: Mapping[str, Any], out: Path, as_json: bool) -> int:
     """Download the report (and contact sheets) of an ended batch execution; the exit code."""
-    from tryon import imaging
-    from tryon.batch_progress import report_uri
+    from tryon.aws.batch_progress import report_uri
+    from tryon.core import imaging
 
     cause = described.get("cause")
     uri = report_uri(json.loads(described.get("output") or "null"), cause)
@@ -200,7 +200,7 @@ def submit(
     from dataclasses import replace
     from datetime import UTC, datetime
 
-    from tryon import stack as stacks
+    from tryon.aws import stack as stacks
     from tryon.workflow import batch_manifest
 
     data = manifest.read_bytes()
@@ -239,8 +239,8 @@ def status(
     """Where a batch stands: rows done, failed, running; once it ended, its report (downloaded to OUT)."""
     from dataclasses import replace
 
-    from tryon import stack as stacks
-    from tryon.batch_progress import map_run_progress
+    from tryon.aws import stack as stacks
+    from tryon.aws.batch_progress import map_run_progress
 
     found, outputs, s3, sfn = _batch_stack(region, profile, stack)
     arn = stacks.resolve_execution(
@@ -273,7 +273,7 @@ def cross(
 ) -> None:
     """Write a manifest: every photo x every adapter x every prompt (file paths relative to OUT's folder)."""
     from tryon.workflow import batch_manifest
-    from tryon.workflow.config import IMAGE_SUFFIXES
+    from tryon.workflow.settings import IMAGE_SUFFIXES
 
     fmt = batch_manifest.manifest_format(out.name)
     common = {}

@@ -11,9 +11,9 @@ from typing import Annotated, Any
 import typer
 
 from tryon.cli import app, fail
-from tryon.cli.aws import Profile, Region
-from tryon.cli.aws import session as aws_session
-from tryon.kinds import KINDS, MODES
+from tryon.cli.sessions import Profile, Region
+from tryon.cli.sessions import session as aws_session
+from tryon.core.kinds import KINDS, MODES
 
 ROLE_HELP = "IAM role SageMaker assumes to pull the image and artefacts (arn:aws:iam::...:role/...)."
 PREFIX_HELP = "Endpoint name prefix: <prefix>-clipseg, <prefix>-sd-inpaint, <prefix>-sd-upscale."
@@ -60,7 +60,7 @@ def _apply_in_parallel(
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from tryon import deploy
+    from tryon.aws import sagemaker_endpoints as deploy
 
     columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True)) as board:
@@ -126,7 +126,7 @@ def deploy_models(
     wait: Annotated[bool, typer.Option(help="Wait until every endpoint is InService.")] = True,
 ) -> None:
     """Create or update the SageMaker endpoints (sagemaker SDK v3) from model.tar.gz artefacts."""
-    from tryon import deploy
+    from tryon.aws import sagemaker_endpoints as deploy
 
     artifacts = deploy.parse_assignments(artifact, "--artifact")
     modes = deploy.parse_assignments(mode, "--mode")
@@ -192,7 +192,7 @@ def prune_models(
     ] = False,
 ) -> None:
     """Delete the models and endpoint configs deploy-models left behind that no endpoint uses."""
-    from tryon import deploy
+    from tryon.aws import sagemaker_endpoints as deploy
 
     names = list(endpoint_names(prefix).values())
     sm = aws_session(region, profile).client("sagemaker")

@@ -18,7 +18,7 @@ def tiny_models(
     force: Annotated[bool, typer.Option(help="Rebuild even if present.")] = False,
 ) -> None:
     """Build deterministic tiny random checkpoints (CLIPSeg, SD inpaint, x4 upscaler, two LoRAs)."""
-    from tryon.tiny_models import ensure_tiny_models
+    from tryon.weights.tiny import ensure_tiny_models
 
     if out.exists() and not out.is_dir():
         raise fail(f"--out: {out} is a file; give a folder to write the checkpoints to")

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from tryon.cli import EXIT_BAD_INPUT, app, fail
-from tryon.kinds import HANDLER_MODULES, MODES, TINY_MODEL_FOLDERS, check_mode
+from tryon.core.kinds import HANDLER_MODULES, MODES, TINY_MODEL_FOLDERS, check_mode
 
 TINY_ROOT = Path(".cache/tiny-models")
 
@@ -40,7 +40,7 @@ def parse_endpoint_spec(spec: str):
     path = Path(folder).expanduser()
     if not path.is_dir():
         raise ValueError(f"--endpoint {spec!r}: model folder {path} does not exist")
-    from tryon.hub import check_model_source
+    from tryon.weights.hub import check_model_source
 
     # A folder without weights would fall back to the kind's hub id (minutes of retries offline).
     check_model_source(str(path), f"--endpoint {spec!r}")
@@ -78,9 +78,9 @@ def apply_async_output(
     """``configs`` whose async endpoints write to ``output`` (errors: ``failure``) and notify the topics."""
     import dataclasses
 
-    from tryon.contract import parse_versioned_s3_uri
-    from tryon.errors import RequestError
-    from tryon.server_async import AsyncOutput
+    from tryon.core.contract import parse_versioned_s3_uri
+    from tryon.core.errors import RequestError
+    from tryon.server.async_api import AsyncOutput
 
     asynchronous = [cfg.name for cfg in configs if cfg.mode == "async"]
     if not asynchronous:
@@ -153,7 +153,7 @@ def serve(
     try:
         if tiny:
             from tryon.server import EndpointConfig
-            from tryon.tiny_models import ensure_tiny_models
+            from tryon.weights.tiny import ensure_tiny_models
 
             ensure_tiny_models(TINY_ROOT)
             configs += [EndpointConfig(k, k, str(TINY_ROOT / f)) for k, f in TINY_MODEL_FOLDERS.items()]
@@ -233,7 +233,7 @@ def package(
     """Build model.tar.gz for a SageMaker endpoint: weights at the root, code/ with the handler."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-    from tryon.packaging import PackagingError, build_model_archive, plan_archive
+    from tryon.aws.packaging import PackagingError, build_model_archive, plan_archive
 
     named: dict[str, Path] = {}
     for spec in named_adapter:

@@ -3,9 +3,9 @@
 Each module exposes the Hugging Face inference toolkit contract: ``model_fn``,
 ``input_fn``, ``predict_fn``, ``output_fn``. ``models/<name>/code/inference.py`` re-exports
 them; the local endpoint server drives them directly. The kinds themselves are registered
-in :mod:`tryon.kinds`.
+in :mod:`tryon.core.kinds`.
 """
 
-from tryon.kinds import HANDLER_MODULES
+from tryon.core.kinds import HANDLER_MODULES
 
 __all__ = ["HANDLER_MODULES"]

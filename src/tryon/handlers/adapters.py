@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tryon import imaging
-from tryon.contract import ADAPTER_NAME_PATTERN, check_adapter_spec
-from tryon.errors import RequestError
+from tryon.core import imaging
+from tryon.core.contract import ADAPTER_NAME_PATTERN, check_adapter_spec
+from tryon.core.errors import RequestError
 
 FIELD = "adapter"
 DEFAULT_NAME = "default"

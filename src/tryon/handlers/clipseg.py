@@ -15,10 +15,10 @@ from typing import Any
 
 from PIL import Image
 
-from tryon import imaging
-from tryon.contract import CLIPSEG, COMPUTE_SECONDS
-from tryon.errors import RequestError
-from tryon.handlers import masks, threads
+from tryon.core import imaging
+from tryon.core.contract import CLIPSEG, COMPUTE_SECONDS
+from tryon.core.errors import RequestError
+from tryon.handlers import mask_ops, threads
 from tryon.handlers.common import (
     PhaseTimer,
     json_response,
@@ -159,19 +159,19 @@ def predict_fn(data: ClipSegRequest, model: ClipSegModel) -> dict[str, Any]:
             negative_peaks, negative = _upsampled_max(logits[n_pos:], (height, width))
             binary &= ~(negative >= cut)
         binary_np = binary.cpu().numpy()
-        mask = masks.feather(masks.dilate(binary_np, data.dilate), data.feather)
+        mask = mask_ops.feather(mask_ops.dilate(binary_np, data.dilate), data.feather)
         scores = torch.sigmoid(peaks).tolist()
         negative_scores = torch.sigmoid(negative_peaks).tolist()
     with timer.phase("encode"):
         # Fast zlib level: masks are large flat areas, so the PNG stays small anyway.
-        mask_image = masks.to_image(mask)
+        mask_image = mask_ops.to_image(mask)
         if data.output is None:
             written = {"mask": imaging.b64encode(imaging.encode_png(mask_image, compress_level=1))}
         else:
             written = {"outputs": write_pngs(data.output, [mask_image], indexed=False)}
     return {
         **written,
-        "coverage": masks.coverage(mask),
+        "coverage": mask_ops.coverage(mask),
         "scores": dict(zip(data.queries, scores, strict=True)),
         "negative_scores": dict(zip(data.negative_queries, negative_scores, strict=True)),
         "threshold": data.threshold,

@@ -3,7 +3,7 @@
 Handlers follow the Hugging Face SageMaker inference toolkit contract
 (``model_fn``, ``input_fn``, ``predict_fn``, ``output_fn``); the local endpoint server
 drives the same four functions. Client errors are raised as
-:class:`tryon.errors.RequestError` and become HTTP 400.
+:class:`tryon.core.errors.RequestError` and become HTTP 400.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from typing import Any
 
 from PIL import Image
 
-from tryon import imaging
-from tryon.contract import MAX_SEED, WAITING_PHASES
-from tryon.errors import RequestError
+from tryon.core import imaging
+from tryon.core.contract import MAX_SEED, WAITING_PHASES
+from tryon.core.errors import RequestError
 
 JSON_CONTENT_TYPE = "application/json"
 #: Largest request body a handler accepts (SageMaker real-time caps payloads at 6 MB;
@@ -129,7 +129,7 @@ def encode_image(img: Image.Image) -> str:
 
 def max_response_bytes() -> int:
     """The response limit of the mode this endpoint is deployed in (``TRYON_ENDPOINT_MODE``, realtime)."""
-    from tryon.kinds import MODE_LIMITS, check_mode
+    from tryon.core.kinds import MODE_LIMITS, check_mode
 
     try:
         limits = MODE_LIMITS[check_mode(os.environ.get("TRYON_ENDPOINT_MODE") or "realtime")]
@@ -188,7 +188,7 @@ def torch_device_and_dtype():
 
 def resolve_seed(payload: Mapping[str, Any], field: str = "seed") -> int:
     """The request's seed (an integer in [0, 2**32-1]) or a freshly drawn one."""
-    from tryon.validation import get_int
+    from tryon.core.validation import get_int
 
     seed = get_int(payload, field, None, minimum=0, maximum=MAX_SEED)
     return secrets.randbelow(MAX_SEED + 1) if seed is None else seed

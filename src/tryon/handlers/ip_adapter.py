@@ -21,9 +21,9 @@ from typing import Any
 
 from PIL import Image
 
-from tryon import imaging
-from tryon.contract import SD_INPAINT
-from tryon.errors import RequestError
+from tryon.core import imaging
+from tryon.core.contract import SD_INPAINT
+from tryon.core.errors import RequestError
 from tryon.handlers.common import load_image
 
 #: Where a model folder keeps its IP-Adapter, and the image encoder inside it.

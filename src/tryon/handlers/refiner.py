@@ -24,9 +24,9 @@ from typing import Any
 
 from PIL import Image
 
-from tryon import cancellation
-from tryon.contract import SD_INPAINT, check_refiner_steps
-from tryon.errors import RequestError
+from tryon.core.contract import SD_INPAINT, check_refiner_steps
+from tryon.core.errors import RequestError
+from tryon.handlers import cancellation
 from tryon.handlers.common import progress_bars_enabled
 from tryon.handlers.compat import dtype_kwargs
 from tryon.handlers.samplers import SchedulerCache

@@ -3,9 +3,9 @@
 Faults are classified where they happen:
 
 - the client's (the object or version does not exist, access is denied, the URI is bad) ->
-  :class:`tryon.errors.RequestError` naming the field and the URI (HTTP 400, not retried);
+  :class:`tryon.core.errors.RequestError` naming the field and the URI (HTTP 400, not retried);
 - S3's own (throttling, 5xx, time-outs, connection faults) ->
-  :class:`tryon.errors.DependencyUnavailable` (HTTP 503 locally; the workflow retries it).
+  :class:`tryon.core.errors.DependencyUnavailable` (HTTP 503 locally; the workflow retries it).
 
 Outputs are PNGs encoded at zlib level 1 and uploaded from a small thread pool: Pillow's
 encoder and boto3's upload release the GIL, so four full-size results encode and upload in
@@ -22,8 +22,8 @@ from typing import Any
 
 from PIL import Image
 
-from tryon import contract, imaging
-from tryon.errors import DependencyUnavailable, RequestError
+from tryon.core import contract, imaging
+from tryon.core.errors import DependencyUnavailable, RequestError
 
 #: S3 error codes that mean the request named something it may not read or that is not there.
 _CLIENT_CODES = frozenset(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tryon.errors import RequestError
+from tryon.core.errors import RequestError
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,11 @@ from typing import Any
 
 from PIL import Image
 
-from tryon import cancellation, imaging
-from tryon.contract import COMPUTE_SECONDS, SD_INPAINT
-from tryon.errors import RequestError
-from tryon.handlers import crop, ip_adapter, refiner, threads
+from tryon.core import imaging
+from tryon.core.contract import COMPUTE_SECONDS, SD_INPAINT
+from tryon.core.errors import RequestError
+from tryon.core.validation import require_mapping
+from tryon.handlers import cancellation, crop, ip_adapter, refiner, threads
 from tryon.handlers.adapters import (
     AdapterCache,
     AdapterSource,
@@ -44,7 +45,6 @@ from tryon.handlers.common import (
 from tryon.handlers.compat import dtype_kwargs
 from tryon.handlers.s3io import OutputTarget, output_target, write_pngs
 from tryon.handlers.samplers import SchedulerCache
-from tryon.validation import require_mapping
 
 DEFAULT_MODEL_ID = "stabilityai/stable-diffusion-2-inpainting"
 #: Stability AI's SDXL 1.0 rules (JumpStart / REST API): these working sizes and cfg_scale <= 35.

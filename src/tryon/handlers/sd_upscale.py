@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from tryon import cancellation, imaging
-from tryon.contract import COMPUTE_SECONDS, SD_UPSCALE, UPSCALE_MAX_OUTPUT_SIDE, upscale_max_side
-from tryon.errors import RequestError
-from tryon.handlers import threads
+from tryon.core import imaging
+from tryon.core.contract import COMPUTE_SECONDS, SD_UPSCALE, UPSCALE_MAX_OUTPUT_SIDE, upscale_max_side
+from tryon.core.errors import RequestError
+from tryon.handlers import cancellation, threads
 from tryon.handlers.common import (
     PhaseTimer,
     encode_inline,

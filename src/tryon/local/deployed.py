@@ -1,7 +1,7 @@
 """The local harness as a deployed stack: ``tryon submit``, ``status`` and ``results`` reach it by name.
 
 :func:`publish_stack` creates a CloudFormation stack (on moto) whose Outputs are those of
-``template.yaml`` that the CLI reads (:mod:`tryon.stack`), pointing at the harness's buckets,
+``template.yaml`` that the CLI reads (:mod:`tryon.aws.stack`), pointing at the harness's buckets,
 prefixes and state machine, so the commands find it with ``--stack NAME`` exactly as they
 find a stack in AWS.
 """

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from tryon.local.lambdas import environment
-from tryon.workflow import aws
+from tryon.workflow import clients
 
 #: The sagemaker-runtime operations a hook can intercept.
 OPERATIONS = ("InvokeEndpoint", "InvokeEndpointAsync")
@@ -26,7 +26,7 @@ def before_endpoint_call(
     if operation not in OPERATIONS:
         raise ValueError(f"operation must be one of {', '.join(OPERATIONS)}, got {operation!r}")
     with environment({"TRYON_SAGEMAKER_RUNTIME_URL": endpoint_url}):
-        client = aws.client("sagemaker-runtime")
+        client = clients.client("sagemaker-runtime")
 
     def before_call(params: Mapping[str, Any], **_: Any) -> Any:
         if params.get("url_path", "").find(f"/endpoints/{endpoint}/") < 0:

@@ -15,10 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tryon import imaging
-from tryon.errors import RequestError
-from tryon.executions import ExecutionResult, StateEvent
-from tryon.stack import CONTENT_TYPES
+from tryon.aws.executions import ExecutionResult, StateEvent
+from tryon.aws.stack import CONTENT_TYPES
+from tryon.core import imaging
+from tryon.core.errors import RequestError
 from tryon.workflow import params
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -54,7 +54,7 @@ def check_photo(photo: Path, *, name: str | None = None, field: str = "IMAGE") -
     EventBridge rule forwards, or no execution would ever start. ``field`` names it in
     errors (``--garment`` for a garment's packshot, checked the same way).
     """
-    from tryon.workflow.config import IMAGE_SUFFIXES
+    from tryon.workflow.settings import IMAGE_SUFFIXES
 
     if not photo.is_file():
         raise RequestError(field, f"{photo} is not a file")
@@ -95,9 +95,9 @@ def run_photo(
     ``garment``: the garment's packshot, uploaded under the stack's garment prefix and named
     in the photo's metadata as ``garment-image`` (that very version).
     """
-    from tryon.contract import versioned_s3_uri
-    from tryon.local.workflow import LocalWorkflow
-    from tryon.stack import Stack, Upload, find_execution
+    from tryon.aws.stack import Stack, Upload, find_execution
+    from tryon.core.contract import versioned_s3_uri
+    from tryon.local.harness import LocalWorkflow
 
     header = check_photo(photo)
     garment_header = check_photo(garment, field="--garment") if garment is not None else None

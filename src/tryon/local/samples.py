@@ -38,7 +38,7 @@ def inpaint_request(
     photo: Image.Image, mask: Image.Image, *, seed: int, **fields: object
 ) -> dict[str, object]:
     """A fast inpainting request (one step, no guidance) with the photo and mask inline as base64 PNG."""
-    from tryon.imaging import b64encode, encode_png
+    from tryon.core.imaging import b64encode, encode_png
 
     request: dict[str, object] = {
         "image": b64encode(encode_png(photo)),

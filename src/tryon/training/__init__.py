@@ -6,7 +6,7 @@ and ``sagemaker_launcher`` imports the sagemaker SDK only when a job is launched
 - :mod:`tryon.training.config`   every hyperparameter, JSON round-trip, argparse, checks
 - :mod:`tryon.training.data`     instance/class image folders, captions, mask files
 - :mod:`tryon.training.masks`    random and garment-shaped inpainting masks
-- :mod:`tryon.training.train`    the training loop (diffusers + peft + accelerate)
+- :mod:`tryon.training.loop`    the training loop (diffusers + peft + accelerate)
 - :mod:`tryon.training.families` what differs per base (SD 1.5/2, SDXL): text encoders, added conditioning
 - :mod:`tryon.training.checkpoints`  resumable checkpoints (LoRA layers only in LoRA mode)
 - :mod:`tryon.training.outputs`  adapter / UNet, ``training_config.json``, validation grid

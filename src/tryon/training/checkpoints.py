@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tryon.errors import RequestError
+from tryon.core.errors import RequestError
 from tryon.training import outputs
 from tryon.training.config import TrainingConfig
 
@@ -78,7 +78,7 @@ def _restore_lora(model: Any, layers: dict[str, Any], *, unet: bool) -> None:
     from diffusers.utils import convert_state_dict_to_peft, convert_unet_state_dict_to_peft
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
-    from tryon.checkpoint_compat import CLIP_TEXT_PREFIX
+    from tryon.weights.portable import CLIP_TEXT_PREFIX
 
     state = convert_unet_state_dict_to_peft(layers) if unet else convert_state_dict_to_peft(layers)
     own = get_peft_model_state_dict(model)

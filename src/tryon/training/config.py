@@ -15,7 +15,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from tryon.errors import RequestError
+from tryon.core.errors import RequestError
 
 TRAIN_MODES = ("lora", "full")
 MIXED_PRECISION = ("no", "fp16", "bf16")

@@ -1,7 +1,7 @@
 """Instance and class image folders: safe decoding, captions, mask files, clear reports.
 
 A data folder holds JPEG/PNG/WebP photos of any size (EXIF orientation is applied by
-:func:`tryon.imaging.decode_image`), optional captions ``<stem>.txt`` and optional garment
+:func:`tryon.core.imaging.decode_image`), optional captions ``<stem>.txt`` and optional garment
 masks ``<stem>.mask.png`` next to them (or ``<stem>.png`` / ``<stem>.mask.png`` in a
 separate mask folder). Files that cannot be used are skipped and listed with the reason;
 a folder with no usable image is an error that lists them; fewer than
@@ -17,8 +17,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from tryon import imaging
-from tryon.errors import RequestError
+from tryon.core import imaging
+from tryon.core.errors import RequestError
 
 logger = logging.getLogger(__name__)
 

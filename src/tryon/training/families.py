@@ -1,6 +1,6 @@
 """What differs between base-model families in the fine-tune: text encoding and added conditioning.
 
-The training loop (:mod:`tryon.training.train`) is one; a :class:`Family` supplies the parts
+The training loop (:mod:`tryon.training.loop`) is one; a :class:`Family` supplies the parts
 that depend on the base:
 
 - ``sd`` (SD 1.5 / SD 2 inpainting): one CLIP text encoder; the UNet reads its last hidden
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tryon.errors import RequestError
+from tryon.core.errors import RequestError
 
 #: SDXL inpainting's size/crop ids per example (no aesthetic score: that is the refiner's).
 SDXL_TIME_IDS = 6

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from tryon import imaging
+from tryon.core import imaging
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@
 - Full fine-tune: ``<dir>/unet/`` (and ``<dir>/text_encoder/``) in the diffusers layout, to
   replace the base model's folders.
 - Both load alike on the project's libraries and the serving image's older ones (folded
-  LoRA scale, ``text_model.`` weight names; see :mod:`tryon.checkpoint_compat`).
+  LoRA scale, ``text_model.`` weight names; see :mod:`tryon.weights.portable`).
 - ``training_config.json``: the effective configuration; ``validation.png``: the grid.
 """
 
@@ -67,7 +67,7 @@ def save_lora_adapter(
     """
     from diffusers import StableDiffusionInpaintPipeline, StableDiffusionXLInpaintPipeline
 
-    from tryon.checkpoint_compat import CLIP_TEXT_PREFIX
+    from tryon.weights.portable import CLIP_TEXT_PREFIX
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -96,7 +96,7 @@ def save_full_model(
     out_dir: str | Path, unet: Any, text_encoder: Any | None = None, text_encoder_2: Any | None = None
 ) -> Path:
     """Write a fully fine-tuned UNet (and text encoders) in the diffusers layout; return ``out_dir``."""
-    from tryon.checkpoint_compat import save_clip_text_encoder
+    from tryon.weights.portable import save_clip_text_encoder
 
     out = Path(out_dir)
     unet.save_pretrained(out / "unet", safe_serialization=True)
@@ -137,7 +137,7 @@ def upload_adapter(adapter_dir: str | Path, s3_uri: str, *, client: Any = None) 
     The inpainting endpoint loads it when a request says ``{"adapter": "<that URI>"}``.
     Raises RequestError for a bad URI or a folder without LoRA weights.
     """
-    from tryon.errors import RequestError
+    from tryon.core.errors import RequestError
 
     folder = Path(adapter_dir)
     files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []

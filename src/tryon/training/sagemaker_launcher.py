@@ -26,20 +26,16 @@ from pathlib import Path
 from typing import Any
 
 import tryon
-from tryon.errors import RequestError
+from tryon.core.errors import RequestError
 
 #: Channels the entry script understands, in the order they are passed.
 CHANNELS = ("instance", "class", "masks", "base_model", "clipseg")
 #: tryon parts vendored into the job's source folder.
 VENDORED = (
     "__init__.py",
-    "errors.py",
-    "imaging.py",
-    "validation.py",
-    "checkpoint_compat.py",
-    "contract.py",  # the handlers (CLIPSeg masks, --mask-query) read their fields through it
-    "kinds.py",
-    "cancellation.py",
+    "core",  # errors, imaging, validation, and the contract the handlers (--mask-query) read
+    "weights/__init__.py",
+    "weights/portable.py",
     "training",
     "handlers",
 )
@@ -150,7 +146,7 @@ def stage_source_dir(dest: str | Path) -> Path:
         if path.is_dir():
             shutil.copytree(path, dest / "tryon" / name, ignore=ignore, dirs_exist_ok=True)
         else:
-            (dest / "tryon").mkdir(parents=True, exist_ok=True)
+            (dest / "tryon" / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, dest / "tryon" / name)
     return dest
 

@@ -14,9 +14,9 @@ from collections.abc import Mapping
 from typing import Any, TypedDict
 
 from tryon.workflow import async_tokens, endpoints, layout, storage
-from tryon.workflow.config import Settings
-from tryon.workflow.errors import EndpointNotFound, as_step_errors
+from tryon.workflow.settings import Settings
 from tryon.workflow.state import AsyncWait
+from tryon.workflow.step_errors import EndpointNotFound, as_step_errors
 from tryon.workflow.steps import STEP_CALLS
 
 #: Keys of SubmitAsync's payload that are not part of the step's input state.

@@ -26,11 +26,11 @@ from typing import Any, TypedDict
 
 from botocore.exceptions import ClientError
 
-from tryon.contract import parse_versioned_s3_uri
-from tryon.errors import RequestError
-from tryon.workflow import async_tokens, aws, endpoints, storage
-from tryon.workflow.config import Settings
-from tryon.workflow.errors import EndpointTimeout, EndpointUnavailable, WorkflowError
+from tryon.core.contract import parse_versioned_s3_uri
+from tryon.core.errors import RequestError
+from tryon.workflow import async_tokens, clients, endpoints, storage
+from tryon.workflow.settings import Settings
+from tryon.workflow.step_errors import EndpointTimeout, EndpointUnavailable, WorkflowError
 from tryon.workflow.steps import STEP_CALLS
 
 #: Largest endpoint answer read back (the answers are small JSON: keys, seeds, timings).
@@ -55,7 +55,7 @@ class Outcome(TypedDict):
 def _send(action: str, **kwargs: Any) -> bool:
     """Call a Step Functions callback API; False when the task is already over."""
     try:
-        getattr(aws.client("stepfunctions"), action)(**kwargs)
+        getattr(clients.client("stepfunctions"), action)(**kwargs)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in TASK_OVER:
             return False

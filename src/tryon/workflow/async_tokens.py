@@ -19,7 +19,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from tryon.workflow import aws
+from tryon.workflow import clients
 
 #: The table's partition key (a string) and its TTL attribute (epoch seconds).
 KEY = "task_id"
@@ -67,7 +67,7 @@ def parse_inference_id(value: str) -> tuple[str, int] | None:
 
 
 def _table(name: str) -> Any:
-    return aws.resource("dynamodb").Table(name)
+    return clients.resource("dynamodb").Table(name)
 
 
 def _from_item(item: dict[str, Any]) -> PendingTask:

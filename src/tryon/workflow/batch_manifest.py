@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from tryon.errors import RequestError
+from tryon.core.errors import RequestError
 from tryon.workflow import params
 
 #: Manifest file suffixes and their formats.

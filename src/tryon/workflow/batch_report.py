@@ -16,10 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
-from tryon.workflow import aws, layout, storage
+from tryon.workflow import clients, layout, storage
 from tryon.workflow.batch_types import BatchRow, BatchState, Report, ReportRow
-from tryon.workflow.config import Settings
 from tryon.workflow.prepare import COMPLETE_STATUSES
+from tryon.workflow.settings import Settings
 
 REPORT_JSON = "report.json"
 REPORT_CSV = "report.csv"
@@ -177,7 +177,7 @@ def summarize(payload: Mapping[str, Any]) -> dict[str, Any]:
     )
     records: list[BatchRow] = json.loads(raw)
     started = payload.get("started_at")
-    aws.client("s3")  # made here: the threads below reuse it (they see the process environment)
+    clients.client("s3")  # made here: the threads below reuse it (they see the process environment)
     with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
         rows = list(pool.map(lambda r: report_row(settings, r, started), records))
     sheets = batch_sheet.write_contact_sheets(state, rows)

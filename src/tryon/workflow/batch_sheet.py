@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from PIL import Image, ImageDraw, ImageFont
 
-from tryon import imaging
+from tryon.core import imaging
 from tryon.workflow import layout, storage
 from tryon.workflow.batch_types import BatchState, ReportRow
 

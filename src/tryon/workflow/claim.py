@@ -21,7 +21,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from tryon.workflow import aws, storage
+from tryon.workflow import clients, storage
 
 #: File name of the claim inside the job's result prefix.
 CLAIM = "claim.json"
@@ -65,7 +65,7 @@ def _is_precondition_failure(exc: ClientError) -> bool:
 def _put(bucket: str, key: str, claim: Claim, **condition: str) -> bool:
     """Conditional PutObject of the claim; False when the condition did not hold."""
     try:
-        aws.client("s3").put_object(
+        clients.client("s3").put_object(
             Bucket=bucket,
             Key=key,
             Body=json.dumps(claim.document()).encode(),
@@ -82,7 +82,7 @@ def _put(bucket: str, key: str, claim: Claim, **condition: str) -> bool:
 def _read(bucket: str, key: str) -> tuple[Claim | None, str | None]:
     """The current claim and its ETag, or (None, None) when there is none."""
     try:
-        obj = aws.client("s3").get_object(Bucket=bucket, Key=key)
+        obj = clients.client("s3").get_object(Bucket=bucket, Key=key)
     except ClientError as exc:
         if storage.is_missing(exc):
             return None, None
@@ -106,7 +106,7 @@ def execution_is_running(execution: str) -> bool:
     if not execution.startswith("arn:"):
         return True
     try:
-        status = aws.client("stepfunctions").describe_execution(executionArn=execution)["status"]
+        status = clients.client("stepfunctions").describe_execution(executionArn=execution)["status"]
     except ClientError as exc:
         return exc.response.get("Error", {}).get("Code", "") != "ExecutionDoesNotExist"
     return status == "RUNNING"
@@ -154,7 +154,7 @@ def release(bucket: str, result_prefix: str, execution: str | None) -> bool:
     held, _ = _read(bucket, key)
     if held is None or (held.execution not in (execution, "unknown")):
         return False
-    aws.client("s3").delete_object(Bucket=bucket, Key=key)
+    clients.client("s3").delete_object(Bucket=bucket, Key=key)
     return True
 
 

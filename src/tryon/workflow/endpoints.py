@@ -7,9 +7,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 
-from tryon.errors import RETRYABLE_MARKER
-from tryon.workflow import aws
-from tryon.workflow.errors import (
+from tryon.core.errors import RETRYABLE_MARKER
+from tryon.workflow import clients
+from tryon.workflow.step_errors import (
     EndpointNotFound,
     EndpointThrottled,
     EndpointTimeout,
@@ -72,14 +72,14 @@ def invoke_json(endpoint: str, payload: dict[str, Any]) -> dict[str, Any]:
     if not endpoint:
         raise EndpointNotFound("no endpoint name is configured for this step")
     try:
-        response = aws.client("sagemaker-runtime").invoke_endpoint(
+        response = clients.client("sagemaker-runtime").invoke_endpoint(
             EndpointName=endpoint, ContentType=JSON, Accept=JSON, Body=json.dumps(payload).encode()
         )
         body = response["Body"].read()
     except ClientError as exc:
         raise classify_client_error(endpoint, exc) from exc
     except ReadTimeoutError as exc:
-        limit = aws.RUNTIME_CONFIG.read_timeout
+        limit = clients.RUNTIME_CONFIG.read_timeout
         raise EndpointTimeout(
             f"endpoint {endpoint} did not answer within {limit} s; real-time endpoints allow 60 s: "
             "use smaller inputs or fewer steps, or an asynchronous endpoint for long work"
@@ -105,7 +105,7 @@ def invoke_async(endpoint: str, input_uri: str, inference_id: str, timeout_s: in
     if not endpoint:
         raise EndpointNotFound("no endpoint name is configured for this step")
     try:
-        return aws.client("sagemaker-runtime").invoke_endpoint_async(
+        return clients.client("sagemaker-runtime").invoke_endpoint_async(
             EndpointName=endpoint,
             ContentType=JSON,
             Accept=JSON,

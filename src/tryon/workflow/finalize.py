@@ -7,11 +7,11 @@ from typing import Any
 
 from PIL import Image
 
-from tryon import imaging
+from tryon.core import imaging
 from tryon.workflow import claim, garment, layout, preview, report, storage
-from tryon.workflow.config import Settings
-from tryon.workflow.errors import as_step_errors
+from tryon.workflow.settings import Settings
 from tryon.workflow.state import Envelope, FinalResult
+from tryon.workflow.step_errors import as_step_errors
 from tryon.workflow.steps import publish_event
 
 #: Largest image read back from S3 (results are PNGs of at most 4x the input).

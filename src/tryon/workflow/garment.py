@@ -15,16 +15,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from tryon import contract
-from tryon.errors import RequestError
+from tryon.core import contract
+from tryon.core.errors import RequestError
 from tryon.workflow import layout, storage
-from tryon.workflow.config import IMAGE_SUFFIXES, Settings
+from tryon.workflow.settings import IMAGE_SUFFIXES, Settings
 from tryon.workflow.state import JobGarment
 
 if TYPE_CHECKING:  # Pillow is imported only where images are decoded (not every function has it)
     from PIL import Image
 
-    from tryon.imaging import ImageHeader
+    from tryon.core.imaging import ImageHeader
 
 FIELD = "garment_image"
 #: Reads and checks one image object: ``(settings, bucket, key, head, field) -> header``.
@@ -57,7 +57,7 @@ def check(settings: Settings, uri: str, inspect: Inspect) -> JobGarment:
 
 def read_image(garment: JobGarment, settings: Settings) -> Image.Image:
     """The garment image as Prepare checked it (that version), decoded for the preview."""
-    from tryon import imaging
+    from tryon.core import imaging
 
     data = storage.get_bytes(
         garment["bucket"],

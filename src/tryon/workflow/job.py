@@ -7,13 +7,13 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
-from tryon import imaging, validation
-from tryon.contract import parse_versioned_s3_uri, upscale_max_side
-from tryon.errors import RequestError
-from tryon.kinds import KINDS
+from tryon.core import imaging, validation
+from tryon.core.contract import parse_versioned_s3_uri, upscale_max_side
+from tryon.core.errors import RequestError
+from tryon.core.kinds import KINDS
 from tryon.workflow import async_calls, garment, layout, params, storage
-from tryon.workflow.config import IMAGE_SUFFIXES, Settings
 from tryon.workflow.jobid import job_id_for
+from tryon.workflow.settings import IMAGE_SUFFIXES, Settings
 from tryon.workflow.state import Job
 
 #: Bytes fetched with a ranged GET to read the image header before anything else.
@@ -129,7 +129,7 @@ def check_upscalable(header: imaging.ImageHeader) -> None:
     """Refuse upscaling of a photo the upscaler endpoint would refuse, before any model runs.
 
     The inpainted images keep the photo's size, and the x4 upscaler takes at most
-    :func:`tryon.contract.upscale_max_side` px per side (the same variable configures both).
+    :func:`tryon.core.contract.upscale_max_side` px per side (the same variable configures both).
     """
     limit = upscale_max_side()
     if max(header.width, header.height) > limit:

@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tryon import contract, validation
-from tryon.errors import RequestError
+from tryon.core import contract, validation
+from tryon.core.errors import RequestError
 
 
 @dataclass(frozen=True)

@@ -6,19 +6,19 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from tryon import imaging
+from tryon.core import imaging
 from tryon.workflow import claim, layout, storage
-from tryon.workflow.config import Settings
-from tryon.workflow.errors import as_step_errors
 from tryon.workflow.job import build_job
+from tryon.workflow.settings import Settings
 from tryon.workflow.state import Prepared
+from tryon.workflow.step_errors import as_step_errors
 
 #: Manifest statuses that mark a result complete (the models need not run again).
 COMPLETE_STATUSES = ("succeeded", "no-garment-found")
 
 
 def within_handler_limits(settings: Settings) -> Settings:
-    """Upload limits capped at what the endpoints' handlers accept (:mod:`tryon.imaging`'s).
+    """Upload limits capped at what the endpoints' handlers accept (:mod:`tryon.core.imaging`'s).
 
     One limit: an upload Prepare accepts is never refused by an endpoint for its size.
     template.yaml caps MaxInputBytes/MaxInputPixels the same way.

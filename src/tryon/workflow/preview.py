@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from PIL import Image, ImageOps
 
-from tryon import imaging
+from tryon.core import imaging
 
 #: Height of each panel of the preview (smaller inputs keep their own height).
 PREVIEW_HEIGHT = 512

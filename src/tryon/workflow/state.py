@@ -14,7 +14,7 @@ Step Functions passes one JSON document from state to state. Its shape, in order
 
 Each Task gets only the keys it reads (the ASL's ``Parameters``): :class:`SegmentInput`,
 :class:`InpaintInput`, :class:`UpscaleInput`. Everything here is a ``TypedDict``: the JSON
-on the wire is exactly these dicts, and ``tests/test_workflow_state.py`` checks the ASL
+on the wire is exactly these dicts, and ``tests/unit/test_workflow_state.py`` checks the ASL
 against them. Standard library only (Lambda code imports it).
 """
 
@@ -32,7 +32,7 @@ class JobInput(TypedDict):
     version_id: str | None
     etag: str
     size: int
-    image: dict[str, Any]  # tryon.imaging.ImageHeader as a dict: format, width, height, ...
+    image: dict[str, Any]  # tryon.core.imaging.ImageHeader as a dict: format, width, height, ...
 
 
 class JobOutput(TypedDict):
@@ -65,7 +65,7 @@ class JobGarment(TypedDict):
     version_id: str | None
     uri: str  # s3://bucket/key?versionId=V: the very version Prepare read
     size: int
-    image: dict[str, Any]  # tryon.imaging.ImageHeader as a dict
+    image: dict[str, Any]  # tryon.core.imaging.ImageHeader as a dict
 
 
 class Job(TypedDict):

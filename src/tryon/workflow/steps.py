@@ -17,12 +17,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tryon.contract import COMPUTE_SECONDS, versioned_s3_uri
-from tryon.kinds import EndpointKind
-from tryon.workflow import aws, claim, endpoints, garment, layout, report, storage
-from tryon.workflow.config import Settings
-from tryon.workflow.errors import EndpointUnavailable, as_step_errors
+from tryon.core.contract import COMPUTE_SECONDS, versioned_s3_uri
+from tryon.core.kinds import EndpointKind
+from tryon.workflow import claim, clients, endpoints, garment, layout, report, storage
 from tryon.workflow.jobid import fallback_job_id
+from tryon.workflow.settings import Settings
 from tryon.workflow.state import (
     STEP_RESULT_KEYS,
     Envelope,
@@ -37,6 +36,7 @@ from tryon.workflow.state import (
     UpscaleInput,
     UpscaleResult,
 )
+from tryon.workflow.step_errors import EndpointUnavailable, as_step_errors
 
 #: EventBridge ``source`` of the completion and failure events.
 EVENT_SOURCE = "tryon.workflow"
@@ -46,7 +46,7 @@ def publish_event(settings: Settings, detail_type: str, detail: Mapping[str, Any
     """Put a job event on the configured EventBridge bus (nothing when none is configured)."""
     if not settings.event_bus:
         return
-    response = aws.client("events").put_events(
+    response = clients.client("events").put_events(
         Entries=[
             {
                 "EventBusName": settings.event_bus,
@@ -312,7 +312,7 @@ def record_failure(payload: Envelope | NamedStepEnvelope) -> FailureResult:
         {k: record[k] for k in ("job_id", "step", "error", "cause", "execution")} | {"failure": uri},
     )
     if settings.notification_topic_arn:
-        aws.client("sns").publish(
+        clients.client("sns").publish(
             TopicArn=settings.notification_topic_arn,
             Subject=f"Try-on job {job_id} failed at {step}"[:100],
             Message=f"{record['error']}: {record['cause']}\n\nFailure record: {uri}\nExecution: {execution}",

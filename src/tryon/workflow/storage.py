@@ -7,8 +7,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from tryon.errors import RequestError
-from tryon.workflow import aws
+from tryon.core.errors import RequestError
+from tryon.workflow import clients
 
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound", "NoSuchVersion", "NoSuchBucket"}
 
@@ -24,7 +24,7 @@ def head(bucket: str, key: str, version_id: str | None = None) -> dict[str, Any]
     if version_id:
         kwargs["VersionId"] = version_id
     try:
-        return aws.client("s3").head_object(**kwargs)
+        return clients.client("s3").head_object(**kwargs)
     except ClientError as exc:
         if is_missing(exc):
             return None
@@ -47,7 +47,7 @@ def get_bytes(
     if byte_range:
         kwargs["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
     try:
-        obj = aws.client("s3").get_object(**kwargs)
+        obj = clients.client("s3").get_object(**kwargs)
     except ClientError as exc:
         if is_missing(exc):
             raise RequestError(field, f"s3://{bucket}/{key} does not exist") from exc
@@ -61,7 +61,7 @@ def get_bytes(
 
 def put_bytes(bucket: str, key: str, data: bytes, content_type: str) -> None:
     """PutObject with a content type."""
-    aws.client("s3").put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+    clients.client("s3").put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
 
 
 def put_json(bucket: str, key: str, document: Any) -> None:

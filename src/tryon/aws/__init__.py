@@ -1,0 +1,1 @@
+"""Talking to AWS from a workstation: packaging and deploying models, stacks, executions."""

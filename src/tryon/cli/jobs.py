@@ -1,0 +1,422 @@
+"""Workflow commands: ``demo`` and ``run`` on one machine; ``submit``, ``status``, ``results`` on a stack."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from tryon.aws.executions import ExecutionResult, StateEvent, format_event
+from tryon.cli import EXIT_OK, EXIT_WORKFLOW_FAILED, app, fail
+from tryon.cli.sessions import Profile, Region
+from tryon.core.kinds import TINY_MODEL_FOLDERS, check_kind, check_mode
+
+# Per-job overrides shared by `run` and `submit` (see docs/workflow.md for every parameter).
+Query = Annotated[str | None, typer.Option(help="What to mask, e.g. 'a skirt'.")]
+Prompt = Annotated[str | None, typer.Option(help="What to paint into the mask.")]
+NegativePrompt = Annotated[str | None, typer.Option(help="What to keep out of the painting.")]
+Steps = Annotated[int | None, typer.Option(help="Diffusion steps (1-150).")]
+Seed = Annotated[int | None, typer.Option(help="Seed; absent: derived from the job id.")]
+NumImages = Annotated[int | None, typer.Option(help="Images to paint (1-4).")]
+Adapter = Annotated[str | None, typer.Option(help="LoRA adapter: a name on the endpoint or s3://.../.")]
+Preset = Annotated[
+    str | None,
+    typer.Option(
+        help="Named preset(s), comma-separated: draft, standard, quality; a garment class (upper-body, "
+        "lower-body, dress, full-body, footwear); or your own."
+    ),
+]
+Upscale = Annotated[bool | None, typer.Option("--upscale/--no-upscale", help="Upscale x4 (if configured).")]
+Garment = Annotated[
+    Path | None,
+    typer.Option(
+        help="The garment's product photo (packshot): conditions the painting (needs an IP-Adapter)."
+    ),
+]
+Refiner = Annotated[
+    bool | None,
+    typer.Option(
+        "--refiner/--no-refiner",
+        help="SDXL refiner pass (SDXL endpoints packaged with a refiner); absent: the endpoint's choice.",
+    ),
+]
+RefinerSteps = Annotated[int | None, typer.Option(help="SDXL refiner steps (1-150; runs steps x strength).")]
+RefinerStrength = Annotated[float | None, typer.Option(help="SDXL refiner strength (0 < s <= 1).")]
+Modes = Annotated[
+    list[str],
+    typer.Option(
+        "--mode",
+        help="KIND=MODE: serve an endpoint kind realtime, serverless or async; the workflow takes the "
+        "matching path (async: S3 request, SNS notification, task-token callback). Repeatable.",
+    ),
+]
+Sets = Annotated[list[str], typer.Option("--set", help="Any other parameter: NAME=VALUE (repeatable).")]
+Out = Annotated[Path, typer.Option(help="Folder for mask, images, manifest and preview.")]
+Json = Annotated[
+    bool,
+    typer.Option("--json", help="Print one JSON object on stdout for scripts (progress goes to stderr)."),
+]
+
+
+def _overrides(sets: list[str], **named: Any) -> dict[str, Any]:
+    values = {name: value for name, value in named.items() if value is not None}
+    for item in sets:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise fail(f"--set expects NAME=VALUE, got {item!r}")
+        values[name.replace("-", "_")] = value
+    return values
+
+
+def _printer(as_json: bool) -> Callable[[StateEvent], None]:
+    """Prints state events: on stdout, or on stderr when stdout carries the JSON answer."""
+    return lambda event: typer.echo(format_event(event), err=as_json)
+
+
+def result_json(result: ExecutionResult, files: list[Path] | None = None) -> dict[str, Any]:
+    """What ``--json`` prints for an execution: scripts read this, not the human lines."""
+    failure = result.failure or {}
+    answer: dict[str, Any] = {
+        "execution": result.execution_arn,
+        "status": result.status,
+        "outcome": (result.output or {}).get("status") if result.succeeded else None,
+        "artifact": result.artifact_uri,
+        "output": result.output,
+        "error": None if result.succeeded else (failure.get("error") or result.error),
+        "cause": None if result.succeeded else (failure.get("cause") or result.cause),
+    }
+    if files is not None:
+        answer["files"] = [str(path) for path in files]
+    return answer
+
+
+def _report(result: ExecutionResult, files: list[Path], *, as_json: bool = False) -> int:
+    """Print the outcome and the files (or the JSON answer); the exit code scripts can rely on."""
+    if not result.succeeded:
+        failure = result.failure or {}
+        typer.secho(f"error: {failure.get('cause') or result.cause or result.error}", err=True, fg="red")
+    if as_json:
+        typer.echo(json.dumps(result_json(result, files)))
+    else:
+        status = (result.output or {}).get("status", result.status) if result.succeeded else result.status
+        typer.echo(f"execution {result.status}: {status}")
+        for path in files:
+            typer.echo(f"  {path}")
+    return EXIT_OK if result.succeeded else EXIT_WORKFLOW_FAILED
+
+
+def _tiny_model_dirs() -> dict[str, str]:
+    from tryon.weights.tiny import ensure_tiny_models
+
+    tiny = ensure_tiny_models()
+    return {kind: str(tiny[folder]) for kind, folder in TINY_MODEL_FOLDERS.items()}
+
+
+def _model_dirs(models: list[str]) -> tuple[dict[str, str], bool]:
+    """KIND=DIR|HUB-ID assignments over the tiny defaults; also says whether all three are tiny."""
+    from tryon.aws.sagemaker_endpoints import parse_assignments
+    from tryon.weights.hub import check_model_source
+
+    chosen = {
+        kind: check_model_source(source, f"--models {kind}")
+        for kind, source in parse_assignments(models, "--models").items()
+    }
+    dirs = _tiny_model_dirs() if len(chosen) < 3 else {}
+    dirs.update(chosen)
+    return dirs, not chosen
+
+
+def _check_job(overrides: dict[str, Any], preset: str | None) -> None:
+    """Everything Prepare will check of the parameters (values, the preset's name), before models load."""
+    from tryon.workflow import params
+
+    values, named_preset, _ignored = params.metadata_overrides(params.to_metadata(overrides, preset))
+    params.resolve(
+        defaults=params.template_defaults(),
+        preset_table=params.presets(),
+        preset=named_preset,
+        metadata=values,
+        console={},
+    )
+
+
+def _modes(specs: list[str]) -> dict[str, str]:
+    """``--mode KIND=MODE`` options as endpoint kind -> serving mode."""
+    modes: dict[str, str] = {}
+    for spec in specs:
+        kind, sep, mode = spec.partition("=")
+        try:
+            if not sep:
+                raise ValueError("expected KIND=MODE, e.g. sd_inpaint=async")
+            modes[check_kind(kind)] = check_mode(mode)
+        except ValueError as exc:
+            raise fail(f"--mode {spec!r}: {exc}") from None
+    return modes
+
+
+def _run_locally(photo: Path, overrides: dict[str, Any], *, models: list[str], out: Path, preset: str | None,
+                 upscale: bool | None, progress: bool, as_json: bool = False,
+                 modes: list[str] | None = None, garment: Path | None = None) -> int:  # fmt: skip
+    from tryon.local.runner import TINY_PARAMETERS, check_photo, run_photo
+
+    check_photo(photo)
+    if garment is not None:
+        check_photo(garment, field="--garment")
+    endpoint_modes = _modes(modes or [])
+    _check_job(overrides, preset)  # bad values and unknown presets fail here, before any model loads
+    if progress:
+        os.environ["TRYON_PROGRESS_BARS"] = "1"
+    model_dirs, all_tiny = _model_dirs(models)
+    if all_tiny:
+        typer.echo(
+            "models: tiny random checkpoints (the images are noise; pass --models for real ones)", err=as_json
+        )
+    run = run_photo(
+        photo,
+        model_dirs=model_dirs,
+        out_dir=out,
+        overrides=overrides,
+        preset=preset,
+        upscale=upscale is not False,
+        parameters=TINY_PARAMETERS if all_tiny else None,
+        on_event=_printer(as_json),
+        on_status=lambda msg: typer.echo(msg, err=as_json),
+        modes=endpoint_modes,
+        garment=garment,
+    )
+    return _report(run.result, run.files, as_json=as_json)
+
+
+@app.command()
+def demo(
+    out: Out = Path("out"),
+    upscale: Annotated[bool, typer.Option("--upscale/--no-upscale", help="Run the x4 upscaler too.")] = True,
+    models: Annotated[
+        list[str], typer.Option(help="KIND=DIR|HUB-ID: real checkpoints instead of the tiny ones.")
+    ] = [],  # noqa: B006  (typer reads list defaults, never mutates them)
+    mode: Modes = [],  # noqa: B006
+) -> None:
+    """The whole workflow on one machine: the sample photo, the real state machine, handlers and models."""
+    from tryon.local.runner import DEMO_OVERRIDES, DEMO_PHOTO
+
+    typer.echo(
+        f"photo: {DEMO_PHOTO} (query {DEMO_OVERRIDES['query']!r}, prompt {DEMO_OVERRIDES['prompt']!r})"
+    )
+    overrides = {**DEMO_OVERRIDES, "upscale": upscale}
+    code = _run_locally(
+        DEMO_PHOTO,
+        overrides,
+        models=models,
+        out=out,
+        preset=None,
+        upscale=upscale,
+        progress=False,
+        modes=mode,
+    )
+    raise typer.Exit(code)
+
+
+@app.command("run")
+def run_(
+    image: Annotated[Path, typer.Argument(help="Your photo (JPEG, PNG or WebP).")],
+    query: Query = None,
+    prompt: Prompt = None,
+    negative_prompt: NegativePrompt = None,
+    steps: Steps = None,
+    seed: Seed = None,
+    num_images: NumImages = None,
+    adapter: Adapter = None,
+    preset: Preset = None,
+    upscale: Upscale = None,
+    garment: Garment = None,
+    refiner: Refiner = None,
+    refiner_steps: RefinerSteps = None,
+    refiner_strength: RefinerStrength = None,
+    set_: Sets = [],  # noqa: B006
+    models: Annotated[
+        list[str],
+        typer.Option(help="KIND=DIR|HUB-ID for clipseg, sd_inpaint, sd_upscale (default: tiny ones)."),
+    ] = [],  # noqa: B006
+    out: Out = Path("out"),
+    mode: Modes = [],  # noqa: B006
+    progress: Annotated[bool, typer.Option(help="Progress bars for model loading and diffusion.")] = True,
+    as_json: Json = False,
+) -> None:
+    """The local workflow on your own photo, with your own (or the tiny) checkpoints."""
+    overrides = _overrides(
+        set_,
+        query=query,
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        steps=steps,
+        seed=seed,
+        num_images=num_images,
+        adapter=adapter,
+        upscale=upscale,
+        use_refiner=refiner,
+        refiner_steps=refiner_steps,
+        refiner_strength=refiner_strength,
+    )
+    raise typer.Exit(
+        _run_locally(
+            image,
+            overrides,
+            models=models,
+            out=out,
+            preset=preset,
+            upscale=upscale,
+            progress=progress,
+            as_json=as_json,
+            modes=mode,
+            garment=garment,
+        )
+    )
+
+
+def _clients(region: str, profile: str) -> tuple[Any, Any, Any]:
+    from tryon.cli.sessions import session as aws_session
+
+    session = aws_session(region, profile)
+    return session.client("cloudformation"), session.client("s3"), session.client("stepfunctions")
+
+
+StackName = Annotated[str, typer.Option("--stack", help="Name of the deployed CloudFormation stack.")]
+Timeout = Annotated[float, typer.Option(help="Seconds to wait for the execution.")]
+
+
+@app.command()
+def submit(
+    image: Annotated[Path, typer.Argument(help="Your photo (JPEG, PNG or WebP).")],
+    stack: StackName,
+    query: Query = None,
+    prompt: Prompt = None,
+    negative_prompt: NegativePrompt = None,
+    steps: Steps = None,
+    seed: Seed = None,
+    num_images: NumImages = None,
+    adapter: Adapter = None,
+    preset: Preset = None,
+    upscale: Upscale = None,
+    garment: Garment = None,
+    refiner: Refiner = None,
+    refiner_steps: RefinerSteps = None,
+    refiner_strength: RefinerStrength = None,
+    set_: Sets = [],  # noqa: B006
+    name: Annotated[
+        str | None, typer.Option(help="Object name under the input prefix (default: file name).")
+    ] = None,
+    out: Out = Path("out"),
+    follow: Annotated[bool, typer.Option(help="Follow the execution and download the results.")] = True,
+    region: Region = "",
+    profile: Profile = "",
+    timeout: Timeout = 3600.0,
+    as_json: Json = False,
+) -> None:
+    """Upload a photo to a deployed stack (overrides as metadata), follow its execution, download results.
+
+    With --garment the packshot is uploaded under the stack's garment prefix first and the photo's
+    metadata names that very version (garment-image), as tryon run --garment does locally.
+    """
+    from tryon.aws import stack as stacks
+    from tryon.aws.executions import follow_execution
+    from tryon.core.contract import versioned_s3_uri
+    from tryon.local.runner import check_photo
+    from tryon.workflow import params
+
+    overrides = _overrides(
+        set_,
+        query=query,
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        steps=steps,
+        seed=seed,
+        num_images=num_images,
+        adapter=adapter,
+        upscale=upscale,
+        use_refiner=refiner,
+        refiner_steps=refiner_steps,
+        refiner_strength=refiner_strength,
+    )
+    check_photo(image, name=name)  # before any AWS call
+    if garment is not None:
+        check_photo(garment, field="--garment")
+    metadata = params.to_metadata(overrides, preset)
+    cfn, s3, sfn = _clients(region, profile)
+    found = stacks.find_stack(cfn, stack)
+    if garment is not None:
+        packshot = stacks.upload_garment(s3, found, garment)
+        garment_uri = versioned_s3_uri(packshot.bucket, packshot.key, packshot.version_id)
+        typer.echo(f"uploaded the garment {garment_uri}", err=as_json)
+        metadata = params.to_metadata({**overrides, "garment_image": garment_uri}, preset)
+    upload = stacks.upload_photo(s3, found, image, name=name, metadata=metadata)
+    uri = f"s3://{upload.bucket}/{upload.key}"
+    typer.echo(f"uploaded {uri}", err=as_json)
+    if not follow:
+        if as_json:
+            typer.echo(json.dumps({"uploaded": uri, "version_id": upload.version_id}))
+        return
+    arn = stacks.find_execution(sfn, found, upload, timeout_seconds=min(timeout, 300.0))
+    typer.echo(f"execution {arn}", err=as_json)
+    result = follow_execution(sfn, arn, timeout=timeout, poll_s=2.0, on_event=_printer(as_json))
+    raise typer.Exit(_report(result, _download(s3, result, out), as_json=as_json))
+
+
+def _download(s3: Any, result: ExecutionResult, out: Path) -> list[Path]:
+    from tryon.aws import stack as stacks
+
+    if result.artifact_uri is None:
+        return []
+    bucket, keys = stacks.result_keys(s3, result.artifact_uri)
+    return stacks.download(s3, bucket, keys, out)
+
+
+@app.command()
+def status(
+    execution: Annotated[str, typer.Argument(help="Execution ARN or name, or a job id.")],
+    stack: StackName,
+    region: Region = "",
+    profile: Profile = "",
+    as_json: Json = False,
+) -> None:
+    """Where an execution stands: its status, its states with durations, and its outcome."""
+    from tryon.aws import stack as stacks
+    from tryon.aws.executions import snapshot
+
+    cfn, _s3, sfn = _clients(region, profile)
+    found = stacks.find_stack(cfn, stack)
+    result = snapshot(sfn, stacks.resolve_execution(sfn, found, execution))
+    show = _printer(as_json)
+    for event in result.events:
+        show(event)
+    if as_json:
+        typer.echo(json.dumps(result_json(result)))
+    else:
+        typer.echo(
+            json.dumps({"status": result.status, "output": result.output, "artifact": result.artifact_uri})
+        )
+    raise typer.Exit(EXIT_WORKFLOW_FAILED if result.status in {"FAILED", "TIMED_OUT", "ABORTED"} else EXIT_OK)
+
+
+@app.command()
+def results(
+    execution: Annotated[str, typer.Argument(help="Execution ARN or name, or a job id.")],
+    stack: StackName,
+    out: Out = Path("out"),
+    region: Region = "",
+    profile: Profile = "",
+    as_json: Json = False,
+) -> None:
+    """Download what an execution wrote (its result folder, or its failure record)."""
+    from tryon.aws import stack as stacks
+    from tryon.aws.executions import snapshot
+
+    cfn, s3, sfn = _clients(region, profile)
+    found = stacks.find_stack(cfn, stack)
+    result = snapshot(sfn, stacks.resolve_execution(sfn, found, execution))
+    if result.status == "RUNNING":
+        raise fail(f"execution is still RUNNING; follow it with `tryon status {execution} --stack {stack}`")
+    raise typer.Exit(_report(result, _download(s3, result, out), as_json=as_json))

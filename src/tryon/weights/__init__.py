@@ -1,0 +1,1 @@
+"""Model weights on disk: tiny random checkpoints, portable saving, hub reachability (heavy)."""

@@ -1,0 +1,78 @@
+"""Error types whose class names become the Step Functions error names.
+
+A Lambda function that raises ``X`` fails its Task with error ``X``; the state machine
+retries the transient ones and sends the permanent ones straight to the failure recorder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from tryon.core.errors import RequestError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class WorkflowError(Exception):
+    """Base class of every error a step raises on purpose."""
+
+    transient = False
+
+
+class InvalidInput(WorkflowError):
+    """The upload or the requested parameters are invalid (permanent; the message names the field)."""
+
+
+class ModelError(WorkflowError):
+    """An endpoint refused the request (HTTP 4xx from the model container; permanent)."""
+
+
+class EndpointNotFound(WorkflowError):
+    """The configured endpoint does not exist or is misconfigured (permanent)."""
+
+
+class EndpointTimeout(WorkflowError):
+    """The model did not answer within the read timeout (permanent: a retry would redo the same work).
+
+    SageMaker real-time endpoints cap an invocation at 60 s; longer work belongs on an
+    asynchronous endpoint or needs smaller inputs.
+    """
+
+
+class EndpointThrottled(WorkflowError):
+    """SageMaker throttled the invocation (transient: retried with backoff)."""
+
+    transient = True
+
+
+class ModelNotReady(WorkflowError):
+    """The endpoint is not ready to serve yet (transient: retried with backoff)."""
+
+    transient = True
+
+
+class EndpointUnavailable(WorkflowError):
+    """A 5xx, time-out or connection fault talking to the endpoint (transient: retried)."""
+
+    transient = True
+
+
+#: Error names the state machine retries (besides the Lambda service errors).
+TRANSIENT_ERRORS = ("EndpointThrottled", "ModelNotReady", "EndpointUnavailable")
+#: Error names that go straight to the failure recorder.
+PERMANENT_ERRORS = ("InvalidInput", "ModelError", "EndpointNotFound", "EndpointTimeout")
+
+
+def as_step_errors(func: F) -> F:
+    """Turn :class:`RequestError` raised inside a step into :class:`InvalidInput`."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except RequestError as exc:
+            raise InvalidInput(str(exc)) from exc
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,117 @@
+"""The ASL and the typed state document (tryon.workflow.state) describe the same JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import get_type_hints
+
+import pytest
+from support.paths import TEMPLATE, TRYON_ASL
+
+from tryon.workflow import state
+
+ASL = json.loads(TRYON_ASL.read_text())
+STATES = ASL["States"]
+
+#: Task state -> the TypedDict its Parameters build (the step's input).
+TASK_INPUTS = {
+    "Segment": state.SegmentInput,
+    "Inpaint": state.InpaintInput,
+    "Upscale": state.UpscaleInput,
+    "Finalize": state.Envelope,
+    "RecordFailure": state.Envelope,
+    "SegmentAsync": state.AsyncSubmitInput,
+    "InpaintAsync": state.AsyncSubmitInput,
+    "UpscaleAsync": state.AsyncSubmitInput,
+}
+
+
+def _parameter_names(task: dict) -> set[str]:
+    params = task.get("Parameters", {})
+    params = params.get("Payload", params)  # lambda:invoke integrations wrap the input
+    return {name.removesuffix(".$") for name in params}
+
+
+@pytest.mark.parametrize("name", sorted(TASK_INPUTS))
+def test_task_parameters_are_the_typed_input(name: str) -> None:
+    names = _parameter_names(STATES[name])
+    typed = TASK_INPUTS[name]
+    if typed is state.AsyncSubmitInput:  # the step's own input plus the step name and the token
+        step = STATES[name.removesuffix("Async")]
+        assert names == _parameter_names(step) | {"step", "task_token"}
+        assert names <= set(get_type_hints(typed))
+    else:
+        assert names == set(get_type_hints(typed))
+
+
+@pytest.mark.parametrize("title", ["Segment", "Inpaint", "Upscale"])
+def test_each_endpoint_step_has_one_path_per_mode(title: str) -> None:
+    choice, sync, asynchronous = STATES[f"{title}Mode"], STATES[title], STATES[f"{title}Async"]
+    [rule] = choice["Choices"]
+    assert rule["Variable"].startswith("$.job.modes.") and rule["StringEquals"] == "async"
+    assert (rule["Next"], choice["Default"]) == (f"{title}Async", title)
+    assert asynchronous["Resource"] == "arn:aws:states:::lambda:invoke.waitForTaskToken"
+    for key in ("ResultPath", "Retry", "Catch", "Next"):
+        assert asynchronous[key] == sync[key], key
+    step = asynchronous["Parameters"]["Payload"]["step"]
+    assert asynchronous["TimeoutSecondsPath"] == f"$.job.async_waits.{step}.timeout_seconds"
+    assert asynchronous["HeartbeatSecondsPath"] == f"$.job.async_waits.{step}.heartbeat_seconds"
+    # nothing enters the step but through its mode Choice
+    entries = [n for n, s in STATES.items() if title in (s.get("Next"), s.get("Default"))]
+    entries += [n for n, s in STATES.items() for c in s.get("Choices", []) if c.get("Next") == title]
+    assert entries == [f"{title}Mode"]
+
+
+def test_the_longest_async_job_ends_before_the_execution_time_out() -> None:
+    """Every wait ends in a failure record: the task time-outs, summed, stay under the execution's."""
+    from tryon.local.template import SamTemplate
+    from tryon.workflow.async_calls import waits
+    from tryon.workflow.settings import Settings
+
+    t = SamTemplate(TEMPLATE)
+    params = t.doc["Parameters"]
+    most = Settings.from_env(
+        {
+            "TRYON_ASYNC_INVOCATION_SECONDS": str(params["AsyncInvocationTimeoutSeconds"]["MaxValue"]),
+            "TRYON_ASYNC_GRACE_SECONDS": str(params["AsyncGraceSeconds"]["MaxValue"]),
+            "TRYON_MAX_INPUT_BYTES": "1",
+            "TRYON_MAX_INPUT_PIXELS": "1",
+        }
+    )
+    async_total = sum(w["timeout_seconds"] for w in waits(most, 4).values())  # num_images <= 4
+    others = sum(s.get("TimeoutSeconds", 0) for s in STATES.values())
+    assert async_total + others < ASL["TimeoutSeconds"]
+
+
+def test_every_result_path_is_a_key_of_the_state() -> None:
+    keys = set(get_type_hints(state.State))
+    paths = {s["ResultPath"] for s in STATES.values() if "ResultPath" in s}
+    for catch in (c for s in STATES.values() for c in s.get("Catch", [])):
+        paths.add(catch["ResultPath"])
+    assert paths, "the ASL stores results under named keys"
+    for path in paths:
+        assert path.startswith("$.") and path[2:] in keys, path
+
+
+def test_receive_wraps_the_input_as_the_trigger() -> None:
+    assert set(STATES[ASL["StartAt"]]["Parameters"]) == {"trigger.$"}
+    assert "trigger" in get_type_hints(state.State)
+
+
+def test_step_result_keys_name_state_keys_in_workflow_order() -> None:
+    keys = get_type_hints(state.State)
+    assert list(state.STEP_RESULT_KEYS) == ["prepare", "segment", "inpaint", "upscale"]
+    for key in state.STEP_RESULT_KEYS.values():
+        assert key in keys
+    assert get_type_hints(state.State)["segment"] is state.SegmentResult
+
+
+def test_failed_step_uses_the_result_keys() -> None:
+    from tryon.workflow.steps import failed_step
+
+    job = {"upscale": True}
+    assert failed_step({"trigger": {}}) == "prepare"
+    assert failed_step({"job": job}) == "segment"
+    assert failed_step({"job": job, "segment": {"empty": False}}) == "inpaint"
+    assert failed_step({"job": job, "segment": {"empty": False}, "inpaint": {"keys": ["a"]}}) == "upscale"
+    assert failed_step({"job": job, "segment": {"empty": True}}) == "finalize"
