@@ -82,6 +82,8 @@ def state_event(item: Mapping[str, Any], entered: dict[str, datetime]) -> StateE
         start = entered.get(name)
         return StateEvent("exited", name, ts, (ts - start).total_seconds() if start else None)
     for key, details in item.items():
+        if key == "executionFailedEventDetails":
+            return None  # the execution's own end: the caller reports its cause once
         if key.endswith("FailedEventDetails") and isinstance(details, dict):
             state = next(reversed(entered), "") if entered else ""
             return StateEvent("error", state, ts, error=details.get("error"), cause=details.get("cause"))
@@ -154,11 +156,41 @@ def follow_execution(
         time.sleep(poll_s)
 
 
+def plain_cause(cause: str | None) -> str:
+    """A failure's cause in words: a Lambda error's ``errorMessage`` without its JSON and stack trace."""
+    if not cause:
+        return ""
+    text = cause.strip()
+    if text.startswith("{"):
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            return text
+        if isinstance(parsed, dict) and parsed.get("errorMessage") is not None:
+            return str(parsed["errorMessage"])
+    return text
+
+
+def failure_summary(result: ExecutionResult) -> tuple[str, str, str]:
+    """``(error name, "step: cause", failure record URI or "")`` of a failed execution, in words."""
+    failure = result.failure or {}
+    error = failure.get("error") or result.error or result.status
+    cause = plain_cause(failure.get("cause") or result.cause) or error
+    step = failure.get("step")
+    if step and not cause.startswith(f"{step}:"):
+        cause = f"{step}: {cause}"
+    return str(error), cause, failure.get("failure") or ""
+
+
 def format_event(event: StateEvent) -> str:
-    """One human line per state event, as ``tryon demo`` and ``tryon submit`` print them."""
+    """One human line per state event, as ``tryon demo`` and ``tryon submit`` print them.
+
+    A failed state shows its error name only: the cause, in words, is the command's one
+    ``error:`` line (a Lambda error's cause is JSON with a stack trace).
+    """
     if event.phase == "entered":
         return f"  -> {event.state}"
     if event.phase == "error":
-        return f"  !! {event.state}: {event.error}: {event.cause}"
+        return f"  !! {event.state}: {event.error}"
     took = f" ({event.duration_s:.2f} s)" if event.duration_s is not None else ""
     return f"  <- {event.state}{took}"

@@ -17,7 +17,14 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root() -> None:
+def _root(
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        help="Show logs, library warnings and progress bars on stderr (anywhere on the line; "
+        "TRYON_DEBUG=1 also prints tracebacks).",
+    ),
+) -> None:
     """Event-driven virtual try-on: run the workflow locally, serve models, fine-tune, deploy."""
 
 
@@ -32,7 +39,11 @@ EXIT_INTERRUPTED = 130  # Ctrl-C
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     """Print ``message`` to stderr and return the Exit to raise: ``raise fail("...")``."""
     typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    _last_error[0] = message
     return typer.Exit(code)
+
+
+_last_error = [""]
 
 
 def _os_error(exc: OSError) -> str:
@@ -48,8 +59,6 @@ def _run_app(argv: list[str] | None) -> int:
     traceback: an unexpected exception is reported by its message with exit code 1, and
     ``TRYON_DEBUG=1`` prints the traceback for a bug report.
     """
-    import os
-
     from botocore.exceptions import (
         BotoCoreError,
         ClientError,
@@ -86,7 +95,9 @@ def _run_app(argv: list[str] | None) -> int:
         fail("interrupted", EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
     except Exception as exc:  # the last line of defence: a bug, reported without a traceback
-        if os.environ.get("TRYON_DEBUG", "").lower() in {"1", "true", "yes"}:
+        from tryon.cli.output import debug_enabled
+
+        if debug_enabled():
             import traceback
 
             traceback.print_exc()
@@ -124,8 +135,22 @@ def quiet_library_notices() -> None:
 
 
 def run(argv: list[str] | None = None) -> int:
-    """Run the CLI with ``argv`` (default: sys.argv) and return its exit code."""
+    """Run the CLI with ``argv`` (default: sys.argv) and return its exit code.
+
+    ``--verbose`` is taken from anywhere on the line (it is the root option's); ``--json``
+    commands print exactly one JSON object on stdout, a failure's too.
+    """
     import os
+    import sys
+
+    from tryon.cli import output
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in argv
+    if verbose:
+        argv = [arg for arg in argv if arg != "--verbose"]
+    output.configure(verbose_output=verbose, json_output="--json" in argv)
+    _last_error[0] = ""
 
     # Local mode runs Python threads (moto's interpreter, pollers, the ASGI server) beside
     # torch; OpenMP's default spin-waiting starves them (10x slower inpainting measured on
@@ -145,6 +170,9 @@ def run(argv: list[str] | None = None) -> int:
         else:
             fail(str(exc))
         code = getattr(exc, "exit_code", EXIT_BAD_INPUT)
+        _last_error[0] = _last_error[0] or str(getattr(exc, "message", "") or exc)
+    if code:
+        output.emit_json_error(_last_error[0] or f"exit code {code}", code)
     return code
 
 

@@ -14,7 +14,9 @@ from typing import Annotated, Any
 
 import typer
 
+from tryon.aws.executions import plain_cause
 from tryon.cli import EXIT_OK, EXIT_WORKFLOW_FAILED, app, fail
+from tryon.cli.output import emit_json, function_log_level
 from tryon.cli.sessions import Profile, Region
 
 batch_app = typer.Typer(
@@ -40,11 +42,19 @@ FAILED_ROWS = ("failed", "invalid", "not-run")
 def _options(
     allow_invalid_rows: bool, max_concurrency: int | None, tolerated: float | None
 ) -> dict[str, Any]:
+    """The batch options given, checked against ValidateBatch's limits before anything starts."""
+    from tryon.core.errors import RequestError
+    from tryon.workflow.batch_validate import BatchSettings, check_options
+
     options: dict[str, Any] = {"allow_invalid_rows": allow_invalid_rows} if allow_invalid_rows else {}
     if max_concurrency is not None:
         options["max_concurrency"] = max_concurrency
     if tolerated is not None:
         options["tolerated_failure_percentage"] = tolerated
+    try:
+        check_options(options, BatchSettings())
+    except RequestError as exc:
+        raise fail(f"--{exc.field.replace('_', '-')}: {exc.detail}") from None
     return options
 
 
@@ -74,13 +84,14 @@ def _finish(status: str, report: Mapping[str, Any] | None, where: Path | str | N
     ok = status in {"succeeded", "completed"} and not failed_rows
     if as_json:
         answer = {"status": status, "counts": counts, "report": str(where) if where else None, "cause": cause}
-        typer.echo(json.dumps(answer | {"batch_id": (report or {}).get("batch_id")}))
+        emit_json(answer | {"batch_id": (report or {}).get("batch_id")})
     else:
         shown = ", ".join(f"{n} {s}" for s, n in counts.items() if s != "rows")
         typer.echo(f"batch {status}: {shown or 'no rows ran'}")
         if where:
             typer.echo(f"report: {where}")
     if cause and not ok:
+        cause = cause.replace("set allow_invalid_rows", "pass --allow-invalid-rows")
         typer.secho(f"error: {cause}", err=True, fg="red")
     return EXIT_OK if ok else EXIT_WORKFLOW_FAILED
 
@@ -103,8 +114,9 @@ def run_(
     from tryon.local.batch_runner import local_rows, run_batch
     from tryon.local.runner import TINY_PARAMETERS
 
-    local_rows(manifest)  # every missing photo and manifest error, before any model loads
     options = _options(allow_invalid_rows, max_concurrency, tolerated_failure_percentage)
+    # every bad row (missing photos, bad values, not an object) at once, before any model loads
+    local_rows(manifest, allow_invalid_rows=allow_invalid_rows)
     model_dirs, all_tiny = _model_dirs(models)
     if all_tiny:
         typer.echo(
@@ -121,13 +133,17 @@ def run_(
             upscale=upscale,
             on_progress=bar,
             on_status=lambda msg: typer.echo(msg, err=True),
+            log_level=function_log_level(),
         )
     finally:
         bar.close()
     report = outcome.report
     status = report["status"] if report else "refused"
     where = out / report["batch_id"] / "report.csv" if report else None
-    raise typer.Exit(_finish(status, report, where, cause=outcome.result.cause, as_json=as_json))
+    cause = plain_cause(outcome.result.cause)
+    if report and outcome.report_uri:  # the local bucket is gone: name the downloaded copy
+        cause = cause.replace(outcome.report_uri, str(out / report["batch_id"] / "report.json"))
+    raise typer.Exit(_finish(status, report, where, cause=cause, as_json=as_json))
 
 
 def _batch_stack(region: str, profile: str, name: str) -> tuple[Any, dict[str, str], Any, Any]:
@@ -252,7 +268,7 @@ def status(
         counts = {"done": 0, "failed": 0, "running": 0, "total": 0}
         if progress is not None:
             counts = {k: getattr(progress, k) for k in counts}
-        typer.echo(json.dumps({"status": "RUNNING", **counts}))
+        emit_json({"status": "RUNNING", **counts})
         raise typer.Exit(EXIT_OK)
     raise typer.Exit(_outcome(s3, described, out, as_json))
 

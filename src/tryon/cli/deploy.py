@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from tryon.cli import app, fail
+from tryon.cli.output import emit_json
 from tryon.cli.sessions import Profile, Region
 from tryon.cli.sessions import session as aws_session
 from tryon.core.kinds import KINDS, MODES
@@ -93,7 +93,7 @@ def _apply_in_parallel(
         else:
             errors.append(error)
     for result in results:
-        typer.echo(json.dumps(result))
+        emit_json(result)
     if errors:
         raise errors[0]
     return results
@@ -177,7 +177,7 @@ def deploy_models(
             )
         )
     if dry_run:
-        typer.echo(json.dumps([deploy.describe_plan(p) for p in plans], indent=2))
+        emit_json([deploy.describe_plan(p) for p in plans], indent=2)
         return
     _apply_in_parallel(plans, role=role, new_session=lambda: aws_session(region, profile), wait=wait)
 
@@ -204,4 +204,4 @@ def prune_models(
         "models": leftovers.models,
         "deleted": not dry_run,
     }
-    typer.echo(json.dumps(answer))
+    emit_json(answer)

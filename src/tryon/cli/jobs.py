@@ -12,6 +12,7 @@ import typer
 
 from tryon.aws.executions import ExecutionResult, StateEvent, format_event
 from tryon.cli import EXIT_OK, EXIT_WORKFLOW_FAILED, app, fail
+from tryon.cli.output import emit_json, function_log_level
 from tryon.cli.sessions import Profile, Region
 from tryon.core.kinds import TINY_MODEL_FOLDERS, check_kind, check_mode
 
@@ -79,6 +80,8 @@ def _printer(as_json: bool) -> Callable[[StateEvent], None]:
 
 def result_json(result: ExecutionResult, files: list[Path] | None = None) -> dict[str, Any]:
     """What ``--json`` prints for an execution: scripts read this, not the human lines."""
+    from tryon.aws.executions import failure_summary
+
     failure = result.failure or {}
     answer: dict[str, Any] = {
         "execution": result.execution_arn,
@@ -87,25 +90,57 @@ def result_json(result: ExecutionResult, files: list[Path] | None = None) -> dic
         "artifact": result.artifact_uri,
         "output": result.output,
         "error": None if result.succeeded else (failure.get("error") or result.error),
-        "cause": None if result.succeeded else (failure.get("cause") or result.cause),
+        "cause": None if result.succeeded else failure_summary(result)[1],
     }
     if files is not None:
         answer["files"] = [str(path) for path in files]
     return answer
 
 
-def _report(result: ExecutionResult, files: list[Path], *, as_json: bool = False) -> int:
-    """Print the outcome and the files (or the JSON answer); the exit code scripts can rely on."""
+#: What to do about an endpoint failure, by error name: the workflow's message says it for AWS,
+#: this says which option does it here.
+_LOCAL_HINTS = {
+    "EndpointTimeout": "--mode {kind}=async runs it on an asynchronous endpoint",
+}
+
+
+def local_hint(error: str, cause: str) -> str:
+    """The ``tryon run``/``demo`` option that fixes a failure, if there is one ("" otherwise)."""
+    from tryon.workflow.report import STEP_ENDPOINTS
+
+    template = _LOCAL_HINTS.get(error)
+    step = cause.split(":", 1)[0]
+    if template is None or step not in STEP_ENDPOINTS:
+        return ""
+    return template.format(kind=STEP_ENDPOINTS[step])
+
+
+def _report(result: ExecutionResult, files: list[Path], *, as_json: bool = False,
+            hint: Callable[[str, str], str] | None = None) -> int:  # fmt: skip
+    """Print the outcome and the files (or the JSON answer); the exit code scripts can rely on.
+
+    A failure prints one ``error:`` line (the step, the cause in words, what to do) and then
+    where its failure record is, both on stderr; stdout keeps the state list (or the JSON).
+    """
+    from tryon.aws.executions import failure_summary
+
     if not result.succeeded:
-        failure = result.failure or {}
-        typer.secho(f"error: {failure.get('cause') or result.cause or result.error}", err=True, fg="red")
+        error, cause, record = failure_summary(result)
+        extra = hint(error, cause) if hint is not None else ""
+        message = f"{cause}; here: {extra}" if extra else cause
+        typer.secho(f"error: {message}", err=True, fg="red")
+        if not as_json:
+            copies = [str(path) for path in files if path.name == "failure.json"]
+            where = f"{record} (copied to {copies[0]})" if record and copies else record or ", ".join(copies)
+            if where:
+                typer.echo(f"failure record: {where}", err=True)
     if as_json:
-        typer.echo(json.dumps(result_json(result, files)))
-    else:
-        status = (result.output or {}).get("status", result.status) if result.succeeded else result.status
+        emit_json(result_json(result, files))
+    elif result.succeeded:
+        status = (result.output or {}).get("status", result.status)
         typer.echo(f"execution {result.status}: {status}")
-        for path in files:
-            typer.echo(f"  {path}")
+        if files:
+            typer.echo("  " + "  ".join(str(path) for path in files))
     return EXIT_OK if result.succeeded else EXIT_WORKFLOW_FAILED
 
 
@@ -187,8 +222,9 @@ def _run_locally(photo: Path, overrides: dict[str, Any], *, models: list[str], o
         on_status=lambda msg: typer.echo(msg, err=as_json),
         modes=endpoint_modes,
         garment=garment,
+        log_level=function_log_level(),
     )
-    return _report(run.result, run.files, as_json=as_json)
+    return _report(run.result, run.files, as_json=as_json, hint=local_hint)
 
 
 @app.command()
@@ -357,7 +393,7 @@ def submit(
     typer.echo(f"uploaded {uri}", err=as_json)
     if not follow:
         if as_json:
-            typer.echo(json.dumps({"uploaded": uri, "version_id": upload.version_id}))
+            emit_json({"uploaded": uri, "version_id": upload.version_id})
         return
     arn = stacks.find_execution(sfn, found, upload, timeout_seconds=min(timeout, 300.0))
     typer.echo(f"execution {arn}", err=as_json)
@@ -393,7 +429,7 @@ def status(
     for event in result.events:
         show(event)
     if as_json:
-        typer.echo(json.dumps(result_json(result)))
+        emit_json(result_json(result))
     else:
         typer.echo(
             json.dumps({"status": result.status, "output": result.output, "artifact": result.artifact_uri})

@@ -55,6 +55,48 @@ class CancelToken:
             raise Cancelled(reason)
 
 
+class RunningWork:
+    """Handler calls running in worker threads, so that whoever stops the server can end them.
+
+    A worker thread still inside torch when the interpreter exits aborts the process
+    ("terminate called without an active exception", exit 134): an invocation abandoned at its
+    time limit goes on until its next cancellation check, which may come after the command
+    that started it has returned. :meth:`stop` cancels every running call and waits for the
+    threads to leave the handler.
+    """
+
+    def __init__(self) -> None:
+        self._tokens: dict[int, CancelToken] = {}
+        self._done = threading.Condition()
+
+    def run(self, token: CancelToken, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` in this thread with ``token`` bound (skipped if already cancelled), tracked."""
+        token.raise_if_cancelled()
+        key = id(token)
+        with self._done:
+            self._tokens[key] = token
+        try:
+            with bound(token):
+                return fn(*args)
+        finally:
+            with self._done:
+                self._tokens.pop(key, None)
+                self._done.notify_all()
+
+    @property
+    def running(self) -> int:
+        """How many calls are running now."""
+        with self._done:
+            return len(self._tokens)
+
+    def stop(self, reason: str, timeout: float) -> bool:
+        """Cancel every running call and wait up to ``timeout`` s for them to return; True if they did."""
+        with self._done:
+            for token in self._tokens.values():
+                token.cancel(reason)
+            return self._done.wait_for(lambda: not self._tokens, timeout)
+
+
 _current: ContextVar[CancelToken | None] = ContextVar("tryon_cancel_token", default=None)
 
 

@@ -23,6 +23,7 @@ from tryon.handlers.common import (
     PhaseTimer,
     json_response,
     load_image,
+    loading_progress_bars,
     parse_json_request,
     resolve_model_source,
     torch_device_and_dtype,
@@ -65,6 +66,7 @@ class ClipSegRequest:
 
 def model_fn(model_dir: str | None, context: Any = None) -> ClipSegModel:
     """Load CLIPSeg and its processor from ``model_dir`` (or ``HF_MODEL_ID`` / the default hub id)."""
+    loading_progress_bars("transformers")
     from transformers import CLIPSegForImageSegmentation, CLIPSegProcessor
 
     source = resolve_model_source(model_dir, DEFAULT_MODEL_ID)

@@ -173,6 +173,22 @@ def progress_bars_enabled() -> bool:
     return os.environ.get("TRYON_PROGRESS_BARS", "").lower() in {"1", "true", "yes"}
 
 
+def loading_progress_bars(*libraries: str) -> None:
+    """Show ``libraries``' model-loading bars (``transformers``, ``diffusers``) only when asked for.
+
+    Both libraries draw them by default (``Loading weights``, ``Loading pipeline components``);
+    in a served container or a quiet command they are noise. Call at the start of ``model_fn``.
+    """
+    import importlib
+
+    for name in libraries:
+        library = importlib.import_module(f"{name}.utils.logging")
+        if progress_bars_enabled():
+            library.enable_progress_bar()
+        else:
+            library.disable_progress_bar()
+
+
 def torch_device_and_dtype():
     """(device, dtype): CUDA with float16 when available, else CPU with float32.
 

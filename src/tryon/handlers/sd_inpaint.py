@@ -36,6 +36,7 @@ from tryon.handlers.common import (
     encode_inline,
     json_response,
     load_image,
+    loading_progress_bars,
     parse_json_request,
     progress_bars_enabled,
     resolve_model_source,
@@ -96,6 +97,7 @@ class InpaintParams:
 
 def model_fn(model_dir: str | None, context: Any = None) -> InpaintModel:
     """Load the inpainting pipeline (SD 1.5/2 or SDXL) and the default LoRA adapter, if any."""
+    loading_progress_bars("transformers", "diffusers")
     from diffusers import AutoPipelineForInpainting
 
     source = resolve_model_source(model_dir, DEFAULT_MODEL_ID)

@@ -31,6 +31,7 @@ from tryon.handlers.common import (
     encode_inline,
     json_response,
     load_image,
+    loading_progress_bars,
     parse_json_request,
     progress_bars_enabled,
     resolve_model_source,
@@ -87,6 +88,7 @@ class UpscaleRequest:
 
 def model_fn(model_dir: str | None, context: Any = None) -> UpscaleModel:
     """Load the x4 upscaler (float16 on CUDA, float32 on CPU); progress bars only if asked for."""
+    loading_progress_bars("transformers", "diffusers")
     from diffusers import StableDiffusionUpscalePipeline
 
     source = resolve_model_source(model_dir, DEFAULT_MODEL_ID)

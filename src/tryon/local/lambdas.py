@@ -99,6 +99,20 @@ def zip_dir(path: Path) -> bytes:
     return buf.getvalue()
 
 
+def _logs_to_stderr(service: str) -> None:
+    """Send a function's structured logs (powertools writes them to stdout) to stderr.
+
+    On Lambda stdout is the function's log stream; here it is the user's terminal, where
+    stdout carries only the command's answer (``--json``: one JSON object).
+    """
+    import logging
+    import sys
+
+    for handler in logging.getLogger(service).handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+            handler.setStream(sys.stderr)
+
+
 class LambdaRuntime:
     """The template's functions, created in moto and run in-process (one invocation at a time per function).
 
@@ -162,6 +176,7 @@ class LambdaRuntime:
                 raise ImportError(f"cannot load {path}")
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
+            _logs_to_stderr(fn.environment.get("POWERTOOLS_SERVICE_NAME", "service_undefined"))
             self._modules[fn.name] = module
         return self._modules[fn.name]
 

@@ -89,11 +89,13 @@ def run_photo(
     timeout: float = 3600.0,
     modes: Mapping[str, str] | None = None,
     garment: Path | None = None,
+    log_level: str | None = "WARNING",
 ) -> LocalRun:
     """Upload ``photo`` with ``overrides`` as metadata, run the workflow, copy its outputs to ``out_dir``.
 
     ``garment``: the garment's packshot, uploaded under the stack's garment prefix and named
-    in the photo's metadata as ``garment-image`` (that very version).
+    in the photo's metadata as ``garment-image`` (that very version). ``log_level``: the
+    functions' structured logs (on stderr; ``CRITICAL`` keeps them quiet).
     """
     from tryon.aws.stack import Stack, Upload, find_execution
     from tryon.core.contract import versioned_s3_uri
@@ -104,7 +106,12 @@ def run_photo(
     metadata = params.to_metadata(overrides, preset)
     on_status("starting the local stack and loading the models")
     with LocalWorkflow(
-        model_dirs, parameters=parameters, upscale=upscale, modes=modes, deliver_events=True
+        model_dirs,
+        parameters=parameters,
+        upscale=upscale,
+        modes=modes,
+        deliver_events=True,
+        log_level=log_level,
     ) as wf:
         if garment is not None and garment_header is not None:
             key = wf.template.parameters["GarmentPrefix"] + garment.name

@@ -237,6 +237,10 @@ def runtime_client(url: str, *, read_timeout: float = 70.0) -> Any:
     return boto3.client("sagemaker-runtime", endpoint_url=url, region_name="us-east-1", config=config)
 
 
+#: How long stopping the server waits for handler calls to notice their cancellation.
+STOP_WORK_TIMEOUT_S = 60.0
+
+
 class EndpointLoadError(RuntimeError):
     """A model failed to load when the local server started."""
 
@@ -332,9 +336,16 @@ class LocalEndpointServer:
         return self._thread is not None and self._thread.is_alive()
 
     def stop(self) -> None:
-        """Shut uvicorn down and wait for its thread."""
+        """Shut uvicorn down, end the handler calls still running (abandoned ones too), wait for both.
+
+        A handler thread left inside torch when the process exits aborts it (exit 134), so the
+        calls are cancelled (they stop at their next step) and waited for.
+        """
         if self._server is not None:
             self._server.should_exit = True
+        if not self.registry.stop_work(timeout=STOP_WORK_TIMEOUT_S):
+            log.warning("handler calls still running %.0f s after the server was asked to stop",
+                        STOP_WORK_TIMEOUT_S)  # fmt: skip
         if self._thread is not None:
             self._thread.join(timeout=30)
         self._server = None

@@ -7,7 +7,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -147,13 +147,6 @@ def _encode_output(module: ModuleType, prediction: Any, accept: str | None) -> t
     return bytes(result), ctype
 
 
-def _call(token: cancellation.CancelToken, fn: Callable[..., Any], *args: Any) -> Any:
-    """Run a handler function in a worker thread with the invocation's token bound (skip if abandoned)."""
-    token.raise_if_cancelled()
-    with cancellation.bound(token):
-        return fn(*args)
-
-
 async def run_handler(
     ep: ServedEndpoint,
     body: bytes,
@@ -166,10 +159,12 @@ async def run_handler(
     assert module is not None
     accept = headers.get("accept")
     try:
-        data = await run_in_threadpool(_call, token, module.input_fn, body, headers.get("content-type"))
+        # each call runs in a worker thread with the token bound, tracked so a stopping server can end it
+        call = ep.work.run
+        data = await run_in_threadpool(call, token, module.input_fn, body, headers.get("content-type"))
         async with ep.lock:  # held until predict_fn returns, even if nobody waits for it any more
-            prediction = await run_in_threadpool(_call, token, module.predict_fn, data, ep.model)
-        return await run_in_threadpool(_call, token, _encode_output, module, prediction, accept)
+            prediction = await run_in_threadpool(call, token, module.predict_fn, data, ep.model)
+        return await run_in_threadpool(call, token, _encode_output, module, prediction, accept)
     except RequestError as exc:
         raise InvocationError(400, str(exc), exc.field) from exc
     except cancellation.Cancelled:

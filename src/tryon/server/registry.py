@@ -16,6 +16,7 @@ from typing import Any
 
 from tryon.core.kinds import MODE_LIMITS, EndpointMode, ModeLimits, check_mode
 from tryon.handlers import HANDLER_MODULES
+from tryon.handlers.cancellation import RunningWork
 from tryon.server.async_api import AsyncOutput
 
 log = logging.getLogger("tryon.server")
@@ -60,6 +61,8 @@ class ServedEndpoint:
     module: ModuleType | None = None
     model: Any = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: the handler calls running in worker threads (stopped when the server stops)
+    work: RunningWork = field(default_factory=RunningWork)
 
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.config.kind, "model_dir": self.config.model_dir}
@@ -144,6 +147,14 @@ class ModelRegistry:
         if "failed" in states:
             return "failed"
         return "ready" if states == {"ready"} else "loading"
+
+    def stop_work(self, timeout: float) -> bool:
+        """Cancel the handler calls still running (abandoned ones too), wait for them; True if all ended."""
+        deadline = time.monotonic() + timeout
+        return all(
+            ep.work.stop("the server is stopping", max(0.0, deadline - time.monotonic()))
+            for ep in self.endpoints.values()
+        )
 
     def load_errors(self) -> dict[str, str]:
         """Endpoint name -> load error, for the endpoints that failed."""

@@ -478,10 +478,20 @@ def ensure_tiny_models(root: Path = DEFAULT_DIR, *, force: bool = False) -> dict
             paths["sd-inpaint"], paths["ip-adapter"], d
         ),
     }
-    for name in NAMES:
-        if not paths[name].exists():
-            with _building(paths[name]) as tmp:
-                builders[name](tmp)
+    missing = [name for name in NAMES if not paths[name].exists()]
+    if missing:
+        # transformers draws a "Writing model shards" bar per save: noise for kilobyte models
+        import transformers.utils.logging as transformers_logging
+
+        bars = transformers_logging.is_progress_bar_enabled()
+        transformers_logging.disable_progress_bar()
+        try:
+            for name in missing:
+                with _building(paths[name]) as tmp:
+                    builders[name](tmp)
+        finally:
+            if bars:
+                transformers_logging.enable_progress_bar()
     stamp.write_text(TINY_MODELS_VERSION + "\n")
     return paths
 

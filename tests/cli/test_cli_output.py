@@ -1,0 +1,131 @@
+"""What a failed local execution prints, whole: the state list, one `error:` line, the failure record.
+
+Run in a subprocess, as a user runs `tryon`: the exit code is the process's own (a handler
+thread left inside torch at interpreter exit once aborted it with exit 134), and stdout and
+stderr are exactly what a terminal shows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from support.paths import REPO
+
+pytestmark = pytest.mark.slow
+
+#: Runs the CLI with the real-time limit lowered to ``argv[1]`` seconds (the upscaler of a 512 px
+#: photo takes far longer with the tiny models; segmenting and inpainting take well under a second).
+_RUN_WITH_LIMIT = """
+import dataclasses, sys
+from tryon.core import kinds
+limit = float(sys.argv[1])
+realtime = kinds.MODE_LIMITS["realtime"]
+kinds.MODE_LIMITS["realtime"] = dataclasses.replace(realtime, max_invocation_seconds=limit)
+from tryon.cli import run
+sys.exit(run(sys.argv[2:]))
+"""
+
+STATES_UP_TO_UPSCALE = [
+    "  -> Receive",
+    "  <- Receive",
+    "  -> Prepare",
+    "  <- Prepare",
+    "  -> AlreadyComplete",
+    "  <- AlreadyComplete",
+    "  -> SegmentMode",
+    "  <- SegmentMode",
+    "  -> Segment",
+    "  <- Segment",
+    "  -> MaskFound",
+    "  <- MaskFound",
+    "  -> InpaintMode",
+    "  <- InpaintMode",
+    "  -> Inpaint",
+    "  <- Inpaint",
+    "  -> UpscaleRequested",
+    "  <- UpscaleRequested",
+    "  -> UpscaleMode",
+    "  <- UpscaleMode",
+    "  -> Upscale",
+]
+
+
+def _cli(tmp_path: Path, *argv: str, limit: float = 5.0) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    env.pop("TRYON_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, "-c", _RUN_WITH_LIMIT, str(limit), *argv],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _without_durations(lines: list[str]) -> list[str]:
+    return [re.sub(r" \(\d+\.\d\d s\)$", "", line) for line in lines]
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("photo") / "look.png"
+    Image.radial_gradient("L").resize((512, 512)).convert("RGB").save(path)
+    return path
+
+
+def test_a_timed_out_step_exits_1_with_the_state_list_one_error_line_and_the_record(tmp_path, photo):
+    done = _cli(tmp_path, "run", str(photo), "--upscale", "--no-progress", "--seed", "1")
+    assert done.returncode == 1, done.stderr  # was 134: "terminate called without an active exception"
+    out = done.stdout.splitlines()
+    assert out[:4] == [
+        "models: tiny random checkpoints (the images are noise; pass --models for real ones)",
+        "starting the local stack and loading the models",
+        "uploaded s3://tryon-local-input/inputs/look.png",
+        out[3],
+    ] and out[3].startswith("EventBridge started event-")
+    assert _without_durations(out[4:]) == [
+        *STATES_UP_TO_UPSCALE,
+        "  !! Upscale: EndpointTimeout",
+        "  <- Upscale",
+        "  -> RecordFailure",
+        "  <- RecordFailure",
+        "  -> Failed",
+    ]
+    err = done.stderr.splitlines()
+    assert err == [
+        "error: upscale: endpoint tryon-sd-upscale ran past SageMaker's 60 s invocation limit: use smaller "
+        "inputs or fewer steps, or an asynchronous endpoint for long work; here: --mode sd_upscale=async "
+        "runs it on an asynchronous endpoint",
+        err[1],
+    ], done.stderr
+    assert re.fullmatch(
+        r"failure record: s3://tryon-local-output/failures/[0-9a-f]{20}\.json "
+        r"\(copied to out/failure\.json\)",
+        err[1],
+    )
+    record = json.loads((tmp_path / "out" / "failure.json").read_text())
+    assert record["error"] == "EndpointTimeout" and record["step"] == "upscale"
+
+
+def test_json_stdout_is_one_object_when_a_step_fails_and_stderr_one_line(tmp_path, photo):
+    argv = ["run", str(photo), "--adapter", "no-such-garment", "--json", "--no-progress", "--seed", "1"]
+    done = _cli(tmp_path, *argv, limit=60)
+    assert done.returncode == 1, done.stderr
+    answer = json.loads(done.stdout)  # the whole of stdout: no log line before it
+    assert answer["status"] == "FAILED" and answer["error"] == "ModelError"
+    assert answer["cause"].startswith("inpaint: ") and "no-such-garment" in answer["cause"]
+    assert answer["files"] == ["out/failure.json"]
+    err = done.stderr.splitlines()
+    # the human lines go to stderr with --json; no log record, warning, notice or progress bar
+    assert [
+        line for line in err if not line.startswith(("  ", "models:", "starting", "uploaded", "Event"))
+    ] == [err[-1]]
+    assert err[-1] == f"error: {answer['cause']}"
