@@ -163,6 +163,7 @@ class BatchOutcome:
     result: ExecutionResult
     summary: dict[str, Any] | None
     report: dict[str, Any] | None  # report.json (a refused batch's too, when its rows were read)
+    report_uri: str | None = None  # where report.json was in the (local) output bucket
 
 
 class LocalBatches:
@@ -250,7 +251,7 @@ class LocalBatches:
         summary = result.state_output("SummarizeBatch")
         summary = summary.get("summary") if isinstance(summary, dict) else None
         uri = report_uri(summary, result.cause)
-        return BatchOutcome(result, summary, self.wf.read_json(uri) if uri else None)
+        return BatchOutcome(result, summary, self.wf.read_json(uri) if uri else None, uri)
 
     def _progress(self, execution_arn: str) -> BatchProgress | None:
         validated = ExecutionResult(execution_arn, "RUNNING", None, None, None)
@@ -262,33 +263,54 @@ class LocalBatches:
         return map_run_progress(self.sfn, execution_arn, total)
 
 
-def local_rows(manifest: Path) -> tuple[list[dict[str, Any]], dict[str, Path]]:
+def local_rows(manifest: Path, *, allow_invalid_rows: bool = False) -> tuple[list[Any], dict[str, Path]]:
     """A local manifest's rows with each ``image`` (a photo file, relative to the manifest's folder)
-    replaced by the key it is uploaded under; and key -> file. Every missing photo is listed at once."""
+    replaced by the key it is uploaded under; and key -> file.
+
+    Every bad row is named at once, before the stack starts or a model loads: a row that is not
+    an object, an unknown column or a bad value, an ``s3://`` image, a photo that is not a file.
+    With ``allow_invalid_rows`` the bad rows go on to ValidateBatch instead (a missing photo
+    under a key nothing was uploaded to), which reports them beside the good rows' results.
+    Keys keep each photo's path relative to the folder that holds the manifest and every photo,
+    so two photos with the same file name in different folders stay two objects.
+    """
     rows = batch_manifest.parse_manifest(manifest.read_bytes(), manifest.name)
-    photos: dict[str, Path] = {}
-    missing = []
-    out = []
+    folder = manifest.parent.resolve()
+    problems: list[str] = []
+    found: dict[int, Path] = {}
     for number, row in enumerate(rows, start=1):
-        if not isinstance(row, dict) or not isinstance(row.get("image"), str):
-            out.append(row)  # ValidateBatch refuses it, with every other bad row
+        if not isinstance(row, dict):
+            problems.append(f"row {number}: must be a JSON object, got {type(row).__name__}")
             continue
-        image = row["image"]
-        if image.startswith("s3://"):
-            missing.append(f"row {number}: image: {image} is an s3:// URI; locally rows name photo files")
-            continue
-        path = (manifest.parent / image).resolve()
-        if not path.is_file():
-            missing.append(f"row {number}: image: {image} is not a file (relative to {manifest.parent})")
-            continue
-        try:
-            rel = path.relative_to(manifest.parent.resolve()).as_posix()
-        except ValueError:
-            rel = path.name
-        photos[rel] = path
-        out.append({**row, "image": rel})
-    if missing:
-        raise RequestError("MANIFEST", "; ".join(missing))
+        image = row.get("image")
+        try:  # every column and value, as ValidateBatch checks them (the photo aside)
+            batch_manifest.row_console_input({**row, "image": "local.png"}, "local", "")
+        except RequestError as exc:
+            problems.append(f"row {number}: {exc.field}: {exc.detail}")
+        if not isinstance(image, str) or not image.strip():
+            problems.append(f"row {number}: image: is required (a photo file relative to {manifest.parent})")
+        elif image.startswith("s3://"):
+            problems.append(f"row {number}: image: {image} is an s3:// URI; locally rows name photo files")
+        elif not (folder / image).is_file():
+            problems.append(f"row {number}: image: {image} is not a file (relative to {manifest.parent})")
+        else:
+            found[number] = (folder / image).resolve()
+    if problems and not allow_invalid_rows:
+        raise RequestError(
+            "MANIFEST",
+            f"{len(problems)} problem(s) in {manifest.name} (pass --allow-invalid-rows to run the good rows "
+            "and report the bad ones): " + "; ".join(problems),
+        )
+    base = Path(os.path.commonpath([folder, *(path.parent for path in found.values())]))
+    photos: dict[str, Path] = {}
+    out: list[Any] = []
+    for number, row in enumerate(rows, start=1):
+        if number in found:
+            rel = found[number].relative_to(base).as_posix()
+            photos[rel] = found[number]
+            out.append({**row, "image": rel})
+        else:
+            out.append(row)  # ValidateBatch refuses it and reports it with the others
     return out, photos
 
 
@@ -303,18 +325,24 @@ def run_batch(
     on_progress: Callable[[BatchProgress], None] | None = None,
     on_status: Callable[[str], None] = lambda _msg: None,
     timeout: float = 24 * 3600.0,
+    log_level: str | None = "WARNING",
 ) -> BatchOutcome:
     """A local manifest through the batch state machine of the local stack ``tryon demo`` uses.
 
     The photos are uploaded under the input prefix and the manifest (images rewritten to those
     keys) under the batch prefix; the batch starts from a console input carrying ``options``.
     (No EventBridge delivery here: each photo upload would also start a single-image try-on.)
+    Each call starts a fresh in-memory stack, so every row runs again: the skipping of complete
+    rows on a re-run is a deployed stack's (its buckets keep the results).
     The report, the contact sheets and each finished row's files land in ``out_dir/<batch-id>/``.
     """
-    rows, photos = local_rows(manifest)
+    rows, photos = local_rows(manifest, allow_invalid_rows=bool((options or {}).get("allow_invalid_rows")))
     fmt = batch_manifest.manifest_format(manifest.name)
     on_status("starting the local stack and loading the models")
-    with distributed_map_engine(), LocalWorkflow(model_dirs, parameters=parameters, upscale=upscale) as wf:
+    with (
+        distributed_map_engine(),
+        LocalWorkflow(model_dirs, parameters=parameters, upscale=upscale, log_level=log_level) as wf,
+    ):
         batches = LocalBatches(wf)
         for rel, path in photos.items():
             wf.upload(path, f"{wf.input_prefix}{rel}")

@@ -55,9 +55,33 @@ def _text(content: bytes) -> str:
         ) from None
 
 
+#: First characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A CSV cell a spreadsheet shows as text: a leading ``'`` before a formula-starting character.
+
+    Every CSV the project writes (manifests from ``tryon batch cross``, ``report.csv``) goes
+    through this; :func:`from_spreadsheet_safe` undoes it when a manifest is read, so the model
+    still receives the prompt as written.
+    """
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def from_spreadsheet_safe(text: str) -> str:
+    """The cell as it was before :func:`spreadsheet_safe`."""
+    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_STARTS) else text
+
+
 def _csv_rows(text: str) -> list[dict[str, Any]]:
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = [name.strip() for name in reader.fieldnames or []]
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise RequestError(
+            "batch", f"the CSV header repeats the column(s) {', '.join(repeated)}: keep one of each"
+        )
     if "image" not in header:
         raise RequestError("batch", f"the CSV header must have an image column; it has {', '.join(header)!r}")
     unknown = sorted(set(header) - COLUMNS)
@@ -69,7 +93,7 @@ def _csv_rows(text: str) -> list[dict[str, Any]]:
     for record in reader:
         if None in record:
             raise RequestError("batch", f"line {reader.line_num} has more cells than the header")
-        values = {k.strip(): (v or "").strip() for k, v in record.items()}
+        values = {k.strip(): from_spreadsheet_safe((v or "").strip()) for k, v in record.items()}
         if any(values.values()):  # a blank line is no row
             rows.append({k: v for k, v in values.items() if v != ""})
     return rows
@@ -77,7 +101,9 @@ def _csv_rows(text: str) -> list[dict[str, Any]]:
 
 def _jsonl_rows(text: str) -> list[Any]:
     rows: list[Any] = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # split on \n only: U+2028, U+2029 and U+0085 (which str.splitlines also splits on) are
+    # legal inside JSON strings
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -151,12 +177,12 @@ def cross_product(images: Iterable[str], variants: Iterable[Mapping[str, Any]]) 
 def write_manifest(rows: list[Mapping[str, Any]], fmt: str) -> str:
     """Rows as CSV (columns: image first, then the others in first-seen order) or JSON Lines."""
     if fmt == "jsonl":
-        return "".join(json.dumps(dict(row), sort_keys=False) + "\n" for row in rows)
+        return "".join(json.dumps(dict(row) if isinstance(row, Mapping) else row) + "\n" for row in rows)
     columns: list[str] = ["image"]
     for row in rows:
-        columns += [k for k in row if k not in columns]
+        columns += [k for k in row if k not in columns]  # CSV rows are always objects
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\r\n")  # RFC 4180; quotes \r
     writer.writeheader()
     for row in rows:
         writer.writerow({k: _cell(v) for k, v in row.items()})
@@ -173,4 +199,4 @@ def _cell(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, list | tuple):
         return ",".join(str(v) for v in value)
-    return "" if value is None else str(value)
+    return spreadsheet_safe("" if value is None else str(value))

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
-from tryon.workflow import clients, layout, storage
+from tryon.workflow import batch_manifest, clients, layout, storage
 from tryon.workflow.batch_types import BatchRow, BatchState, Report, ReportRow
 from tryon.workflow.prepare import COMPLETE_STATUSES
 from tryon.workflow.settings import Settings
@@ -107,27 +107,34 @@ def batch_status(rows: list[ReportRow], map_error: Mapping[str, Any] | None) -> 
 
 def _csv(rows: list[ReportRow]) -> str:
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\r\n")  # RFC 4180; quotes \r
     writer.writeheader()
     for row in rows:
         timings = row["timings_ms"]
         writer.writerow(
-            {
-                k: row.get(k)
-                for k in ("row", "status", "image", "job_id", "adapter", "prompt", "garment", "manifest")
-            }
-            | {
-                "preview": row["preview"],
-                "results": " ".join(row["results"]),
-                "seeds": " ".join(str(s) for s in row["seeds"]),
-                "segment_ms": timings.get("segment"),
-                "inpaint_ms": timings.get("inpaint"),
-                "upscale_ms": timings.get("upscale"),
-                "error": row["error"],
-                "cause": row["cause"],
-            }
+            _safe_cells(
+                {
+                    k: row.get(k)
+                    for k in ("row", "status", "image", "job_id", "adapter", "prompt", "garment", "manifest")
+                }
+                | {
+                    "preview": row["preview"],
+                    "results": " ".join(row["results"]),
+                    "seeds": " ".join(str(s) for s in row["seeds"]),
+                    "segment_ms": timings.get("segment"),
+                    "inpaint_ms": timings.get("inpaint"),
+                    "upscale_ms": timings.get("upscale"),
+                    "error": row["error"],
+                    "cause": row["cause"],
+                }
+            )
         )
     return out.getvalue()
+
+
+def _safe_cells(cells: Mapping[str, Any]) -> dict[str, Any]:
+    """Text cells a spreadsheet cannot run as formulas (prompts, adapters and causes are the caller's)."""
+    return {k: batch_manifest.spreadsheet_safe(v) if isinstance(v, str) else v for k, v in cells.items()}
 
 
 def write_report(state: BatchState, report: Report) -> str:

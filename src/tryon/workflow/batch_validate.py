@@ -74,6 +74,11 @@ def report_prefix(batch: BatchSettings, batch_id: str) -> str:
     return f"{batch.reports_prefix}{batch_id}/"
 
 
+def check_options(values: Mapping[str, Any], batch: BatchSettings) -> dict[str, Any]:
+    """Batch options given as typed values (a console input, the CLI's options), defaults filled in."""
+    return _options(values, batch, "input")
+
+
 def _options(values: Mapping[str, Any], batch: BatchSettings, source: str) -> dict[str, Any]:
     """Validated batch options, defaults from the template; ``source`` ``metadata`` reads JSON text."""
     raw: dict[str, Any] = {}
