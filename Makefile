@@ -16,7 +16,7 @@ TINY := .cache/tiny-models
 export HF_HUB_OFFLINE ?= 1
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: venv serving-venv tools tiny-models demo test lint format bench constraints clean image-mappings
+.PHONY: venv serving-venv tools tiny-models demo test lint format bench constraints clean image-mappings sam-build
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,18 @@ $(ASL_VALIDATOR):
 	cd .cache/node && npm install --silent --no-audit --no-fund asl-validator@4.0.0
 
 tools: $(SAM) $(ASL_VALIDATOR)
+
+# `sam build` without Docker needs the functions' runtime (Python 3.12) on the PATH: find one
+# (python3.12 on the PATH, else any pyenv 3.12.x) and put its folder first.
+# A pyenv shim that is on the PATH but not selected fails when run, so each candidate is tried.
+PY312 ?= $(shell for p in $$(command -v python3.12) $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 2>/dev/null); do $$p -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && echo $$p && break; done)
+
+sam-build: $(SAM)
+	@if [ -z "$(PY312)" ]; then \
+	  echo "error: sam build needs Python 3.12 (the functions' runtime) and none was found on the PATH or in pyenv: install one (e.g. pyenv install 3.12), pass PY312=/path/to/python3.12, or run .venv-sam/bin/sam build --use-container (Docker)" >&2; \
+	  exit 2; \
+	fi
+	PATH="$$(dirname $(PY312)):$$PATH" $(SAM) build
 
 tiny-models: venv
 	$(BIN)/python -m tryon.weights.tiny $(TINY)

@@ -318,6 +318,16 @@ def s3_artifact_digest(url: str, session: Any, *, field: str) -> str:
     return f"etag:{head['ETag'].strip(chr(34))}"
 
 
+def check_role_arn(role_arn: str) -> re.Match[str]:
+    """``--role``'s shape (what a dry run checks, calling nothing): an IAM role ARN, else RequestError."""
+    match = ROLE_ARN.match(role_arn)
+    if not match:
+        raise RequestError(
+            "--role", f"must be an IAM role ARN (arn:aws:iam::<account>:role/<name>), got {role_arn!r}"
+        )
+    return match
+
+
 def check_role(role_arn: str, session: Any) -> None:
     """Check ``--role`` before anything is uploaded: an IAM role ARN that exists and SageMaker may assume.
 
@@ -327,11 +337,7 @@ def check_role(role_arn: str, session: Any) -> None:
     """
     from botocore.exceptions import ClientError
 
-    match = ROLE_ARN.match(role_arn)
-    if not match:
-        raise RequestError(
-            "--role", f"must be an IAM role ARN (arn:aws:iam::<account>:role/<name>), got {role_arn!r}"
-        )
+    match = check_role_arn(role_arn)
     try:
         role = session.client("iam").get_role(RoleName=match.group(2))["Role"]
     except ClientError as exc:

@@ -99,6 +99,10 @@ def _apply_in_parallel(
     return results
 
 
+#: The region a dry run with no region configured plans for.
+DRY_RUN_REGION = "us-east-1"
+
+
 @app.command("deploy-models")
 def deploy_models(
     artifact: Annotated[
@@ -140,11 +144,23 @@ def deploy_models(
                 f"--instance-type: {kind} must be a SageMaker instance type like ml.m5.large, got {value!r}"
             )
     names = endpoint_names(prefix)
-    session = aws_session(region, profile)
+    # A dry run validates like a real run (the same required options and shapes) but calls
+    # nothing, so it needs no credentials and no region (it then plans us-east-1's images).
+    if not role:
+        raise fail("--role is required (the SageMaker execution role ARN)")
+    deploy.check_role_arn(role)
+    if not bucket and any(not source.startswith("s3://") for source in artifacts.values()):
+        raise fail("--bucket is required to upload local artefacts")
+    session = aws_session(region, profile, need_region=not dry_run)
     region_name = session.region_name
+    if region_name is None:
+        region_name = DRY_RUN_REGION
+        typer.echo(
+            f"no region configured: the plan shows {DRY_RUN_REGION}'s serving images "
+            "(pass --region for yours)",
+            err=True,
+        )
     if not dry_run:
-        if not role:
-            raise fail("--role is required (the SageMaker execution role ARN)")
         deploy.check_role(role, session)  # before any upload
     plans = []
     for kind, source in artifacts.items():
@@ -154,8 +170,6 @@ def deploy_models(
             path = Path(source)
             if not path.is_file():
                 raise fail(f"--artifact: {kind} artefact {path} does not exist")
-            if not bucket and not dry_run:
-                raise fail("--bucket is required to upload local artefacts")
             sha256 = deploy.file_sha256(path)
             key = deploy.artifact_key(prefix, kind, sha256)
             source, digest = f"s3://{bucket or '<bucket>'}/{key}", f"sha256:{sha256}"

@@ -17,7 +17,8 @@ def tiny_models(
     ),
     force: Annotated[bool, typer.Option(help="Rebuild even if present.")] = False,
 ) -> None:
-    """Build deterministic tiny random checkpoints (CLIPSeg, SD inpaint, x4 upscaler, two LoRAs)."""
+    """Build deterministic tiny random checkpoints: CLIPSeg, SD inpainting, the x4 upscaler, two LoRAs,
+    SDXL inpainting and its refiner, an IP-Adapter, and SD inpainting packaged with it."""
     from tryon.weights.tiny import ensure_tiny_models
 
     if out.exists() and not out.is_dir():

@@ -18,10 +18,10 @@ from tryon.cli import EXIT_AWS, fail
 
 Region = Annotated[
     str,
-    typer.Option(help="AWS region [default: AWS_REGION, AWS_DEFAULT_REGION, then your profile's region]."),
+    typer.Option(help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION, then your profile's region)."),
 ]
 Profile = Annotated[
-    str, typer.Option(help="Named profile from your AWS config and credentials files [default: AWS_PROFILE].")
+    str, typer.Option(help="Named profile from your AWS config and credentials files (default: AWS_PROFILE).")
 ]
 
 NO_REGION = (
