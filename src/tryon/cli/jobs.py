@@ -237,11 +237,10 @@ def demo(
     mode: Modes = [],  # noqa: B006
 ) -> None:
     """The whole workflow on one machine: the sample photo, the real state machine, handlers and models."""
-    from tryon.local.runner import DEMO_OVERRIDES, DEMO_PHOTO
+    from tryon.local.runner import DEMO_OVERRIDES, DEMO_PHOTO, REPO_ROOT
 
-    typer.echo(
-        f"photo: {DEMO_PHOTO} (query {DEMO_OVERRIDES['query']!r}, prompt {DEMO_OVERRIDES['prompt']!r})"
-    )
+    shown = DEMO_PHOTO.relative_to(REPO_ROOT)  # the sample ships with the repository
+    typer.echo(f"photo: {shown} (query {DEMO_OVERRIDES['query']!r}, prompt {DEMO_OVERRIDES['prompt']!r})")
     overrides = {**DEMO_OVERRIDES, "upscale": upscale}
     code = _run_locally(
         DEMO_PHOTO,

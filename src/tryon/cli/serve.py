@@ -166,7 +166,9 @@ def serve(
         raise fail(str(exc)) from None
     if not configs:
         raise fail("nothing to serve: give --endpoint NAME=KIND:DIR (repeatable) or --tiny")
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s", force=True
+    )  # the request log is what serve shows: it replaces the quiet default (tryon.cli.output)
     try:
         server = LocalEndpointServer(
             configs,
