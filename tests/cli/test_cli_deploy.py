@@ -68,6 +68,7 @@ def test_dry_run_prints_plan_without_calls(capsys, aws):
             "--artifact", "clipseg=s3://art/clipseg/model.tar.gz",
             "--artifact", "sd_inpaint=s3://art/inpaint/model.tar.gz",
             "--mode", "clipseg=serverless",
+            "--role", ROLE,
             "--dry-run",
         ]
     )  # fmt: skip
@@ -89,6 +90,7 @@ def test_async_endpoints_notify_the_stacks_topics(capsys, aws):
             "--async-output", "s3://out/async/outputs/",
             "--async-success-topic", topics["ok"],
             "--async-error-topic", topics["err"],
+            "--role", ROLE,
             "--dry-run",
         ]
     )  # fmt: skip
@@ -225,7 +227,14 @@ def test_missing_s3_artefact_is_a_clear_error(capsys, aws):
 
 
 def test_neuron_instance_type_is_refused_by_name(capsys, aws):
-    args = ["--artifact", "sd_inpaint=s3://a/m.tar.gz", "--instance-type", "sd_inpaint=ml.inf2.xlarge"]
+    args = [
+        "--artifact",
+        "sd_inpaint=s3://a/m.tar.gz",
+        "--instance-type",
+        "sd_inpaint=ml.inf2.xlarge",
+        "--role",
+        ROLE,
+    ]
     assert run(["deploy-models", *args, "--dry-run"]) == EXIT_BAD_INPUT
     assert "sd_inpaint.instance_type: ml.inf2.xlarge needs a Neuron image" in capsys.readouterr().err
 
@@ -233,19 +242,41 @@ def test_neuron_instance_type_is_refused_by_name(capsys, aws):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--artifact", "nope=s3://a/b.tar.gz", "--dry-run"], "--artifact: kind must be one of"),
-        (["--artifact", "clipseg=/does/not/exist.tar.gz", "--dry-run"], "does not exist"),
-        (["--artifact", "clipseg=s3://a/model.zip", "--dry-run"], "clipseg.model_data: must be an s3://"),
         (
-            ["--artifact", "sd_inpaint=s3://a/m.tar.gz", "--mode", "sd_inpaint=serverless", "--dry-run"],
+            ["--artifact", "nope=s3://a/b.tar.gz", "--dry-run", "--role", ROLE],
+            "--artifact: kind must be one of",
+        ),
+        (["--artifact", "clipseg=/does/not/exist.tar.gz", "--dry-run", "--role", ROLE], "does not exist"),
+        (
+            ["--artifact", "clipseg=s3://a/model.zip", "--dry-run", "--role", ROLE],
+            "clipseg.model_data: must be an s3://",
+        ),
+        (
+            [
+                "--artifact",
+                "sd_inpaint=s3://a/m.tar.gz",
+                "--mode",
+                "sd_inpaint=serverless",
+                "--dry-run",
+                "--role",
+                ROLE,
+            ],
             "CPU-only",
         ),
         (
-            ["--artifact", "sd_upscale=s3://a/m.tar.gz", "--mode", "sd_upscale=async", "--dry-run"],
+            [
+                "--artifact",
+                "sd_upscale=s3://a/m.tar.gz",
+                "--mode",
+                "sd_upscale=async",
+                "--dry-run",
+                "--role",
+                ROLE,
+            ],
             "async_output",
         ),
         (
-            ["--artifact", "clipseg=s3://a/m.tar.gz", "--mode", "clipseg=fast", "--dry-run"],
+            ["--artifact", "clipseg=s3://a/m.tar.gz", "--mode", "clipseg=fast", "--dry-run", "--role", ROLE],
             "realtime, serverless",
         ),
         (["--artifact", "clipseg=s3://a/m.tar.gz"], "--role is required"),
@@ -273,7 +304,18 @@ def test_no_credentials_is_a_clear_aws_error(monkeypatch, capsys, tmp_path):
 @pytest.mark.parametrize("prefix", ["-tryon", "try_on", "t" * 60, "tryon.prod"])
 def test_prefix_must_give_valid_endpoint_names(prefix, capsys, aws):
     assert (
-        run(["deploy-models", "--artifact", "clipseg=s3://a/m.tar.gz", "--prefix", prefix, "--dry-run"])
+        run(
+            [
+                "deploy-models",
+                "--artifact",
+                "clipseg=s3://a/m.tar.gz",
+                "--prefix",
+                prefix,
+                "--dry-run",
+                "--role",
+                ROLE,
+            ]
+        )
         == EXIT_BAD_INPUT
     )
     err = capsys.readouterr().err
@@ -369,7 +411,7 @@ def test_profile_option_selects_the_profile(monkeypatch, capsys, tmp_path, aws):
     config.write_text("[profile staging]\nregion = eu-west-1\n")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
     monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
-    argv = ["deploy-models", "--artifact", "clipseg=s3://a/m.tar.gz", "--dry-run"]
+    argv = ["deploy-models", "--artifact", "clipseg=s3://a/m.tar.gz", "--dry-run", "--role", ROLE]
     assert run([*argv, "--profile", "staging"]) == 0
     assert ".eu-west-1." in json.loads(capsys.readouterr().out)[0]["image"]
     assert run([*argv, "--profile", "nope"]) == EXIT_AWS

@@ -149,8 +149,6 @@ def deploy_models(
     if not role:
         raise fail("--role is required (the SageMaker execution role ARN)")
     deploy.check_role_arn(role)
-    if not bucket and any(not source.startswith("s3://") for source in artifacts.values()):
-        raise fail("--bucket is required to upload local artefacts")
     session = aws_session(region, profile, need_region=not dry_run)
     region_name = session.region_name
     if region_name is None:
@@ -170,6 +168,8 @@ def deploy_models(
             path = Path(source)
             if not path.is_file():
                 raise fail(f"--artifact: {kind} artefact {path} does not exist")
+            if not bucket:
+                raise fail("--bucket is required to upload local artefacts")
             sha256 = deploy.file_sha256(path)
             key = deploy.artifact_key(prefix, kind, sha256)
             source, digest = f"s3://{bucket or '<bucket>'}/{key}", f"sha256:{sha256}"
