@@ -280,6 +280,13 @@ def test_neuron_instance_type_is_refused_by_name(capsys, aws):
             "realtime, serverless",
         ),
         (["--artifact", "clipseg=s3://a/m.tar.gz"], "--role is required"),
+        # a dry run validates like a real run
+        (["--artifact", "clipseg=s3://a/m.tar.gz", "--dry-run"], "--role is required"),
+        (
+            ["--artifact", "clipseg=s3://a/m.tar.gz", "--dry-run", "--role", "SageMakerExec"],
+            "--role: must be an IAM role ARN",
+        ),
+        (["--artifact", "clipseg=model.tar.gz", "--dry-run", "--role", ROLE], "does not exist"),
     ],
 )
 def test_bad_input_is_one_clear_line(args, message, capsys, aws):

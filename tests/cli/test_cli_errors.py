@@ -202,7 +202,16 @@ def test_missing_region_says_so_not_credentials(capsys, no_aws_config):
     "argv",
     [
         ["status", "job", "--stack", "s", "--region", "mars-1"],
-        ["deploy-models", "--artifact", "clipseg=s3://a/m.tar.gz", "--region", "mars-1", "--dry-run"],
+        [
+            "deploy-models",
+            "--artifact",
+            "clipseg=s3://a/m.tar.gz",
+            "--role",
+            "arn:aws:iam::123456789012:role/sagemaker-exec",
+            "--region",
+            "mars-1",
+            "--dry-run",
+        ],
     ],
 )
 def test_unknown_region_is_refused_before_any_call(argv, capsys):
