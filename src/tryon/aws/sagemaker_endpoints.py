@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from tryon.aws import image_uris
+from tryon.core import schema
 from tryon.core.errors import RequestError
 from tryon.core.kinds import CONTAINER_ENVIRONMENT, KINDS
 from tryon.core.kinds import EndpointMode as Mode
 
-#: Sensible instance defaults per kind (CLIPSeg runs fine on CPU).
-DEFAULT_INSTANCE = {"clipseg": "ml.m5.xlarge", "sd_inpaint": "ml.g5.xlarge", "sd_upscale": "ml.g5.xlarge"}
+#: Instance defaults per kind (CLIPSeg runs fine on CPU): the kinds' rows, as the template's.
+DEFAULT_INSTANCE = {row.kind: row.default_instance_type for row in schema.ENDPOINT_KINDS}
 #: An IAM role ARN in any partition (aws, aws-cn, aws-us-gov, ...), path allowed.
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):role/(?:[\w+=,.@-]+/)*([\w+=,.@-]{1,64})$")
 
@@ -89,8 +90,12 @@ def make_plan(
         raise RequestError(
             f"{kind}.model_data", f"must be an s3://.../model.tar.gz URI, got {model_data_url!r}"
         )
-    if mode == "serverless" and kind != "clipseg":
-        raise RequestError(f"{kind}.mode", "serverless endpoints are CPU-only; use them for clipseg")
+    if mode not in schema.kind(kind).modes:
+        offered = [row.kind for row in schema.ENDPOINT_KINDS if mode in row.modes]
+        reason = (
+            "serverless endpoints are CPU-only" if mode == "serverless" else f"{kind} is not served {mode}"
+        )
+        raise RequestError(f"{kind}.mode", f"{reason}; use them for {', '.join(offered)}")
     if mode == "async" and not options.get("async_output_path"):
         raise RequestError(f"{kind}.async_output_path", "is required for asynchronous endpoints")
     instance_type = instance_type or DEFAULT_INSTANCE[kind]

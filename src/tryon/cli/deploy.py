@@ -13,10 +13,13 @@ from tryon.cli import app, fail
 from tryon.cli.output import emit_json
 from tryon.cli.sessions import Profile, Region
 from tryon.cli.sessions import session as aws_session
-from tryon.core.kinds import KINDS, MODES
+from tryon.core.kinds import MODES
+from tryon.core.schema import ENDPOINT_KINDS
 
 ROLE_HELP = "IAM role SageMaker assumes to pull the image and artefacts (arn:aws:iam::...:role/...)."
-PREFIX_HELP = "Endpoint name prefix: <prefix>-clipseg, <prefix>-sd-inpaint, <prefix>-sd-upscale."
+PREFIX_HELP = (
+    "Endpoint name prefix: " + ", ".join(row.endpoint_name("<prefix>") for row in ENDPOINT_KINDS) + "."
+)
 #: SageMaker's rule for an endpoint name (CreateEndpoint's EndpointName pattern, 63 characters).
 ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 Prefix = Annotated[str, typer.Option(help=PREFIX_HELP)]
@@ -24,7 +27,7 @@ Prefix = Annotated[str, typer.Option(help=PREFIX_HELP)]
 
 def endpoint_names(prefix: str) -> dict[str, str]:
     """Kind -> endpoint name for ``prefix``; exit 2 unless SageMaker accepts every name."""
-    names = {kind: f"{prefix}-{kind.replace('_', '-')}" for kind in KINDS}
+    names = {row.kind: row.endpoint_name(prefix) for row in ENDPOINT_KINDS}
     for name in names.values():
         if not ENDPOINT_NAME.match(name):
             raise fail(

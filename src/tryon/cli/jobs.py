@@ -14,7 +14,9 @@ from tryon.aws.executions import ExecutionResult, StateEvent, format_event
 from tryon.cli import EXIT_OK, EXIT_WORKFLOW_FAILED, app, fail
 from tryon.cli.output import emit_json, function_log_level
 from tryon.cli.sessions import Profile, Region
-from tryon.core.kinds import TINY_MODEL_FOLDERS, check_kind, check_mode
+from tryon.core import schema
+from tryon.core.kinds import check_kind, check_mode
+from tryon.core.schema import TINY_MODEL_FOLDERS
 
 # Per-job overrides shared by `run` and `submit` (see docs/workflow.md for every parameter).
 Query = Annotated[str | None, typer.Option(help="What to mask, e.g. 'a skirt'.")]
@@ -187,7 +189,10 @@ def _modes(specs: list[str]) -> dict[str, str]:
         try:
             if not sep:
                 raise ValueError("expected KIND=MODE, e.g. sd_inpaint=async")
-            modes[check_kind(kind)] = check_mode(mode)
+            offered = schema.kind(check_kind(kind)).modes
+            if check_mode(mode) not in offered:  # the template's <Kind>Mode refuses it too
+                raise ValueError(f"{kind} endpoints serve {' or '.join(offered)}, not {mode}")
+            modes[kind] = mode
         except ValueError as exc:
             raise fail(f"--mode {spec!r}: {exc}") from None
     return modes

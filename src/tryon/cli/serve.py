@@ -11,7 +11,8 @@ from typing import Annotated
 import typer
 
 from tryon.cli import EXIT_BAD_INPUT, app, fail
-from tryon.core.kinds import HANDLER_MODULES, MODES, TINY_MODEL_FOLDERS, check_mode
+from tryon.core.kinds import MODES, check_mode
+from tryon.core.schema import HANDLER_MODULES, TINY_MODEL_FOLDERS
 
 TINY_ROOT = Path(".cache/tiny-models")
 

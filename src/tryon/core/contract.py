@@ -25,6 +25,9 @@ from tryon.core.kinds import EndpointKind
 MAX_SEED = 2**32 - 1
 #: Adapter names: a folder name under ``adapters/``; no slashes and no leading dot (no path traversal).
 ADAPTER_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+#: An adapter a request may name: a name (``none`` and ``default`` included) or ``s3://bucket/prefix/``.
+ADAPTER_URI_PATTERN = re.compile(r"s3://[^/]+/.+")
+ADAPTER_SPEC_PATTERN = re.compile(f"{ADAPTER_URI_PATTERN.pattern}|{ADAPTER_NAME_PATTERN.pattern}")
 #: File stems an endpoint may be asked to write under ``output`` (``inpainted`` -> ``inpainted-0.png``).
 OUTPUT_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 #: Largest photo side the x4 upscaler takes by default (tiled above its single-pass size).
@@ -238,8 +241,7 @@ def upscale_max_side() -> int:
 def check_adapter_spec(value: str, field_name: str = "adapter") -> str:
     """An adapter a request may name: ``none``, ``default``, a name, or ``s3://bucket/prefix/``."""
     if value.startswith("s3://"):
-        bucket, _, prefix = value[5:].partition("/")
-        if not bucket or not prefix:
+        if not ADAPTER_URI_PATTERN.fullmatch(value):
             raise RequestError(field_name, f"must be s3://bucket/prefix/, got {value!r}")
         return value
     if not ADAPTER_NAME_PATTERN.fullmatch(value):

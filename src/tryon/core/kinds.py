@@ -1,9 +1,11 @@
 """The endpoint kinds and serving modes, and the limits SageMaker enforces on each mode (light).
 
-One registry, used by the handlers, the local endpoint server, packaging, ``deploy-models``,
+The names, used by the handlers, the local endpoint server, packaging, ``deploy-models``,
 the workflow and the CLI: a kind is always spelled ``clipseg``, ``sd_inpaint`` or
-``sd_upscale``; a mode is ``realtime``, ``serverless`` or ``async``. Nothing here imports
-more than the standard library, so Lambda code may use it.
+``sd_upscale``; a mode is ``realtime``, ``serverless`` or ``async``. Each kind's other
+spellings, its handler module and the modes it offers are its row in
+:data:`tryon.core.schema.ENDPOINT_KINDS`. Nothing here imports more than the standard
+library, so Lambda code may use it.
 """
 
 from __future__ import annotations
@@ -18,20 +20,6 @@ EndpointMode = Literal["realtime", "serverless", "async"]
 KINDS: tuple[EndpointKind, ...] = get_args(EndpointKind)
 #: Every serving mode ``deploy-models`` and the template can create.
 MODES: tuple[EndpointMode, ...] = get_args(EndpointMode)
-
-#: endpoint kind -> handler module (SageMaker inference toolkit contract)
-HANDLER_MODULES: dict[EndpointKind, str] = {
-    "clipseg": "tryon.handlers.clipseg",
-    "sd_inpaint": "tryon.handlers.sd_inpaint",
-    "sd_upscale": "tryon.handlers.sd_upscale",
-}
-
-#: endpoint kind -> the folder ``make tiny-models`` builds for it
-TINY_MODEL_FOLDERS: dict[EndpointKind, str] = {
-    "clipseg": "clipseg",
-    "sd_inpaint": "sd-inpaint-ip",  # with the tiny IP-Adapter: garment images work out of the box
-    "sd_upscale": "sd-x4-upscaler",
-}
 
 
 @dataclass(frozen=True)

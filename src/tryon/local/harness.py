@@ -34,6 +34,7 @@ import boto3
 
 from tryon.aws.executions import ExecutionResult, StateEvent, follow_execution
 from tryon.core.kinds import check_kind, check_mode
+from tryon.core.schema import ENDPOINT_KINDS
 from tryon.local import faults, lambda_env, moto_patches, provision
 from tryon.local.events import s3_object_created
 from tryon.local.lambdas import STATE_LIMIT_BYTES, LambdaRuntime
@@ -43,17 +44,9 @@ from tryon.workflow import clients, layout
 __all__ = ["STATE_LIMIT_BYTES", "LocalWorkflow", "default_template_path"]
 
 #: template parameter holding each endpoint kind's name
-ENDPOINT_PARAMETERS = {
-    "clipseg": "ClipSegEndpointName",
-    "sd_inpaint": "InpaintEndpointName",
-    "sd_upscale": "UpscaleEndpointName",
-}
+ENDPOINT_PARAMETERS = {row.kind: row.endpoint_parameter for row in ENDPOINT_KINDS}
 #: template parameter holding each endpoint kind's serving mode
-MODE_PARAMETERS = {
-    "clipseg": "ClipSegMode",
-    "sd_inpaint": "InpaintMode",
-    "sd_upscale": "UpscaleMode",
-}
+MODE_PARAMETERS = {row.kind: row.mode_parameter for row in ENDPOINT_KINDS}
 STATE_MACHINE_ID = "TryOnStateMachine"
 UPLOAD_EVENT_ID = "ImageUploaded"
 INPUT_BUCKET_ID = "InputBucket"
@@ -112,7 +105,7 @@ class LocalWorkflow:
     ) -> None:
         params = dict(parameters or {})
         if not upscale:
-            params["UpscaleEndpointName"] = ""
+            params[ENDPOINT_PARAMETERS["sd_upscale"]] = ""
         for kind, mode in (modes or {}).items():
             params[MODE_PARAMETERS[check_kind(kind)]] = check_mode(mode)
         self.template = SamTemplate(

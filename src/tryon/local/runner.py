@@ -17,7 +17,7 @@ from typing import Any
 
 from tryon.aws.executions import ExecutionResult, StateEvent
 from tryon.aws.stack import CONTENT_TYPES
-from tryon.core import imaging
+from tryon.core import imaging, schema
 from tryon.core.errors import RequestError
 from tryon.workflow import params
 
@@ -27,7 +27,10 @@ DEMO_OVERRIDES = {"query": "an orange space suit", "prompt": "a red plaid flanne
 #: Template parameters that keep the tiny random checkpoints quick (their images are noise anyway):
 #: the tiny upscaler takes 3-18 s a step on a 512 px photo (idle vs. shared 2-core machine), so
 #: 2 steps keep the demo inside the real-time 60 s limit.
-TINY_PARAMETERS = {"DefaultSteps": 4, "DefaultUpscaleSteps": 2}
+TINY_PARAMETERS = {
+    schema.param("steps").template_parameter: 4,
+    schema.param("upscale_steps").template_parameter: 2,
+}
 #: Files of an earlier run in ``out_dir`` that a new run replaces.
 _OUTPUT_PATTERNS = (
     "mask.png",

@@ -69,11 +69,3 @@ def read_image(garment: JobGarment, settings: Settings) -> Image.Image:
     return imaging.decode_image(
         data, field=FIELD, max_bytes=settings.max_input_bytes, max_pixels=settings.max_input_pixels
     )
-
-
-def inpaint_fields(job: Mapping[str, Any]) -> dict[str, Any]:
-    """What the inpainting request carries for the job's garment (nothing without one)."""
-    garment = job.get("garment")
-    if not garment:
-        return {}
-    return {FIELD: garment["uri"], "garment_scale": job["params"]["garment_scale"]}

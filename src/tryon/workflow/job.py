@@ -217,9 +217,7 @@ def build_job(settings: Settings, event: Any, *, inspect: Inspector | None = Non
             "prefix": layout.result_prefix(settings.results_prefix, name, job_id),
         },
         "endpoints": {
-            "clipseg": settings.clipseg_endpoint,
-            "sd_inpaint": settings.inpaint_endpoint,
-            "sd_upscale": settings.upscale_endpoint if upscale else None,
+            kind: settings.endpoint(kind) if kind != "sd_upscale" or upscale else None for kind in KINDS
         },
         "modes": {kind: settings.mode(kind) for kind in KINDS},
         "async_waits": async_calls.waits(settings, effective["num_images"]),

@@ -10,82 +10,17 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from tryon.core import contract, validation
+from tryon.core import contract, schema, validation
 from tryon.core.errors import RequestError
 
-
-@dataclass(frozen=True)
-class Param:
-    """One job parameter: its type, the env var holding its template default, and its limits."""
-
-    name: str
-    kind: str  # str | opt_str | int | opt_int | float | opt_float | bool | opt_bool | str_list
-    default: Any
-    env: str | None = None
-    limits: Mapping[str, Any] = field(default_factory=dict)
-
-
-def _sent(name: str, kind: str, default: Any, env: str | None, to: contract.Field) -> Param:
-    """A parameter the workflow sends to an endpoint field: its limits are that field's (one contract)."""
-    return Param(name, kind, default, env, to.limits)
-
-
-_CLIPSEG, _INPAINT, _UPSCALE = contract.CLIPSEG, contract.SD_INPAINT, contract.SD_UPSCALE
-PARAMS: tuple[Param, ...] = (
-    _sent("query", "str", "a shirt", "TRYON_DEFAULT_QUERY", _CLIPSEG["query"]),
-    _sent("negative_queries", "str_list", [], "TRYON_DEFAULT_NEGATIVE_QUERIES", _CLIPSEG["negative_queries"]),
-    _sent("threshold", "float", 0.4, "TRYON_DEFAULT_THRESHOLD", _CLIPSEG["threshold"]),
-    _sent("dilate", "int", 8, "TRYON_DEFAULT_DILATE", _CLIPSEG["dilate"]),
-    _sent("feather", "int", 4, "TRYON_DEFAULT_FEATHER", _CLIPSEG["feather"]),
-    Param("min_coverage", "float", 0.001, "TRYON_MIN_COVERAGE", {"minimum": 0.0, "maximum": 1.0}),
-    _sent(
-        "prompt", "str", "a photo of a person wearing the garment", "TRYON_DEFAULT_PROMPT", _INPAINT["prompt"]
-    ),
-    _sent(
-        "negative_prompt",
-        "str",
-        "blurry, low quality",
-        "TRYON_DEFAULT_NEGATIVE_PROMPT",
-        _INPAINT["negative_prompt"],
-    ),
-    _sent("steps", "int", 30, "TRYON_DEFAULT_STEPS", _INPAINT["steps"]),
-    _sent("guidance_scale", "float", 7.5, "TRYON_DEFAULT_GUIDANCE_SCALE", _INPAINT["guidance_scale"]),
-    _sent("strength", "float", 1.0, "TRYON_DEFAULT_STRENGTH", _INPAINT["strength"]),
-    _sent("num_images", "int", 1, "TRYON_DEFAULT_NUM_IMAGES", _INPAINT["num_images"]),
-    _sent("sampler", "opt_str", None, "TRYON_DEFAULT_SAMPLER", _INPAINT["sampler"]),
-    _sent("seed", "opt_int", None, None, _INPAINT["seed"]),
-    _sent("adapter", "opt_str", None, "TRYON_DEFAULT_ADAPTER", _INPAINT["adapter"]),
-    _sent("adapter_scale", "float", 1.0, "TRYON_DEFAULT_ADAPTER_SCALE", _INPAINT["adapter_scale"]),
-    # A garment's reference image (s3:// URI, checked by Prepare) for an inpainting model with an IP-Adapter.
-    Param("garment_image", "opt_str", None, None, {"max_length": 1100}),
-    _sent(
-        "garment_scale",
-        "float",
-        contract.GARMENT_SCALE,
-        "TRYON_DEFAULT_GARMENT_SCALE",
-        _INPAINT["garment_scale"],
-    ),
-    # The SDXL refiner (for an SDXL endpoint packaged with one). Unset (None) is not sent, so the
-    # endpoint decides (use_refiner: refine whenever the model has a refiner; an SD 2 endpoint has
-    # none and is never asked); refiner_steps and refiner_strength go only where the refiner may run.
-    _sent("use_refiner", "opt_bool", None, "TRYON_DEFAULT_USE_REFINER", _INPAINT["use_refiner"]),
-    _sent("refiner_steps", "opt_int", None, "TRYON_DEFAULT_REFINER_STEPS", _INPAINT["refiner_steps"]),
-    _sent(
-        "refiner_strength",
-        "opt_float",
-        None,
-        "TRYON_DEFAULT_REFINER_STRENGTH",
-        _INPAINT["refiner_strength"],
-    ),
-    Param("upscale", "bool", False, "TRYON_DEFAULT_UPSCALE"),
-    _sent("upscale_steps", "int", 20, "TRYON_DEFAULT_UPSCALE_STEPS", _UPSCALE["steps"]),
-    _sent("noise_level", "int", 20, "TRYON_DEFAULT_NOISE_LEVEL", _UPSCALE["noise_level"]),
-)
-PARAM_NAMES = frozenset(p.name for p in PARAMS)
+#: One row per job parameter (its type, limits, defaults and every name): :mod:`tryon.core.schema`.
+Param = schema.Param
+PARAMS: tuple[Param, ...] = schema.PARAMS
+PARAM_NAMES = schema.PARAM_NAMES
 _BY_NAME = {p.name: p for p in PARAMS}
+_INPAINT = contract.SD_INPAINT
 
 #: Regions every garment class keeps out of its mask: who the person is, and what they hold.
 _KEEP = ["face", "hair", "hands"]
@@ -109,48 +44,44 @@ BUILTIN_PRESETS: dict[str, dict[str, Any]] = {
 def _coerce_text(param: Param, text: str, source: str) -> Any:
     """Turn a metadata or environment string into the parameter's type (validated later)."""
     text = text.strip()
-    if param.kind.startswith("opt_") and text == "":
+    if param.optional and text == "":
         return None
-    if param.kind in {"int", "opt_int"}:
+    if param.type == "int":
         try:
             return int(text)
         except ValueError:
             raise RequestError(f"{param.name} (from {source})", f"must be an integer, got {text!r}") from None
-    if param.kind in {"float", "opt_float"}:
+    if param.type == "float":
         try:
             return float(text)
         except ValueError:
             raise RequestError(f"{param.name} (from {source})", f"must be a number, got {text!r}") from None
-    if param.kind == "str_list":
+    if param.type == "str_list":
         return [item.strip() for item in text.split(",") if item.strip()]
-    return text  # str, opt_str, bool, opt_bool (get_bool reads "true"/"false", "yes"/"no")
+    return text  # str, bool (get_bool reads "true"/"false", "yes"/"no")
+
+
+_READERS: dict[str, Callable[..., Any]] = {
+    "str": validation.get_str,
+    "int": validation.get_int,
+    "float": validation.get_float,
+    "bool": validation.get_bool,
+    "str_list": validation.get_str_list,
+}
 
 
 def _validate(param: Param, value: Any, source: str) -> Any:
     """Check one value against its parameter's type and limits; RequestError names field and source."""
     label = param.name if source == "input" else f"{param.name} (from {source})"
     if value is None:
-        if param.kind.startswith("opt_"):
+        if param.optional:
             return None
         raise RequestError(label, "must not be null")
     payload = {param.name: value}
-    readers: dict[str, Callable[..., Any]] = {
-        "str": validation.get_str,
-        "opt_str": validation.get_str,
-        "int": validation.get_int,
-        "opt_int": validation.get_int,
-        "float": validation.get_float,
-        "opt_float": validation.get_float,
-        "bool": validation.get_bool,
-        "opt_bool": validation.get_bool,
-        "str_list": validation.get_str_list,
-    }
     try:
-        result = readers[param.kind](payload, param.name, None, **param.limits)
-        if param.name == "adapter" and result is not None:
-            contract.check_adapter_spec(result)
-        if param.name == "garment_image" and result is not None:
-            contract.parse_versioned_s3_uri(result, field=param.name)
+        result = _READERS[param.type or "str"](payload, param.name, None, **param.limits)
+        if param.check is not None and result is not None:
+            param.check(result)
     except RequestError as exc:
         raise RequestError(label, exc.detail) from None
     return result
@@ -171,11 +102,29 @@ def validate_layer(values: Mapping[str, Any], source: str, *, from_text: bool = 
     return out
 
 
+def _admits_empty(param: Param) -> bool:
+    """Whether an empty text is a value of ``param`` (unset, no items, an empty string)."""
+    return (
+        param.optional
+        or param.type == "str_list"
+        or (param.type == "str" and param.limits.get("allow_empty", True))
+    )
+
+
 def template_defaults(env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Every parameter's default: the code default, replaced by its ``TRYON_DEFAULT_*`` variable."""
+    """Every parameter's default: the schema's, replaced by its ``TRYON_DEFAULT_*`` variable.
+
+    The template sets every variable (docs/schema.md). An empty one means what an empty text means
+    for that parameter (unset, no items, an empty string); where nothing empty is a value (a
+    number, a required text), the schema's default stands.
+    """
     env = os.environ if env is None else env
-    overrides = {p.name: env[p.env] for p in PARAMS if p.env and env.get(p.env) not in (None, "")}
-    values = {p.name: p.default for p in PARAMS}
+    overrides = {
+        p.name: env[p.env]
+        for p in PARAMS
+        if p.env and env.get(p.env) is not None and (env[p.env].strip() or _admits_empty(p))
+    }
+    values = {p.name: list(p.default) if p.type == "str_list" else p.default for p in PARAMS}
     values.update(validate_layer(overrides, "template defaults", from_text=True))
     return values
 
@@ -206,7 +155,7 @@ def metadata_overrides(metadata: Mapping[str, str]) -> tuple[dict[str, Any], str
     preset: str | None = None
     ignored: list[str] = []
     for key, raw in metadata.items():
-        name = key.lower().removeprefix("x-amz-meta-").replace("-", "_")
+        name = key.lower().removeprefix("x-amz-meta-").replace("-", "_")  # the rows' metadata_key, read back
         if name == "preset":
             preset = raw.strip() or None
         elif name in PARAM_NAMES:
@@ -230,7 +179,10 @@ def to_metadata(overrides: Mapping[str, Any], preset: str | None = None) -> dict
             return ",".join(str(v) for v in value)
         return str(value)
 
-    metadata = {name.replace("_", "-"): text(value) for name, value in overrides.items() if value is not None}
+    def meta_key(name: str) -> str:
+        return _BY_NAME[name].metadata_key if name in _BY_NAME else name.replace("_", "-")
+
+    metadata = {meta_key(name): text(value) for name, value in overrides.items() if value is not None}
     if preset:
         metadata["preset"] = preset
     for key, value in metadata.items():
@@ -238,7 +190,7 @@ def to_metadata(overrides: Mapping[str, Any], preset: str | None = None) -> dict
             raise RequestError(key, "S3 metadata must be ASCII; use a console input for other characters")
     # Prepare's own validation, so bad values fail before upload; unlike Prepare (which ignores
     # metadata other tools set) an unknown name here is a typo and is refused.
-    named = {name: metadata[name.replace("_", "-")] for name, value in overrides.items() if value is not None}
+    named = {name: metadata[meta_key(name)] for name, value in overrides.items() if value is not None}
     validate_layer(named, "metadata", from_text=True)
     return metadata
 

@@ -6,21 +6,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from tryon.core import schema
+from tryon.core.schema import ENDPOINT_KINDS
+
 #: Image suffixes the EventBridge rule forwards and Prepare accepts.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 #: endpoint kind -> the environment variable holding its serving mode (template parameter ``<Kind>Mode``)
-MODE_VARIABLES = {
-    "clipseg": "TRYON_CLIPSEG_MODE",
-    "sd_inpaint": "TRYON_INPAINT_MODE",
-    "sd_upscale": "TRYON_UPSCALE_MODE",
-}
+MODE_VARIABLES = {row.kind: row.mode_variable for row in ENDPOINT_KINDS}
 #: endpoint kind -> the environment variable naming the instance type the stack configured for it
 #: (template parameter ``<Kind>InstanceType``), which the manifest's ``cost`` records (docs/cost.md)
-INSTANCE_TYPE_VARIABLES = {
-    "clipseg": "TRYON_CLIPSEG_INSTANCE_TYPE",
-    "sd_inpaint": "TRYON_INPAINT_INSTANCE_TYPE",
-    "sd_upscale": "TRYON_UPSCALE_INSTANCE_TYPE",
-}
+INSTANCE_TYPE_VARIABLES = {row.kind: row.instance_type_variable for row in ENDPOINT_KINDS}
 
 
 def _prefix(value: str) -> str:
@@ -55,6 +50,7 @@ class Settings:
     garment_prefix: str = "garments/"
     results_prefix: str = "results/"
     failures_prefix: str = "failures/"
+    #: endpoint names, one per kind (``tryon.core.schema.Kind.settings_attribute``)
     clipseg_endpoint: str = ""
     inpaint_endpoint: str = ""
     upscale_endpoint: str = ""
@@ -78,6 +74,10 @@ class Settings:
     adapter_bucket: str = ""
     adapter_prefix: str = "adapters/"
 
+    def endpoint(self, kind: str) -> str:
+        """The endpoint name of an endpoint kind (empty: none configured)."""
+        return str(getattr(self, schema.kind(kind).settings_attribute))
+
     def mode(self, kind: str) -> str:
         """The serving mode of an endpoint kind (``realtime`` unless configured)."""
         return dict(self.modes).get(kind, "realtime")
@@ -97,9 +97,7 @@ class Settings:
             input_prefix=_prefix(env.get("TRYON_INPUT_PREFIX", "inputs/")),
             results_prefix=_prefix(env.get("TRYON_RESULTS_PREFIX", "results/")),
             failures_prefix=_prefix(env.get("TRYON_FAILURES_PREFIX", "failures/")),
-            clipseg_endpoint=env.get("TRYON_CLIPSEG_ENDPOINT", ""),
-            inpaint_endpoint=env.get("TRYON_INPAINT_ENDPOINT", ""),
-            upscale_endpoint=env.get("TRYON_UPSCALE_ENDPOINT", ""),
+            **{row.settings_attribute: env.get(row.endpoint_variable, "") for row in ENDPOINT_KINDS},
             max_input_bytes=_limit(env, "TRYON_MAX_INPUT_BYTES", "DEFAULT_MAX_BYTES"),
             max_input_pixels=_limit(env, "TRYON_MAX_INPUT_PIXELS", "DEFAULT_MAX_PIXELS"),
             notification_topic_arn=env.get("TRYON_NOTIFICATION_TOPIC_ARN", ""),

@@ -17,9 +17,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tryon.core import schema
 from tryon.core.contract import COMPUTE_SECONDS, versioned_s3_uri
 from tryon.core.kinds import EndpointKind
-from tryon.workflow import claim, clients, endpoints, garment, layout, report, storage
+from tryon.workflow import claim, clients, endpoints, layout, report, storage
 from tryon.workflow.jobid import fallback_job_id
 from tryon.workflow.settings import Settings
 from tryon.workflow.state import (
@@ -96,15 +97,10 @@ def _written_keys(result: Mapping[str, Any], *, endpoint: str, job: Job, count: 
 
 def _segment_requests(state: SegmentInput) -> list[dict[str, Any]]:
     job = state["job"]
-    p = job["params"]
     return [
         {
             "image": _input_uri(job),
-            "queries": [p["query"]],
-            "negative_queries": p["negative_queries"],
-            "threshold": p["threshold"],
-            "dilate": p["dilate"],
-            "feather": p["feather"],
+            **schema.request_fields("clipseg", job["params"]),
             "output": _output_prefix(job),
             "output_name": layout.MASK_STEM,
         }
@@ -129,42 +125,21 @@ def _segment_result(state: SegmentInput, results: list[dict[str, Any]], elapsed_
 
 
 def _inpaint_requests(state: InpaintInput) -> list[dict[str, Any]]:
+    """The job's inpainting fields by the schema's send rules: an optional one (sampler, adapter,
+    garment image, the SDXL refiner's) only when set, so an endpoint is never sent a field it
+    would refuse (an SD 2 model has no refiner); with ``use_refiner`` false, refiner steps and
+    strength are not sent."""
     job = state["job"]
-    p = job["params"]
     out = job["output"]
-    request: dict[str, Any] = {
-        "image": _input_uri(job),
-        "mask": layout.s3_uri(out["bucket"], state["segment"]["mask_key"]),
-        "prompt": p["prompt"],
-        "negative_prompt": p["negative_prompt"],
-        "steps": p["steps"],
-        "guidance_scale": p["guidance_scale"],
-        "strength": p["strength"],
-        "num_images": p["num_images"],
-        "seed": p["seed"],
-        "output": _output_prefix(job),
-        "output_name": layout.INPAINTED_STEM,
-    }
-    if p["sampler"]:
-        request["sampler"] = p["sampler"]
-    if p["adapter"]:
-        request["adapter"] = p["adapter"]
-        request["adapter_scale"] = p["adapter_scale"]
-    request.update(garment.inpaint_fields(job))
-    request.update(_refiner_fields(p))
-    return [request]
-
-
-#: The SDXL refiner's job parameters, named as the inpainting endpoint's fields.
-REFINER_FIELDS = ("use_refiner", "refiner_steps", "refiner_strength")
-
-
-def _refiner_fields(p: dict[str, Any]) -> dict[str, Any]:
-    """The refiner fields the job sets, and only those: an endpoint without a refiner (SD 2) is
-    never sent one it would refuse. With ``use_refiner`` false, steps and strength are not sent."""
-    if p.get("use_refiner") is False:
-        return {"use_refiner": False}
-    return {name: p[name] for name in REFINER_FIELDS if p.get(name) is not None}
+    return [
+        {
+            "image": _input_uri(job),
+            "mask": layout.s3_uri(out["bucket"], state["segment"]["mask_key"]),
+            **schema.request_fields("sd_inpaint", job["params"]),
+            "output": _output_prefix(job),
+            "output_name": layout.INPAINTED_STEM,
+        }
+    ]
 
 
 def _inpaint_result(state: InpaintInput, results: list[dict[str, Any]], elapsed_ms: float) -> InpaintResult:
@@ -194,16 +169,13 @@ def _upscale_seeds(state: UpscaleInput) -> list[int]:
 
 def _upscale_requests(state: UpscaleInput) -> list[dict[str, Any]]:
     job = state["job"]
-    p = job["params"]
     out = job["output"]
+    fields = schema.request_fields("sd_upscale", job["params"])
     return [
         {
             "image": layout.s3_uri(out["bucket"], source_key),
-            "prompt": p["prompt"],
-            "negative_prompt": p["negative_prompt"],
-            "steps": p["upscale_steps"],
-            "noise_level": p["noise_level"],
-            "seed": seed,
+            **fields,
+            "seed": seed,  # each image's own: the one its inpainting used
             "output": _output_prefix(job),
             "output_name": layout.upscaled_stem(i),
         }
