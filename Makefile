@@ -16,7 +16,7 @@ TINY := .cache/tiny-models
 export HF_HUB_OFFLINE ?= 1
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: venv serving-venv tools tiny-models demo test lint format bench constraints clean image-mappings sam-build
+.PHONY: venv serving-venv tools tiny-models demo test lint format bench constraints clean image-mappings sam-build schema-blocks
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -85,6 +85,11 @@ bench: venv tiny-models
 # After upgrading the sagemaker SDK: regenerate template.yaml's serving-image Mappings from its config.
 image-mappings: venv
 	$(BIN)/python -m tryon.aws.image_uris --write-template template.yaml
+
+# After changing a row of src/tryon/core/schema.py: rewrite template.yaml's job-default blocks and
+# docs/workflow.md's parameter table from the rows (tests/static/test_schema_template.py checks them).
+schema-blocks: venv
+	$(BIN)/python -m tryon.aws.schema_blocks --write
 
 # After changing dependencies: re-resolve without the old pins and record what resolved.
 constraints:

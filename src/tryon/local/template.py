@@ -44,6 +44,48 @@ def load_template(path: str | Path) -> dict[str, Any]:
         return yaml.load(fh, Loader=_CfnLoader)  # a SafeLoader subclass
 
 
+def _number_text(value: Any) -> str:
+    number = float(value)
+    return str(int(number)) if number.is_integer() else str(number)
+
+
+def check_parameter(name: str, spec: Mapping[str, Any], value: str) -> None:
+    """Refuse a parameter value CloudFormation would refuse (its type, length, range, values, pattern).
+
+    ValueError names the parameter, the value and the constraint, so a local stack never takes
+    a value a deploy would fail on.
+    """
+
+    def refuse(why: str) -> ValueError:
+        return ValueError(f"template parameter {name}: {value!r} {why} (CloudFormation refuses it)")
+
+    kind = spec.get("Type", "String")
+    if kind == "Number":
+        try:
+            number = float(value)
+        except ValueError:
+            raise refuse("is not a number") from None
+        if "MinValue" in spec and number < float(spec["MinValue"]):
+            raise refuse(f"is below its MinValue {spec['MinValue']}")
+        if "MaxValue" in spec and number > float(spec["MaxValue"]):
+            raise refuse(f"is above its MaxValue {spec['MaxValue']}")
+    elif kind == "String":
+        if "MinLength" in spec and len(value) < int(spec["MinLength"]):
+            raise refuse(f"is shorter than its MinLength {spec['MinLength']}")
+        if "MaxLength" in spec and len(value) > int(spec["MaxLength"]):
+            raise refuse(f"is longer than its MaxLength {spec['MaxLength']}")
+        if "AllowedPattern" in spec and not re.fullmatch(spec["AllowedPattern"], value):
+            raise refuse(f"does not match its AllowedPattern {spec['AllowedPattern']}")
+    if "AllowedValues" in spec:
+        allowed = [str(v) for v in spec["AllowedValues"]]
+        if kind == "Number":
+            ok = _number_text(value) in {_number_text(v) for v in allowed}
+        else:
+            ok = value in allowed
+        if not ok:
+            raise refuse(f"is not one of its AllowedValues {', '.join(allowed)}")
+
+
 class SamTemplate:
     """A parsed template plus the values its parameters and resources take in one local stack.
 
@@ -68,6 +110,8 @@ class SamTemplate:
             raise KeyError(f"unknown template parameter(s): {', '.join(unknown)}")
         self.parameters = {name: str(spec.get("Default", "")) for name, spec in declared.items()}
         self.parameters.update({k: str(v) for k, v in (parameters or {}).items()})
+        for name, spec in declared.items():
+            check_parameter(name, spec, self.parameters[name])
         self.pseudo = {
             "AWS::Region": region,
             "AWS::AccountId": account,
