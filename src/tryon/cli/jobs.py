@@ -12,20 +12,15 @@ import typer
 
 from tryon.aws.executions import ExecutionResult, StateEvent, format_event
 from tryon.cli import EXIT_OK, EXIT_WORKFLOW_FAILED, app, fail
+from tryon.cli.job_options import job_options
 from tryon.cli.output import emit_json, function_log_level
 from tryon.cli.sessions import Profile, Region
 from tryon.core import schema
 from tryon.core.kinds import check_kind, check_mode
 from tryon.core.schema import TINY_MODEL_FOLDERS
 
-# Per-job overrides shared by `run` and `submit` (see docs/workflow.md for every parameter).
-Query = Annotated[str | None, typer.Option(help="What to mask, e.g. 'a skirt'.")]
-Prompt = Annotated[str | None, typer.Option(help="What to paint into the mask.")]
-NegativePrompt = Annotated[str | None, typer.Option(help="What to keep out of the painting.")]
-Steps = Annotated[int | None, typer.Option(help="Diffusion steps (1-150).")]
-Seed = Annotated[int | None, typer.Option(help="Seed; absent: derived from the job id.")]
-NumImages = Annotated[int | None, typer.Option(help="Images to paint (1-4).")]
-Adapter = Annotated[str | None, typer.Option(help="LoRA adapter: a name on the endpoint or s3://.../.")]
+# Per-job overrides shared by `run` and `submit`: one option per job parameter (tryon.cli.job_options,
+# from the schema's rows; docs/workflow.md lists every parameter), and these.
 Preset = Annotated[
     str | None,
     typer.Option(
@@ -33,22 +28,12 @@ Preset = Annotated[
         "lower-body, dress, full-body, footwear); or your own."
     ),
 ]
-Upscale = Annotated[bool | None, typer.Option("--upscale/--no-upscale", help="Upscale x4 (if configured).")]
 Garment = Annotated[
     Path | None,
     typer.Option(
         help="The garment's product photo (packshot): conditions the painting (needs an IP-Adapter)."
     ),
 ]
-Refiner = Annotated[
-    bool | None,
-    typer.Option(
-        "--refiner/--no-refiner",
-        help="SDXL refiner pass (SDXL endpoints packaged with a refiner); absent: the endpoint's choice.",
-    ),
-]
-RefinerSteps = Annotated[int | None, typer.Option(help="SDXL refiner steps (1-150; runs steps x strength).")]
-RefinerStrength = Annotated[float | None, typer.Option(help="SDXL refiner strength (0 < s <= 1).")]
 Modes = Annotated[
     list[str],
     typer.Option(
@@ -65,8 +50,9 @@ Json = Annotated[
 ]
 
 
-def _overrides(sets: list[str], **named: Any) -> dict[str, Any]:
-    values = {name: value for name, value in named.items() if value is not None}
+def _overrides(sets: list[str], named: dict[str, Any]) -> dict[str, Any]:
+    """The job options given, then each ``--set NAME=VALUE`` (any parameter, by its job name)."""
+    values = dict(named)
     for item in sets:
         name, sep, value = item.partition("=")
         if not sep or not name:
@@ -261,21 +247,12 @@ def demo(
 
 
 @app.command("run")
+@job_options
 def run_(
     image: Annotated[Path, typer.Argument(help="Your photo (JPEG, PNG or WebP).")],
-    query: Query = None,
-    prompt: Prompt = None,
-    negative_prompt: NegativePrompt = None,
-    steps: Steps = None,
-    seed: Seed = None,
-    num_images: NumImages = None,
-    adapter: Adapter = None,
+    overrides: dict[str, Any],
     preset: Preset = None,
-    upscale: Upscale = None,
     garment: Garment = None,
-    refiner: Refiner = None,
-    refiner_steps: RefinerSteps = None,
-    refiner_strength: RefinerStrength = None,
     set_: Sets = [],  # noqa: B006
     models: Annotated[
         list[str],
@@ -287,20 +264,7 @@ def run_(
     as_json: Json = False,
 ) -> None:
     """The local workflow on your own photo, with your own (or the tiny) checkpoints."""
-    overrides = _overrides(
-        set_,
-        query=query,
-        prompt=prompt,
-        negative_prompt=negative_prompt,
-        steps=steps,
-        seed=seed,
-        num_images=num_images,
-        adapter=adapter,
-        upscale=upscale,
-        use_refiner=refiner,
-        refiner_steps=refiner_steps,
-        refiner_strength=refiner_strength,
-    )
+    overrides = _overrides(set_, overrides)
     raise typer.Exit(
         _run_locally(
             image,
@@ -308,7 +272,7 @@ def run_(
             models=models,
             out=out,
             preset=preset,
-            upscale=upscale,
+            upscale=overrides.get("upscale"),
             progress=progress,
             as_json=as_json,
             modes=mode,
@@ -329,22 +293,13 @@ Timeout = Annotated[float, typer.Option(help="Seconds to wait for the execution.
 
 
 @app.command()
+@job_options
 def submit(
     image: Annotated[Path, typer.Argument(help="Your photo (JPEG, PNG or WebP).")],
     stack: StackName,
-    query: Query = None,
-    prompt: Prompt = None,
-    negative_prompt: NegativePrompt = None,
-    steps: Steps = None,
-    seed: Seed = None,
-    num_images: NumImages = None,
-    adapter: Adapter = None,
+    overrides: dict[str, Any],
     preset: Preset = None,
-    upscale: Upscale = None,
     garment: Garment = None,
-    refiner: Refiner = None,
-    refiner_steps: RefinerSteps = None,
-    refiner_strength: RefinerStrength = None,
     set_: Sets = [],  # noqa: B006
     name: Annotated[
         str | None, typer.Option(help="Object name under the input prefix (default: file name).")
@@ -367,20 +322,7 @@ def submit(
     from tryon.local.runner import check_photo
     from tryon.workflow import params
 
-    overrides = _overrides(
-        set_,
-        query=query,
-        prompt=prompt,
-        negative_prompt=negative_prompt,
-        steps=steps,
-        seed=seed,
-        num_images=num_images,
-        adapter=adapter,
-        upscale=upscale,
-        use_refiner=refiner,
-        refiner_steps=refiner_steps,
-        refiner_strength=refiner_strength,
-    )
+    overrides = _overrides(set_, overrides)
     check_photo(image, name=name)  # before any AWS call
     if garment is not None:
         check_photo(garment, field="--garment")
