@@ -23,6 +23,7 @@ from tryon.core import schema
 from tryon.core.errors import RequestError
 from tryon.core.kinds import CONTAINER_ENVIRONMENT, KINDS
 from tryon.core.kinds import EndpointMode as Mode
+from tryon.core.s3uri import parse_s3_uri
 
 #: Instance defaults per kind (CLIPSeg runs fine on CPU): the kinds' rows, as the template's.
 DEFAULT_INSTANCE = {row.kind: row.default_instance_type for row in schema.ENDPOINT_KINDS}
@@ -313,7 +314,7 @@ def s3_artifact_digest(url: str, session: Any, *, field: str) -> str:
     """``etag:<etag>`` of an artefact given as an s3:// URI; RequestError when it does not exist."""
     from botocore.exceptions import ClientError
 
-    bucket, _, key = url.removeprefix("s3://").partition("/")
+    bucket, key = parse_s3_uri(url, field=field)
     try:
         head = session.client("s3").head_object(Bucket=bucket, Key=key)
     except ClientError as exc:

@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from tryon.core import imaging
 from tryon.core.errors import RequestError
+from tryon.core.s3uri import parse_s3_uri
 
 #: Outputs of template.yaml that the CLI relies on.
 REQUIRED_OUTPUTS = ("InputBucketName", "OutputBucketName", "InputPrefix", "StateMachineArn")
@@ -119,7 +120,7 @@ def _execution_object(sfn: Any, execution_arn: str) -> tuple[str, str] | None:
         detail = event["detail"]
         return detail.get("bucket", {}).get("name", ""), detail.get("object", {}).get("key", "")
     if isinstance(event.get("image"), str) and event["image"].startswith("s3://"):
-        return imaging.parse_s3_uri(event["image"], field="image")
+        return parse_s3_uri(event["image"], field="image")
     return None
 
 
@@ -168,7 +169,7 @@ def resolve_execution(sfn: Any, stack: Stack, ref: str) -> str:
 
 def result_keys(s3: Any, artifact_uri: str) -> tuple[str, list[str]]:
     """(bucket, keys) of everything an execution wrote: its result prefix, or its failure record."""
-    bucket, key = imaging.parse_s3_uri(artifact_uri, field="artifact")
+    bucket, key = parse_s3_uri(artifact_uri, field="artifact")
     prefix = key.rsplit("/", 1)[0] + "/" if key.endswith("/manifest.json") else key
     keys: list[str] = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):

@@ -181,13 +181,13 @@ def _follow(sfn: Any, arn: str, on_progress: Callable[[Any], None], poll_s: floa
 def _outcome(s3: Any, described: Mapping[str, Any], out: Path, as_json: bool) -> int:
     """Download the report (and contact sheets) of an ended batch execution; the exit code."""
     from tryon.aws.batch_progress import report_uri
-    from tryon.core import imaging
+    from tryon.core.s3uri import parse_s3_uri
 
     cause = described.get("cause")
     uri = report_uri(json.loads(described.get("output") or "null"), cause)
     if uri is None:
         return _finish(described["status"].lower(), None, None, cause=cause, as_json=as_json)
-    bucket, key = imaging.parse_s3_uri(uri, field="report")
+    bucket, key = parse_s3_uri(uri, field="report")
     prefix = key.rsplit("/", 1)[0] + "/"
     report = json.loads(s3.get_object(Bucket=bucket, Key=prefix + "report.json")["Body"].read())
     target = out / report["batch_id"]

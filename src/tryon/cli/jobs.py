@@ -318,7 +318,7 @@ def submit(
     """
     from tryon.aws import stack as stacks
     from tryon.aws.executions import follow_execution
-    from tryon.core.contract import versioned_s3_uri
+    from tryon.core.s3uri import s3_uri
     from tryon.local.runner import check_photo
     from tryon.workflow import params
 
@@ -331,7 +331,7 @@ def submit(
     found = stacks.find_stack(cfn, stack)
     if garment is not None:
         packshot = stacks.upload_garment(s3, found, garment)
-        garment_uri = versioned_s3_uri(packshot.bucket, packshot.key, packshot.version_id)
+        garment_uri = s3_uri(packshot.bucket, packshot.key, packshot.version_id)
         typer.echo(f"uploaded the garment {garment_uri}", err=as_json)
         metadata = params.to_metadata({**overrides, "garment_image": garment_uri}, preset)
     upload = stacks.upload_photo(s3, found, image, name=name, metadata=metadata)

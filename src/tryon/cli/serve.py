@@ -79,8 +79,8 @@ def apply_async_output(
     """``configs`` whose async endpoints write to ``output`` (errors: ``failure``) and notify the topics."""
     import dataclasses
 
-    from tryon.core.contract import parse_versioned_s3_uri
     from tryon.core.errors import RequestError
+    from tryon.core.s3uri import parse_versioned_s3_uri
     from tryon.server.async_api import AsyncOutput
 
     asynchronous = [cfg.name for cfg in configs if cfg.mode == "async"]

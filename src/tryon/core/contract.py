@@ -21,6 +21,7 @@ from typing import Any, Literal
 from tryon.core import validation
 from tryon.core.errors import RequestError
 from tryon.core.kinds import EndpointKind
+from tryon.core.s3uri import parse_s3_prefix
 
 MAX_SEED = 2**32 - 1
 #: Adapter names: a folder name under ``adapters/``; no slashes and no leading dot (no path traversal).
@@ -201,29 +202,6 @@ SD_UPSCALE = EndpointContract(
 CONTRACTS: dict[EndpointKind, EndpointContract] = {c.kind: c for c in (CLIPSEG, SD_INPAINT, SD_UPSCALE)}
 
 
-#: ``?versionId=...`` at the end of an image URI names one version of the object.
-_VERSION_SUFFIX = re.compile(r"\?versionId=([A-Za-z0-9._+=-]{1,1024})$")
-
-
-def parse_versioned_s3_uri(uri: str, *, field: str) -> tuple[str, str, str | None]:
-    """(bucket, key, version id or None) of ``s3://bucket/key`` or ``s3://bucket/key?versionId=V``."""
-    version = None
-    if isinstance(uri, str) and (match := _VERSION_SUFFIX.search(uri)):
-        uri, version = uri[: match.start()], match.group(1)
-    bucket, _, key = (
-        uri[5:].partition("/") if isinstance(uri, str) and uri.startswith("s3://") else ("", "", "")
-    )
-    if not bucket or not key:
-        raise RequestError(field, f"must be an s3://bucket/key URI, got {uri!r}")
-    return bucket, key, version
-
-
-def versioned_s3_uri(bucket: str, key: str, version_id: str | None) -> str:
-    """``s3://bucket/key``, with ``?versionId=V`` when a version is named (what endpoints read)."""
-    uri = f"s3://{bucket}/{key}"
-    return f"{uri}?versionId={version_id}" if version_id and version_id != "null" else uri
-
-
 def upscale_max_side() -> int:
     """Largest side the upscaler takes: ``TRYON_UPSCALE_MAX_TILED_SIDE`` (default 2048), capped by 8192/4.
 
@@ -263,9 +241,7 @@ def read_output(contract: EndpointContract, payload: Mapping[str, Any]) -> tuple
         if payload.get("output_name") is not None:
             raise RequestError("output_name", "needs output (the s3://bucket/prefix/ to write to)")
         return None
-    if not isinstance(uri, str) or not uri.startswith("s3://"):
-        raise RequestError("output", f"must be an s3://bucket/prefix/ URI, got {uri!r}")
-    bucket, _, prefix = uri[5:].partition("/")
+    bucket, prefix = parse_s3_prefix(uri, field="output")
     if not bucket or not prefix.endswith("/") or "//" in prefix or len(uri) > 1024:
         raise RequestError("output", f"must be s3://bucket/prefix/ (ending with '/'), got {uri!r}")
     name = contract.read(payload, "output_name")

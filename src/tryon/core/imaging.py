@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from tryon.core.errors import RequestError
+from tryon.core.s3uri import parse_s3_uri as parse_s3_uri  # where the handlers' tests find it
 
 ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "WEBP"})
 #: 8 MiB of encoded bytes per image.
@@ -129,13 +130,3 @@ def b64decode(text: str, *, field: str) -> bytes:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise RequestError(field, "is neither valid base64 nor an s3:// URI") from exc
-
-
-def parse_s3_uri(uri: str, *, field: str) -> tuple[str, str]:
-    """Split ``s3://bucket/key`` into (bucket, key); RequestError if malformed."""
-    if not isinstance(uri, str) or not uri.startswith("s3://"):
-        raise RequestError(field, f"must be an s3://bucket/key URI, got {uri!r}")
-    bucket, _, key = uri[5:].partition("/")
-    if not bucket or not key:
-        raise RequestError(field, f"must be an s3://bucket/key URI, got {uri!r}")
-    return bucket, key

@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 from tryon.core import contract
 from tryon.core.kinds import KINDS, EndpointKind, EndpointMode
+from tryon.core.s3uri import parse_versioned_s3_uri
 
 # ---------------------------------------------------------------------------- endpoint kinds
 
@@ -323,7 +324,7 @@ def _check_adapter(value: Any) -> None:
 
 
 def _check_s3_image(value: Any) -> None:
-    contract.parse_versioned_s3_uri(value, field="garment_image")
+    parse_versioned_s3_uri(value, field="garment_image")
 
 
 _SEG, _INP, _UP = contract.CLIPSEG, contract.SD_INPAINT, contract.SD_UPSCALE

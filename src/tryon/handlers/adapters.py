@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tryon.core import imaging
 from tryon.core.contract import ADAPTER_NAME_PATTERN, check_adapter_spec
 from tryon.core.errors import RequestError
+from tryon.core.s3uri import parse_s3_uri
 
 FIELD = "adapter"
 DEFAULT_NAME = "default"
@@ -99,7 +99,7 @@ def _download_s3_prefix(uri: str, cache_root: Path) -> Path:
     """Download the ``*.safetensors`` files under an S3 prefix once; return the local folder."""
     from tryon.handlers.s3io import classify, s3_client
 
-    bucket, prefix = imaging.parse_s3_uri(uri, field=FIELD)
+    bucket, prefix = parse_s3_uri(uri, field=FIELD)
     target = cache_root / hashlib.sha256(uri.encode()).hexdigest()[:24]
     if weight_file(target):
         return target

@@ -23,6 +23,7 @@ from PIL import Image
 from tryon.core import imaging
 from tryon.core.contract import MAX_SEED, WAITING_PHASES
 from tryon.core.errors import RequestError
+from tryon.core.s3uri import is_s3_uri
 
 JSON_CONTENT_TYPE = "application/json"
 #: Largest request body a handler accepts (SageMaker real-time caps payloads at 6 MB;
@@ -102,7 +103,7 @@ def json_response(prediction: Mapping[str, Any], accept: str | None) -> str:
 
 def read_image_bytes(value: Any, *, field: str) -> bytes:
     """Bytes of an image field: base64 text (``data:`` URLs too) or ``s3://bucket/key[?versionId=V]``."""
-    if isinstance(value, str) and value.startswith("s3://"):
+    if is_s3_uri(value):
         from tryon.handlers import s3io
 
         return s3io.read_object(value, field=field)

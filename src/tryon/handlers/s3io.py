@@ -24,6 +24,7 @@ from PIL import Image
 
 from tryon.core import contract, imaging
 from tryon.core.errors import DependencyUnavailable, RequestError
+from tryon.core.s3uri import parse_versioned_s3_uri
 
 #: S3 error codes that mean the request named something it may not read or that is not there.
 _CLIENT_CODES = frozenset(
@@ -81,7 +82,7 @@ def classify(exc: Exception, *, field: str, uri: str, action: str) -> Exception:
 
 def read_object(uri: str, *, field: str, max_bytes: int = imaging.DEFAULT_MAX_BYTES) -> bytes:
     """Bytes of ``s3://bucket/key[?versionId=V]`` (that version when named), at most ``max_bytes``."""
-    bucket, key, version = contract.parse_versioned_s3_uri(uri, field=field)
+    bucket, key, version = parse_versioned_s3_uri(uri, field=field)
     kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
     if version:
         kwargs["VersionId"] = version

@@ -34,6 +34,7 @@ import boto3
 
 from tryon.aws.executions import ExecutionResult, StateEvent, follow_execution
 from tryon.core.kinds import check_kind, check_mode
+from tryon.core.s3uri import bucket_and_key, s3_uri
 from tryon.core.schema import ENDPOINT_KINDS
 from tryon.local import faults, lambda_env, moto_patches, provision
 from tryon.local.events import s3_object_created
@@ -63,13 +64,6 @@ def default_template_path() -> Path:
         return Path(os.environ["TRYON_TEMPLATE"])
     repo = Path(__file__).resolve().parents[3] / "template.yaml"
     return repo if repo.exists() else Path("template.yaml")
-
-
-def _split_s3(uri_or_key: str, default_bucket: str) -> tuple[str, str]:
-    if uri_or_key.startswith("s3://"):
-        bucket, _, key = uri_or_key[5:].partition("/")
-        return bucket, key
-    return default_bucket, uri_or_key
 
 
 class LocalWorkflow:
@@ -247,8 +241,8 @@ class LocalWorkflow:
 
         prefix = self.template.parameters["AsyncPrefix"]
         return AsyncOutput(
-            output_path=layout.s3_uri(self.output_bucket, prefix + layout.ASYNC_OUTPUTS),
-            failure_path=layout.s3_uri(self.output_bucket, prefix + layout.ASYNC_ERRORS),
+            output_path=s3_uri(self.output_bucket, prefix + layout.ASYNC_OUTPUTS),
+            failure_path=s3_uri(self.output_bucket, prefix + layout.ASYNC_ERRORS),
             success_topic=self.template.resources[ASYNC_SUCCESS_TOPIC_ID]["Ref"],
             error_topic=self.template.resources[ASYNC_ERROR_TOPIC_ID]["Ref"],
         )
@@ -378,7 +372,7 @@ class LocalWorkflow:
 
     def read_bytes(self, uri_or_key: str) -> bytes:
         """An object's bytes (an ``s3://`` URI, or a key in the output bucket)."""
-        bucket, key = _split_s3(uri_or_key, self.output_bucket)
+        bucket, key = bucket_and_key(uri_or_key, self.output_bucket)
         return self.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
 
     def read_json(self, uri_or_key: str) -> Any:
@@ -404,7 +398,7 @@ class LocalWorkflow:
 
     def download_results(self, prefix_or_manifest: str, out_dir: str | os.PathLike[str]) -> list[Path]:
         """Copy a result prefix (or the prefix of a manifest URI) from the output bucket to ``out_dir``."""
-        bucket, prefix = _split_s3(prefix_or_manifest, self.output_bucket)
+        bucket, prefix = bucket_and_key(prefix_or_manifest, self.output_bucket)
         if not prefix.endswith("/"):
             prefix = prefix.rpartition("/")[0] + "/"
         out = Path(out_dir)

@@ -103,7 +103,7 @@ def run_photo(
     functions' structured logs (on stderr; ``CRITICAL`` keeps them quiet).
     """
     from tryon.aws.stack import Stack, Upload, find_execution
-    from tryon.core.contract import versioned_s3_uri
+    from tryon.core.s3uri import s3_uri
     from tryon.local.harness import LocalWorkflow
 
     header = check_photo(photo)
@@ -121,7 +121,7 @@ def run_photo(
         if garment is not None and garment_header is not None:
             key = wf.template.parameters["GarmentPrefix"] + garment.name
             put = wf.upload(garment, key, content_type=CONTENT_TYPES[garment_header.format])
-            uri = versioned_s3_uri(put["bucket"], put["key"], put["version_id"])
+            uri = s3_uri(put["bucket"], put["key"], put["version_id"])
             metadata = params.to_metadata({**overrides, "garment_image": uri}, preset)
             on_status(f"uploaded the garment {uri}")
         content_type = CONTENT_TYPES[header.format]

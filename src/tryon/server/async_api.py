@@ -26,9 +26,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from tryon.core.contract import parse_versioned_s3_uri
 from tryon.core.errors import RequestError
 from tryon.core.kinds import MODE_LIMITS
+from tryon.core.s3uri import parse_versioned_s3_uri
 from tryon.handlers import cancellation
 
 log = logging.getLogger("tryon.server")

@@ -145,9 +145,9 @@ def upload_adapter(adapter_dir: str | Path, s3_uri: str, *, client: Any = None) 
         raise RequestError(
             "adapter_dir", f"{folder} holds no .safetensors file (expected {LORA_WEIGHTS_NAME})"
         )
-    bucket, _, prefix = s3_uri[5:].partition("/") if s3_uri.startswith("s3://") else ("", "", "")
-    if not bucket:
-        raise RequestError("s3_uri", f"must be an s3://bucket/prefix/ URI, got {s3_uri!r}")
+    from tryon.core.s3uri import parse_s3_prefix
+
+    bucket, prefix = parse_s3_prefix(s3_uri, field="s3_uri")
     prefix = prefix.strip("/")
     if client is None:
         import boto3

@@ -27,6 +27,7 @@ from typing import Any
 
 import tryon
 from tryon.core.errors import RequestError
+from tryon.core.s3uri import parse_s3_prefix
 
 #: Channels the entry script understands, in the order they are passed.
 CHANNELS = ("instance", "class", "masks", "base_model", "clipseg")
@@ -197,7 +198,7 @@ def launch(spec: LaunchSpec, *, boto_session: Any = None, wait: bool = False) ->
     output_path = spec.output_path.rstrip("/")
     # Code and drivers are staged next to the outputs (the role can already write there)
     # instead of in the account's default sagemaker-<region>-<account> bucket.
-    bucket, _, prefix = output_path[len("s3://") :].partition("/")
+    bucket, prefix = parse_s3_prefix(output_path, field="output_path")
     session = Session(
         boto_session=boto_session,
         sagemaker_config=TELEMETRY_OPT_OUT,

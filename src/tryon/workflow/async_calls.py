@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
+from tryon.core.s3uri import s3_uri
 from tryon.workflow import async_tokens, endpoints, layout, storage
 from tryon.workflow.settings import Settings
 from tryon.workflow.state import AsyncWait
@@ -75,7 +76,7 @@ def submit(payload: Mapping[str, Any]) -> Submitted:
             inference_id = async_tokens.inference_id(task_id, index)
             key = layout.async_request_key(settings.async_prefix, job["job_id"], inference_id)
             storage.put_json(settings.output_bucket, key, request)
-            uri = layout.s3_uri(settings.output_bucket, key)
+            uri = s3_uri(settings.output_bucket, key)
             endpoints.invoke_async(endpoint, uri, inference_id, settings.async_invocation_seconds)
             ids.append(inference_id)
     except Exception:

@@ -26,8 +26,8 @@ from typing import Any, TypedDict
 
 from botocore.exceptions import ClientError
 
-from tryon.core.contract import parse_versioned_s3_uri
 from tryon.core.errors import RequestError
+from tryon.core.s3uri import parse_versioned_s3_uri
 from tryon.workflow import async_tokens, clients, endpoints, storage
 from tryon.workflow.settings import Settings
 from tryon.workflow.step_errors import EndpointTimeout, EndpointUnavailable, WorkflowError

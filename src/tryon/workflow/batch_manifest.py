@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from tryon.core.errors import RequestError
+from tryon.core.s3uri import is_s3_uri
 from tryon.workflow import params
 
 #: Manifest file suffixes and their formats.
@@ -137,7 +138,7 @@ def image_uri(value: Any, input_bucket: str, input_prefix: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise RequestError("image", "must be an s3:// URI or a key under the input prefix")
     value = value.strip()
-    if value.startswith("s3://"):
+    if is_s3_uri(value):
         return value
     key = value.lstrip("/")
     return f"s3://{input_bucket}/{key if key.startswith(input_prefix) else input_prefix + key}"

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
+from tryon.core.s3uri import s3_uri
 from tryon.workflow import batch_manifest, clients, layout, storage
 from tryon.workflow.batch_types import BatchRow, BatchState, Report, ReportRow
 from tryon.workflow.prepare import COMPLETE_STATUSES
@@ -142,7 +143,7 @@ def write_report(state: BatchState, report: Report) -> str:
     bucket, prefix = state["bucket"], state["report_prefix"]
     storage.put_json(bucket, prefix + REPORT_JSON, report)
     storage.put_bytes(bucket, prefix + REPORT_CSV, _csv(report["rows"]).encode(), "text/csv")
-    return layout.s3_uri(bucket, prefix + REPORT_JSON)
+    return s3_uri(bucket, prefix + REPORT_JSON)
 
 
 def _counts(rows: list[ReportRow]) -> dict[str, int]:
@@ -169,7 +170,7 @@ def write_refusal(state: BatchState, records: list[BatchRow]) -> str:
         "rows": rows,
     }
     write_report(state, report)
-    return layout.s3_uri(state["bucket"], state["report_prefix"] + REPORT_CSV)
+    return s3_uri(state["bucket"], state["report_prefix"] + REPORT_CSV)
 
 
 def summarize(payload: Mapping[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from PIL import Image, ImageDraw, ImageFont
 
 from tryon.core import imaging
-from tryon.workflow import layout, storage
+from tryon.core.s3uri import parse_s3_uri, s3_uri
+from tryon.workflow import storage
 from tryon.workflow.batch_types import BatchState, ReportRow
 
 THUMB = 160
@@ -51,7 +52,7 @@ def row_tiles(row: ReportRow) -> tuple[Image.Image, Image.Image]:
     """(input, result) thumbnails of a row: cut from its preview, or placeholders naming the status."""
     if not row["preview"]:
         return _placeholder("no input shown"), _placeholder(row["status"])
-    bucket, key = imaging.parse_s3_uri(row["preview"], field="preview")
+    bucket, key = parse_s3_uri(row["preview"], field="preview")
     data = storage.get_bytes(bucket, key, max_bytes=MAX_PREVIEW_BYTES, field="preview")
     with Image.open(io.BytesIO(data)) as opened:
         opened.load()
@@ -88,5 +89,5 @@ def write_contact_sheets(state: BatchState, rows: list[ReportRow]) -> list[str]:
         page = compose_page(shown[start : start + ROWS_PER_PAGE], tiles[start : start + ROWS_PER_PAGE])
         key = state["report_prefix"] + page_name(start // ROWS_PER_PAGE + 1)
         storage.put_bytes(state["bucket"], key, imaging.encode_jpeg(page, quality=85), "image/jpeg")
-        uris.append(layout.s3_uri(state["bucket"], key))
+        uris.append(s3_uri(state["bucket"], key))
     return uris

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from tryon.core import imaging, validation
-from tryon.core.contract import versioned_s3_uri
 from tryon.core.errors import RequestError
-from tryon.workflow import batch_manifest, layout, storage
+from tryon.core.s3uri import parse_s3_uri, s3_uri, version_or_none
+from tryon.workflow import batch_manifest, storage
 from tryon.workflow.batch_types import BatchRow, BatchState, RowError
 from tryon.workflow.job import build_job, inspect_image, parse_trigger
 from tryon.workflow.prepare import complete_manifest, within_handler_limits
@@ -110,7 +110,7 @@ def _trigger(event: Any) -> tuple[str, str, str | None, dict[str, Any]]:
         return trigger.bucket, trigger.key, trigger.version_id, {}
     if "batch" in event:
         validation.reject_unknown(event, {"batch", *OPTIONS}, field="input")
-        bucket, key = imaging.parse_s3_uri(event["batch"], field="batch")
+        bucket, key = parse_s3_uri(event["batch"], field="batch")
         return bucket, key, None, {k: event[k] for k in OPTIONS if k in event}
     raise RequestError(
         "input",
@@ -171,7 +171,7 @@ def _validate_row(settings: Settings, number: int, row: Any, inspect: _Inspectio
         "image": job["input"]["uri"],
         # The version validated is the version the row's execution reads, even if the photo
         # is replaced while the batch runs.
-        "input": {**console, "image": versioned_s3_uri(inp["bucket"], inp["key"], inp["version_id"])},
+        "input": {**console, "image": s3_uri(inp["bucket"], inp["key"], inp["version_id"])},
         "job_id": job["job_id"],
         "result_prefix": prefix,
         "params": {
@@ -217,7 +217,7 @@ def validate_batch(event: Mapping[str, Any]) -> BatchState:
     settings = within_handler_limits(Settings.from_env())
     batch = BatchSettings.from_env()
     bucket, key, version, console_options = _trigger(event)
-    where = layout.s3_uri(bucket, key)
+    where = s3_uri(bucket, key)
     if bucket != settings.input_bucket:
         raise RequestError("batch", f"{where} is not in the input bucket {settings.input_bucket}")
     if not key.startswith(batch.batch_prefix):
@@ -230,7 +230,7 @@ def validate_batch(event: Mapping[str, Any]) -> BatchState:
     if size == 0:
         raise RequestError("batch", f"{where} is empty (0 bytes): it needs a header and at least one row")
     version_id = head.get("VersionId")
-    version_id = None if version_id in (None, "null") else version_id
+    version_id = version_or_none(version_id)
     content = storage.get_bytes(
         bucket, key, max_bytes=batch_manifest.MAX_MANIFEST_BYTES, field="batch", version_id=version_id
     )

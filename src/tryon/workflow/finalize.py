@@ -8,6 +8,7 @@ from typing import Any
 from PIL import Image
 
 from tryon.core import imaging
+from tryon.core.s3uri import s3_uri
 from tryon.workflow import claim, garment, layout, preview, report, storage
 from tryon.workflow.settings import Settings
 from tryon.workflow.state import Envelope, FinalResult
@@ -46,19 +47,19 @@ def finalize(payload: Envelope) -> FinalResult:
         max_bytes=settings.max_input_bytes,
         max_pixels=settings.max_input_pixels,
     )
-    uris: dict[str, Any] = {"input": inp["uri"], "prefix": layout.s3_uri(out["bucket"], out["prefix"])}
+    uris: dict[str, Any] = {"input": inp["uri"], "prefix": s3_uri(out["bucket"], out["prefix"])}
     panels = [source]
     if job.get("garment"):  # input | garment | mask | result
         uris["garment"] = job["garment"]["uri"]
         panels.append(preview.garment_panel(garment.read_image(job["garment"], settings), source.size))
     segment_part = state.get("segment") or {}
     if segment_part.get("mask_key"):
-        uris["mask"] = layout.s3_uri(out["bucket"], segment_part["mask_key"])
+        uris["mask"] = s3_uri(out["bucket"], segment_part["mask_key"])
         panels.append(preview.mask_overlay(source, _read_image(out["bucket"], segment_part["mask_key"])))
     inpainted = (state.get("inpaint") or {}).get("keys", [])
     upscaled = (state.get("upscale") or {}).get("keys", [])
-    uris["inpainted"] = [layout.s3_uri(out["bucket"], k) for k in inpainted]
-    uris["upscaled"] = [layout.s3_uri(out["bucket"], k) for k in upscaled]
+    uris["inpainted"] = [s3_uri(out["bucket"], k) for k in inpainted]
+    uris["upscaled"] = [s3_uri(out["bucket"], k) for k in upscaled]
     final = upscaled or inpainted
     if final:
         panels.append(_read_image(out["bucket"], final[0]))
@@ -66,9 +67,9 @@ def finalize(payload: Envelope) -> FinalResult:
     storage.put_bytes(
         out["bucket"], preview_key, imaging.encode_jpeg(preview.compose_preview(panels)), "image/jpeg"
     )
-    uris["preview"] = layout.s3_uri(out["bucket"], preview_key)
+    uris["preview"] = s3_uri(out["bucket"], preview_key)
     manifest_key = out["prefix"] + layout.MANIFEST
-    uris["manifest"] = layout.s3_uri(out["bucket"], manifest_key)
+    uris["manifest"] = s3_uri(out["bucket"], manifest_key)
     manifest = report.build_manifest(state, status, uris, execution, dict(settings.instance_types))
     storage.put_json(out["bucket"], manifest_key, manifest)
     claim.release_for(job, execution)  # the manifest now marks the job complete

@@ -15,9 +15,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from tryon.core import contract
 from tryon.core.errors import RequestError
-from tryon.workflow import layout, storage
+from tryon.core.s3uri import parse_versioned_s3_uri, s3_uri, version_or_none
+from tryon.workflow import storage
 from tryon.workflow.settings import IMAGE_SUFFIXES, Settings
 from tryon.workflow.state import JobGarment
 
@@ -33,8 +33,8 @@ Inspect = Callable[[Settings, str, str, Mapping[str, Any], str], "ImageHeader"]
 
 def check(settings: Settings, uri: str, inspect: Inspect) -> JobGarment:
     """The garment image ``uri`` names, validated and pinned to the version read (RequestError if not)."""
-    bucket, key, version = contract.parse_versioned_s3_uri(uri, field=FIELD)
-    where = layout.s3_uri(settings.input_bucket, settings.garment_prefix)
+    bucket, key, version = parse_versioned_s3_uri(uri, field=FIELD)
+    where = s3_uri(settings.input_bucket, settings.garment_prefix)
     if bucket != settings.input_bucket or not key.startswith(settings.garment_prefix):
         raise RequestError(FIELD, f"{uri} is not under {where} (garment images live there)")
     if not key.lower().endswith(IMAGE_SUFFIXES):
@@ -43,13 +43,12 @@ def check(settings: Settings, uri: str, inspect: Inspect) -> JobGarment:
     if head is None:
         raise RequestError(FIELD, f"{uri} does not exist (or the version is gone)")
     header = inspect(settings, bucket, key, head, FIELD)
-    read = head.get("VersionId")
-    read = None if read in (None, "null") else read
+    read = version_or_none(head.get("VersionId"))
     return {
         "bucket": bucket,
         "key": key,
         "version_id": read,
-        "uri": contract.versioned_s3_uri(bucket, key, read),
+        "uri": s3_uri(bucket, key, read),
         "size": int(head.get("ContentLength", 0)),
         "image": asdict(header),
     }

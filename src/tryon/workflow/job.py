@@ -8,9 +8,10 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from tryon.core import imaging, validation
-from tryon.core.contract import parse_versioned_s3_uri, upscale_max_side
+from tryon.core.contract import upscale_max_side
 from tryon.core.errors import RequestError
 from tryon.core.kinds import KINDS
+from tryon.core.s3uri import parse_versioned_s3_uri, s3_uri, version_or_none
 from tryon.workflow import async_calls, garment, layout, params, storage
 from tryon.workflow.jobid import job_id_for
 from tryon.workflow.settings import IMAGE_SUFFIXES, Settings
@@ -63,7 +64,7 @@ def parse_trigger(event: Any) -> Trigger:
 
 def _locate(settings: Settings, trigger: Trigger) -> tuple[str, dict[str, Any]]:
     """(key, HeadObject response) of the upload, checking bucket, prefix and suffix first."""
-    where = layout.s3_uri(trigger.bucket, trigger.key)
+    where = s3_uri(trigger.bucket, trigger.key)
     if trigger.bucket != settings.input_bucket:
         raise RequestError("image", f"{where} is not in the input bucket {settings.input_bucket}")
     candidates = [trigger.key]
@@ -89,11 +90,10 @@ def inspect_image(
     """
     size = int(head.get("ContentLength", 0))
     if size == 0:  # a ranged GET of an empty object is answered 416 InvalidRange
-        raise RequestError(field, f"{layout.s3_uri(bucket, key)} is empty (0 bytes): upload the image again")
+        raise RequestError(field, f"{s3_uri(bucket, key)} is empty (0 bytes): upload the image again")
     if size > settings.max_input_bytes:
         raise RequestError(field, f"is {size} bytes; the limit is {settings.max_input_bytes} bytes")
-    version = head.get("VersionId")
-    version = None if version in (None, "null") else version
+    version = version_or_none(head.get("VersionId"))
     limits = {
         "field": field,
         "max_bytes": settings.max_input_bytes,
@@ -185,8 +185,7 @@ def build_job(settings: Settings, event: Any, *, inspect: Inspector | None = Non
     if effective["garment_image"]:  # checked like the photo; pinned, so the job id names that version
         packshot = garment.check(settings, effective["garment_image"], inspect)
         effective["garment_image"] = packshot["uri"]
-    version_id = head.get("VersionId")
-    version_id = None if version_id in (None, "null") else version_id
+    version_id = version_or_none(head.get("VersionId"))
     etag = str(head.get("ETag", "")).strip('"')
     job_id = job_id_for(trigger.bucket, key, version_id or etag, effective)
     if effective["seed"] is None:  # deterministic, so a re-delivered event gives the same images
@@ -202,7 +201,7 @@ def build_job(settings: Settings, event: Any, *, inspect: Inspector | None = Non
         "input": {
             "bucket": trigger.bucket,
             "key": key,
-            "uri": layout.s3_uri(trigger.bucket, key),
+            "uri": s3_uri(trigger.bucket, key),
             "version_id": version_id,
             "etag": etag,
             "size": int(head.get("ContentLength", 0)),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import PurePosixPath
 
+from tryon.core.s3uri import s3_uri as s3_uri  # URIs of the keys below: one formatter (tryon.core.s3uri)
+
 #: File stems the endpoints are asked to write under the result prefix (``output_name``): the
 #: mask is ``mask.png``, the inpainting endpoint numbers its images (``inpainted-<i>.png``).
 MASK_STEM = "mask"
@@ -15,11 +17,6 @@ MANIFEST = "manifest.json"
 PREVIEW = "preview.jpg"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._/-]+")
-
-
-def s3_uri(bucket: str, key: str) -> str:
-    """``s3://bucket/key``."""
-    return f"s3://{bucket}/{key}"
 
 
 def result_name(key: str, input_prefix: str) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tryon.core import imaging
+from tryon.core.s3uri import s3_uri
 from tryon.workflow import claim, layout, storage
 from tryon.workflow.job import build_job
 from tryon.workflow.settings import Settings
@@ -35,7 +36,7 @@ def complete_manifest(bucket: str, prefix: str) -> str | None:
     key = prefix + layout.MANIFEST
     existing = storage.get_json(bucket, key)
     if isinstance(existing, dict) and existing.get("status") in COMPLETE_STATUSES:
-        return layout.s3_uri(bucket, key)
+        return s3_uri(bucket, key)
     return None
 
 
@@ -50,7 +51,7 @@ def prepare(event: Mapping[str, Any], *, execution: str | None = None) -> Prepar
     settings = within_handler_limits(Settings.from_env())
     job = build_job(settings, event)
     bucket, prefix = settings.output_bucket, job["output"]["prefix"]
-    manifest_uri = layout.s3_uri(bucket, prefix + layout.MANIFEST)
+    manifest_uri = s3_uri(bucket, prefix + layout.MANIFEST)
     result: Prepared = {"job": job, "complete": False, "running": False, "manifest": None}
     if complete_manifest(bucket, prefix):
         return result | {"complete": True, "manifest": manifest_uri}

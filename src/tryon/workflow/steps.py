@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from tryon.core import schema
-from tryon.core.contract import COMPUTE_SECONDS, versioned_s3_uri
+from tryon.core.contract import COMPUTE_SECONDS
 from tryon.core.kinds import EndpointKind
+from tryon.core.s3uri import s3_uri
 from tryon.workflow import claim, clients, endpoints, layout, report, storage
 from tryon.workflow.jobid import fallback_job_id
 from tryon.workflow.settings import Settings
@@ -68,12 +69,12 @@ def _elapsed_ms(start: float) -> float:
 def _input_uri(job: Job) -> str:
     """The upload as the endpoints read it: the object version the job was prepared from."""
     inp = job["input"]
-    return versioned_s3_uri(inp["bucket"], inp["key"], inp.get("version_id"))
+    return s3_uri(inp["bucket"], inp["key"], inp.get("version_id"))
 
 
 def _output_prefix(job: Job) -> str:
     """``s3://<output-bucket>/<result prefix>``: where the endpoints write this job's images."""
-    return layout.s3_uri(job["output"]["bucket"], job["output"]["prefix"])
+    return s3_uri(job["output"]["bucket"], job["output"]["prefix"])
 
 
 def compute_seconds(results: list[dict[str, Any]]) -> float:
@@ -134,7 +135,7 @@ def _inpaint_requests(state: InpaintInput) -> list[dict[str, Any]]:
     return [
         {
             "image": _input_uri(job),
-            "mask": layout.s3_uri(out["bucket"], state["segment"]["mask_key"]),
+            "mask": s3_uri(out["bucket"], state["segment"]["mask_key"]),
             **schema.request_fields("sd_inpaint", job["params"]),
             "output": _output_prefix(job),
             "output_name": layout.INPAINTED_STEM,
@@ -173,7 +174,7 @@ def _upscale_requests(state: UpscaleInput) -> list[dict[str, Any]]:
     fields = schema.request_fields("sd_upscale", job["params"])
     return [
         {
-            "image": layout.s3_uri(out["bucket"], source_key),
+            "image": s3_uri(out["bucket"], source_key),
             **fields,
             "seed": seed,  # each image's own: the one its inpainting used
             "output": _output_prefix(job),
@@ -277,7 +278,7 @@ def record_failure(payload: Envelope | NamedStepEnvelope) -> FailureResult:
     key = layout.failure_key(settings.failures_prefix, job_id)
     storage.put_json(settings.output_bucket, key, record)
     claim.release_for(job, execution)  # a redelivered event may retry the job
-    uri = layout.s3_uri(settings.output_bucket, key)
+    uri = s3_uri(settings.output_bucket, key)
     publish_event(
         settings,
         "Try-on Job Failed",
