@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from tryon.core import imaging
 from tryon.core.errors import RequestError
-from tryon.core.s3uri import parse_s3_uri
+from tryon.core.s3uri import is_s3_uri, parse_s3_uri
 
 #: Outputs of template.yaml that the CLI relies on.
 REQUIRED_OUTPUTS = ("InputBucketName", "OutputBucketName", "InputPrefix", "StateMachineArn")
@@ -114,12 +114,17 @@ def upload_garment(s3: Any, stack: Stack, packshot: Path) -> Upload:
 
 def _execution_object(sfn: Any, execution_arn: str) -> tuple[str, str] | None:
     """(bucket, key) an execution was started for, from its input (S3 event or console input)."""
+    from tryon.core import aws_events  # Powertools: the workflow's dependency, imported where used
+
     raw = sfn.describe_execution(executionArn=execution_arn).get("input") or "{}"
     event = json.loads(raw)
-    if isinstance(event.get("detail"), dict):
-        detail = event["detail"]
-        return detail.get("bucket", {}).get("name", ""), detail.get("object", {}).get("key", "")
-    if isinstance(event.get("image"), str) and event["image"].startswith("s3://"):
+    if aws_events.is_s3_event(event):
+        try:
+            created = aws_events.object_created(event)
+        except RequestError:
+            return None
+        return created.bucket, created.key
+    if is_s3_uri(event.get("image")):
         return parse_s3_uri(event["image"], field="image")
     return None
 

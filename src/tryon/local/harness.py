@@ -310,9 +310,11 @@ class LocalWorkflow:
 
     def _start_from_delivered_event(self, state_machine_arn: str, event: Mapping[str, Any]) -> None:
         """Start an execution with the event as AWS delivers it (moto's S3 event differs in details)."""
-        detail = event.get("detail", {})
-        if event.get("source") == "aws.s3" and "object" in detail:
-            payload = self.s3_event(detail["object"]["key"], detail["bucket"]["name"])
+        from tryon.core import aws_events  # Powertools: not in the serving image, which imports tryon.local
+
+        if aws_events.is_s3_event(event):
+            created = aws_events.object_created(event)
+            payload = self.s3_event(created.key, created.bucket)
         else:
             payload = dict(event)
         self.client("stepfunctions").start_execution(

@@ -26,6 +26,7 @@ from typing import Any, TypedDict
 
 from botocore.exceptions import ClientError
 
+from tryon.core import aws_events
 from tryon.core.errors import RequestError
 from tryon.core.s3uri import parse_versioned_s3_uri
 from tryon.workflow import async_tokens, clients, endpoints, storage
@@ -170,7 +171,6 @@ def complete(event: Mapping[str, Any]) -> dict[str, list[Outcome]]:
     """The CompleteAsync function: each SNS record's message handled in turn."""
     settings = Settings.from_env()
     outcomes = []
-    for record in event.get("Records", []):
-        message = json.loads(record["Sns"]["Message"])
-        outcomes.append(handle(settings, message))
+    for message in aws_events.sns_messages(event):
+        outcomes.append(handle(settings, json.loads(message)))
     return {"outcomes": outcomes}

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from tryon.core import imaging, validation
+from tryon.core import aws_events, imaging, validation
 from tryon.core.errors import RequestError
 from tryon.core.s3uri import parse_s3_uri, s3_uri, version_or_none
 from tryon.workflow import batch_manifest, storage
@@ -105,7 +105,7 @@ def _options(values: Mapping[str, Any], batch: BatchSettings, source: str) -> di
 def _trigger(event: Any) -> tuple[str, str, str | None, dict[str, Any]]:
     """(bucket, key, version, console options) of an S3 "Object Created" event or ``{"batch": "s3://..."}``."""
     event = validation.require_mapping(event, field="input")
-    if event.get("source") == "aws.s3":
+    if aws_events.is_s3_event(event):
         trigger = parse_trigger(event)
         return trigger.bucket, trigger.key, trigger.version_id, {}
     if "batch" in event:

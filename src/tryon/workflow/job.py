@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
-from tryon.core import imaging, validation
+from tryon.core import aws_events, imaging, validation
 from tryon.core.contract import upscale_max_side
 from tryon.core.errors import RequestError
 from tryon.core.kinds import KINDS
@@ -38,17 +38,9 @@ class Trigger:
 def parse_trigger(event: Any) -> Trigger:
     """Accept an EventBridge S3 "Object Created" event or a console input ``{"image": "s3://..."}``."""
     event = validation.require_mapping(event, field="input")
-    if event.get("source") == "aws.s3" and "detail" in event:
-        if event.get("detail-type") != "Object Created":
-            raise RequestError("detail-type", f"must be 'Object Created', got {event.get('detail-type')!r}")
-        detail = validation.require_mapping(event["detail"], field="detail")
-        bucket = validation.get_str(
-            validation.require_mapping(detail.get("bucket"), field="detail.bucket"), "name"
-        )
-        obj = validation.require_mapping(detail.get("object"), field="detail.object")
-        key = validation.get_str(obj, "key", max_length=1024, allow_empty=False)
-        version = validation.get_str(obj, "version-id", None, max_length=1024)
-        return Trigger("s3-event", bucket, key, version or None, {}, None)
+    if aws_events.is_s3_event(event):
+        created = aws_events.object_created(event)
+        return Trigger("s3-event", created.bucket, created.key, created.version_id, {}, None)
     if "image" in event:
         validation.reject_unknown(event, set(params.PARAM_NAMES | CONSOLE_FIELDS), field="input")
         bucket, key, version = parse_versioned_s3_uri(event["image"], field="image")
