@@ -180,3 +180,19 @@ def test_the_local_stack_refuses_parameter_values_cloudformation_refuses(paramet
     assert SamTemplate(
         TEMPLATE, {"DefaultGuidanceScale": 50, "DefaultStrength": "0.05", "ServerlessMemoryMB": 6144}
     )
+
+
+def test_every_functions_environment_fits_lambdas_4_kb():
+    """Lambda refuses more than 4 KB of variables: the defaults leave room, long ones are refused locally."""
+    from tryon.local.lambdas import ENVIRONMENT_LIMIT_BYTES, check_environment_size
+
+    stack = SamTemplate(TEMPLATE)
+    for logical_id in stack.resources_of_type("AWS::Serverless::Function"):
+        env = stack.function_environment(logical_id)
+        # CloudFormation's generated bucket names and ARNs are longer than the local ones
+        assert check_environment_size(logical_id, env) < ENVIRONMENT_LIMIT_BYTES - 1024, logical_id
+    long = SamTemplate(TEMPLATE, {"DefaultPrompt": "p" * 2000, "DefaultNegativePrompt": "n" * 2000})
+    with pytest.raises(
+        ValueError, match=r"PrepareFunction: its environment variables take \d+ bytes; Lambda allows 4096"
+    ):
+        check_environment_size("PrepareFunction", long.function_environment("PrepareFunction"))

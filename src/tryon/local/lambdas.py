@@ -29,6 +29,22 @@ from tryon.local.template import SamTemplate
 
 #: Step Functions caps each state's input and output (and an execution's input) at 256 KiB.
 STATE_LIMIT_BYTES = 256 * 1024
+#: Lambda refuses a function whose environment variables, measured as their JSON, exceed 4 KB
+#: ("Lambda was unable to configure your environment variables ... exceeded the 4KB limit").
+ENVIRONMENT_LIMIT_BYTES = 4096
+
+
+def check_environment_size(name: str, env: Mapping[str, str]) -> int:
+    """The size Lambda measures of a function's variables; ValueError over its 4 KB, as a deploy fails."""
+    size = len(json.dumps(dict(env), separators=(",", ":"), ensure_ascii=False).encode())
+    if size > ENVIRONMENT_LIMIT_BYTES:
+        longest = sorted(env, key=lambda k: len(env[k]), reverse=True)[:3]
+        raise ValueError(
+            f"function {name}: its environment variables take {size} bytes; Lambda allows "
+            f"{ENVIRONMENT_LIMIT_BYTES} (the longest: {', '.join(longest)}): shorten the template "
+            "parameters they come from (job defaults, Presets)"
+        )
+    return size
 
 
 @dataclass(frozen=True)
@@ -138,6 +154,7 @@ class LambdaRuntime:
             code_dir = (t.root / t.function_property(logical, "CodeUri")).resolve()
             handler = t.function_property(logical, "Handler")
             env = t.function_environment(logical)
+            check_environment_size(logical, env)
             timeout = int(t.function_property(logical, "Timeout", 3))
             memory = int(t.function_property(logical, "MemorySize", 128))
             arn = lam.create_function(
