@@ -2,8 +2,9 @@
 
 The packages, by what they may import (docs/architecture.md has the map):
 
-- Lambda-safe, shipped in the Lambda layer: :mod:`tryon.core` (request contracts, endpoint
-  kinds, validation, errors, imaging) and :mod:`tryon.workflow` (the logic of every step).
+- Lambda-safe, shipped in the Lambda layer: :mod:`tryon.core` (the schema, request contracts,
+  endpoint kinds, validation, errors, imaging, S3 URIs, AWS events) and :mod:`tryon.workflow`
+  (the logic of every step).
   Standard library, Pillow, boto3 and aws-lambda-powertools only.
 - Heavy (torch, transformers, diffusers): :mod:`tryon.handlers` (the SageMaker model
   handlers), :mod:`tryon.server` (the local endpoint server), :mod:`tryon.training`,
