@@ -394,3 +394,25 @@ def test_a_console_input_may_pin_the_photo_version(s3):
     assert latest["input"]["image"]["width"] == 50 and latest["job_id"] != pinned["job_id"]
     with pytest.raises(InvalidInput, match="does not exist"):
         prepare.prepare({"image": f"s3://{IN}/inputs/v.png?versionId=no-such-version"})
+
+
+def test_padding_is_a_job_parameter_sent_only_when_set(s3):
+    """One schema row: metadata, console input and template default reach the inpainting request."""
+    from tryon.workflow.steps import STEP_CALLS
+
+    s3.put_object(Bucket=IN, Key="inputs/pad.png", Body=png(), Metadata={"padding": "96"})
+
+    def request(**console):
+        built = prepare.prepare({"image": f"s3://{IN}/inputs/pad.png", **console})["job"]
+        segment = {"mask_key": built["output"]["prefix"] + "mask.png"}
+        [sent] = STEP_CALLS["inpaint"].requests({"job": built, "segment": segment})
+        return built, sent
+
+    built, sent = request()
+    assert built["params"]["padding"] == 96 and sent["padding"] == 96  # from x-amz-meta-padding
+    assert request(padding=0)[1]["padding"] == 0
+    with pytest.raises(InvalidInput, match=r"^padding: must be <= 2048, got 4096"):
+        request(padding=4096)
+    s3.put_object(Bucket=IN, Key="inputs/pad.png", Body=png())
+    built, sent = request()
+    assert built["params"]["padding"] is None and "padding" not in sent  # unset: the endpoint's 32

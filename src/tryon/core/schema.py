@@ -399,6 +399,15 @@ PARAMS: tuple[Param, ...] = (
     ),
     Param("num_images", "Images to paint", _inpaint("num_images"), (("sd_inpaint", "num_images"),)),
     Param(
+        "padding",
+        "Context around the mask's bounding box the inpainting crop keeps, in pixels",
+        _inpaint("padding"),
+        (("sd_inpaint", "padding"),),
+        send="when_set",
+        default=None,
+        optional=True,
+    ),
+    Param(
         "sampler",
         "Sampler: a Stability name (e.g. DPMPP2MSampler) or a diffusers scheduler class",
         _inpaint("sampler"),
