@@ -196,3 +196,14 @@ def test_every_functions_environment_fits_lambdas_4_kb():
         ValueError, match=r"PrepareFunction: its environment variables take \d+ bytes; Lambda allows 4096"
     ):
         check_environment_size("PrepareFunction", long.function_environment("PrepareFunction"))
+
+
+def test_the_state_machine_names_each_kind_as_its_row_does():
+    """The ASL's mode Choices and tasks use the kinds' spellings (job.modes.<kind>, <Step>FunctionArn)."""
+    asl = (REPO / "statemachine" / "tryon.asl.json").read_text()
+    assert set(re.findall(r"\$\.job\.modes\.([a-z_]+)", asl)) == {row.kind for row in schema.ENDPOINT_KINDS}
+    assert set(re.findall(r"\$\.job\.async_waits\.([a-z_]+)", asl)) == {
+        row.step for row in schema.ENDPOINT_KINDS
+    }
+    for row in schema.ENDPOINT_KINDS:
+        assert f"${{{row.step.capitalize()}FunctionArn}}" in asl, row.step
