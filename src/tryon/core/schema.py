@@ -315,10 +315,6 @@ def limits_text(kind: str, limits: Mapping[str, Any]) -> str:
     return ""
 
 
-def _inpaint(name: str) -> contract.Field:
-    return contract.SD_INPAINT[name]
-
-
 def _check_adapter(value: Any) -> None:
     contract.check_adapter_spec(value)
 
@@ -372,36 +368,36 @@ PARAMS: tuple[Param, ...] = (
     Param(
         "prompt",
         "What to paint into the mask",
-        _inpaint("prompt"),
+        _INP["prompt"],
         (("sd_inpaint", "prompt"), ("sd_upscale", "prompt")),
         default="a photo of a person wearing the garment",
     ),
     Param(
         "negative_prompt",
         "What to keep out of the painting",
-        _inpaint("negative_prompt"),
+        _INP["negative_prompt"],
         (("sd_inpaint", "negative_prompt"), ("sd_upscale", "negative_prompt")),
         default="blurry, low quality, deformed",
     ),
-    Param("steps", "Diffusion steps", _inpaint("steps"), (("sd_inpaint", "steps"),)),
+    Param("steps", "Diffusion steps", _INP["steps"], (("sd_inpaint", "steps"),)),
     Param(
         "guidance_scale",
         "Classifier-free guidance scale; <= 1 turns it off",
-        _inpaint("guidance_scale"),
+        _INP["guidance_scale"],
         (("sd_inpaint", "guidance_scale"),),
         note="SDXL models take 0..35",
     ),
     Param(
         "strength",
         "How much of the masked region is repainted",
-        _inpaint("strength"),
+        _INP["strength"],
         (("sd_inpaint", "strength"),),
     ),
-    Param("num_images", "Images to paint", _inpaint("num_images"), (("sd_inpaint", "num_images"),)),
+    Param("num_images", "Images to paint", _INP["num_images"], (("sd_inpaint", "num_images"),)),
     Param(
         "padding",
         "Context around the mask's bounding box the inpainting crop keeps, in pixels",
-        _inpaint("padding"),
+        _INP["padding"],
         (("sd_inpaint", "padding"),),
         send="when_set",
         default=None,
@@ -410,7 +406,7 @@ PARAMS: tuple[Param, ...] = (
     Param(
         "sampler",
         "Sampler: a Stability name (e.g. DPMPP2MSampler) or a diffusers scheduler class",
-        _inpaint("sampler"),
+        _INP["sampler"],
         (("sd_inpaint", "sampler"),),
         send="when_set",
         optional=True,
@@ -418,7 +414,7 @@ PARAMS: tuple[Param, ...] = (
     Param(
         "seed",
         "Seed",
-        _inpaint("seed"),
+        _INP["seed"],
         (("sd_inpaint", "seed"), ("sd_upscale", "seed")),
         optional=True,
         template=False,
@@ -428,7 +424,7 @@ PARAMS: tuple[Param, ...] = (
     Param(
         "adapter",
         "LoRA adapter: a name on the endpoint (adapters/<name>/) or s3://bucket/prefix/",
-        _inpaint("adapter"),
+        _INP["adapter"],
         (("sd_inpaint", "adapter"),),
         send="when_set",
         optional=True,
@@ -440,7 +436,7 @@ PARAMS: tuple[Param, ...] = (
     Param(
         "adapter_scale",
         "Weight of the LoRA adapter",
-        _inpaint("adapter_scale"),
+        _INP["adapter_scale"],
         (("sd_inpaint", "adapter_scale"),),
         with_param="adapter",
     ),
@@ -463,7 +459,7 @@ PARAMS: tuple[Param, ...] = (
     Param(
         "garment_scale",
         "Weight of the garment image (IP-Adapter scale; 0 ignores it)",
-        _inpaint("garment_scale"),
+        _INP["garment_scale"],
         (("sd_inpaint", "garment_scale"),),
         with_param="garment_image",
     ),
@@ -471,7 +467,7 @@ PARAMS: tuple[Param, ...] = (
     Param(
         "use_refiner",
         "SDXL refiner pass (SDXL endpoints packaged with a refiner)",
-        _inpaint("use_refiner"),
+        _INP["use_refiner"],
         (("sd_inpaint", "use_refiner"),),
         send="when_set",
         optional=True,
@@ -482,7 +478,7 @@ PARAMS: tuple[Param, ...] = (
     Param(
         "refiner_steps",
         "SDXL refiner steps; it runs steps x strength of them",
-        _inpaint("refiner_steps"),
+        _INP["refiner_steps"],
         (("sd_inpaint", "refiner_steps"),),
         send="when_set",
         unless=("use_refiner", False),
@@ -493,7 +489,7 @@ PARAMS: tuple[Param, ...] = (
     Param(
         "refiner_strength",
         "SDXL refiner strength",
-        _inpaint("refiner_strength"),
+        _INP["refiner_strength"],
         (("sd_inpaint", "refiner_strength"),),
         send="when_set",
         unless=("use_refiner", False),
