@@ -102,46 +102,96 @@ def run_photo(
     in the photo's metadata as ``garment-image`` (that very version). ``log_level``: the
     functions' structured logs (on stderr; ``CRITICAL`` keeps them quiet).
     """
-    from tryon.aws.stack import Stack, Upload, find_execution
-    from tryon.core.s3uri import s3_uri
+    check_photo(photo)
+    if garment is not None:
+        check_photo(garment, field="--garment")
+    params.to_metadata(overrides, preset)  # bad values fail before the stack starts
+    on_status("starting the local stack and loading the models")
+    stack = open_workflow(model_dirs, parameters=parameters, upscale=upscale, modes=modes, log_level=log_level)
+    with stack as wf:
+        return run_in(
+            wf,
+            photo,
+            out_dir=out_dir,
+            overrides=overrides,
+            preset=preset,
+            on_event=on_event,
+            on_status=on_status,
+            timeout=timeout,
+            garment=garment,
+        )
+
+
+def open_workflow(
+    model_dirs: Mapping[str, str | os.PathLike[str]],
+    *,
+    parameters: Mapping[str, Any] | None = None,
+    upscale: bool = True,
+    modes: Mapping[str, str] | None = None,
+    log_level: str | None = "WARNING",
+) -> Any:
+    """The local stack as ``tryon run`` uses it (uploads start executions): a context manager."""
     from tryon.local.harness import LocalWorkflow
 
-    header = check_photo(photo)
-    garment_header = check_photo(garment, field="--garment") if garment is not None else None
-    metadata = params.to_metadata(overrides, preset)
-    on_status("starting the local stack and loading the models")
-    with LocalWorkflow(
+    return LocalWorkflow(
         model_dirs,
         parameters=parameters,
         upscale=upscale,
         modes=modes,
         deliver_events=True,
         log_level=log_level,
-    ) as wf:
-        if garment is not None and garment_header is not None:
-            key = wf.template.parameters["GarmentPrefix"] + garment.name
-            put = wf.upload(garment, key, content_type=CONTENT_TYPES[garment_header.format])
-            uri = s3_uri(put["bucket"], put["key"], put["version_id"])
-            metadata = params.to_metadata({**overrides, "garment_image": uri}, preset)
-            on_status(f"uploaded the garment {uri}")
-        content_type = CONTENT_TYPES[header.format]
-        started = datetime.now(UTC)
-        uploaded = wf.upload(photo, metadata=metadata, content_type=content_type)
-        on_status(f"uploaded s3://{uploaded['bucket']}/{uploaded['key']}")
-        stack = Stack(wf.stack_name, wf.input_bucket, wf.output_bucket, wf.input_prefix, wf.state_machine_arn)
-        upload = Upload(uploaded["bucket"], uploaded["key"], uploaded["version_id"], started)
-        arn = find_execution(wf.client("stepfunctions"), stack, upload, timeout_seconds=30, poll_seconds=0.1)
-        on_status(f"EventBridge started {arn.rsplit(':', 1)[-1]}")
-        result = wf.wait(arn, timeout=timeout, on_event=on_event)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        _clear_previous(out_dir)
-        artifact = result.artifact_uri
-        if artifact is None:
-            files: list[Path] = []
-        elif artifact.endswith("/manifest.json"):
-            files = wf.download_results(artifact, out_dir)
-        else:
-            target = out_dir / "failure.json"
-            target.write_bytes(wf.read_bytes(artifact))
-            files = [target]
+    )
+
+
+def run_in(
+    wf: Any,
+    photo: Path,
+    *,
+    out_dir: Path,
+    overrides: Mapping[str, Any],
+    preset: str | None = None,
+    on_event: Callable[[StateEvent], None] | None = None,
+    on_status: Callable[[str], None] = lambda _msg: None,
+    timeout: float = 3600.0,
+    garment: Path | None = None,
+    name: str | None = None,
+) -> LocalRun:
+    """One photo through an open local stack (:func:`open_workflow`), outputs copied to ``out_dir``.
+
+    ``name``: the object name under the input prefix (default: the file name); several runs in
+    one stack give each its own, or the upload of one would be mistaken for another's.
+    """
+    from tryon.aws.stack import Stack, Upload, find_execution
+    from tryon.core.s3uri import s3_uri
+
+    header = check_photo(photo, name=name)
+    garment_header = check_photo(garment, field="--garment") if garment is not None else None
+    metadata = params.to_metadata(overrides, preset)
+    if garment is not None and garment_header is not None:
+        key = wf.template.parameters["GarmentPrefix"] + garment.name
+        put = wf.upload(garment, key, content_type=CONTENT_TYPES[garment_header.format])
+        uri = s3_uri(put["bucket"], put["key"], put["version_id"])
+        metadata = params.to_metadata({**overrides, "garment_image": uri}, preset)
+        on_status(f"uploaded the garment {uri}")
+    content_type = CONTENT_TYPES[header.format]
+    started = datetime.now(UTC)
+    key = f"{wf.input_prefix}{name}" if name else None
+    uploaded = wf.upload(photo, key, metadata=metadata, content_type=content_type)
+    on_status(f"uploaded s3://{uploaded['bucket']}/{uploaded['key']}")
+    stack = Stack(wf.stack_name, wf.input_bucket, wf.output_bucket, wf.input_prefix, wf.state_machine_arn)
+    upload = Upload(uploaded["bucket"], uploaded["key"], uploaded["version_id"], started)
+    arn = find_execution(wf.client("stepfunctions"), stack, upload, timeout_seconds=30, poll_seconds=0.1)
+    on_status(f"EventBridge started {arn.rsplit(':', 1)[-1]}")
+    result = wf.wait(arn, timeout=timeout, on_event=on_event)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _clear_previous(out_dir)
+    artifact = result.artifact_uri
+    if artifact is None:
+        files: list[Path] = []
+    elif artifact.endswith("/manifest.json"):
+        files = wf.download_results(artifact, out_dir)
+    else:
+        target = out_dir / "failure.json"
+        target.write_bytes(wf.read_bytes(artifact))
+        files = [target]
     return LocalRun(result=result, key=uploaded["key"], files=sorted(files))

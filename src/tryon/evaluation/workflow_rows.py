@@ -1,0 +1,137 @@
+"""Run the try-on workflow on evaluation rows first: locally (as ``tryon run``) or on a deployed stack
+(as ``tryon submit``), once per seed, keeping each run's painted image and mask for scoring.
+
+Each row and seed is uploaded under its own object name (``eval-<id>-s<seed>.<ext>``), so every
+run is its own job and execution. The scored image is ``inpainted-0.png`` (the photo's own size;
+the upscaled copy is not compared with the photo), the mask is the workflow's ``mask.png``.
+A run that fails or finds no garment keeps its row, with the reason as its status.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tryon.evaluation.eval_rows import EvalRow
+
+SCORED_IMAGE = "inpainted-0.png"
+MASK_IMAGE = "mask.png"
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "row"
+
+
+def expand_seeds(rows: Sequence[EvalRow], seeds: int) -> list[tuple[EvalRow, int]]:
+    """(row, seed) for each of ``seeds`` seeds per row: the row's seed (default 0), then the next ones."""
+    return [(row, (row.seed or 0) + i) for row in rows for i in range(seeds)]
+
+
+def _job(row: EvalRow, seed: int) -> tuple[dict[str, Any], str | None]:
+    overrides = {k: v for k, v in row.job.items() if k != "preset"}
+    if row.prompt:
+        overrides["prompt"] = row.prompt
+    overrides["seed"] = seed
+    overrides.setdefault("upscale", False)  # the scored image is the photo-sized inpainting
+    preset = row.job.get("preset") or None
+    return overrides, (str(preset) if preset else None)
+
+
+def _scored(row: EvalRow, seed: int, out_dir: Path, files: Sequence[Path], status: str) -> EvalRow:
+    result = out_dir / SCORED_IMAGE
+    mask = out_dir / MASK_IMAGE
+    return dataclasses.replace(
+        row,
+        seed=seed,
+        result=result if result in files else None,
+        mask=mask if mask in files else row.mask,
+        status=status if result in files else (status if status != "ok" else "no result"),
+    )
+
+
+def run_rows_locally(
+    rows: Sequence[EvalRow],
+    *,
+    seeds: int,
+    model_dirs: Mapping[str, str],
+    work: Path,
+    parameters: Mapping[str, Any] | None = None,
+    modes: Mapping[str, str] | None = None,
+    on_status: Callable[[str], None] = lambda _m: None,
+    timeout: float = 3600.0,
+) -> list[EvalRow]:
+    """Every row x seed through one local stack (the models load once); the rows with their results."""
+    from tryon.local.runner import open_workflow, run_in
+
+    done: list[EvalRow] = []
+    todo = expand_seeds(rows, seeds)
+    with open_workflow(model_dirs, parameters=parameters, upscale=False, modes=modes) as wf:
+        for index, (row, seed) in enumerate(todo, start=1):
+            overrides, preset = _job(row, seed)
+            out_dir = work / "rows" / _safe(row.id) / f"s{seed}"
+            run = run_in(
+                wf,
+                row.photo,
+                out_dir=out_dir,
+                overrides=overrides,
+                preset=preset,
+                garment=row.garment,
+                name=f"eval-{_safe(row.id)}-s{seed}{row.photo.suffix.lower()}",
+                timeout=timeout,
+            )
+            status = _status(run.result)
+            on_status(f"[{index}/{len(todo)}] {row.id} seed {seed}: {status}")
+            done.append(_scored(row, seed, out_dir, run.files, status))
+    return done
+
+
+def run_rows_on_stack(
+    rows: Sequence[EvalRow],
+    *,
+    seeds: int,
+    stack_name: str,
+    session: Any,
+    work: Path,
+    on_status: Callable[[str], None] = lambda _m: None,
+    timeout: float = 3600.0,
+) -> list[EvalRow]:
+    """Every row x seed on a deployed stack, as ``tryon submit`` runs one photo."""
+    from tryon.aws import stack as stacks
+    from tryon.aws.executions import follow_execution
+    from tryon.core.contract import versioned_s3_uri
+    from tryon.workflow import params
+
+    cfn, s3, sfn = (session.client(name) for name in ("cloudformation", "s3", "stepfunctions"))
+    found = stacks.find_stack(cfn, stack_name)
+    done: list[EvalRow] = []
+    todo = expand_seeds(rows, seeds)
+    for index, (row, seed) in enumerate(todo, start=1):
+        overrides, preset = _job(row, seed)
+        if row.garment is not None:
+            packshot = stacks.upload_garment(s3, found, row.garment)
+            overrides["garment_image"] = versioned_s3_uri(packshot.bucket, packshot.key, packshot.version_id)
+        metadata = params.to_metadata(overrides, preset)
+        name = f"eval-{_safe(row.id)}-s{seed}{row.photo.suffix.lower()}"
+        upload = stacks.upload_photo(s3, found, row.photo, name=name, metadata=metadata)
+        arn = stacks.find_execution(sfn, found, upload, timeout_seconds=min(timeout, 300.0))
+        result = follow_execution(sfn, arn, timeout=timeout, poll_s=2.0)
+        out_dir = work / "rows" / _safe(row.id) / f"s{seed}"
+        files: list[Path] = []
+        if result.artifact_uri is not None and result.artifact_uri.endswith("/manifest.json"):
+            bucket, keys = stacks.result_keys(s3, result.artifact_uri)
+            files = stacks.download(s3, bucket, keys, out_dir)
+        status = _status(result)
+        on_status(f"[{index}/{len(todo)}] {row.id} seed {seed}: {status}")
+        done.append(_scored(row, seed, out_dir, files, status))
+    return done
+
+
+def _status(result: Any) -> str:
+    if not result.succeeded:
+        failure = result.failure or {}
+        return f"failed: {failure.get('error') or result.error or result.status}"
+    outcome = (result.output or {}).get("status", "ok")
+    return "ok" if outcome in {"succeeded", "ok", "completed"} else str(outcome)
