@@ -25,6 +25,7 @@ CHANNEL_OPTIONS = {
     "SM_CHANNEL_MASKS": "--mask-dir",
     "SM_CHANNEL_BASE_MODEL": "--pretrained-model",
     "SM_CHANNEL_CLIPSEG": "--clipseg-model",
+    "SM_CHANNEL_METRIC_MODELS": "--validation-metric-models",
 }
 CHECKPOINT_DIR = "/opt/ml/checkpoints"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import tarfile
 
 import boto3
@@ -87,6 +88,9 @@ def test_launcher_submits_the_training_job(aws, monkeypatch):
         "max_train_steps": "800",
         "train_text_encoder": "true",
         "lora_targets": '["to_q", "to_v"]',
+        # every job prints metric lines and writes TensorBoard logs where SageMaker uploads them
+        "log_metrics_every": "10",
+        "logging_dir": "/opt/ml/output/tensorboard",
     }
     assert request["ResourceConfig"] == {
         "InstanceType": "ml.g5.2xlarge",
@@ -107,6 +111,20 @@ def test_launcher_submits_the_training_job(aws, monkeypatch):
     }
     code = channels["code"][len("s3://results/") :]
     for name in ("train.py", "requirements.txt", "tryon/training/loop.py", "tryon/handlers/clipseg.py"):
+        assert f"{code}/{name}" in keys
+    # the loss and validation metrics reach CloudWatch through metric definitions over the job's logs
+    definitions = {d["Name"]: d["Regex"] for d in request["AlgorithmSpecification"]["MetricDefinitions"]}
+    assert set(definitions) >= {"train_loss", "validation_clip_i", "validation_dino", "validation_clip_t"}
+    line = "tryon-metrics step=20 train_loss=0.0123 validation_clip_i=0.8125 validation_clip_t=-1e-05"
+    assert re.search(definitions["train_loss"], line).group(1) == "0.0123"
+    assert re.search(definitions["validation_clip_i"], line).group(1) == "0.8125"
+    assert re.search(definitions["validation_clip_t"], line).group(1) == "-1e-05"
+    assert re.search(definitions["validation_dino"], line) is None
+    assert request["TensorBoardOutputConfig"] == {
+        "LocalPath": "/opt/ml/output/tensorboard",
+        "S3OutputPath": "s3://results/fine-tunes/tensorboard",
+    }
+    for name in ("tryon/evaluation/feature_metrics.py", "tryon/weights/hub.py"):
         assert f"{code}/{name}" in keys
     described = session.client("sagemaker").describe_training_job(TrainingJobName=result.job_name)
     assert described["TrainingJobStatus"] == "Completed"

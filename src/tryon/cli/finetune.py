@@ -50,6 +50,10 @@ def local(ctx: typer.Context) -> None:
     typer.echo(f"config:     {result.config_path}")
     if result.validation_path:
         typer.echo(f"validation: {result.validation_path}")
+    if result.validation_history:
+        typer.echo(f"metrics:    {result.validation_history}")
+    if result.best_dir:
+        typer.echo(f"best:       {result.best_dir} (by {config.best_metric})")
 
 
 def _parse_hyperparameters(
@@ -103,6 +107,9 @@ def sagemaker(
     clipseg_model: Annotated[
         str, typer.Option(help="s3:// prefix of CLIPSeg weights (for mask_query).")
     ] = "",
+    metric_models: Annotated[
+        str, typer.Option(help="s3:// prefix of metric networks that score validation (docs/evaluation.md).")
+    ] = "",
     hp: Annotated[
         list[str], typer.Option(help="Hyperparameter KEY=VALUE (repeatable), e.g. max_train_steps=800.")
     ] = [],  # noqa: B006  (typer reads list defaults, never mutates them)
@@ -144,6 +151,7 @@ def sagemaker(
         mask_data=mask_data or None,
         base_model=base_model or None,
         clipseg_model=clipseg_model or None,
+        metric_models=metric_models or None,
         hyperparameters=hyperparameters,
         instance_type=instance_type,
         volume_size_gb=volume_size_gb,

@@ -186,6 +186,22 @@ class FIDInceptionV3(nn.Module):
         self.fc = nn.Linear(self.num_features, num_classes)
         self.eval()
 
+    def randomise(self, seed: int = 0) -> FIDInceptionV3:
+        """Random weights that keep the signal alive through every layer (He init), for tests and benchmarks.
+
+        PyTorch's default init shrinks activations at each of the 90-odd layers, and the features
+        of a random network come out all but zero, which would make every FID 0.
+        """
+        generator = torch.Generator().manual_seed(seed)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                fan_in = module.in_channels * module.kernel_size[0] * module.kernel_size[1]
+                with torch.no_grad():
+                    module.weight.copy_(
+                        torch.randn(module.weight.shape, generator=generator) * (2 / fan_in) ** 0.5
+                    )
+        return self
+
     def train(self, mode: bool = True) -> FIDInceptionV3:
         """Always in eval mode: batch-norm statistics are part of the metric's definition."""
         return super().train(False)

@@ -93,7 +93,9 @@ def build_metric_models(folder: str | Path, *, full: bool = False, seed: int = 0
     torch.manual_seed(seed)
     _clip(out / SUBFOLDERS["clip"], full=full)
     _dino(out / SUBFOLDERS["dino"], full=full)
-    save_inception(FIDInceptionV3(width=1.0 if full else 0.0625), out / SUBFOLDERS["inception"])
+    save_inception(
+        FIDInceptionV3(width=1.0 if full else 0.0625).randomise(seed), out / SUBFOLDERS["inception"]
+    )
     return out
 
 

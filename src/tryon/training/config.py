@@ -29,6 +29,9 @@ LR_SCHEDULES = (
 )
 DEFAULT_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 TEXT_ENCODER_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
+REPORT_TO = ("tensorboard", "none")
+#: Validation metrics a run can keep its best adapter by (tryon.training.heldout computes them).
+VALIDATION_METRICS = ("clip_i", "dino", "clip_t")
 #: Learning rates the DreamBooth recipes use when none is given.
 DEFAULT_LR = {"lora": 1e-4, "full": 5e-6}
 
@@ -108,6 +111,24 @@ class TrainingConfig:
     num_validation_images: int = _opt(2, "Images per validation round.")
     validation_inference_steps: int = _opt(25, "Denoising steps of validation images.")
     skip_final_validation: bool = _opt(False, "Do not render the final validation grid.")
+    validation_holdout: int | None = _opt(
+        None,
+        "Garment photos kept out of training and rendered by validation (default: 2 when there are "
+        "6 or more photos, else 0: validation then renders the first training photo).",
+    )
+    validation_metric_models: str | None = _opt(
+        None,
+        "Score validation renders (CLIP-I, DINO, CLIP-T) with the metric networks in this folder "
+        "(tryon eval --metric-models layout), or 'hub' for the Hugging Face hub (default: no scores).",
+    )
+    best_metric: str = _opt(
+        "clip_i", "Keep the adapter of the best validation round by: clip_i, dino or clip_t."
+    )
+    report_to: str = _opt("tensorboard", "tensorboard (images, loss and metrics) or none.")
+    logging_dir: str | None = _opt(None, "TensorBoard folder (default: <output_dir>/logs).")
+    log_metrics_every: int = _opt(
+        0, "Print a 'tryon-metrics step=N train_loss=...' line every N steps (SageMaker metric definitions)."
+    )
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -119,6 +140,17 @@ class TrainingConfig:
     def effective_lora_alpha(self) -> float:
         """LoRA alpha in use (the rank when none was given)."""
         return float(self.lora_alpha if self.lora_alpha is not None else self.lora_rank)
+
+    @property
+    def effective_logging_dir(self) -> Path:
+        """Where TensorBoard logs go."""
+        return Path(self.logging_dir) if self.logging_dir else Path(self.output_dir) / "logs"
+
+    def effective_holdout(self, photos: int) -> int:
+        """Held-out photos for ``photos`` garment photos (the default rule when none was given)."""
+        if self.validation_holdout is not None:
+            return self.validation_holdout
+        return 2 if photos >= 6 else 0
 
     @property
     def effective_checkpoint_dir(self) -> Path:
@@ -155,8 +187,25 @@ class TrainingConfig:
         )
         for name in positive:
             need(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
-        for name in ("lr_warmup_steps", "checkpointing_steps", "validation_steps", "num_class_images"):
+        for name in (
+            "lr_warmup_steps",
+            "checkpointing_steps",
+            "validation_steps",
+            "num_class_images",
+            "log_metrics_every",
+        ):
             need(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
+        need(
+            self.validation_holdout is None or self.validation_holdout >= 0,
+            "validation_holdout",
+            f"must be >= 0, got {self.validation_holdout}",
+        )
+        need(
+            self.best_metric in VALIDATION_METRICS,
+            "best_metric",
+            f"must be one of {', '.join(VALIDATION_METRICS)}, got {self.best_metric!r}",
+        )
+        need(self.report_to in REPORT_TO, "report_to", f"must be one of {', '.join(REPORT_TO)}")
         need(self.lora_rank <= 512, "lora_rank", f"must be <= 512, got {self.lora_rank}")
         need(
             self.lora_alpha is None or self.lora_alpha > 0,

@@ -26,8 +26,8 @@ from PIL import Image
 from tryon.core.errors import RequestError
 from tryon.handlers.compat import dtype_kwargs
 from tryon.training import data as data_mod
+from tryon.training import heldout, outputs
 from tryon.training import masks as masks_mod
-from tryon.training import outputs
 from tryon.training.checkpoints import (
     checkpoint_path,
     checkpoint_step,
@@ -52,6 +52,10 @@ class TrainResult:
     adapter_dir: Path | None = None
     model_dir: Path | None = None
     validation_path: Path | None = None
+    #: validation.json (every round's metrics) and the best round's weights (with metric networks)
+    validation_history: Path | None = None
+    best_dir: Path | None = None
+    held_out: list[str] = field(default_factory=list)
     resumed_from: Path | None = None
     mask_sources: dict[str, str] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)
@@ -253,13 +257,19 @@ def train(
     instance, mask_sources, skipped, full_masks = _prepare_instance_examples(
         config, clipseg_fn or masks_mod.clipseg_masks
     )
+    instance, held = _split_held_out(instance, list(mask_sources), config)
+    metric_models = _validation_metric_models(config)
     out_dir = Path(config.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_dir = config.effective_checkpoint_dir
+    tensorboard = config.report_to == "tensorboard"
     accelerator = Accelerator(
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         mixed_precision=config.mixed_precision,
-        project_config=ProjectConfiguration(project_dir=str(out_dir)),
+        log_with="tensorboard" if tensorboard else None,
+        project_config=ProjectConfiguration(
+            project_dir=str(out_dir), logging_dir=str(config.effective_logging_dir)
+        ),
     )
     set_seed(config.seed)
     device = accelerator.device
@@ -315,7 +325,14 @@ def train(
     def tokenize(prompts: list[str]) -> dict[str, Any]:
         return family.tokenize(text, prompts)
 
-    validation_inputs = _validation_inputs(instance, config)
+    if tensorboard:
+        accelerator.init_trackers("fine-tune", config=_scalar_options(config))
+    validator = _validator(accelerator, config, out_dir, held, metric_models, tensorboard)
+
+    def save_best(target: Path) -> None:
+        _save_weights(accelerator, unet, trained_encoders, target, lora=lora)
+
+    last_validated = -1
     bar = tqdm(
         total=config.max_train_steps,
         initial=global_step,
@@ -375,6 +392,15 @@ def train(
         losses.append(step_loss)
         bar.update(1)
         bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lr_scheduler.get_last_lr()[0]:.2e}")
+        if tensorboard:
+            accelerator.log(
+                {"train/loss": step_loss, "train/lr": lr_scheduler.get_last_lr()[0]}, step=global_step
+            )
+        if config.log_metrics_every and global_step % config.log_metrics_every == 0:
+            line = heldout.metric_line(
+                global_step, {"train_loss": step_loss, "learning_rate": lr_scheduler.get_last_lr()[0]}
+            )
+            bar.write(line)
         if on_step is not None:
             on_step(global_step, step_loss)
         if config.checkpointing_steps and global_step % config.checkpointing_steps == 0:
@@ -387,10 +413,12 @@ def train(
             and global_step % config.validation_steps == 0
             and accelerator.is_main_process
         ):
-            _validate(
-                accelerator, config, family, validation_inputs, vae, text, unet,
+            grid, renders = _validate(
+                accelerator, config, family, held, vae, text, unet,
                 out_dir / "validation" / f"step-{global_step:06d}.png",
             )  # fmt: skip
+            validator.round(global_step, renders, grid, save_best)
+            last_validated = global_step
     bar.close()
 
     accelerator.wait_for_everyone()
@@ -404,19 +432,23 @@ def train(
         skipped=skipped,
     )
     if accelerator.is_main_process:
-        unet_final = accelerator.unwrap_model(unet)
-        te_final = [accelerator.unwrap_model(enc) for enc in trained_encoders]
         if lora:
             result.adapter_dir = out_dir / "adapter"
-            outputs.save_lora_adapter(result.adapter_dir, unet_final, *te_final)
         else:
             result.model_dir = out_dir
-            outputs.save_full_model(out_dir, unet_final, *te_final)
+        _save_weights(accelerator, unet, trained_encoders, result.adapter_dir or out_dir, lora=lora)
         if not config.skip_final_validation:
-            result.validation_path = _validate(
-                accelerator, config, family, validation_inputs, vae, text, unet,
+            result.validation_path, renders = _validate(
+                accelerator, config, family, held, vae, text, unet,
                 out_dir / outputs.VALIDATION_NAME,
             )  # fmt: skip
+            if last_validated != global_step:  # the last step's round already scored these weights
+                validator.round(global_step, renders, result.validation_path, save_best)
+        if validator.history:
+            result.validation_history = validator.write()
+        if validator.best is not None:
+            result.best_dir = Path(validator.best["path"])
+        result.held_out = held.names if held.held_out else []
         result.seconds = time.perf_counter() - started
         outputs.write_config(
             out_dir,
@@ -429,11 +461,124 @@ def train(
                 "mask_sources": mask_sources,
                 "skipped_files": [f"{n}: {r}" for n, r in skipped],
                 "final_loss": losses[-1] if losses else None,
+                "held_out": result.held_out,
+                "best_validation": validator.best,
                 "seconds": round(result.seconds, 3),
             },
         )
     accelerator.end_training()
     return result
+
+
+def _save_weights(
+    accelerator: Any, unet: Any, trained_encoders: list[Any], target: Path, *, lora: bool
+) -> None:
+    """The trained weights as the endpoint loads them: a LoRA adapter file, or unet/ (+ text encoders)."""
+    unet_final = accelerator.unwrap_model(unet)
+    te_final = [accelerator.unwrap_model(enc) for enc in trained_encoders]
+    if lora:
+        outputs.save_lora_adapter(target, unet_final, *te_final)
+    else:
+        outputs.save_full_model(target, unet_final, *te_final)
+
+
+def _scalar_options(config: TrainingConfig) -> dict[str, Any]:
+    """The options TensorBoard's hyperparameter view can show (scalars and strings)."""
+    return {
+        k: v
+        for k, v in config.effective_dict().items()
+        if isinstance(v, int | float | str | bool) and v is not None
+    }
+
+
+def _split_held_out(
+    instance: _Examples, names: list[str], config: TrainingConfig
+) -> tuple[_Examples, heldout.HeldOut]:
+    """Training examples without the held-out photos (the last ones by name), and the validation set.
+
+    Without held-out photos validation renders the first training photo (as before held-out
+    photos existed). A held-out photo without a garment mask gets a centred ellipse.
+    """
+    count = config.effective_holdout(len(instance.images))
+    if count and len(instance.images) - count < 1:
+        raise RequestError(
+            "validation_holdout",
+            f"must leave at least one photo to train on ({len(instance.images)} photos, {count} held out)",
+        )
+    keep = len(instance.images) - count
+    train_part = _Examples(
+        instance.images[:keep],
+        instance.prompts[:keep],
+        instance.garment_masks[:keep],
+        instance.time_ids[:keep],
+    )
+    chosen = range(keep, len(instance.images)) if count else range(1)
+    images = [instance.images[i] for i in chosen]
+    masks = [_mask_or_ellipse(instance.garment_masks[i], instance.images[i].size) for i in chosen]
+    from tryon.evaluation.feature_metrics import garment_region
+
+    references = [
+        garment_region(img, m) for img, m in zip(train_part.images, train_part.garment_masks, strict=True)
+    ]
+    held = heldout.HeldOut(images, masks, [names[i] for i in chosen], references, held_out=bool(count))
+    return train_part, held
+
+
+def _mask_or_ellipse(mask: Image.Image | None, size: tuple[int, int]) -> Image.Image:
+    if mask is not None and masks_mod.coverage(mask) >= masks_mod.MIN_GARMENT_COVERAGE:
+        return mask
+    from PIL import ImageDraw
+
+    ellipse = Image.new("L", size, 0)
+    ImageDraw.Draw(ellipse).ellipse(
+        (size[0] // 4, size[1] // 4, 3 * size[0] // 4, 3 * size[1] // 4), fill=255
+    )
+    return ellipse
+
+
+def _validation_metric_models(config: TrainingConfig) -> Any:
+    """The metric networks validation scores with (checked now, before training), or None."""
+    if not config.validation_metric_models:
+        return None
+    from tryon.evaluation.metric_models import MetricModels
+
+    source = config.validation_metric_models
+    models = MetricModels(download=True) if source == "hub" else MetricModels(folder=Path(source))
+    try:
+        models.check({"garment", "prompt"})
+    except RequestError as exc:
+        raise RequestError("validation_metric_models", exc.detail) from None
+    return models
+
+
+def _validator(
+    accelerator: Any,
+    config: TrainingConfig,
+    out_dir: Path,
+    held: heldout.HeldOut,
+    models: Any,
+    tensorboard: bool,
+) -> heldout.Validator:
+    import numpy as np
+
+    def log(values: dict[str, float], step: int) -> None:
+        if tensorboard and values:
+            accelerator.log(values, step=step)
+
+    def log_images(tag: str, images: list[Image.Image], step: int) -> None:
+        if tensorboard and images:
+            arrays = np.stack([np.asarray(img.convert("RGB")) for img in images])
+            accelerator.get_tracker("tensorboard").log_images({tag: arrays}, step=step, dataformats="NHWC")
+
+    return heldout.Validator(
+        out_dir=out_dir,
+        prompt=config.validation_prompt or config.instance_prompt,
+        best_metric=config.best_metric,
+        held=held,
+        models=models,
+        log=log,
+        log_images=log_images,
+    )
 
 
 def _load_models(
@@ -569,32 +714,18 @@ def _loss(
     return instance_loss + prior_weight * prior_loss
 
 
-def _validation_inputs(instance: _Examples, config: TrainingConfig) -> tuple[Image.Image, Image.Image]:
-    """The fixed validation image (first instance image) and mask (its garment mask or an ellipse)."""
-    image = instance.images[0]
-    mask = instance.garment_masks[0]
-    if mask is None or masks_mod.coverage(mask) < masks_mod.MIN_GARMENT_COVERAGE:
-        size = image.size
-        mask = Image.new("L", size, 0)
-        from PIL import ImageDraw
-
-        ImageDraw.Draw(mask).ellipse(
-            (size[0] // 4, size[1] // 4, 3 * size[0] // 4, 3 * size[1] // 4), fill=255
-        )
-    return image, mask
-
-
 def _validate(
     accelerator: Any,
     config: TrainingConfig,
     family: Family,
-    inputs: tuple[Image.Image, Image.Image],
+    held: heldout.HeldOut,
     vae: Any,
     text: TextStack,
     unet: Any,
     path: Path,
-) -> Path:
-    """Render validation images with a fixed seed and mask; save ``[image | mask | results]``."""
+) -> tuple[Path, list[list[Image.Image]]]:
+    """Render each validation photo with a fixed seed and mask; save one ``[image | mask | masked |
+    results]`` row per photo. Returns the grid and the renders (one list per photo)."""
     import torch
     from diffusers import DPMSolverMultistepScheduler
 
@@ -607,25 +738,30 @@ def _validate(
         scheduler=DPMSolverMultistepScheduler.from_pretrained(config.pretrained_model, subfolder="scheduler"),
     )
     pipe.set_progress_bar_config(disable=True)
-    image, mask = inputs
     was_training = unet_model.training
     unet_model.eval()
-    generator = torch.Generator("cpu").manual_seed(config.seed)
-    with torch.no_grad(), accelerator.autocast():
-        results = pipe(
-            prompt=config.validation_prompt or config.instance_prompt,
-            image=image,
-            mask_image=mask,
-            height=config.resolution,
-            width=config.resolution,
-            num_inference_steps=config.validation_inference_steps,
-            strength=1.0,  # SDXL inpainting defaults to 0.9999: one step would round to none
-            num_images_per_prompt=config.num_validation_images,
-            generator=generator,
-        ).images
+    cells: list[Image.Image] = []
+    renders: list[list[Image.Image]] = []
+    for image, mask in zip(held.images, held.masks, strict=True):
+        generator = torch.Generator("cpu").manual_seed(config.seed)
+        with torch.no_grad(), accelerator.autocast():
+            results = pipe(
+                prompt=config.validation_prompt or config.instance_prompt,
+                image=image,
+                mask_image=mask,
+                height=config.resolution,
+                width=config.resolution,
+                num_inference_steps=config.validation_inference_steps,
+                strength=1.0,  # SDXL inpainting defaults to 0.9999: one step would round to none
+                num_images_per_prompt=config.num_validation_images,
+                generator=generator,
+            ).images
+        renders.append(list(results))
+        masked = Image.composite(Image.new("RGB", image.size, (0, 0, 0)), image, mask)
+        cells += [image, mask.convert("RGB"), masked, *results]
     unet_model.train(was_training)
-    masked = Image.composite(Image.new("RGB", image.size, (0, 0, 0)), image, mask)
-    return outputs.save_grid([image, mask.convert("RGB"), masked, *results], path)
+    grid = outputs.save_grid(cells, path, columns=3 + config.num_validation_images)
+    return grid, renders
 
 
 def _micro_seed(seed: int, draw: int) -> int:

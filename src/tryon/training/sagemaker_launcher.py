@@ -30,17 +30,23 @@ from tryon.core.errors import RequestError
 from tryon.core.s3uri import parse_s3_prefix
 
 #: Channels the entry script understands, in the order they are passed.
-CHANNELS = ("instance", "class", "masks", "base_model", "clipseg")
+CHANNELS = ("instance", "class", "masks", "base_model", "clipseg", "metric_models")
 #: tryon parts vendored into the job's source folder.
 VENDORED = (
     "__init__.py",
     "core",  # errors, imaging, validation, and the contract the handlers (--mask-query) read
     "weights/__init__.py",
     "weights/portable.py",
+    "weights/hub.py",  # metric networks from the hub (validation_metric_models=hub)
     "training",
     "handlers",
+    "evaluation",  # validation metrics (CLIP-I, DINO, CLIP-T)
 )
 CONTAINER_CHECKPOINT_DIR = "/opt/ml/checkpoints"
+#: Where the job writes TensorBoard logs; SageMaker uploads the folder to ``<output_path>/tensorboard/``.
+CONTAINER_TENSORBOARD_DIR = "/opt/ml/output/tensorboard"
+#: Hyperparameters every job gets unless given: a metric line every 10 steps for the metric definitions.
+JOB_DEFAULTS = {"log_metrics_every": "10", "logging_dir": CONTAINER_TENSORBOARD_DIR}
 DEFAULT_INSTANCE_TYPE = "ml.g5.2xlarge"
 DEFAULT_FRAMEWORK_VERSION = "2.8"
 DEFAULT_PY_VERSION = "py312"
@@ -68,6 +74,8 @@ class LaunchSpec:
     mask_data: str | None = None
     base_model: str | None = None
     clipseg_model: str | None = None
+    #: s3:// prefix of the metric networks (tryon eval --metric-models layout) that score validation
+    metric_models: str | None = None
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     instance_type: str = DEFAULT_INSTANCE_TYPE
     volume_size_gb: int = 100
@@ -87,6 +95,7 @@ class LaunchSpec:
             "masks": self.mask_data,
             "base_model": self.base_model,
             "clipseg": self.clipseg_model,
+            "metric_models": self.metric_models,
         }
         return {name: uri for name, uri in values.items() if uri}
 
@@ -110,7 +119,14 @@ class LaunchSpec:
                 "max_wait_s",
                 f"must be >= max_runtime_s ({self.max_runtime_s}) with spot, got {self.max_wait_s}",
             )
-        reserved = {"instance_data_dir", "class_data_dir", "mask_dir", "output_dir", "checkpoint_dir"}
+        reserved = {
+            "instance_data_dir",
+            "class_data_dir",
+            "mask_dir",
+            "output_dir",
+            "checkpoint_dir",
+            "logging_dir",
+        }
         for key in self.hyperparameters:
             if key.replace("-", "_") in reserved:
                 raise RequestError(
@@ -186,9 +202,17 @@ def launch(spec: LaunchSpec, *, boto_session: Any = None, wait: bool = False) ->
 
     os.environ.setdefault("SAGEMAKER_VALIDATE_ROLE", "false")
     from sagemaker.core.helper.session_helper import Session
-    from sagemaker.core.shapes import CheckpointConfig, OutputDataConfig, StoppingCondition
+    from sagemaker.core.shapes import (
+        CheckpointConfig,
+        MetricDefinition,
+        OutputDataConfig,
+        StoppingCondition,
+        TensorBoardOutputConfig,
+    )
     from sagemaker.core.training.configs import Compute, InputData, SourceCode
     from sagemaker.train import ModelTrainer
+
+    from tryon.training.heldout import metric_definitions
 
     spec.validate()
     boto_session = boto_session or boto3.Session(region_name=spec.region)
@@ -226,15 +250,25 @@ def launch(spec: LaunchSpec, *, boto_session: Any = None, wait: bool = False) ->
                 max_wait_time_in_seconds=(spec.max_wait_s or spec.max_runtime_s) if spec.spot else None,
             ),
             output_data_config=OutputDataConfig(s3_output_path=output_path),
-            hyperparameters=hyperparameters_as_strings(spec.hyperparameters),
+            hyperparameters={**JOB_DEFAULTS, **hyperparameters_as_strings(spec.hyperparameters)},
             environment={"HF_HUB_DISABLE_TELEMETRY": "1", **spec.environment},
         )
         # The trainer picks the job name at submission, so each launch gets its own
         # checkpoint prefix (a spot restart of the same job resumes from it).
         token = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         checkpoints = f"{output_path}/checkpoints/{spec.base_job_name}-{token}"
-        trainer = trainer.with_checkpoint_config(
-            CheckpointConfig(s3_uri=checkpoints, local_path=CONTAINER_CHECKPOINT_DIR)
+        trainer = (
+            trainer.with_checkpoint_config(
+                CheckpointConfig(s3_uri=checkpoints, local_path=CONTAINER_CHECKPOINT_DIR)
+            )
+            .with_tensorboard_output_config(
+                TensorBoardOutputConfig(
+                    s3_output_path=f"{output_path}/tensorboard", local_path=CONTAINER_TENSORBOARD_DIR
+                )
+            )
+            .with_metric_definitions(
+                [MetricDefinition(name=d["Name"], regex=d["Regex"]) for d in metric_definitions()]
+            )
         )
         channels = [InputData(channel_name=name, data_source=uri) for name, uri in spec.channels().items()]
         trainer.train(input_data_config=channels, wait=wait, logs=wait)
