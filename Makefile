@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_SPEC)
-	$(BIN)/pip install -q -c constraints.txt -e '.[models,server,cli,sagemaker,dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[models,server,cli,sagemaker,eval,dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -95,7 +95,7 @@ schema-blocks: venv
 constraints:
 	rm -rf .venv-constraints && $(PYTHON) -m venv .venv-constraints
 	.venv-constraints/bin/pip install -q $(TORCH_SPEC)
-	.venv-constraints/bin/pip install -q -e '.[models,server,cli,sagemaker,dev]'
+	.venv-constraints/bin/pip install -q -e '.[models,server,cli,sagemaker,eval,dev]'
 	{ sed -n '1,3p' constraints.txt; .venv-constraints/bin/pip freeze --exclude-editable \
 	  | grep -v -E '^(torch|nvidia-|triton)' | sed 's/+cpu$$//'; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt && rm -rf .venv-constraints
