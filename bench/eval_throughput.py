@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> None:
             (args.size // 4, args.size // 4, 3 * args.size // 4, 3 * args.size // 4), 255
         )
         result = photo.copy()
-        result.paste(Image.fromarray(rng.integers(0, 255, (args.size // 2, args.size // 2, 3), dtype=np.uint8)),
-                     (args.size // 4, args.size // 4))  # fmt: skip
+        patch = rng.integers(0, 255, (args.size // 2, args.size // 2, 3), dtype=np.uint8)
+        result.paste(Image.fromarray(patch), (args.size // 4, args.size // 4))
         photos.append(photo)
         results.append(result)
         masks.append(mask)
