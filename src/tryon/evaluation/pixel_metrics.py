@@ -32,7 +32,10 @@ def ssim(result: Image.Image, reference: Image.Image) -> float:
 
     # Identical images have SSIM 1 by definition; in float32 the variance of flat regions
     # (E[x^2] - E[x]^2) is noisy enough to give 0.9998, and float64 is 12x slower (bench.eval_throughput).
-    if result.size == reference.size and result.convert("RGB").tobytes() == reference.convert("RGB").tobytes():
+    if (
+        result.size == reference.size
+        and result.convert("RGB").tobytes() == reference.convert("RGB").tobytes()
+    ):
         return 1.0
     return float(structural_similarity_index_measure(to_tensor(result), to_tensor(reference), data_range=1.0))
 
