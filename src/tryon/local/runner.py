@@ -107,8 +107,9 @@ def run_photo(
         check_photo(garment, field="--garment")
     params.to_metadata(overrides, preset)  # bad values fail before the stack starts
     on_status("starting the local stack and loading the models")
-    stack = open_workflow(model_dirs, parameters=parameters, upscale=upscale, modes=modes, log_level=log_level)
-    with stack as wf:
+    with open_workflow(
+        model_dirs, parameters=parameters, upscale=upscale, modes=modes, log_level=log_level
+    ) as wf:
         return run_in(
             wf,
             photo,
