@@ -101,7 +101,7 @@ def run_rows_on_stack(
     """Every row x seed on a deployed stack, as ``tryon submit`` runs one photo."""
     from tryon.aws import stack as stacks
     from tryon.aws.executions import follow_execution
-    from tryon.core.contract import versioned_s3_uri
+    from tryon.core.s3uri import s3_uri
     from tryon.workflow import params
 
     cfn, s3, sfn = (session.client(name) for name in ("cloudformation", "s3", "stepfunctions"))
@@ -112,7 +112,7 @@ def run_rows_on_stack(
         overrides, preset = _job(row, seed)
         if row.garment is not None:
             packshot = stacks.upload_garment(s3, found, row.garment)
-            overrides["garment_image"] = versioned_s3_uri(packshot.bucket, packshot.key, packshot.version_id)
+            overrides["garment_image"] = s3_uri(packshot.bucket, packshot.key, packshot.version_id)
         metadata = params.to_metadata(overrides, preset)
         name = f"eval-{_safe(row.id)}-s{seed}{row.photo.suffix.lower()}"
         upload = stacks.upload_photo(s3, found, row.photo, name=name, metadata=metadata)
