@@ -1,18 +1,20 @@
 """Benchmark the inpainting endpoint's non-inference time on a 4000x3000 photo with four images.
 
-What a request costs besides the denoising itself: decode, crop, paste-back, encode and
-delivery. Two ways of answering, measured in the same run on the same request:
+What a request costs besides the denoising itself: decode, crop, paste-back, PNG encoding and
+the upload to the request's ``output`` prefix (the workflow's path). Two versions of the
+post-inference path, measured in the same run on the same request and taking turns:
 
-- before: the images come back base64 in the JSON answer (PNG at zlib level 6, one after
-  the other), as the endpoint answered until results went to S3 (that path still serves
-  requests without ``output``; ``TRYON_ENDPOINT_MODE=async`` lifts the 6 MB real-time limit
-  so it can answer this request);
-- after: the endpoint writes the images to the request's ``output`` prefix itself (PNG at
-  zlib level 1, encoded and uploaded in parallel) and answers with their URIs.
+- today (the baseline, as the handler was before ``png_writer``): each image blended into
+  a full copy of the photo in float32, then Pillow's PNG encoder at zlib level 1 (five filters
+  tried per row) and the upload, one task per image on ``min(images, CPUs, 4)`` threads;
+- now: the blend in Pillow's C code on the window only, rows above and below the window
+  compressed once for all images (starting while the model runs), Up filter + zlib's
+  run-length strategy in fragments on the PNG threads, each upload as soon as its PNG is ready.
 
-S3 is moto, in-process. Every figure comes from the handler's own ``timings_ms``; the ratio
-is before/after, and the inference time of the same requests is printed beside it. Pixels
-outside the mask are checked byte-identical to the photo in both answers.
+The baseline runs through the same ``predict_fn`` with those three pieces swapped back in
+(:func:`todays_path`), so decode and preprocessing are the same code. S3 is moto, in-process.
+Every figure comes from the handler's own ``timings_ms``; pixels outside the mask are checked
+byte-identical to the photo in both answers, and the bytes written are reported beside the time.
 
 Run: ``.venv/bin/python -m bench.endpoint_outputs [--repeats 3] [--size 4000x3000]``
 """
@@ -20,12 +22,15 @@ Run: ``.venv/bin/python -m bench.endpoint_outputs [--repeats 3] [--size 4000x300
 from __future__ import annotations
 
 import argparse
-import base64
 import io
 import json
 import os
 import statistics
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
@@ -49,6 +54,84 @@ def _photo(size: tuple[int, int]):
     mask = Image.new("L", size, 0)
     mask.paste(255, (w * 3 // 10, h * 4 // 10, w * 7 // 10, h * 9 // 10))  # a garment-sized box
     return imaging.encode_jpeg(photo, quality=92), imaging.encode_png(mask, compress_level=1)
+
+
+# ---------------------------------------------------------------- today's path (the baseline)
+def _todays_paste_back(original, generated, box, mask, feather=4):
+    """crop.paste_back as it was: float32 blend of the window, pasted into a full copy."""
+    import numpy as np
+    from PIL import Image
+
+    from tryon.handlers.crop import feather_weights
+
+    left, top, right, bottom = box
+    patch = generated.convert("RGB").resize((right - left, bottom - top), Image.Resampling.LANCZOS)
+    weights = feather_weights(mask.crop(box), feather)[..., None]
+    base = np.asarray(original.crop(box), dtype=np.float32)
+    blended = base + (np.asarray(patch, dtype=np.float32) - base) * weights
+    out_region = np.where(weights > 0, np.clip(np.rint(blended), 0, 255), base).astype(np.uint8)
+    result = original.copy()
+    result.paste(Image.fromarray(out_region, "RGB"), (left, top))
+    return result
+
+
+class _TodaysPaste:
+    def __init__(self, original, box, mask) -> None:
+        self.args = (original, box, mask)
+
+    def region(self, generated):
+        original, box, mask = self.args
+        return _todays_paste_back(original, generated, box, mask)  # the whole image
+
+
+class _TodaysEncoder:
+    """No shared rows: each whole image is encoded by Pillow (zlib level 1) when uploaded."""
+
+    def __init__(self, image, box) -> None:
+        pass
+
+    def start(self, image):
+        from tryon.handlers.png_writer import PendingPNG
+
+        class PillowPNG(PendingPNG):
+            def result(self) -> bytes:
+                from tryon.core import imaging
+
+                return imaging.encode_png(image, compress_level=1)
+
+        return PillowPNG(image.width, image.height, image.mode, [])
+
+    def cancel(self) -> None:
+        pass
+
+
+def _todays_write_pngs(target, pngs: Sequence[Any], *, indexed: bool) -> list[dict[str, Any]]:
+    """s3io.write_pngs as it was: encode + upload per image on min(images, CPUs, 4) threads."""
+    from tryon.handlers import s3io
+
+    client = s3io.s3_client()
+    keys = [target.key(i if indexed else None) for i in range(len(pngs))]
+    workers = min(len(pngs), os.cpu_count() or 1, 4)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="today-output") as pool:
+        futures = [
+            pool.submit(s3io._put_png, client, target.bucket, k, p) for k, p in zip(keys, pngs, strict=True)
+        ]
+        return [f.result() for f in futures]
+
+
+@contextmanager
+def todays_path() -> Iterator[None]:
+    """The inpainting handler with its post-inference path as it was before png_writer."""
+    from unittest import mock
+
+    from tryon.handlers import sd_inpaint
+
+    with (
+        mock.patch.object(sd_inpaint.crop, "PasteBack", _TodaysPaste),
+        mock.patch.object(sd_inpaint.png_writer, "WindowEncoder", _TodaysEncoder),
+        mock.patch.object(sd_inpaint, "write_pngs", _todays_write_pngs),
+    ):
+        yield
 
 
 def main() -> None:
@@ -82,56 +165,63 @@ def main() -> None:
         s3.create_bucket(Bucket="bench-out")
         s3.put_object(Bucket="bench-in", Key="inputs/p.jpg", Body=jpeg)
         s3.put_object(Bucket="bench-out", Key="r/mask.png", Body=mask_png)
-        request = {**base, "image": "s3://bench-in/inputs/p.jpg", "mask": "s3://bench-out/r/mask.png"}
+        request = {
+            **base,
+            "image": "s3://bench-in/inputs/p.jpg",
+            "mask": "s3://bench-out/r/mask.png",
+            "output": "s3://bench-out/r/",
+        }
 
-        def before() -> dict:
-            os.environ["TRYON_ENDPOINT_MODE"] = "async"
-            try:
-                data = sd_inpaint.input_fn(json.dumps(request), "application/json")
-                answer = sd_inpaint.predict_fn(data, model)
-            finally:
-                del os.environ["TRYON_ENDPOINT_MODE"]
-            first = np.asarray(imaging.decode_image(base64.b64decode(answer["images"][0])))
-            assert np.array_equal(first[outside], photo[outside])
-            return answer
-
-        def after() -> dict:
-            data = sd_inpaint.input_fn(
-                json.dumps({**request, "output": "s3://bench-out/r/"}), "application/json"
-            )
+        def run() -> dict:
+            data = sd_inpaint.input_fn(json.dumps(request), "application/json")
             answer = sd_inpaint.predict_fn(data, model)
-            body = s3.get_object(Bucket="bench-out", Key=answer["outputs"][0]["key"])["Body"].read()
-            first = np.asarray(Image.open(io.BytesIO(body)).convert("RGB"))
-            assert np.array_equal(first[outside], photo[outside])
+            for written in answer["outputs"]:
+                body = s3.get_object(Bucket="bench-out", Key=written["key"])["Body"].read()
+                pixels = np.asarray(Image.open(io.BytesIO(body)).convert("RGB"))
+                assert np.array_equal(pixels[outside], photo[outside]), "pixels outside the mask changed"
             return answer
 
-        rows = {"before": [], "after": []}
-        after(), before()  # warm-up
+        def today() -> dict:
+            with todays_path():
+                return run()
+
+        rows: dict[str, list[tuple[float, ...]]] = {"today": [], "now": []}
+        run(), today()  # warm-up
         for i in range(args.repeats):
             for name, fn in (
-                (("before", before), ("after", after))
-                if i % 2 == 0
-                else (("after", after), ("before", before))
+                (("today", today), ("now", run)) if i % 2 == 0 else (("now", run), ("today", today))
             ):
                 answer = fn()
                 timings = answer["timings_ms"]
                 rows[name].append(
-                    (sum(timings.get(k, 0.0) for k in NON_INFERENCE), timings["inference"], timings["encode"])
+                    (
+                        sum(timings.get(k, 0.0) for k in NON_INFERENCE),
+                        timings["inference"],
+                        timings["postprocess"],
+                        timings["encode"],
+                        sum(timings.values()),
+                        sum(o["bytes"] for o in answer["outputs"]),
+                    )
                 )
 
     print(
-        f"inpainting endpoint, {size[0]}x{size[1]} JPEG photo, {args.num_images} images, tiny checkpoint, "
-        f"median of {args.repeats}"
+        f"inpainting endpoint, {size[0]}x{size[1]} JPEG photo, {args.num_images} images written to S3 (moto, "
+        f"in-process), tiny checkpoint, {os.cpu_count()} CPUs, median of {args.repeats}"
     )
     med = {
         name: [statistics.median(col) for col in zip(*values, strict=True)] for name, values in rows.items()
     }
-    for name, (overhead, inference, encode) in med.items():
+    for name, (overhead, inference, post, encode, wall, written) in med.items():
         print(
-            f"  {name:6}  non-inference {overhead / 1000:6.2f} s  (encode+deliver {encode / 1000:5.2f} s)  "
-            f"inference {inference / 1000:5.2f} s"
+            f"  {name:6} non-inference {overhead / 1000:5.2f} s (paste-back {post / 1000:4.2f} s, "
+            f"encode+upload {encode / 1000:4.2f} s)  inference {inference / 1000:4.2f} s  "
+            f"handler wall {wall / 1000:5.2f} s  bytes written {written / 1e6:6.2f} MB"
         )
-    print(f"  ratio before/after (non-inference): {med['before'][0] / med['after'][0]:.1f}x")
+    print(
+        f"  ratio today/now: non-inference {med['today'][0] / med['now'][0]:.2f}x, "
+        f"handler wall {med['today'][4] / med['now'][4]:.2f}x, "
+        f"bytes {med['now'][5] / med['today'][5]:.3f} of today's"
+    )
 
 
 if __name__ == "__main__":

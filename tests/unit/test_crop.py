@@ -121,3 +121,28 @@ def test_paste_back_rejects_mismatched_inputs():
         crop.paste_back(
             Image.new("RGB", (8, 8)), Image.new("RGB", (8, 8)), (0, 0, 8, 8), Image.new("L", (4, 4))
         )
+
+
+@pytest.mark.parametrize("feather", [0, 4, 12])
+def test_blend_mask_is_the_feather_weights_in_8_bits(feather):
+    mask = _mask((80, 60), (10, 10, 70, 50))
+    mask.paste(255, (2, 2, 3, 58))  # a one-pixel line: blurred to almost nothing, still blended
+    levels = np.asarray(crop.blend_mask(mask, feather)).astype(int)
+    inside = np.asarray(mask) > 0
+    assert np.all(levels[~inside] == 0) and np.all(levels[inside] >= 1)
+    expected = np.rint(crop.feather_weights(mask, feather) * 255)
+    assert np.abs(levels - np.where(inside, np.maximum(expected, 1), 0)).max() == 0
+
+
+def test_paste_back_of_several_images_shares_the_window():
+    original = noise_image((300, 200), 1)
+    mask = _mask((300, 200), (100, 50, 180, 120))
+    box = crop.crop_box_for_mask(crop.mask_bbox(mask), original.size, (64, 64), 16)
+    paste = crop.PasteBack(original, box, mask)
+    for seed in (2, 3):
+        generated = noise_image((64, 64), seed)
+        region = paste.region(generated)
+        assert region.size == (box[2] - box[0], box[3] - box[1])
+        whole = crop.paste_back(original, generated, box, mask)
+        assert np.array_equal(np.asarray(whole.crop(box)), np.asarray(region))
+        assert np.array_equal(np.asarray(paste.image(generated)), np.asarray(whole))

@@ -21,6 +21,7 @@ from tryon.core.errors import RequestError
 from tryon.handlers import mask_ops, threads
 from tryon.handlers.common import (
     PhaseTimer,
+    encode_image,
     json_response,
     load_image,
     loading_progress_bars,
@@ -165,10 +166,9 @@ def predict_fn(data: ClipSegRequest, model: ClipSegModel) -> dict[str, Any]:
         scores = torch.sigmoid(peaks).tolist()
         negative_scores = torch.sigmoid(negative_peaks).tolist()
     with timer.phase("encode"):
-        # Fast zlib level: masks are large flat areas, so the PNG stays small anyway.
         mask_image = mask_ops.to_image(mask)
         if data.output is None:
-            written = {"mask": imaging.b64encode(imaging.encode_png(mask_image, compress_level=1))}
+            written = {"mask": encode_image(mask_image)}
         else:
             written = {"outputs": write_pngs(data.output, [mask_image], indexed=False)}
     return {

@@ -13,7 +13,7 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from tryon.core import imaging
 from tryon.core.contract import MAX_SEED, WAITING_PHASES
 from tryon.core.errors import RequestError
 from tryon.core.s3uri import is_s3_uri
+from tryon.handlers.png_writer import PendingPNG, start_png
 
 JSON_CONTENT_TYPE = "application/json"
 #: Largest request body a handler accepts (SageMaker real-time caps payloads at 6 MB;
@@ -123,9 +124,10 @@ def load_image(
     return imaging.decode_image(data, field=field, max_pixels=max_pixels)
 
 
-def encode_image(img: Image.Image) -> str:
-    """Base64 PNG of an image, as responses carry them."""
-    return imaging.b64encode(imaging.encode_png(img))
+def encode_image(img: Image.Image | PendingPNG) -> str:
+    """Base64 PNG of an image (or of a PNG being compressed), as responses carry them."""
+    png = img if isinstance(img, PendingPNG) else start_png(img)
+    return imaging.b64encode(png.result())
 
 
 def max_response_bytes() -> int:
@@ -139,9 +141,10 @@ def max_response_bytes() -> int:
     return limits.max_response_bytes or 0
 
 
-def encode_inline(images: list[Image.Image]) -> list[str]:
+def encode_inline(images: Sequence[Image.Image | PendingPNG]) -> list[str]:
     """Base64 PNGs for an answer without ``output``; RequestError if they cannot fit the response limit."""
-    encoded = [encode_image(img) for img in images]
+    pngs = [img if isinstance(img, PendingPNG) else start_png(img) for img in images]  # all compress at once
+    encoded = [encode_image(png) for png in pngs]
     total = sum(len(text) for text in encoded)
     limit = max_response_bytes()
     if limit and total > limit:

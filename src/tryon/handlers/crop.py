@@ -7,15 +7,16 @@ inpaints only a window around the mask:
 1. :func:`binarize` the mask (``> 127`` is repainted) and take its bounding box;
 2. :func:`crop_box_for_mask` pads that box with context, grows it to the working aspect
    ratio and keeps it inside the photo;
-3. the window is resized to the working size, inpainted, and :func:`paste_back` resizes
-   the result to the window and blends it in with weights that are zero wherever the mask
-   is zero, so every pixel outside the mask is byte-identical to the input.
+3. the window is resized to the working size, inpainted, and :func:`paste_back` (or
+   :class:`PasteBack`, for several images) resizes the result to the window and blends it in
+   with 8-bit weights that are zero wherever the mask is zero, so every pixel outside the mask
+   is byte-identical to the input.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageChops, ImageFilter
 
 Box = tuple[int, int, int, int]
 #: Mask values above this are repainted.
@@ -88,6 +89,53 @@ def feather_weights(mask: Image.Image, radius: int) -> np.ndarray:
     return np.minimum(blurred, inside)
 
 
+def blend_mask(mask: Image.Image, radius: int) -> Image.Image:
+    """:func:`feather_weights` x 255 as a mode-L image: 0 exactly where the mask is 0, >= 1 inside it.
+
+    All in Pillow's 8-bit operations: the blur of an L image is already whole levels, so
+    ``min(blur, mask)`` is the float version's ``rint(255 * min(blur / 255, inside))`` exactly.
+    """
+    if radius <= 0:
+        return mask
+    weights = ImageChops.darker(mask.filter(ImageFilter.GaussianBlur(radius)), mask)
+    return ImageChops.lighter(weights, mask.point(lambda v: 1 if v else 0))
+
+
+class PasteBack:
+    """One photo, window and mask, ready to take any number of generated images.
+
+    What every image shares (the window of the photo, the feathered blend weights) is
+    computed once; each image then costs a resize and one blend in Pillow's C code.
+    ``original`` must be RGB; ``mask`` is the binary mask of the whole photo (:func:`binarize`).
+    Pixels where the mask is 0 are copied from ``original`` unchanged.
+    """
+
+    def __init__(
+        self, original: Image.Image, box: Box, mask: Image.Image, *, feather: int = DEFAULT_FEATHER
+    ) -> None:
+        if original.mode != "RGB":
+            raise ValueError("original must be RGB")
+        if mask.size != original.size:
+            raise ValueError(f"mask size {mask.size} != image size {original.size}")
+        self.original = original
+        self.box = box
+        left, top, right, bottom = box
+        self.region_size = (right - left, bottom - top)
+        self.window = original.crop(box)
+        self.weights = blend_mask(mask.crop(box), feather)
+
+    def region(self, generated: Image.Image) -> Image.Image:
+        """The photo's window with ``generated`` (any size) resized into it, blended where the mask is set."""
+        patch = generated.convert("RGB").resize(self.region_size, Image.Resampling.LANCZOS)
+        return Image.composite(patch, self.window, self.weights)
+
+    def image(self, generated: Image.Image) -> Image.Image:
+        """The whole photo with the blended window pasted in (a new image; the original is untouched)."""
+        result = self.original.copy()
+        result.paste(self.region(generated), self.box[:2])
+        return result
+
+
 def paste_back(
     original: Image.Image,
     generated: Image.Image,
@@ -98,20 +146,6 @@ def paste_back(
 ) -> Image.Image:
     """A new photo: ``generated`` (any size) resized into ``box`` and blended where ``mask`` is set.
 
-    ``original`` must be RGB; ``mask`` is the binary mask of the whole photo (:func:`binarize`).
-    Pixels where the mask is 0 are copied from ``original`` unchanged.
+    One image; :class:`PasteBack` does the shared work once for several.
     """
-    if original.mode != "RGB":
-        raise ValueError("original must be RGB")
-    if mask.size != original.size:
-        raise ValueError(f"mask size {mask.size} != image size {original.size}")
-    left, top, right, bottom = box
-    region = (right - left, bottom - top)
-    patch = generated.convert("RGB").resize(region, Image.Resampling.LANCZOS)
-    weights = feather_weights(mask.crop(box), feather)[..., None]
-    base = np.asarray(original.crop(box), dtype=np.float32)
-    blended = base + (np.asarray(patch, dtype=np.float32) - base) * weights
-    out_region = np.where(weights > 0, np.clip(np.rint(blended), 0, 255), base).astype(np.uint8)
-    result = original.copy()
-    result.paste(Image.fromarray(out_region, "RGB"), (left, top))
-    return result
+    return PasteBack(original, box, mask, feather=feather).image(generated)

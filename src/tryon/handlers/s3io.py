@@ -7,9 +7,9 @@ Faults are classified where they happen:
 - S3's own (throttling, 5xx, time-outs, connection faults) ->
   :class:`tryon.core.errors.DependencyUnavailable` (HTTP 503 locally; the workflow retries it).
 
-Outputs are PNGs encoded at zlib level 1 and uploaded from a small thread pool: Pillow's
-encoder and boto3's upload release the GIL, so four full-size results encode and upload in
-parallel (see ``docs/bench-handlers.md``).
+Outputs are PNGs from :mod:`tryon.handlers.png_writer` (compressed in its threads) and each is
+uploaded from a small thread pool as soon as its bytes are ready, so one image's upload overlaps
+the next one's compression (``docs/endpoint-outputs.md#encoding``).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from PIL import Image
 from tryon.core import contract, imaging
 from tryon.core.errors import DependencyUnavailable, RequestError
 from tryon.core.s3uri import parse_versioned_s3_uri
+from tryon.handlers.png_writer import PendingPNG, start_png
 
 #: S3 error codes that mean the request named something it may not read or that is not there.
 _CLIENT_CODES = frozenset(
@@ -44,8 +45,8 @@ _CLIENT_CODES = frozenset(
         "400",
     }
 )
-#: zlib level of output PNGs: level 1 is 3-4x faster than the default 6 for ~25% more bytes.
-OUTPUT_PNG_LEVEL = 1
+#: Concurrent uploads of one answer's images.
+MAX_UPLOADS = 4
 
 
 def s3_client() -> Any:
@@ -119,28 +120,40 @@ def output_target(contract_: contract.EndpointContract, payload: Mapping[str, An
     return None if parsed is None else OutputTarget(*parsed)
 
 
-def _put_png(client: Any, bucket: str, key: str, image: Image.Image) -> dict[str, Any]:
-    data = imaging.encode_png(image, compress_level=OUTPUT_PNG_LEVEL)
+def _put_png(client: Any, bucket: str, key: str, png: PendingPNG) -> dict[str, Any]:
+    data = png.result()
     uri = f"s3://{bucket}/{key}"
     try:
         response = client.put_object(Bucket=bucket, Key=key, Body=data, ContentType="image/png")
     except Exception as exc:
         raise classify(exc, field="output", uri=uri, action="written") from exc
-    written = {"uri": uri, "key": key, "bytes": len(data), "size": [image.width, image.height]}
+    written = {"uri": uri, "key": key, "bytes": len(data), "size": [png.width, png.height]}
     if response.get("VersionId"):
         written["version_id"] = response["VersionId"]
     return written
 
 
-def write_pngs(target: OutputTarget, images: Sequence[Image.Image], *, indexed: bool) -> list[dict[str, Any]]:
-    """Encode and upload ``images`` in parallel; one ``{"uri", "key", "bytes", "size"}`` per image."""
+def write_pngs(
+    target: OutputTarget, images: Sequence[Image.Image | PendingPNG], *, indexed: bool
+) -> list[dict[str, Any]]:
+    """Upload ``images`` as PNGs, each once compressed; one ``{"uri", "key", "bytes", "size"}`` each.
+
+    An item is an image or a :class:`~tryon.handlers.png_writer.PendingPNG` already being compressed.
+    """
+    pngs = [image if isinstance(image, PendingPNG) else start_png(image) for image in images]
     client = s3_client()
-    keys = [target.key(i if indexed else None) for i in range(len(images))]
-    if len(images) == 1:
-        return [_put_png(client, target.bucket, keys[0], images[0])]
-    workers = min(len(images), os.cpu_count() or 1, 4)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tryon-output") as pool:
-        futures = [
-            pool.submit(_put_png, client, target.bucket, k, img) for k, img in zip(keys, images, strict=True)
-        ]
-        return [f.result() for f in futures]
+    keys = [target.key(i if indexed else None) for i in range(len(pngs))]
+    if len(pngs) == 1:
+        return [_put_png(client, target.bucket, keys[0], pngs[0])]
+    try:
+        with ThreadPoolExecutor(
+            max_workers=min(len(pngs), MAX_UPLOADS), thread_name_prefix="tryon-upload"
+        ) as pool:
+            futures = [
+                pool.submit(_put_png, client, target.bucket, k, png)
+                for k, png in zip(keys, pngs, strict=True)
+            ]
+            return [f.result() for f in futures]
+    finally:
+        for png in pngs:  # after a failed upload nobody reads the rest
+            png.cancel()

@@ -22,7 +22,7 @@ from tryon.core import imaging
 from tryon.core.contract import COMPUTE_SECONDS, SD_INPAINT
 from tryon.core.errors import RequestError
 from tryon.core.validation import require_mapping
-from tryon.handlers import cancellation, crop, ip_adapter, refiner, threads
+from tryon.handlers import cancellation, crop, ip_adapter, png_writer, refiner, threads
 from tryon.handlers.adapters import (
     AdapterCache,
     AdapterSource,
@@ -268,6 +268,9 @@ def predict_fn(data: Mapping[str, Any], model: InpaintModel) -> dict[str, Any]:
         # BOX + "any coverage" keeps thin mask parts in the working-size mask.
         work_mask = mask.crop(box).resize(work, Image.Resampling.BOX).point(lambda v: 255 if v else 0)
         adapter = resolve_adapter(params.adapter, model.model_dir)
+        # Every result is the photo outside the window: that part starts compressing now, once
+        # for all images, in the PNG threads, while the model runs (png_writer.py).
+        encoder = png_writer.WindowEncoder(image, box)
     with timer.phase("queue"):  # waiting for other callers of the same pipeline
         model.lock.acquire()
     try:
@@ -292,15 +295,19 @@ def predict_fn(data: Mapping[str, Any], model: InpaintModel) -> dict[str, Any]:
                     sampler=params.sampler,
                     seeds=image_seeds(params),
                 )
+    except BaseException:
+        encoder.cancel()
+        raise
     finally:
         model.lock.release()
-    with timer.phase("postprocess"):
-        results = [crop.paste_back(image, g, box, mask) for g in generated]
+    with timer.phase("postprocess"):  # each image's window starts compressing as soon as it is blended
+        paste = crop.PasteBack(image, box, mask)
+        pngs = [encoder.start(paste.region(g)) for g in generated]
     with timer.phase("encode"):
         if params.output is None:
-            written: dict[str, Any] = {"images": encode_inline(results)}
+            written: dict[str, Any] = {"images": encode_inline(pngs)}
         else:
-            written = {"outputs": write_pngs(params.output, results, indexed=True)}
+            written = {"outputs": write_pngs(params.output, pngs, indexed=True)}
     return {
         **written,
         "seeds": image_seeds(params),
