@@ -11,7 +11,10 @@ Routes:
 - ``POST /endpoints/{name}/invocations`` -- the ``sagemaker-runtime`` API path, so an
   unmodified boto3 client pointed at ``endpoint_url`` reaches the handlers, and handler
   errors come back as the ``ModelError`` / ``ValidationError`` / ``ModelNotReadyException``
-  that real SageMaker raises.
+  that real SageMaker raises. An endpoint that hosts inference components routes on boto3's
+  ``InferenceComponentName`` (the ``X-Amzn-SageMaker-Inference-Component`` header) and
+  refuses a call without one, with an unknown one, or to a component scaled to zero, as
+  SageMaker does (``ValidationError``).
 - ``POST /endpoints/{name}/async-invocations`` -- ``InvokeEndpointAsync`` for endpoints in
   ``async`` mode: input from S3, a background queue, answer or error to S3, SNS notification
   (:mod:`tryon.server.async_api`).
@@ -22,8 +25,9 @@ over a limit the way boto3 sees it from AWS. Work nobody waits for any more (tim
 passed, client gone) is abandoned through :mod:`tryon.handlers.cancellation`.
 
 Handlers run in worker threads: ``input_fn``/``output_fn`` concurrently, ``predict_fn`` one
-at a time per endpoint (a per-endpoint lock), so the event loop never blocks and a pipeline
-is never used by two requests at once; different endpoints predict concurrently.
+at a time per model copy (an endpoint has one; a component has its copy count), so the
+event loop never blocks and a pipeline is never used by two requests at once; different
+endpoints and components predict concurrently.
 
 This module holds the app and the server; the endpoints and their models are in
 :mod:`tryon.server.registry`, one invocation's handling (limits, errors) in
@@ -76,6 +80,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("tryon.server")
+#: The header boto3 sends ``InferenceComponentName`` in (the sagemaker-runtime service model).
+COMPONENT_HEADER = "x-amzn-sagemaker-inference-component"
 
 
 def create_app(
@@ -130,10 +136,14 @@ def create_app(
         request_id = str(uuid.uuid4())
         name = request.path_params["name"]
         route = "/endpoints/{name}/invocations"
-        ep = registry.endpoints.get(name)
-        if ep is None:
-            log_request(route, name, 400, start, request_id, "not found")
-            return runtime_error(400, "ValidationError", f"Endpoint {name} not found.", request_id)
+        component = request.headers.get(COMPONENT_HEADER)
+        ep = registry.route(name, component)
+        if isinstance(ep, tuple):
+            error_type, message = ep
+            log_request(route, name, 400, start, request_id, message)
+            return runtime_error(400, error_type, message, request_id)
+        if component and ep.copies == 0:
+            registry.no_capacity(ep)  # what the NoCapacityInvocationFailures alarm sees
         try:
             response = await invoke(ep, request, request_id, max_body_bytes, body_read_timeout)
         except ClientGone:
@@ -170,8 +180,13 @@ def create_app(
     async def async_invocations(request: Request) -> Response:
         name = request.path_params["name"]
         ep = registry.endpoints.get(name)
-        if ep is None:
-            return runtime_error(400, "ValidationError", f"Endpoint {name} not found.", str(uuid.uuid4()))
+        if ep is None or ep.config.component:
+            message = f"Endpoint {name} not found."
+            if name in registry.components:
+                message = (
+                    f"Endpoint {name} hosts inference components, which serve real-time invocations only."
+                )
+            return runtime_error(400, "ValidationError", message, str(uuid.uuid4()))
         item = accept_request(name, ep.config.mode, ep.config.async_output, request)
         if isinstance(item, Response):
             return item

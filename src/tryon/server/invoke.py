@@ -20,7 +20,7 @@ from tryon.core.errors import RequestError
 from tryon.core.kinds import ModeLimits
 from tryon.handlers import cancellation
 from tryon.handlers.common import JSON_CONTENT_TYPE
-from tryon.server.registry import ServedEndpoint
+from tryon.server.registry import NO_CAPACITY_MESSAGE, ServedEndpoint
 
 log = logging.getLogger("tryon.server")
 
@@ -154,7 +154,7 @@ async def run_handler(
     token: cancellation.CancelToken,
     request_id: str,
 ) -> tuple[bytes, str]:
-    """input_fn -> predict_fn (under the endpoint's lock) -> output_fn; InvocationError on failure."""
+    """input_fn -> predict_fn (on a free model copy) -> output_fn; InvocationError on failure."""
     module = ep.module
     assert module is not None
     accept = headers.get("accept")
@@ -162,8 +162,8 @@ async def run_handler(
         # each call runs in a worker thread with the token bound, tracked so a stopping server can end it
         call = ep.work.run
         data = await run_in_threadpool(call, token, module.input_fn, body, headers.get("content-type"))
-        async with ep.lock:  # held until predict_fn returns, even if nobody waits for it any more
-            prediction = await run_in_threadpool(call, token, module.predict_fn, data, ep.model)
+        async with ep.copy() as model:  # held until predict_fn returns, even if nobody waits for it any more
+            prediction = await run_in_threadpool(call, token, module.predict_fn, data, model)
         return await run_in_threadpool(call, token, _encode_output, module, prediction, accept)
     except RequestError as exc:
         raise InvocationError(400, str(exc), exc.field) from exc
@@ -208,9 +208,15 @@ async def invoke(
     """Run one request through an endpoint within its mode's limits; raises InvocationError or ClientGone.
 
     ``input_fn`` and ``output_fn`` (parsing, serialising) run in worker threads concurrently;
-    ``predict_fn`` runs in a worker thread under the endpoint's lock, one at a time. The time
-    limit counts from the moment the body has arrived (waiting for the lock included).
+    ``predict_fn`` runs in a worker thread on one of the endpoint's (or component's) model
+    copies, one request per copy at a time. The time limit counts from the moment the body
+    has arrived (waiting for a copy included). A component with no copy running is refused
+    before anything else, as SageMaker's front end does.
     """
+    if ep.config.component and ep.copies == 0:
+        raise InvocationError(
+            400, NO_CAPACITY_MESSAGE, front=FrontEndAnswer(400, "ValidationError", NO_CAPACITY_MESSAGE)
+        )
     if ep.state == "loading":
         raise InvocationError(503, f"endpoint {ep.config.name} is still loading its model")
     if ep.state == "failed":
