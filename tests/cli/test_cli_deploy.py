@@ -423,3 +423,206 @@ def test_profile_option_selects_the_profile(monkeypatch, capsys, tmp_path, aws):
     assert ".eu-west-1." in json.loads(capsys.readouterr().out)[0]["image"]
     assert run([*argv, "--profile", "nope"]) == EXIT_AWS
     assert "--profile: " in capsys.readouterr().err
+
+
+def test_shared_layout_dry_run_prints_the_endpoint_its_components_and_their_scaling(capsys, aws):
+    code = run(
+        [
+            "deploy-models",
+            "--layout", "shared",
+            "--artifact", "clipseg=s3://art/clipseg/model.tar.gz",
+            "--artifact", "sd_inpaint=s3://art/inpaint/model.tar.gz",
+            "--artifact", "sd_upscale=s3://art/upscale/model.tar.gz",
+            "--max-instances", "2",
+            "--role", ROLE,
+            "--dry-run",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    [shared] = json.loads(capsys.readouterr().out)
+    assert shared["endpoint"] == "tryon-shared" and shared["layout"] == "shared"
+    assert shared["instance"] == "ml.g5.12xlarge"
+    assert shared["managed_instance_scaling"] == {"min_instances": 0, "max_instances": 2}
+    components = {c["kind"]: c for c in shared["components"]}
+    assert sorted(components) == ["clipseg", "sd_inpaint", "sd_upscale"]
+    inpaint = components["sd_inpaint"]
+    assert inpaint["component"] == "tryon-shared-sd-inpaint" and inpaint["accelerators"] == 1
+    assert inpaint["copies"] == {"initial": 1, "min": 0, "max": 2}
+    assert "-gpu-" in inpaint["image"]
+    assert inpaint["scaling"]["scale_out_from_zero"]["metric"] == "AWS/SageMaker NoCapacityInvocationFailures"
+    assert aws.list_endpoints()["Endpoints"] == []
+
+
+def test_shared_layout_keeps_serverless_and_async_kinds_on_their_own_endpoints(capsys, aws):
+    code = run(
+        [
+            "deploy-models",
+            "--layout", "shared",
+            "--artifact", "clipseg=s3://art/clipseg/model.tar.gz",
+            "--artifact", "sd_inpaint=s3://art/inpaint/model.tar.gz",
+            "--artifact", "sd_upscale=s3://art/upscale/model.tar.gz",
+            "--mode", "clipseg=serverless",
+            "--mode", "sd_upscale=async",
+            "--async-output", "s3://out/async/outputs/",
+            "--role", ROLE,
+            "--dry-run",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    plans = json.loads(capsys.readouterr().out)
+    assert [(p["endpoint"], p["mode"]) for p in plans] == [
+        ("tryon-shared", "realtime"),
+        ("tryon-clipseg", "serverless"),
+        ("tryon-sd-upscale", "async"),
+    ]
+    assert [c["kind"] for c in plans[0]["components"]] == ["sd_inpaint"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--shared-instance-type", "ml.g5.2xlarge"], "ml.g5.2xlarge has 1 GPU(s); the components need 2"),
+        (["--instance-type", "sd_inpaint=ml.g5.xlarge"], "set --shared-instance-type instead"),
+        (["--layout", "pooled"], "--layout: must be separate or shared"),
+    ],
+)
+def test_shared_layout_refusals_name_the_option(capsys, aws, extra, needle):
+    args = [
+        "deploy-models",
+        "--layout", "shared",
+        "--artifact", "sd_inpaint=s3://art/inpaint/model.tar.gz",
+        "--artifact", "sd_upscale=s3://art/upscale/model.tar.gz",
+        "--role", ROLE,
+        "--dry-run",
+        *extra,
+    ]  # fmt: skip
+    assert run(args) == EXIT_BAD_INPUT
+    assert needle in capsys.readouterr().err
+
+
+def test_apply_shared_plan_makes_the_calls_sagemaker_documents():
+    """moto 5.2 has no inference-component APIs: botocore's Stubber checks every call against the
+    service models (names, types, required members) and the order they come in."""
+    from botocore.stub import ANY, Stubber
+
+    from tryon.aws import sagemaker_endpoints as deploy
+
+    plan = deploy.make_shared_plan(
+        {"sd_inpaint": "s3://art/inpaint/model.tar.gz"},
+        endpoint_name="tryon-shared",
+        region=REGION,
+        digests={"sd_inpaint": "sha256:abc"},
+    )
+    [component] = plan.components
+    session = boto3.Session(region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    clients = {name: session.client(name) for name in ("sagemaker", "application-autoscaling", "cloudwatch")}
+    stubs = {name: Stubber(client) for name, client in clients.items()}
+    sm, scaling, cloudwatch = stubs["sagemaker"], stubs["application-autoscaling"], stubs["cloudwatch"]
+    sm.add_response("create_model", {"ModelArn": "arn:aws:sagemaker:us-east-1:123456789012:model/m"})
+    sm.add_response(
+        "create_endpoint_config",
+        {"EndpointConfigArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/c"},
+        {
+            "EndpointConfigName": plan.config_name,
+            "ExecutionRoleArn": ROLE,
+            "ProductionVariants": [
+                {
+                    "VariantName": "AllTraffic",
+                    "InstanceType": "ml.g5.12xlarge",
+                    "InitialInstanceCount": 1,
+                    "ManagedInstanceScaling": {
+                        "Status": "ENABLED",
+                        "MinInstanceCount": 0,
+                        "MaxInstanceCount": 1,
+                    },
+                    "RoutingConfig": {"RoutingStrategy": "LEAST_OUTSTANDING_REQUESTS"},
+                }
+            ],
+        },
+    )
+    sm.add_client_error("describe_endpoint", "ValidationException", "Could not find endpoint")
+    sm.add_response("create_endpoint", {"EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/e"})
+    sm.add_client_error(
+        "describe_inference_component", "ValidationException", "Could not find inference component"
+    )
+    sm.add_response(
+        "create_inference_component",
+        {"InferenceComponentArn": "arn:aws:sagemaker:us-east-1:123456789012:inference-component/i"},
+        {
+            "InferenceComponentName": "tryon-shared-sd-inpaint",
+            "EndpointName": "tryon-shared",
+            "VariantName": "AllTraffic",
+            "RuntimeConfig": {"CopyCount": 1},
+            "Specification": {
+                "ModelName": component.model_name,
+                "ComputeResourceRequirements": {
+                    "NumberOfAcceleratorDevicesRequired": 1,
+                    "NumberOfCpuCoresRequired": 4,
+                    "MinMemoryRequiredInMb": 16384,
+                },
+            },
+        },
+    )
+    target = {
+        "ServiceNamespace": "sagemaker",
+        "ResourceId": "inference-component/tryon-shared-sd-inpaint",
+        "ScalableDimension": "sagemaker:inference-component:DesiredCopyCount",
+    }
+    scaling.add_response("register_scalable_target", {}, {**target, "MinCapacity": 0, "MaxCapacity": 1})
+    scaling.add_response(
+        "put_scaling_policy",
+        {"PolicyARN": "arn:tracking", "Alarms": []},
+        {
+            **target,
+            "PolicyName": ANY,
+            "PolicyType": "TargetTrackingScaling",
+            "TargetTrackingScalingPolicyConfiguration": ANY,
+        },
+    )
+    scaling.add_response(
+        "put_scaling_policy",
+        {"PolicyARN": "arn:step"},
+        {
+            **target,
+            "PolicyName": "tryon-shared-sd-inpaint-from-zero",
+            "PolicyType": "StepScaling",
+            "StepScalingPolicyConfiguration": {
+                "AdjustmentType": "ChangeInCapacity",
+                "MetricAggregationType": "Maximum",
+                "Cooldown": 60,
+                "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}],
+            },
+        },
+    )
+    cloudwatch.add_response(
+        "put_metric_alarm",
+        {},
+        {
+            "AlarmName": ANY,
+            "AlarmDescription": ANY,
+            "Namespace": "AWS/SageMaker",
+            "MetricName": "NoCapacityInvocationFailures",
+            "Dimensions": [{"Name": "InferenceComponentName", "Value": "tryon-shared-sd-inpaint"}],
+            "Statistic": "Sum",
+            "Period": 60,
+            "EvaluationPeriods": 1,
+            "DatapointsToAlarm": 1,
+            "Threshold": 1,
+            "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+            "TreatMissingData": "notBreaching",
+            "AlarmActions": ["arn:step"],
+        },
+    )
+
+    class StubbedSession:
+        def client(self, name):
+            return clients[name]
+
+    with stubs["sagemaker"], stubs["application-autoscaling"], stubs["cloudwatch"]:
+        results = deploy.apply_shared_plan(plan, role_arn=ROLE, session=StubbedSession(), wait=False)
+        for stub in stubs.values():
+            stub.assert_no_pending_responses()
+    assert results == [
+        {"endpoint": "tryon-shared", "action": "created"},
+        {"component": "tryon-shared-sd-inpaint", "action": "created"},
+    ]

@@ -439,3 +439,364 @@ def delete_leftovers(
     for name in leftovers.models:
         on_delete(f"deleting model {name}")
         sm.delete_model(ModelName=name)
+
+
+# ---------------------------------------------------------------- the shared layout
+#: The scaling of every component on the shared endpoint (docs/deploy.md#one-gpu-endpoint-for-several-models):
+#: target tracking on invocations per copy, and the scale-out path from zero that SageMaker
+#: documents (a step-scaling policy, +1 copy, on an alarm over NoCapacityInvocationFailures).
+COMPONENT_TARGET_INVOCATIONS_PER_COPY = 4
+COMPONENT_SCALE_IN_COOLDOWN_S = 600
+COMPONENT_SCALE_OUT_COOLDOWN_S = 60
+NO_CAPACITY_METRIC = "NoCapacityInvocationFailures"
+
+
+@dataclass(frozen=True)
+class ComponentPlan:
+    """One kind as an inference component of the shared endpoint."""
+
+    kind: str
+    component_name: str
+    model_data_url: str
+    image_uri: str
+    artifact_digest: str = ""
+    accelerators: int = 1
+    cpu_cores: float = 1.0
+    memory_mb: int = 1024
+    copies: int = 1
+    max_copies: int = 1
+    environment: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def digest(self) -> str:
+        """Short digest of what the component's model serves (its copies and limits change no model)."""
+        served = {k: v for k, v in asdict(self).items() if k not in {"copies", "max_copies"}}
+        return hashlib.sha256(json.dumps(served, sort_keys=True).encode()).hexdigest()[:10]
+
+    @property
+    def model_name(self) -> str:
+        return f"{self.component_name[:52]}-{self.digest}"
+
+    @property
+    def resource_id(self) -> str:
+        """Application Auto Scaling's name for the component."""
+        return f"inference-component/{self.component_name}"
+
+
+@dataclass(frozen=True)
+class SharedEndpointPlan:
+    """ONE real-time endpoint whose instances host the real-time kinds as inference components.
+
+    The endpoint config names no model: its variant has an instance type and managed instance
+    scaling from ``min_instances`` (0: the endpoint scales to zero when every component has no
+    copy) to ``max_instances``; each component brings its model, resources and copies.
+    """
+
+    endpoint_name: str
+    instance_type: str
+    components: tuple[ComponentPlan, ...]
+    min_instances: int = 0
+    max_instances: int = 1
+
+    @property
+    def digest(self) -> str:
+        blob = json.dumps(
+            [self.endpoint_name, self.instance_type, self.min_instances, self.max_instances], sort_keys=True
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+    @property
+    def config_name(self) -> str:
+        return f"{self.endpoint_name[:50]}-c-{self.digest}"
+
+
+def make_shared_plan(
+    artifacts: Mapping[str, str],
+    *,
+    endpoint_name: str,
+    region: str,
+    instance_type: str = "",
+    max_instances: int = 1,
+    digests: Mapping[str, str] | None = None,
+    image_uri: str | None = None,
+) -> SharedEndpointPlan:
+    """Validate the shared endpoint (its components must fit one instance); RequestError names the option."""
+    from tryon.core.kinds import COMPONENT_RESOURCES, SHARED_INSTANCE_TYPE, component_name, instance_fits
+
+    instance_type = instance_type or SHARED_INSTANCE_TYPE
+    if not artifacts:
+        raise RequestError("--layout", "shared needs at least one real-time kind to host as a component")
+    if max_instances < 1:
+        raise RequestError("--max-instances", f"must be >= 1, got {max_instances}")
+    # each instance holds one copy of every component; more instances, more copies
+    problem = instance_fits(instance_type, dict.fromkeys(artifacts, 1))
+    if problem:
+        raise RequestError("--shared-instance-type", problem)
+    components = []
+    for kind, url in artifacts.items():
+        if kind not in KINDS:
+            raise RequestError("kind", f"must be one of {', '.join(KINDS)}, got {kind!r}")
+        if not url.startswith("s3://") or not url.endswith(".tar.gz"):
+            raise RequestError(f"{kind}.model_data", f"must be an s3://.../model.tar.gz URI, got {url!r}")
+        resources = COMPONENT_RESOURCES[kind]  # type: ignore[index]
+        try:
+            image = image_uri or image_uris.image_uri(
+                region, instance_type if resources.accelerators else "ml.m5.xlarge"
+            )
+        except RequestError as exc:
+            raise RequestError(f"{kind}.{exc.field}", exc.detail) from exc
+        components.append(
+            ComponentPlan(
+                kind=kind,
+                component_name=component_name(endpoint_name, kind),
+                model_data_url=url,
+                image_uri=image,
+                artifact_digest=(digests or {}).get(kind, ""),
+                accelerators=resources.accelerators,
+                cpu_cores=resources.cpu_cores,
+                memory_mb=resources.memory_mb,
+                copies=1,
+                max_copies=max_instances,
+                environment={
+                    **CONTAINER_ENVIRONMENT,
+                    "TRYON_ENDPOINT_KIND": kind,
+                    "TRYON_ENDPOINT_MODE": "realtime",
+                },
+            )
+        )
+    return SharedEndpointPlan(endpoint_name, instance_type, tuple(components), 0, max_instances)
+
+
+def describe_shared_plan(plan: SharedEndpointPlan) -> dict[str, Any]:
+    """What ``--dry-run`` prints for the shared endpoint: instances, components, their scaling."""
+    unread = "<named after the artefact's ETag, read when deploying>"
+    return {
+        "endpoint": plan.endpoint_name,
+        "layout": "shared",
+        "mode": "realtime",
+        "endpoint_config": plan.config_name,
+        "instance": plan.instance_type,
+        "managed_instance_scaling": {
+            "min_instances": plan.min_instances,
+            "max_instances": plan.max_instances,
+        },
+        "components": [
+            {
+                "component": c.component_name,
+                "kind": c.kind,
+                "model": c.model_name if c.artifact_digest else unread,
+                "model_data": c.model_data_url,
+                "artifact": c.artifact_digest or None,
+                "image": c.image_uri,
+                "accelerators": c.accelerators,
+                "cpu_cores": c.cpu_cores,
+                "memory_mb": c.memory_mb,
+                "copies": {"initial": c.copies, "min": 0, "max": c.max_copies},
+                "scaling": {
+                    "target_tracking": {
+                        "metric": "SageMakerInferenceComponentInvocationsPerCopy",
+                        "target": COMPONENT_TARGET_INVOCATIONS_PER_COPY,
+                    },
+                    "scale_out_from_zero": {
+                        "alarm": f"{c.component_name}-no-capacity",
+                        "metric": f"AWS/SageMaker {NO_CAPACITY_METRIC}",
+                        "step": "+1 copy",
+                    },
+                },
+            }
+            for c in plan.components
+        ],
+    }
+
+
+def _create_if_missing(call: Callable[..., Any], **kwargs: Any) -> bool:
+    """Call a Create* API; False if the resource already exists (same content-addressed name)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        call(**kwargs)
+    except ClientError as exc:
+        message = exc.response.get("Error", {}).get("Message", "")
+        if "already exist" in message or "Cannot create already existing" in message:
+            return False
+        raise
+    return True
+
+
+def _component_exists(sm: Any, name: str) -> dict[str, Any] | None:
+    from botocore.exceptions import ClientError
+
+    try:
+        return sm.describe_inference_component(InferenceComponentName=name)
+    except ClientError as exc:
+        if "Could not find inference component" in exc.response.get("Error", {}).get("Message", ""):
+            return None
+        raise
+
+
+def _component_request(plan: SharedEndpointPlan, c: ComponentPlan) -> dict[str, Any]:
+    requirements: dict[str, Any] = {
+        "NumberOfCpuCoresRequired": c.cpu_cores,
+        "MinMemoryRequiredInMb": c.memory_mb,
+    }
+    if c.accelerators:
+        requirements["NumberOfAcceleratorDevicesRequired"] = c.accelerators
+    return {
+        "InferenceComponentName": c.component_name,
+        "Specification": {"ModelName": c.model_name, "ComputeResourceRequirements": requirements},
+    }
+
+
+def apply_shared_plan(
+    plan: SharedEndpointPlan,
+    *,
+    role_arn: str,
+    session: Any,
+    wait: bool = True,
+    on_status: Callable[[str], None] = lambda _msg: None,
+) -> list[dict[str, str]]:
+    """Create or update the shared endpoint, its components and their scaling; what happened to each."""
+    sm = session.client("sagemaker")
+    scaling = session.client("application-autoscaling")
+    cloudwatch = session.client("cloudwatch")
+    for c in plan.components:
+        if _create_if_missing(
+            sm.create_model,
+            ModelName=c.model_name,
+            ExecutionRoleArn=role_arn,
+            PrimaryContainer={
+                "Image": c.image_uri,
+                "ModelDataUrl": c.model_data_url,
+                "Environment": c.environment,
+            },
+        ):
+            on_status(f"created model {c.model_name}")
+    if _create_if_missing(
+        sm.create_endpoint_config,
+        EndpointConfigName=plan.config_name,
+        ExecutionRoleArn=role_arn,  # an endpoint that hosts inference components needs its own role
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "InstanceType": plan.instance_type,
+                "InitialInstanceCount": 1,
+                "ManagedInstanceScaling": {
+                    "Status": "ENABLED",
+                    "MinInstanceCount": plan.min_instances,
+                    "MaxInstanceCount": plan.max_instances,
+                },
+                "RoutingConfig": {"RoutingStrategy": "LEAST_OUTSTANDING_REQUESTS"},
+            }
+        ],
+    ):
+        on_status(f"created endpoint config {plan.config_name}")
+    from botocore.exceptions import ClientError
+
+    try:
+        current = sm.describe_endpoint(EndpointName=plan.endpoint_name)
+    except ClientError as exc:
+        if "Could not find endpoint" not in exc.response.get("Error", {}).get("Message", ""):
+            raise
+        current = None
+    if current is None:
+        sm.create_endpoint(EndpointName=plan.endpoint_name, EndpointConfigName=plan.config_name)
+        action = "created"
+    elif current["EndpointConfigName"] != plan.config_name:
+        sm.update_endpoint(EndpointName=plan.endpoint_name, EndpointConfigName=plan.config_name)
+        action = "updated"
+    else:
+        action = "unchanged"
+    results = [{"endpoint": plan.endpoint_name, "action": action}]
+    if wait and action != "unchanged":
+        on_status(f"waiting for {plan.endpoint_name} to be InService")
+        sm.get_waiter("endpoint_in_service").wait(EndpointName=plan.endpoint_name)
+    for c in plan.components:
+        existing = _component_exists(sm, c.component_name)
+        request = _component_request(plan, c)
+        if existing is None:
+            sm.create_inference_component(
+                EndpointName=plan.endpoint_name,
+                VariantName="AllTraffic",
+                RuntimeConfig={"CopyCount": c.copies},
+                **request,
+            )
+            component_action = "created"
+        elif existing.get("Specification", {}).get("ModelName") != c.model_name:
+            sm.update_inference_component(**request)  # copies are the scaling policies' business
+            component_action = "updated"
+        else:
+            component_action = "unchanged"
+        on_status(f"{component_action} component {c.component_name}")
+        results.append({"component": c.component_name, "action": component_action})
+    if wait:
+        for c in plan.components:
+            on_status(f"waiting for component {c.component_name} to be InService")
+            _wait_for_component(sm, c.component_name)
+    for c in plan.components:
+        _scale_component(scaling, cloudwatch, c)
+    return results
+
+
+def _wait_for_component(sm: Any, name: str, *, poll: float = 10.0, timeout: float = 3600.0) -> None:
+    """Poll until the component is InService (botocore has no waiter for it); RuntimeError if it fails."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        described = sm.describe_inference_component(InferenceComponentName=name)
+        status = described.get("InferenceComponentStatus")
+        if status == "InService":
+            return
+        if status == "Failed" or time.monotonic() > deadline:
+            reason = described.get("FailureReason") or f"still {status} after {timeout:g} s"
+            raise RuntimeError(f"inference component {name}: {reason}")
+        time.sleep(poll)
+
+
+def _scale_component(scaling: Any, cloudwatch: Any, c: ComponentPlan) -> None:
+    """Scale to zero and back for one component, as SageMaker documents it."""
+    target = {
+        "ServiceNamespace": "sagemaker",
+        "ResourceId": c.resource_id,
+        "ScalableDimension": "sagemaker:inference-component:DesiredCopyCount",
+    }
+    scaling.register_scalable_target(**target, MinCapacity=0, MaxCapacity=c.max_copies)
+    scaling.put_scaling_policy(
+        **target,
+        PolicyName=f"{c.component_name}-invocations",
+        PolicyType="TargetTrackingScaling",
+        TargetTrackingScalingPolicyConfiguration={
+            "PredefinedMetricSpecification": {
+                "PredefinedMetricType": "SageMakerInferenceComponentInvocationsPerCopy"
+            },
+            "TargetValue": COMPONENT_TARGET_INVOCATIONS_PER_COPY,
+            "ScaleInCooldown": COMPONENT_SCALE_IN_COOLDOWN_S,
+            "ScaleOutCooldown": COMPONENT_SCALE_OUT_COOLDOWN_S,
+        },
+    )
+    step = scaling.put_scaling_policy(
+        **target,
+        PolicyName=f"{c.component_name}-from-zero",
+        PolicyType="StepScaling",
+        StepScalingPolicyConfiguration={
+            "AdjustmentType": "ChangeInCapacity",
+            "MetricAggregationType": "Maximum",
+            "Cooldown": COMPONENT_SCALE_OUT_COOLDOWN_S,
+            "StepAdjustments": [{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}],
+        },
+    )
+    cloudwatch.put_metric_alarm(
+        AlarmName=f"{c.component_name}-no-capacity",
+        AlarmDescription=f"Calls reached {c.component_name} while it had no copy: start one.",
+        Namespace="AWS/SageMaker",
+        MetricName=NO_CAPACITY_METRIC,
+        Dimensions=[{"Name": "InferenceComponentName", "Value": c.component_name}],
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        DatapointsToAlarm=1,
+        Threshold=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+        TreatMissingData="notBreaching",
+        AlarmActions=[step["PolicyARN"]],
+    )

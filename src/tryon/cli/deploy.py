@@ -1,4 +1,4 @@
-"""``tryon deploy-models``: the three SageMaker endpoints from packaged artefacts."""
+"""``tryon deploy-models``: the SageMaker endpoints (or one shared endpoint) from packaged artefacts."""
 
 from __future__ import annotations
 
@@ -35,6 +35,16 @@ def endpoint_names(prefix: str) -> dict[str, str]:
                 "(at most 63 letters, digits and hyphens, starting and ending with a letter or digit)"
             )
     return names
+
+
+def shared_endpoint_name(prefix: str) -> str:
+    """The shared layout's one endpoint, ``<prefix>-shared``; exit 2 unless SageMaker accepts it."""
+    name = f"{prefix}-shared"
+    if not ENDPOINT_NAME.match(name) or len(name) > 52:  # its components add up to 11 characters (63 in all)
+        raise fail(
+            f"--prefix: {prefix!r} gives the shared endpoint name {name!r}, which is too long or not allowed"
+        )
+    return name
 
 
 def _upload(deploy: Any, path: Path, bucket: str, key: str, sha256: str, session: Any) -> bool:
@@ -125,6 +135,19 @@ def deploy_models(
     async_error_topic: Annotated[
         str, typer.Option(help="SNS topic async endpoints notify on error (the stack's AsyncErrorTopicArn).")
     ] = "",
+    layout: Annotated[
+        str,
+        typer.Option(
+            help="separate: one endpoint per kind; shared: the real-time kinds as inference components "
+            "of ONE GPU endpoint, <prefix>-shared (docs/deploy.md#one-gpu-endpoint-for-several-models)."
+        ),
+    ] = "separate",
+    shared_instance_type: Annotated[
+        str, typer.Option(help="Instance type of the shared endpoint (default ml.g5.12xlarge: 4 GPUs).")
+    ] = "",
+    max_instances: Annotated[
+        int, typer.Option(help="Most instances the shared endpoint scales out to (it scales in to zero).")
+    ] = 1,
     region: Region = "",
     profile: Profile = "",
     dry_run: Annotated[
@@ -134,6 +157,10 @@ def deploy_models(
 ) -> None:
     """Create or update the SageMaker endpoints (sagemaker SDK v3) from model.tar.gz artefacts."""
     from tryon.aws import sagemaker_endpoints as deploy
+    from tryon.core.kinds import LAYOUTS, component_kinds
+
+    if layout not in LAYOUTS:
+        raise fail(f"--layout: must be {' or '.join(LAYOUTS)}, got {layout!r}")
 
     artifacts = deploy.parse_assignments(artifact, "--artifact")
     modes = deploy.parse_assignments(mode, "--mode")
@@ -163,7 +190,15 @@ def deploy_models(
         )
     if not dry_run:
         deploy.check_role(role, session)  # before any upload
-    plans = []
+    shared_kinds = component_kinds(layout, {kind: modes.get(kind, "realtime") for kind in artifacts})
+    shared_name = shared_endpoint_name(prefix)
+    for kind in shared_kinds:
+        if kind in instances:
+            raise fail(
+                f"--instance-type: {kind} is a component of {shared_name} in the shared layout; "
+                "set --shared-instance-type instead"
+            )
+    plans, shared_sources, shared_digests = [], {}, {}
     for kind, source in artifacts.items():
         if source.startswith("s3://"):
             digest = "" if dry_run else deploy.s3_artifact_digest(source, session, field=f"{kind}.model_data")
@@ -179,6 +214,9 @@ def deploy_models(
             if not dry_run:
                 uploaded = _upload(deploy, path, bucket, key, sha256, session)
                 typer.echo(f"{'uploaded' if uploaded else 'already uploaded'} {path} -> {source}", err=True)
+        if kind in shared_kinds:
+            shared_sources[kind], shared_digests[kind] = source, digest
+            continue
         plans.append(
             deploy.make_plan(
                 kind,
@@ -193,10 +231,33 @@ def deploy_models(
                 async_error_topic=async_error_topic or None,
             )
         )
+    shared = None
+    if shared_kinds:
+        shared = deploy.make_shared_plan(
+            shared_sources,
+            endpoint_name=shared_name,
+            region=region_name,
+            instance_type=shared_instance_type,
+            max_instances=max_instances,
+            digests=shared_digests,
+        )
     if dry_run:
-        emit_json([deploy.describe_plan(p) for p in plans], indent=2)
+        described = [deploy.describe_plan(p) for p in plans]
+        if shared is not None:
+            described.insert(0, deploy.describe_shared_plan(shared))
+        emit_json(described, indent=2)
         return
-    _apply_in_parallel(plans, role=role, new_session=lambda: aws_session(region, profile), wait=wait)
+    if shared is not None:
+        for result in deploy.apply_shared_plan(
+            shared,
+            role_arn=role,
+            session=session,
+            wait=wait,
+            on_status=lambda message: typer.echo(f"{shared_name}: {message}", err=True),
+        ):
+            emit_json(result)
+    if plans:
+        _apply_in_parallel(plans, role=role, new_session=lambda: aws_session(region, profile), wait=wait)
 
 
 @app.command("prune-models")
