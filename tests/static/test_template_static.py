@@ -17,7 +17,12 @@ import pytest
 from support.paths import REPO, TEMPLATE
 
 from tryon.local.template import SamTemplate, load_template
-from tryon.workflow.step_errors import PERMANENT_ERRORS, TRANSIENT_ERRORS
+from tryon.workflow.step_errors import (
+    NO_CAPACITY_RETRY,
+    PERMANENT_ERRORS,
+    TRANSIENT_ERRORS,
+    no_capacity_wait_seconds,
+)
 
 BIN = Path(sys.executable).parent
 CFN_LINT = BIN / "cfn-lint"
@@ -130,13 +135,21 @@ def test_state_machine_contract():
             assert 0 < state["TimeoutSeconds"] <= 900, name
         retried = [e for r in state["Retry"] for e in r["ErrorEquals"]]
         assert not set(retried) & set(PERMANENT_ERRORS) and "States.ALL" not in retried, name
-        assert all(r["JitterStrategy"] == "FULL" and r["BackoffRate"] > 1 for r in state["Retry"]), name
+        # full jitter everywhere but the wait for a copy of a component scaled to zero: jitter could
+        # cut that wait to seconds, and it must outlast a cold start (NO_CAPACITY_RETRY)
+        for retry in state["Retry"]:
+            if retry["ErrorEquals"] == ["EndpointNoCapacity"]:
+                assert {k: v for k, v in retry.items() if k != "ErrorEquals"} == NO_CAPACITY_RETRY, name
+            else:
+                assert retry["JitterStrategy"] == "FULL" and retry["BackoffRate"] > 1, name
         if name != "RecordFailure":
             assert state["Catch"] == [
                 {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"}
             ]
     for name in ("Segment", "Inpaint", "Upscale"):
         assert set(TRANSIENT_ERRORS) <= {e for r in states[name]["Retry"] for e in r["ErrorEquals"]}
+        assert ["EndpointNoCapacity"] in [r["ErrorEquals"] for r in states[name]["Retry"]], name
+    assert no_capacity_wait_seconds() >= 3 * 300  # three times the 5 minutes AWS gives a cold start
     assert states["RecordFailure"]["Next"] == "Failed" and states["Failed"]["Type"] == "Fail"
     assert states["MaskFound"]["Choices"][0]["Next"] == "NoGarmentFound"
 

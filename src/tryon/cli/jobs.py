@@ -43,6 +43,13 @@ Modes = Annotated[
     ),
 ]
 Sets = Annotated[list[str], typer.Option("--set", help="Any other parameter: NAME=VALUE (repeatable).")]
+Layout = Annotated[
+    str,
+    typer.Option(
+        help="separate: one endpoint per model; shared: the real-time models as inference components of "
+        "ONE endpoint, called by component name (as EndpointLayout=shared deploys them)."
+    ),
+]
 Out = Annotated[Path, typer.Option(help="Folder for mask, images, manifest and preview.")]
 Json = Annotated[
     bool,
@@ -186,9 +193,13 @@ def _modes(specs: list[str]) -> dict[str, str]:
 
 def _run_locally(photo: Path, overrides: dict[str, Any], *, models: list[str], out: Path, preset: str | None,
                  upscale: bool | None, progress: bool, as_json: bool = False,
-                 modes: list[str] | None = None, garment: Path | None = None) -> int:  # fmt: skip
+                 modes: list[str] | None = None, garment: Path | None = None,
+                 layout: str = "separate") -> int:  # fmt: skip
+    from tryon.core.kinds import LAYOUTS
     from tryon.local.runner import TINY_PARAMETERS, check_photo, run_photo
 
+    if layout not in LAYOUTS:
+        raise fail(f"--layout: must be {' or '.join(LAYOUTS)}, got {layout!r}")
     check_photo(photo)
     if garment is not None:
         check_photo(garment, field="--garment")
@@ -214,6 +225,7 @@ def _run_locally(photo: Path, overrides: dict[str, Any], *, models: list[str], o
         modes=endpoint_modes,
         garment=garment,
         log_level=function_log_level(),
+        layout=layout,
     )
     return _report(run.result, run.files, as_json=as_json, hint=local_hint)
 
@@ -226,6 +238,7 @@ def demo(
         list[str], typer.Option(help="KIND=DIR|HUB-ID: real checkpoints instead of the tiny ones.")
     ] = [],  # noqa: B006  (typer reads list defaults, never mutates them)
     mode: Modes = [],  # noqa: B006
+    layout: Layout = "separate",
 ) -> None:
     """The whole workflow on one machine: the sample photo, the real state machine, handlers and models."""
     from tryon.local.runner import DEMO_OVERRIDES, DEMO_PHOTO, REPO_ROOT
@@ -242,6 +255,7 @@ def demo(
         upscale=upscale,
         progress=False,
         modes=mode,
+        layout=layout,
     )
     raise typer.Exit(code)
 
@@ -260,6 +274,7 @@ def run_(
     ] = [],  # noqa: B006
     out: Out = Path("out"),
     mode: Modes = [],  # noqa: B006
+    layout: Layout = "separate",
     progress: Annotated[bool, typer.Option(help="Progress bars for model loading and diffusion.")] = True,
     as_json: Json = False,
 ) -> None:
@@ -277,6 +292,7 @@ def run_(
             as_json=as_json,
             modes=mode,
             garment=garment,
+            layout=layout,
         )
     )
 

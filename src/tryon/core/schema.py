@@ -79,6 +79,12 @@ class Kind:
         return f"TRYON_{self.short.upper()}_ENDPOINT"
 
     @property
+    def component_variable(self) -> str:
+        """``TRYON_INPAINT_COMPONENT``: its inference component on the shared endpoint (shared layout;
+        empty: an endpoint of its own), in every function's environment."""
+        return f"TRYON_{self.short.upper()}_COMPONENT"
+
+    @property
     def mode_variable(self) -> str:
         """``TRYON_INPAINT_MODE``: the serving mode, in every function's environment."""
         return f"TRYON_{self.short.upper()}_MODE"
@@ -121,6 +127,10 @@ class Kind:
     def endpoint_name(self, prefix: str = "tryon") -> str:
         """``tryon-sd-inpaint``: the endpoint's name under ``prefix`` (the template's default: ``tryon``)."""
         return f"{prefix}-{self.slug}"
+
+    def component_name(self, endpoint: str = "tryon-shared") -> str:
+        """``tryon-shared-sd-inpaint``: its inference component on the shared layout's ``endpoint``."""
+        return f"{endpoint}-{self.slug}"
 
 
 ENDPOINT_KINDS: tuple[Kind, ...] = (

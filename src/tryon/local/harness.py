@@ -33,7 +33,7 @@ from typing import Any
 import boto3
 
 from tryon.aws.executions import ExecutionResult, StateEvent, follow_execution
-from tryon.core.kinds import check_kind, check_mode
+from tryon.core.kinds import check_kind, check_layout, check_mode
 from tryon.core.s3uri import bucket_and_key, s3_uri
 from tryon.core.schema import ENDPOINT_KINDS
 from tryon.local import faults, lambda_env, moto_patches, provision
@@ -41,6 +41,7 @@ from tryon.local.events import s3_object_created
 from tryon.local.lambdas import STATE_LIMIT_BYTES, LambdaRuntime
 from tryon.local.template import SamTemplate
 from tryon.workflow import clients, layout
+from tryon.workflow.settings import COMPONENT_VARIABLES
 
 __all__ = ["STATE_LIMIT_BYTES", "LocalWorkflow", "default_template_path"]
 
@@ -79,7 +80,10 @@ class LocalWorkflow:
     state machine takes the matching path. ``deliver_events=True`` creates the template's
     EventBridge rule and delivers its matches to the state machine, as AWS does (moto drops
     Step Functions targets): an upload alone then starts an execution. Off by default, so
-    tests can start executions themselves.
+    tests can start executions themselves. ``layout="shared"`` (template parameter
+    ``EndpointLayout``) serves the real-time kinds as inference components of one endpoint,
+    which the workflow calls by component name; ``scale_from_zero_seconds`` emulates their
+    scale-out path from zero (:meth:`scale_component` scales one to zero).
     """
 
     def __init__(
@@ -96,8 +100,11 @@ class LocalWorkflow:
         log_level: str | None = "WARNING",
         load_timeout: float = 900.0,
         deliver_events: bool = False,
+        layout: str = "separate",
+        scale_from_zero_seconds: float | None = None,
     ) -> None:
         params = dict(parameters or {})
+        params["EndpointLayout"] = check_layout(params.get("EndpointLayout", layout))
         if not upscale:
             params[ENDPOINT_PARAMETERS["sd_upscale"]] = ""
         for kind, mode in (modes or {}).items():
@@ -118,6 +125,8 @@ class LocalWorkflow:
         self.lambdas = LambdaRuntime(self.template, self._base_environment)
         self.state_machine_arn = ""
         self.deliver_events = deliver_events
+        #: the emulated scale-out from zero of the shared layout's components (None: they stay at zero)
+        self.scale_from_zero_seconds = scale_from_zero_seconds
 
     # ------------------------------------------------------------------ properties
     @property
@@ -125,6 +134,24 @@ class LocalWorkflow:
         """Endpoint kind -> name, as the template parameters say (an empty upscaler is left out)."""
         names = {kind: self.template.parameters[param] for kind, param in ENDPOINT_PARAMETERS.items()}
         return {kind: name for kind, name in names.items() if name}
+
+    @property
+    def components(self) -> dict[str, str]:
+        """Endpoint kind -> its inference component on the shared endpoint (shared layout; else empty)."""
+        env = self.template.function_environment("PrepareFunction")
+        names = {kind: env.get(var, "") for kind, var in COMPONENT_VARIABLES.items()}
+        return {kind: name for kind, name in names.items() if name and kind in self.endpoint_names}
+
+    def scale_component(
+        self, kind: str, copies: int, *, scale_from_zero_seconds: float | None = None
+    ) -> None:
+        """Set the running copies of a kind's component (0: scaled to zero), as its scaling policies
+        would, and how long the emulated scale-out from zero takes (None: no copy ever starts)."""
+        if self._server is None:
+            raise RuntimeError("the local endpoint server is not running")
+        self._server.registry.scale(
+            self.components[check_kind(kind)], copies, scale_from_zero_seconds=scale_from_zero_seconds
+        )
 
     @property
     def endpoint_modes(self) -> dict[str, str]:
@@ -254,13 +281,17 @@ class LocalWorkflow:
         if missing:
             raise ValueError(f"model_dirs lacks a model folder for endpoint kind(s): {', '.join(missing)}")
         modes = self.endpoint_modes
+        components = self.components
+        shared = self.template.parameters["SharedEndpointName"]
         configs = [
             EndpointConfig(
-                name,
+                shared if kind in components else name,
                 kind,
                 self.model_dirs[kind],
                 mode=modes[kind],  # type: ignore[arg-type]
                 async_output=self._async_output() if modes[kind] == "async" else None,
+                component=components.get(kind),
+                scale_from_zero_seconds=self.scale_from_zero_seconds if kind in components else None,
             )
             for kind, name in self.endpoint_names.items()
         ]

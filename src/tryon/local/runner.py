@@ -95,12 +95,15 @@ def run_photo(
     modes: Mapping[str, str] | None = None,
     garment: Path | None = None,
     log_level: str | None = "WARNING",
+    layout: str = "separate",
 ) -> LocalRun:
     """Upload ``photo`` with ``overrides`` as metadata, run the workflow, copy its outputs to ``out_dir``.
 
     ``garment``: the garment's packshot, uploaded under the stack's garment prefix and named
     in the photo's metadata as ``garment-image`` (that very version). ``log_level``: the
-    functions' structured logs (on stderr; ``CRITICAL`` keeps them quiet).
+    functions' structured logs (on stderr; ``CRITICAL`` keeps them quiet). ``layout``:
+    ``separate`` endpoints, or ``shared`` (the real-time kinds as inference components of one
+    endpoint).
     """
     check_photo(photo)
     if garment is not None:
@@ -108,7 +111,7 @@ def run_photo(
     params.to_metadata(overrides, preset)  # bad values fail before the stack starts
     on_status("starting the local stack and loading the models")
     with open_workflow(
-        model_dirs, parameters=parameters, upscale=upscale, modes=modes, log_level=log_level
+        model_dirs, parameters=parameters, upscale=upscale, modes=modes, log_level=log_level, layout=layout
     ) as wf:
         return run_in(
             wf,
@@ -130,8 +133,12 @@ def open_workflow(
     upscale: bool = True,
     modes: Mapping[str, str] | None = None,
     log_level: str | None = "WARNING",
+    layout: str = "separate",
 ) -> Any:
-    """The local stack as ``tryon run`` uses it (uploads start executions): a context manager."""
+    """The local stack as ``tryon run`` uses it (uploads start executions): a context manager.
+
+    ``layout``: ``separate`` endpoints, or ``shared`` (the real-time kinds as inference
+    components of one endpoint)."""
     from tryon.local.harness import LocalWorkflow
 
     return LocalWorkflow(
@@ -141,6 +148,7 @@ def open_workflow(
         modes=modes,
         deliver_events=True,
         log_level=log_level,
+        layout=layout,
     )
 
 

@@ -95,6 +95,8 @@ class ServedEndpoint:
     copies: int = 1
     #: invocations refused for want of a copy (CloudWatch's NoCapacityInvocationFailures)
     no_capacity_failures: int = 0
+    #: the emulated scale-out from zero (EndpointConfig.scale_from_zero_seconds; ModelRegistry.scale sets it)
+    scale_from_zero_seconds: float | None = None
     scaling_out: bool = False
     _free: asyncio.Queue[Any] | None = None
 
@@ -163,7 +165,9 @@ class ModelRegistry:
                 cfg.component and plain is not None and not plain.config.component
             ):
                 raise ValueError(f"endpoint {cfg.name!r} cannot both host inference components and a model")
-            served = self.endpoints[cfg.key] = ServedEndpoint(cfg, copies=cfg.copies)
+            served = self.endpoints[cfg.key] = ServedEndpoint(
+                cfg, copies=cfg.copies, scale_from_zero_seconds=cfg.scale_from_zero_seconds
+            )
             if cfg.component:
                 self.components.setdefault(cfg.name, {})[cfg.component] = served
         self.default = default or endpoints[0].key
@@ -254,8 +258,9 @@ class ModelRegistry:
             )
         return served
 
-    def scale(self, component: str, copies: int) -> None:
-        """Set a component's running copies (0 scales it to zero), as its scaling policies would."""
+    def scale(self, component: str, copies: int, *, scale_from_zero_seconds: float | None = None) -> None:
+        """Set a component's running copies (0 scales it to zero), as its scaling policies would, and
+        how long its emulated scale-out from zero takes (None: it stays at zero)."""
         served = self.endpoints.get(component)
         if served is None or not served.config.component:
             raise ValueError(f"no inference component named {component!r}")
@@ -264,11 +269,12 @@ class ModelRegistry:
                 f"{component}: copies must be 0..{max(1, served.config.copies)} (the loaded copies)"
             )
         served.copies = copies
+        served.scale_from_zero_seconds = scale_from_zero_seconds
 
     def no_capacity(self, served: ServedEndpoint) -> None:
         """Count a call that found no copy and, as the step-scaling policy on the alarm would, start one."""
         served.no_capacity_failures += 1
-        delay = served.config.scale_from_zero_seconds
+        delay = served.scale_from_zero_seconds
         if delay is not None and not served.scaling_out:
             served.scaling_out = True
 

@@ -10,6 +10,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 from tryon.core.errors import RETRYABLE_MARKER
 from tryon.workflow import clients
 from tryon.workflow.step_errors import (
+    EndpointNoCapacity,
     EndpointNotFound,
     EndpointThrottled,
     EndpointTimeout,
@@ -17,6 +18,7 @@ from tryon.workflow.step_errors import (
     ModelError,
     ModelNotReady,
     WorkflowError,
+    no_capacity_wait_seconds,
 )
 
 JSON = "application/json"
@@ -24,6 +26,8 @@ _THROTTLING = {"ThrottlingException", "Throttling", "TooManyRequestsException", 
 #: What SageMaker says when a container does not answer within the 60 s invocation limit.
 TIMED_OUT = "Your invocation timed out while waiting for a response from container"
 _UNAVAILABLE = {"ServiceUnavailable", "ServiceUnavailableException", "InternalFailure", "InternalServerError"}
+#: What SageMaker says (ValidationError) when an inference component has no copy to run a call.
+NO_CAPACITY = "Inference Component has no capacity to process this request"
 
 
 def classify_model_error(endpoint: str, original: int, detail: str, status: int = 0) -> WorkflowError:
@@ -59,6 +63,14 @@ def classify_client_error(endpoint: str, exc: ClientError) -> WorkflowError:
             )
         return classify_model_error(endpoint, original if isinstance(original, int) else 0, detail, status)
     if code == "ValidationError":
+        if NO_CAPACITY in message:  # an inference component scaled to zero: a copy is starting
+            waited = round(no_capacity_wait_seconds() / 60)
+            return EndpointNoCapacity(
+                f"endpoint {endpoint} has no copy running (scaled to zero): {message} The workflow retries "
+                f"for about {waited} minutes while the scale-out from zero (the NoCapacityInvocationFailures "
+                "alarm and its step-scaling policy) starts one; as a failure record this means none came in "
+                "that time: check the alarm, the policy and the component's maximum copies"
+            )
         if "oversize body" in message:  # a serverless endpoint's 4 MB request limit
             return ModelError(f"endpoint {endpoint} refused the request as too large: {message}")
         return EndpointNotFound(f"endpoint {endpoint}: {message}")
@@ -67,13 +79,21 @@ def classify_client_error(endpoint: str, exc: ClientError) -> WorkflowError:
     return ModelError(f"endpoint {endpoint} rejected the call ({code or status}): {message}")
 
 
-def invoke_json(endpoint: str, payload: dict[str, Any]) -> dict[str, Any]:
-    """POST ``payload`` as JSON to ``endpoint`` and return the decoded JSON response."""
+def described(endpoint: str, component: str | None) -> str:
+    """How errors name what was called: ``tryon-shared (component tryon-shared-sd-inpaint)``."""
+    return f"{endpoint} (component {component})" if component else endpoint
+
+
+def invoke_json(endpoint: str, payload: dict[str, Any], component: str | None = None) -> dict[str, Any]:
+    """POST ``payload`` as JSON to ``endpoint`` (its inference ``component``, if given); the JSON answer."""
     if not endpoint:
         raise EndpointNotFound("no endpoint name is configured for this step")
+    kwargs = {"InferenceComponentName": component} if component else {}
+    name = endpoint
+    endpoint = described(endpoint, component)
     try:
         response = clients.client("sagemaker-runtime").invoke_endpoint(
-            EndpointName=endpoint, ContentType=JSON, Accept=JSON, Body=json.dumps(payload).encode()
+            EndpointName=name, ContentType=JSON, Accept=JSON, Body=json.dumps(payload).encode(), **kwargs
         )
         body = response["Body"].read()
     except ClientError as exc:

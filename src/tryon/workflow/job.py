@@ -210,6 +210,7 @@ def build_job(settings: Settings, event: Any, *, inspect: Inspector | None = Non
         "endpoints": {
             kind: settings.endpoint(kind) if kind != "sd_upscale" or upscale else None for kind in KINDS
         },
+        "components": {kind: settings.component(kind) for kind in KINDS},
         "modes": {kind: settings.mode(kind) for kind in KINDS},
         "async_waits": async_calls.waits(settings, effective["num_images"]),
     }

@@ -76,6 +76,8 @@ def build_manifest(
             "upscale": upscale.get("model"),
         },
         "endpoints": job["endpoints"],
+        # the shared layout's inference components each kind was called through (None: its own endpoint)
+        "components": job.get("components") or {},
         "adapter": inpaint.get("adapter"),
         # the packshot Prepare checked, and what the endpoint did with it (IP-Adapter, scale)
         "garment": {**job["garment"], "used": inpaint.get("garment")} if job.get("garment") else None,

@@ -13,6 +13,9 @@ from tryon.core.schema import ENDPOINT_KINDS
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 #: endpoint kind -> the environment variable holding its serving mode (template parameter ``<Kind>Mode``)
 MODE_VARIABLES = {row.kind: row.mode_variable for row in ENDPOINT_KINDS}
+#: endpoint kind -> the environment variable naming its inference component on the shared endpoint
+#: (template parameter ``EndpointLayout=shared``); empty: the kind has an endpoint of its own
+COMPONENT_VARIABLES = {row.kind: row.component_variable for row in ENDPOINT_KINDS}
 #: endpoint kind -> the environment variable naming the instance type the stack configured for it
 #: (template parameter ``<Kind>InstanceType``), which the manifest's ``cost`` records (docs/cost.md)
 INSTANCE_TYPE_VARIABLES = {row.kind: row.instance_type_variable for row in ENDPOINT_KINDS}
@@ -58,6 +61,8 @@ class Settings:
     event_bus: str = ""
     #: endpoint kind -> serving mode (tryon.core.kinds.MODES); ``async`` takes the task-token path
     modes: tuple[tuple[str, str], ...] = ()
+    #: endpoint kind -> inference component name (InferenceComponentName), for the shared layout
+    components: tuple[tuple[str, str], ...] = ()
     instance_types: tuple[tuple[str, str], ...] = ()
     #: where asynchronous requests go (``<prefix>requests/``) and endpoints answer (``outputs/``, ``errors/``)
     async_prefix: str = "async/"
@@ -77,6 +82,10 @@ class Settings:
     def endpoint(self, kind: str) -> str:
         """The endpoint name of an endpoint kind (empty: none configured)."""
         return str(getattr(self, schema.kind(kind).settings_attribute))
+
+    def component(self, kind: str) -> str | None:
+        """The inference component serving a kind on the shared endpoint, or None (an endpoint of its own)."""
+        return dict(self.components).get(kind) or None
 
     def mode(self, kind: str) -> str:
         """The serving mode of an endpoint kind (``realtime`` unless configured)."""
@@ -104,6 +113,7 @@ class Settings:
             event_bus=env.get("TRYON_EVENT_BUS", ""),
             garment_prefix=_prefix(env.get("TRYON_GARMENT_PREFIX", "garments/")),
             modes=tuple((kind, env.get(var) or "realtime") for kind, var in MODE_VARIABLES.items()),
+            components=tuple((kind, env.get(var, "")) for kind, var in COMPONENT_VARIABLES.items()),
             instance_types=tuple((kind, env.get(var, "")) for kind, var in INSTANCE_TYPE_VARIABLES.items()),
             async_prefix=_prefix(env.get("TRYON_ASYNC_PREFIX", "async/")),
             token_table=env.get("TRYON_TOKEN_TABLE", ""),

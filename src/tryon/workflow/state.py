@@ -81,6 +81,8 @@ class Job(TypedDict):
     ignored_metadata: list[str]
     output: JobOutput
     endpoints: JobEndpoints
+    #: endpoint kind -> inference component on the shared endpoint (InferenceComponentName), or None
+    components: NotRequired[dict[str, str | None]]
     modes: dict[str, str]  # endpoint kind -> realtime | serverless | async (the ASL picks the path)
     async_waits: dict[str, AsyncWait]  # step -> its callback waits, used when its endpoint is async
 

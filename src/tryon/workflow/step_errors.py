@@ -59,8 +59,33 @@ class EndpointUnavailable(WorkflowError):
     transient = True
 
 
+class EndpointNoCapacity(WorkflowError):
+    """An inference component has no copy running: it scaled to zero and one is starting (transient).
+
+    SageMaker's scale-out from zero takes minutes (an alarm, a scaling policy, an instance, the
+    model), so the state machine retries it on its own, long back-off (:data:`NO_CAPACITY_RETRY`).
+    """
+
+    transient = True
+
+
 #: Error names the state machine retries (besides the Lambda service errors).
 TRANSIENT_ERRORS = ("EndpointThrottled", "ModelNotReady", "EndpointUnavailable")
+#: The state machine's retry of EndpointNoCapacity on each real-time endpoint step: no jitter,
+#: the waits add up to 16 minutes, three times the 5 minutes a scale-out from zero takes as
+#: AWS describes it (docs/deploy.md#scale-to-zero-per-component).
+NO_CAPACITY_RETRY = {"IntervalSeconds": 30, "MaxAttempts": 10, "BackoffRate": 1.5, "MaxDelaySeconds": 120}
+
+
+def no_capacity_wait_seconds() -> float:
+    """How long the workflow waits, in all, for a component scaled to zero to get a copy."""
+    r = NO_CAPACITY_RETRY
+    return sum(
+        min(r["IntervalSeconds"] * r["BackoffRate"] ** k, r["MaxDelaySeconds"])
+        for k in range(r["MaxAttempts"])
+    )
+
+
 #: Error names that go straight to the failure recorder.
 PERMANENT_ERRORS = ("InvalidInput", "ModelError", "EndpointNotFound", "EndpointTimeout")
 

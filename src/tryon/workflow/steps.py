@@ -229,7 +229,8 @@ def run_realtime(step: str, state: Any) -> Any:
     start = time.perf_counter()
     calls = STEP_CALLS[step]
     endpoint = state["job"]["endpoints"][calls.kind] or ""
-    results = [endpoints.invoke_json(endpoint, request) for request in calls.requests(state)]
+    component = (state["job"].get("components") or {}).get(calls.kind)
+    results = [endpoints.invoke_json(endpoint, request, component) for request in calls.requests(state)]
     return calls.result(state, results, _elapsed_ms(start))
 
 
