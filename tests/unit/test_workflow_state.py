@@ -51,8 +51,12 @@ def test_each_endpoint_step_has_one_path_per_mode(title: str) -> None:
     assert rule["Variable"].startswith("$.job.modes.") and rule["StringEquals"] == "async"
     assert (rule["Next"], choice["Default"]) == (f"{title}Async", title)
     assert asynchronous["Resource"] == "arn:aws:states:::lambda:invoke.waitForTaskToken"
-    for key in ("ResultPath", "Retry", "Catch", "Next"):
+    for key in ("ResultPath", "Catch", "Next"):
         assert asynchronous[key] == sync[key], key
+    # the same retries, but the wait for an inference component's copy: components are real-time only
+    no_capacity = [r for r in sync["Retry"] if r["ErrorEquals"] == ["EndpointNoCapacity"]]
+    assert len(no_capacity) == 1
+    assert asynchronous["Retry"] == [r for r in sync["Retry"] if r not in no_capacity]
     step = asynchronous["Parameters"]["Payload"]["step"]
     assert asynchronous["TimeoutSecondsPath"] == f"$.job.async_waits.{step}.timeout_seconds"
     assert asynchronous["HeartbeatSecondsPath"] == f"$.job.async_waits.{step}.heartbeat_seconds"
