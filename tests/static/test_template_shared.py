@@ -149,3 +149,9 @@ def test_no_upscaler_means_no_upscaler_component():
     t = stack(UpscaleEndpointName="")
     assert not created(t, "UpscaleComponent")
     assert t.function_environment("PrepareFunction")["TRYON_UPSCALE_ENDPOINT"] == ""
+
+
+def test_the_manifest_bills_components_on_the_shared_instance_type():
+    env = stack(ClipSegMode="serverless").function_environment("FinalizeFunction")
+    assert env["TRYON_INPAINT_INSTANCE_TYPE"] == env["TRYON_UPSCALE_INSTANCE_TYPE"] == "ml.g5.12xlarge"
+    assert env["TRYON_CLIPSEG_INSTANCE_TYPE"] == "ml.m5.xlarge"  # serverless: its own, as configured

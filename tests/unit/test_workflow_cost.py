@@ -59,3 +59,16 @@ def test_the_template_tells_finalize_the_configured_instance_types(repo_root):
     assert env["TRYON_INPAINT_INSTANCE_TYPE"] == "ml.g6.2xlarge"
     assert env["TRYON_CLIPSEG_INSTANCE_TYPE"] == t.parameters["ClipSegInstanceType"] == "ml.m5.xlarge"
     assert env["TRYON_UPSCALE_INSTANCE_TYPE"] == t.parameters["UpscaleInstanceType"]
+
+
+def test_manifest_cost_names_the_component_a_step_was_served_by():
+    state = _state(inpaint={"compute_seconds": 3.2})
+    state["job"]["components"] = {
+        "clipseg": None,
+        "sd_inpaint": "tryon-shared-sd-inpaint",
+        "sd_upscale": None,
+    }
+    steps = report.cost(state, {"sd_inpaint": "ml.g5.12xlarge"})["steps"]
+    assert steps["inpaint"]["component"] == "tryon-shared-sd-inpaint"
+    assert steps["inpaint"]["instance_type"] == "ml.g5.12xlarge"
+    assert "component" not in report.cost(_state(inpaint={"compute_seconds": 1.0}), {})["steps"]["inpaint"]

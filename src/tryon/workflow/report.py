@@ -24,6 +24,7 @@ STEP_ENDPOINTS = {"segment": "clipseg", "inpaint": "sd_inpaint", "upscale": "sd_
 def cost(state: State, instance_types: Mapping[str, str]) -> dict[str, Any]:
     """Per step that ran: its endpoint's compute seconds, serving mode and configured instance type."""
     modes = state["job"].get("modes") or {}
+    components = state["job"].get("components") or {}
     steps: dict[str, Any] = {}
     for step, kind in STEP_ENDPOINTS.items():
         part: Mapping[str, Any] = state.get(step) or {}  # type: ignore[assignment]
@@ -32,8 +33,11 @@ def cost(state: State, instance_types: Mapping[str, str]) -> dict[str, Any]:
                 "endpoint": kind,
                 "compute_seconds": part.get("compute_seconds"),
                 "mode": modes.get(kind, "realtime"),
+                # the shared endpoint's instance type for a component (it has no instance of its own)
                 "instance_type": instance_types.get(kind) or None,
             }
+            if components.get(kind):
+                steps[step]["component"] = components[kind]
     total = sum(part["compute_seconds"] or 0.0 for part in steps.values())
     return {"compute_seconds": round(total, 3), "steps": steps}
 
