@@ -1,4 +1,4 @@
-"""Fast lossless PNGs for endpoint outputs, with the rows several images share compressed once.
+"""Fast lossless PNGs for endpoint outputs, with what several images share compressed once.
 
 Pillow's PNG encoder tries five filters on every row and runs zlib on one thread: about
 0.9 s for one 12 MP photo on this project's CPU. The endpoints' outputs are written here
@@ -10,12 +10,13 @@ instead (docs/endpoint-outputs.md#encoding has the measurements):
 - the filtered rows are compressed by zlib with the **run-length strategy** (``Z_RLE``): on
   filtered photo rows it is 1.5-3x faster than level 1's string matching for a few percent
   more bytes;
-- the image is cut into **fragments** of rows, each compressed on its own into a byte-aligned
-  piece of one zlib stream (a sync flush ends every piece; an empty final block and the
-  combined Adler-32 end the stream), so fragments compress in parallel threads (zlib and
-  numpy release the GIL) and a fragment several images share is compressed **once**:
-  the inpainting endpoint's images differ from the photo only in the rows of the crop window,
-  and the rows above and below it are the photo's own (:class:`SharedRowsEncoder`).
+- the image is cut into **fragments**, each compressed on its own into a byte-aligned piece of
+  one zlib stream (a sync flush ends every piece; an empty final block and the combined
+  Adler-32 end the stream), so fragments compress in parallel threads (zlib and numpy release
+  the GIL) and a fragment several images share is compressed **once**: the inpainting
+  endpoint's images differ from the photo only inside the crop window, so the rows above and
+  below it, and in its rows the bytes left and right of it, are the photo's own
+  (:class:`WindowEncoder`).
 
 Every file is a standard 8-bit PNG (one IDAT chunk per fragment) that any decoder reads.
 """
