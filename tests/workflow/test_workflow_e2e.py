@@ -30,8 +30,8 @@ def open_image(data: bytes) -> Image.Image:
 
 MANIFEST_KEYS = {
     "manifest_version", "status", "job_id", "source", "preset", "execution", "created_at", "input", "params",
-    "upscale", "ignored_metadata", "seeds", "coverage", "scores", "models", "endpoints", "adapter", "garment",
-    "refiner", "outputs",
+    "upscale", "ignored_metadata", "seeds", "coverage", "scores", "models", "endpoints", "components",
+    "adapter", "garment", "refiner", "outputs",
     "timings_ms", "cost",
 }  # fmt: skip
 
