@@ -162,3 +162,22 @@ def test_scale_out_from_zero_follows_the_no_capacity_alarm(tmp_path):
 def test_configurations_sagemaker_would_refuse_are_refused(configs, needle):
     with pytest.raises(ValueError, match=needle):
         ModelRegistry(configs)
+
+
+def test_tryon_serve_shared_makes_the_real_time_models_components():
+    from tryon.cli.serve import apply_shared
+
+    configs = [
+        EndpointConfig("clipseg", "clipseg", "c", mode="serverless"),
+        EndpointConfig("sd_inpaint", "sd_inpaint", "i"),
+        EndpointConfig("sd_upscale", "sd_upscale", "u"),
+    ]
+    shared = apply_shared(configs, "tryon-shared")
+    assert [(c.name, c.component) for c in shared] == [
+        ("clipseg", None),  # serverless keeps its own endpoint
+        ("tryon-shared", "tryon-shared-sd-inpaint"),
+        ("tryon-shared", "tryon-shared-sd-upscale"),
+    ]
+    assert apply_shared(configs, "") == configs
+    with pytest.raises(ValueError, match="no real-time endpoint to host"):
+        apply_shared(configs[:1], "tryon-shared")

@@ -100,6 +100,27 @@ def apply_async_output(
     return [dataclasses.replace(cfg, async_output=target) if cfg.mode == "async" else cfg for cfg in configs]
 
 
+def apply_shared(configs: list, endpoint: str) -> list:
+    """``configs`` with every real-time one made an inference component of ``endpoint``
+    (component ``<endpoint>-<its name, _ as ->``), as ``EndpointLayout=shared`` deploys them;
+    the others keep their own endpoints. ValueError if none is real-time."""
+    import dataclasses
+
+    if not endpoint:
+        return configs
+    shared = [
+        dataclasses.replace(cfg, name=endpoint, component=f"{endpoint}-{cfg.name.replace('_', '-')}")
+        if cfg.mode == "realtime"
+        else cfg
+        for cfg in configs
+    ]
+    if not any(cfg.component for cfg in shared):
+        raise ValueError(
+            f"--shared {endpoint!r}: no real-time endpoint to host (components are real-time only)"
+        )
+    return shared
+
+
 def _snippet(url: str, name: str) -> str:
     return (
         "import boto3, json\n"
@@ -125,6 +146,14 @@ def serve(
         str, typer.Option("--default", help="Endpoint behind POST /invocations (default: the first).")
     ] = "",
     mode: Annotated[list[str], typer.Option("--mode", help=MODE_HELP)] = [],  # noqa: B006  (typer reads list defaults)
+    shared: Annotated[
+        str,
+        typer.Option(
+            help="Serve every real-time model as an inference component of this one endpoint "
+            "(<name>-<model> each, called with InferenceComponentName), as EndpointLayout=shared "
+            "deploys them."
+        ),
+    ] = "",
     async_output: Annotated[
         str, typer.Option(help="S3OutputPath of the async endpoints (s3://bucket/prefix/): their answers.")
     ] = "",
@@ -160,6 +189,7 @@ def serve(
             configs += [EndpointConfig(k, k, str(TINY_ROOT / f)) for k, f in TINY_MODEL_FOLDERS.items()]
         configs += [parse_endpoint_spec(spec) for spec in endpoint]
         configs = apply_modes(configs, mode)
+        configs = apply_shared(configs, shared)
         configs = apply_async_output(
             configs, async_output, async_failure, async_success_topic, async_error_topic
         )
@@ -188,9 +218,10 @@ def serve(
         typer.echo(f"serving on {server.url} (loading {len(configs)} model(s); GET {server.url}/ping)")
         for cfg in configs:
             route = "async-invocations" if cfg.mode == "async" else "invocations"
+            component = f" (InferenceComponentName {cfg.component})" if cfg.component else ""
             typer.echo(
-                f"  {cfg.name:<12} {cfg.kind:<11} {cfg.mode:<10} {cfg.model_dir}  "
-                f"POST /endpoints/{cfg.name}/{route}"
+                f"  {cfg.key:<12} {cfg.kind:<11} {cfg.mode:<10} {cfg.model_dir}  "
+                f"POST /endpoints/{cfg.name}/{route}{component}"
             )
         typer.echo(f"  POST /invocations -> {server.registry.default}")
         try:

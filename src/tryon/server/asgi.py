@@ -140,17 +140,17 @@ def create_app(
         ep = registry.route(name, component)
         if isinstance(ep, tuple):
             error_type, message = ep
-            log_request(route, name, 400, start, request_id, message)
+            log_request(route, name, 400, start, request_id, message, component=component)
             return runtime_error(400, error_type, message, request_id)
         if component and ep.copies == 0:
             registry.no_capacity(ep)  # what the NoCapacityInvocationFailures alarm sees
         try:
             response = await invoke(ep, request, request_id, max_body_bytes, body_read_timeout)
         except ClientGone:
-            log_request(route, name, CLIENT_CLOSED, start, request_id, "client gone")
+            log_request(route, name, CLIENT_CLOSED, start, request_id, "client gone", component=component)
             return Response(status_code=CLIENT_CLOSED)
         except InvocationError as exc:
-            log_request(route, name, exc.status, start, request_id, exc.message)
+            log_request(route, name, exc.status, start, request_id, exc.message, component=component)
             if exc.front is not None:
                 front = exc.front
                 return runtime_error(front.status, front.error_type, front.message, request_id)
@@ -171,7 +171,7 @@ def create_app(
             if exc.status == 408:
                 response.headers["Connection"] = "close"
             return response
-        log_request(route, name, response.status_code, start, request_id)
+        log_request(route, name, response.status_code, start, request_id, component=component)
         response.headers["x-amzn-RequestId"] = request_id
         return response
 

@@ -270,9 +270,18 @@ async def invoke(
 
 
 def log_request(
-    route: str, endpoint: str | None, status: int, start: float, request_id: str, error: str | None = None
+    route: str,
+    endpoint: str | None,
+    status: int,
+    start: float,
+    request_id: str,
+    error: str | None = None,
+    *,
+    component: str | None = None,
 ) -> None:
     record: dict[str, Any] = {"route": route, "endpoint": endpoint, "status": status}
+    if component:
+        record["component"] = component
     record["ms"] = round((time.perf_counter() - start) * 1000.0, 1)
     record["request_id"] = request_id
     if error:

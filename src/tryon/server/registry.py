@@ -196,17 +196,16 @@ class ModelRegistry:
                     ]
                     ep.model = ep.models[0]
                 except BaseException as exc:  # a failed load must surface, never hang /ping
-                    log.exception("endpoint %s failed to load", ep.config.name)
+                    log.exception("endpoint %s failed to load", ep.config.key)
                     ep.error = f"{type(exc).__name__}: {exc}"
                     ep.state = "failed"
                 else:
                     ep.state = "ready"
                 ep.load_ms = round((time.perf_counter() - start) * 1000.0, 1)
-                log.info(
-                    json.dumps(
-                        {"event": "load", "endpoint": ep.config.name, "state": ep.state, "ms": ep.load_ms}
-                    )
-                )
+                record = {"event": "load", "endpoint": ep.config.name, "state": ep.state, "ms": ep.load_ms}
+                if ep.config.component:
+                    record["component"] = ep.config.component
+                log.info(json.dumps(record))
         finally:
             self.loaded.set()
 
