@@ -26,16 +26,26 @@ def _input_fn(data, content_type):
     return json.loads(data)
 
 
+#: model folder -> predicts running now / the most at once, over all the copies of that model
+RUNNING: dict[str, int] = {}
+PEAK: dict[str, int] = {}
+RUNNING_LOCK = threading.Lock()
+
+
 def _predict_fn(data, model):
-    with model["lock"]:
+    folder = model["model_dir"]
+    with model["lock"], RUNNING_LOCK:
         model["active"] += 1
         model["max_active"] = max(model["max_active"], model["active"])
+        RUNNING[folder] = RUNNING.get(folder, 0) + 1
+        PEAK[folder] = max(PEAK.get(folder, 0), RUNNING[folder])
     try:
         time.sleep(float(data.get("sleep", 0)))
-        return {"model_dir": model["model_dir"], "echo": data.get("echo")}
+        return {"model_dir": folder, "echo": data.get("echo")}
     finally:
-        with model["lock"]:
+        with model["lock"], RUNNING_LOCK:
             model["active"] -= 1
+            RUNNING[folder] -= 1
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -120,6 +130,24 @@ def test_each_component_runs_as_many_requests_at_once_as_it_has_copies(server):
     b = server.registry.endpoints["shared-b"]
     assert max(m["max_active"] for m in a.models) == 1 and len(a.models) == 1
     assert len(b.models) == 2 and all(m["max_active"] == 1 for m in b.models)  # each copy one at a time
+
+
+def test_a_component_runs_only_as_many_requests_at_once_as_copies_run(server):
+    client = runtime_client(server.url)
+    folder = server.registry.endpoints["shared-b"].config.model_dir
+
+    def burst() -> int:
+        PEAK[folder] = 0
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda _: _invoke(client, "shared", "shared-b", sleep=0.2), range(4)))
+        return PEAK[folder]
+
+    server.registry.scale("shared-b", 1)  # two copies loaded, one running
+    try:
+        assert burst() == 1
+    finally:
+        server.registry.scale("shared-b", 2)
+    assert burst() <= 2
 
 
 def test_scale_out_from_zero_follows_the_no_capacity_alarm(tmp_path):

@@ -98,20 +98,27 @@ class ServedEndpoint:
     #: the emulated scale-out from zero (EndpointConfig.scale_from_zero_seconds; ModelRegistry.scale sets it)
     scale_from_zero_seconds: float | None = None
     scaling_out: bool = False
-    _free: asyncio.Queue[Any] | None = None
+    _free: list[Any] | None = None
+    _turn: asyncio.Condition | None = None
 
     @asynccontextmanager
     async def copy(self) -> AsyncIterator[Any]:
-        """Hold one model copy for a predict (waiting while every copy is busy)."""
-        if self._free is None:
-            self._free = asyncio.Queue()
-            for model in self.models or [self.model]:
-                self._free.put_nowait(model)
-        model = await self._free.get()
+        """Hold one model copy for a predict, waiting while as many as run (``copies``) are busy."""
+        if self._free is None or self._turn is None:
+            self._free = list(self.models or [self.model])
+            self._turn = asyncio.Condition()
+        loaded = len(self.models or [self.model])
+        async with self._turn:
+            # at least one: a call that passed the capacity check is served even if the copies
+            # were scaled to zero since
+            await self._turn.wait_for(lambda: loaded - len(self._free) < max(1, self.copies) and self._free)
+            model = self._free.pop()
         try:
             yield model
         finally:
-            self._free.put_nowait(model)
+            async with self._turn:
+                self._free.append(model)
+                self._turn.notify_all()
 
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.config.kind, "model_dir": self.config.model_dir}
