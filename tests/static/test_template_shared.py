@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 from support.paths import TEMPLATE
 
-from tryon.core.kinds import COMPONENT_RESOURCES, component_name, instance_fits
+from tryon.core import schema
+from tryon.core.kinds import COMPONENT_RESOURCES, instance_fits
 from tryon.local.template import SamTemplate
 
 MODEL = "s3://art/model.tar.gz"
@@ -65,7 +66,7 @@ def test_each_component_has_its_gpu_memory_copies_and_scaling(kind):
     for part in COMPONENT_PARTS:
         assert created(t, f"{kind}{part}"), part
     component = props(t, f"{kind}Component")
-    name = component_name("tryon-shared", endpoint_kind)
+    name = schema.kind(endpoint_kind).component_name("tryon-shared")
     assert component["InferenceComponentName"] == name
     assert component["EndpointName"] == "local-SharedEndpoint-EndpointName"
     assert component["Specification"]["ModelName"] == f"local-{kind}Model-ModelName"
@@ -104,10 +105,11 @@ def test_the_default_instance_fits_every_component():
 @pytest.mark.parametrize("kind", KINDS)
 def test_the_workflow_calls_components_by_name_and_may_invoke_them(kind):
     t = stack()
-    endpoint_kind, short = KINDS[kind]
+    endpoint_kind, _ = KINDS[kind]
     env = t.function_environment("PrepareFunction")
-    assert env[f"TRYON_{short}_ENDPOINT"] == "tryon-shared"
-    assert env[f"TRYON_{short}_COMPONENT"] == component_name("tryon-shared", endpoint_kind)
+    row = schema.kind(endpoint_kind)
+    assert env[row.endpoint_variable] == "tryon-shared"
+    assert env[row.component_variable] == row.component_name("tryon-shared")
     function = {"ClipSeg": "SegmentFunction", "Inpaint": "InpaintFunction", "Upscale": "UpscaleFunction"}[
         kind
     ]
@@ -116,7 +118,10 @@ def test_the_workflow_calls_components_by_name_and_may_invoke_them(kind):
     ]
     arn = "arn:aws:sagemaker:us-east-1:123456789012"
     assert f"{arn}:endpoint/tryon-shared" in invoke["Resource"]
-    assert f"{arn}:inference-component/{component_name('tryon-shared', endpoint_kind)}" in invoke["Resource"]
+    assert (
+        f"{arn}:inference-component/{schema.kind(endpoint_kind).component_name('tryon-shared')}"
+        in invoke["Resource"]
+    )
     # and nothing more than that: not the other components
     assert len(invoke["Resource"]) == 3
 

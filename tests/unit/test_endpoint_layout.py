@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from tryon.core import kinds
-from tryon.workflow import endpoints
+from tryon.core import kinds, schema
+from tryon.workflow import endpoints, settings
 from tryon.workflow.step_errors import EndpointNoCapacity, EndpointNotFound, no_capacity_wait_seconds
 
 
@@ -21,11 +21,14 @@ def test_only_real_time_kinds_are_components_and_only_in_the_shared_layout():
         kinds.component_kinds("pooled", realtime)
 
 
-def test_component_names_follow_the_endpoint_names():
-    assert kinds.component_name("tryon-shared", "sd_inpaint") == "tryon-shared-sd-inpaint"
-    assert kinds.component_name("x", "clipseg") == "x-clipseg"
-    with pytest.raises(ValueError, match="unknown endpoint kind"):
-        kinds.component_name("x", "sd_refiner")
+def test_component_names_and_variables_are_the_schema_rows():
+    assert schema.kind("sd_inpaint").component_name("tryon-shared") == "tryon-shared-sd-inpaint"
+    assert schema.kind("clipseg").component_name("x") == "x-clipseg"
+    assert settings.COMPONENT_VARIABLES == {
+        "clipseg": "TRYON_CLIPSEG_COMPONENT",
+        "sd_inpaint": "TRYON_INPAINT_COMPONENT",
+        "sd_upscale": "TRYON_UPSCALE_COMPONENT",
+    }
 
 
 def test_what_fits_one_instance(monkeypatch):

@@ -521,7 +521,8 @@ def make_shared_plan(
     image_uri: str | None = None,
 ) -> SharedEndpointPlan:
     """Validate the shared endpoint (its components must fit one instance); RequestError names the option."""
-    from tryon.core.kinds import COMPONENT_RESOURCES, SHARED_INSTANCE_TYPE, component_name, instance_fits
+    from tryon.core import schema
+    from tryon.core.kinds import COMPONENT_RESOURCES, SHARED_INSTANCE_TYPE, instance_fits
 
     instance_type = instance_type or SHARED_INSTANCE_TYPE
     if not artifacts:
@@ -548,7 +549,7 @@ def make_shared_plan(
         components.append(
             ComponentPlan(
                 kind=kind,
-                component_name=component_name(endpoint_name, kind),
+                component_name=schema.kind(kind).component_name(endpoint_name),
                 model_data_url=url,
                 image_uri=image,
                 artifact_digest=(digests or {}).get(kind, ""),

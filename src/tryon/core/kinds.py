@@ -67,7 +67,8 @@ def check_mode(mode: str) -> EndpointMode:
 # ---------------------------------------------------------------- endpoint layouts
 EndpointLayout = Literal["separate", "shared"]
 #: ``separate``: one endpoint per kind (as it always was); ``shared``: the real-time kinds are
-#: inference components of ONE GPU endpoint (docs/deploy.md#one-gpu-endpoint-for-several-models).
+#: inference components of ONE GPU endpoint (docs/deploy.md#one-gpu-endpoint-for-several-models),
+#: named by their schema row (``tryon.core.schema.Kind.component_name``).
 LAYOUTS: tuple[EndpointLayout, ...] = get_args(EndpointLayout)
 #: SageMaker hosts inference components on real-time endpoints only: a kind served in another
 #: mode (serverless CLIPSeg, asynchronous inpainting) keeps an endpoint of its own in either layout.
@@ -141,11 +142,6 @@ def component_kinds(layout: str, modes: dict[str, str]) -> tuple[EndpointKind, .
     if check_layout(layout) == "separate":
         return ()
     return tuple(kind for kind in KINDS if modes.get(kind, "realtime") in COMPONENT_MODES)
-
-
-def component_name(endpoint: str, kind: str) -> str:
-    """The inference component serving ``kind`` on the shared endpoint: ``<endpoint>-<kind with hyphens>``."""
-    return f"{endpoint}-{check_kind(kind).replace('_', '-')}"
 
 
 def instance_fits(instance_type: str, copies: dict[str, int]) -> str | None:
