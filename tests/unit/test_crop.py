@@ -5,15 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
+from support.images import box_mask, noise_image
 
 from tryon.handlers import crop
-from tryon.local.samples import noise_image
-
-
-def _mask(size: tuple[int, int], box: tuple[int, int, int, int], value: int = 255) -> Image.Image:
-    mask = Image.new("L", size, 0)
-    mask.paste(value, box)
-    return mask
 
 
 def test_binarize_threshold_and_modes():
@@ -27,7 +21,7 @@ def test_binarize_threshold_and_modes():
 
 
 def test_mask_bbox_and_empty():
-    assert crop.mask_bbox(_mask((50, 40), (10, 5, 20, 30))) == (10, 5, 20, 30)
+    assert crop.mask_bbox(box_mask((50, 40), (10, 5, 20, 30))) == (10, 5, 20, 30)
     assert crop.mask_bbox(Image.new("L", (50, 40), 0)) is None
 
 
@@ -75,7 +69,7 @@ def test_crop_box_properties_random():
 
 
 def test_feather_weights_zero_outside_mask():
-    mask = _mask((40, 30), (10, 10, 30, 25))
+    mask = box_mask((40, 30), (10, 10, 30, 25))
     weights = crop.feather_weights(mask, 3)
     inside = np.asarray(mask) > 0
     assert weights.shape == (30, 40)

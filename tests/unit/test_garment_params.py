@@ -6,6 +6,7 @@ import io
 
 import pytest
 from PIL import Image
+from support.images import flat_png
 
 from tryon.core import contract
 from tryon.core.errors import RequestError
@@ -13,12 +14,6 @@ from tryon.workflow import job, params
 from tryon.workflow.settings import Settings
 
 IN, OUT = "in-bucket", "out-bucket"
-
-
-def _png(size=(40, 30)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, 90).save(buf, "PNG")
-    return buf.getvalue()
 
 
 def _resolve(preset: str | None, **console) -> dict:
@@ -77,8 +72,8 @@ def s3(moto_s3):
 
 
 def test_prepare_pins_the_garment_version_into_the_job_and_its_id(s3):
-    s3.put_object(Bucket=IN, Key="inputs/p.png", Body=_png())
-    first = s3.put_object(Bucket=IN, Key="garments/g.png", Body=_png((20, 24)))["VersionId"]
+    s3.put_object(Bucket=IN, Key="inputs/p.png", Body=flat_png())
+    first = s3.put_object(Bucket=IN, Key="garments/g.png", Body=flat_png((20, 24)))["VersionId"]
     console = {"image": f"s3://{IN}/inputs/p.png", "garment_image": f"s3://{IN}/garments/g.png"}
     settings = Settings.from_env()
     before = job.build_job(settings, console)
@@ -87,11 +82,11 @@ def test_prepare_pins_the_garment_version_into_the_job_and_its_id(s3):
         "key": "garments/g.png",
         "version_id": first,
         "uri": f"s3://{IN}/garments/g.png?versionId={first}",
-        "size": len(_png((20, 24))),
+        "size": len(flat_png((20, 24))),
         "image": {"format": "PNG", "width": 20, "height": 24, "mode": "RGB"},
     }
     assert before["params"]["garment_image"] == before["garment"]["uri"]
-    s3.put_object(Bucket=IN, Key="garments/g.png", Body=_png((22, 24)))  # a new packshot: a new job
+    s3.put_object(Bucket=IN, Key="garments/g.png", Body=flat_png((22, 24)))  # a new packshot: a new job
     after = job.build_job(settings, console)
     assert after["job_id"] != before["job_id"] and after["garment"]["image"]["width"] == 22
     pinned = job.build_job(settings, {**console, "garment_image": before["garment"]["uri"]})
@@ -100,7 +95,7 @@ def test_prepare_pins_the_garment_version_into_the_job_and_its_id(s3):
 
 
 def test_prepare_refuses_garments_it_cannot_use(s3):
-    s3.put_object(Bucket=IN, Key="inputs/p.png", Body=_png())
+    s3.put_object(Bucket=IN, Key="inputs/p.png", Body=flat_png())
     bomb = io.BytesIO()
     Image.new("L", (7000, 7000)).save(bomb, "PNG")
     s3.put_object(Bucket=IN, Key="garments/bomb.png", Body=bomb.getvalue())
@@ -122,8 +117,8 @@ def test_prepare_refuses_garments_it_cannot_use(s3):
 def test_a_batch_row_names_its_garment_and_the_report_shows_it(s3):
     from tryon.workflow import batch_report, batch_validate
 
-    photo = s3.put_object(Bucket=IN, Key="inputs/p.png", Body=_png())["VersionId"]
-    version = s3.put_object(Bucket=IN, Key="garments/g.png", Body=_png((20, 24)))["VersionId"]
+    photo = s3.put_object(Bucket=IN, Key="inputs/p.png", Body=flat_png())["VersionId"]
+    version = s3.put_object(Bucket=IN, Key="garments/g.png", Body=flat_png((20, 24)))["VersionId"]
     rows = [
         {"image": "p.png", "garment_image": f"s3://{IN}/garments/g.png", "preset": "dress"},
         {"image": "p.png", "garment_image": f"s3://{IN}/inputs/p.png"},
@@ -141,9 +136,9 @@ def test_a_batch_row_names_its_garment_and_the_report_shows_it(s3):
 def test_a_batch_reads_a_packshot_once_however_many_rows_name_it(s3):
     from tryon.workflow import batch_validate, clients
 
-    s3.put_object(Bucket=IN, Key="inputs/p.png", Body=_png())
-    s3.put_object(Bucket=IN, Key="inputs/q.png", Body=_png((44, 30)))
-    s3.put_object(Bucket=IN, Key="garments/g.png", Body=_png((20, 24)))
+    s3.put_object(Bucket=IN, Key="inputs/p.png", Body=flat_png())
+    s3.put_object(Bucket=IN, Key="inputs/q.png", Body=flat_png((44, 30)))
+    s3.put_object(Bucket=IN, Key="garments/g.png", Body=flat_png((20, 24)))
     reads: list[str] = []  # GetObject calls on the input bucket (complete-result checks read the output's)
 
     def count(params, **_):

@@ -11,10 +11,6 @@ from tryon.core import imaging, validation
 from tryon.core.errors import RequestError
 
 
-def _png(img: Image.Image) -> bytes:
-    return imaging.encode_png(img)
-
-
 def test_decode_applies_exif_orientation():
     img = Image.new("RGB", (40, 20), (10, 20, 30))
     exif = Image.Exif()
@@ -40,7 +36,7 @@ def test_truncated_image_is_refused_with_field_name():
 
 def test_decompression_bomb_refused_before_decoding():
     # A 10000 x 10000 single-colour PNG compresses to a few hundred KB but is 100 MP.
-    bomb = _png(Image.new("L", (10000, 10000)))
+    bomb = imaging.encode_png(Image.new("L", (10000, 10000)))
     assert len(bomb) < 1_000_000
     with pytest.raises(RequestError, match=r"image: is 10000x10000 = 100000000 pixels; the limit is"):
         imaging.decode_image(bomb)
@@ -48,7 +44,7 @@ def test_decompression_bomb_refused_before_decoding():
 
 def test_oversized_bytes_and_unknown_format_refused():
     with pytest.raises(RequestError, match="the limit is 10 bytes"):
-        imaging.read_header(_png(Image.new("L", (4, 4))), max_bytes=10)
+        imaging.read_header(imaging.encode_png(Image.new("L", (4, 4))), max_bytes=10)
     buf = io.BytesIO()
     Image.new("RGB", (4, 4)).save(buf, format="BMP")
     with pytest.raises(RequestError, match="has format BMP; allowed: JPEG, PNG, WEBP"):

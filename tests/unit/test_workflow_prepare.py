@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import json
 
 import pytest
 from botocore.exceptions import ClientError
-from PIL import Image
+from support.images import flat_png
 
 from tryon.core.errors import RequestError
 from tryon.workflow import clients, endpoints, job, layout, params, prepare, steps
@@ -21,12 +20,6 @@ from tryon.workflow.step_errors import (
 )
 
 IN, OUT = "in-bucket", "out-bucket"
-
-
-def png(size=(40, 30), mode="RGB") -> bytes:
-    buf = io.BytesIO()
-    Image.new(mode, size, 128).save(buf, "PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture
@@ -70,7 +63,7 @@ def event_for(client, key, bucket=IN):
 
 
 def test_event_and_console_input_give_the_same_job(s3):
-    s3.put_object(Bucket=IN, Key="inputs/a.png", Body=png())
+    s3.put_object(Bucket=IN, Key="inputs/a.png", Body=flat_png())
     from_event = prepare.prepare(event_for(s3, "inputs/a.png"))
     from_console = prepare.prepare({"image": f"s3://{IN}/inputs/a.png"})
     assert from_event["job"]["job_id"] == from_console["job"]["job_id"]
@@ -89,7 +82,7 @@ def test_layers_metadata_preset_console(s3):
     s3.put_object(
         Bucket=IN,
         Key="inputs/b.jpg",
-        Body=png(),
+        Body=flat_png(),
         Metadata={"preset": "catalogue", "steps": "40", "num-images": "2", "adapter": "dress-a", "tool": "x"},
     )
     j = prepare.prepare({"image": f"s3://{IN}/inputs/b.jpg", "steps": 7, "upscale": True})["job"]
@@ -103,16 +96,16 @@ def test_layers_metadata_preset_console(s3):
 
 
 def test_job_id_depends_on_version_and_parameters(s3):
-    s3.put_object(Bucket=IN, Key="inputs/c.png", Body=png())
+    s3.put_object(Bucket=IN, Key="inputs/c.png", Body=flat_png())
     a = prepare.prepare({"image": f"s3://{IN}/inputs/c.png"})["job"]["job_id"]
     assert prepare.prepare({"image": f"s3://{IN}/inputs/c.png"})["job"]["job_id"] == a
     assert prepare.prepare({"image": f"s3://{IN}/inputs/c.png", "steps": 5})["job"]["job_id"] != a
-    s3.put_object(Bucket=IN, Key="inputs/c.png", Body=png((41, 30)))
+    s3.put_object(Bucket=IN, Key="inputs/c.png", Body=flat_png((41, 30)))
     assert prepare.prepare({"image": f"s3://{IN}/inputs/c.png"})["job"]["job_id"] != a
 
 
 def test_existing_complete_manifest_is_reported(s3):
-    s3.put_object(Bucket=IN, Key="inputs/d.png", Body=png())
+    s3.put_object(Bucket=IN, Key="inputs/d.png", Body=flat_png())
     first = prepare.prepare({"image": f"s3://{IN}/inputs/d.png"})
     key = first["job"]["output"]["prefix"] + layout.MANIFEST
     s3.put_object(Bucket=OUT, Key=key, Body=json.dumps({"status": "succeeded"}).encode())
@@ -136,19 +129,19 @@ def test_existing_complete_manifest_is_reported(s3):
 )
 def test_prepare_refuses_bad_input_with_a_clear_message(s3, body, key, extra, needle):
     if key != "inputs/missing.png":
-        s3.put_object(Bucket=IN, Key=key, Body=body if body is not None else png())
+        s3.put_object(Bucket=IN, Key=key, Body=body if body is not None else flat_png())
     with pytest.raises(InvalidInput) as info:
         prepare.prepare({"image": f"s3://{IN}/{key}", **extra})
     assert needle in str(info.value)
 
 
 def test_truncated_and_huge_images_fail_fast(s3, monkeypatch):
-    full = png((64, 64))
+    full = flat_png((64, 64))
     s3.put_object(Bucket=IN, Key="inputs/t.png", Body=full[: len(full) // 2])
     with pytest.raises(InvalidInput, match=r"truncated|could not be decoded|not a decodable"):
         prepare.prepare({"image": f"s3://{IN}/inputs/t.png"})
     monkeypatch.setenv("TRYON_MAX_INPUT_PIXELS", "1000")
-    s3.put_object(Bucket=IN, Key="inputs/h.png", Body=png((64, 64)))
+    s3.put_object(Bucket=IN, Key="inputs/h.png", Body=flat_png((64, 64)))
     with pytest.raises(InvalidInput, match="64x64 = 4096 pixels; the limit is 1000 pixels"):
         prepare.prepare({"image": f"s3://{IN}/inputs/h.png"})
     monkeypatch.setenv("TRYON_MAX_INPUT_BYTES", "100")
@@ -232,7 +225,7 @@ def test_failed_step_and_failure_record(s3):
 
 def test_empty_upscaler_name_turns_upscaling_off(s3, monkeypatch):
     monkeypatch.setenv("TRYON_UPSCALE_ENDPOINT", "")
-    s3.put_object(Bucket=IN, Key="inputs/u.png", Body=png())
+    s3.put_object(Bucket=IN, Key="inputs/u.png", Body=flat_png())
     j = prepare.prepare({"image": f"s3://{IN}/inputs/u.png", "upscale": True})["job"]
     assert j["params"]["upscale"] is True and j["upscale"] is False and j["endpoints"]["sd_upscale"] is None
 
@@ -370,7 +363,7 @@ def test_s3_adapters_outside_the_adapter_location_are_refused_before_any_model_r
 ):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    s3.put_object(Bucket=IN, Key="inputs/ad.png", Body=png())
+    s3.put_object(Bucket=IN, Key="inputs/ad.png", Body=flat_png())
     if not refused:
         assert (
             prepare.prepare({"image": f"s3://{IN}/inputs/ad.png", "adapter": adapter})["job"]["params"][
@@ -386,8 +379,8 @@ def test_s3_adapters_outside_the_adapter_location_are_refused_before_any_model_r
 
 
 def test_a_console_input_may_pin_the_photo_version(s3):
-    first = s3.put_object(Bucket=IN, Key="inputs/v.png", Body=png((40, 30)))["VersionId"]
-    s3.put_object(Bucket=IN, Key="inputs/v.png", Body=png((50, 30)))  # replaced since
+    first = s3.put_object(Bucket=IN, Key="inputs/v.png", Body=flat_png((40, 30)))["VersionId"]
+    s3.put_object(Bucket=IN, Key="inputs/v.png", Body=flat_png((50, 30)))  # replaced since
     pinned = prepare.prepare({"image": f"s3://{IN}/inputs/v.png?versionId={first}"})["job"]
     latest = prepare.prepare({"image": f"s3://{IN}/inputs/v.png"})["job"]
     assert pinned["input"]["version_id"] == first and pinned["input"]["image"]["width"] == 40

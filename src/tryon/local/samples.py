@@ -57,12 +57,14 @@ def assemble_inpaint_model(
     dest: str | os.PathLike[str],
     *,
     refiner: str | os.PathLike[str] | None = None,
+    ip_adapter: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Lay out an inpainting model folder as the endpoint expects it, with symlinks, not copies.
 
     Base weights at the root (diffusers layout) and each LoRA adapter in ``adapters/<name>/``,
     so a request (or an upload's ``x-amz-meta-adapter``) can pick one by name; an SDXL base's
-    ``refiner`` (an SDXL refiner pipeline folder) in ``refiner/``.
+    ``refiner`` (an SDXL refiner pipeline folder) in ``refiner/``; an ``ip_adapter`` folder
+    (weights and ``image_encoder/``, for garment images) in ``ip_adapter/``.
     """
     base, dest = Path(base), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -74,6 +76,7 @@ def assemble_inpaint_model(
         link = dest / "adapters" / name
         if not link.exists():
             link.symlink_to(Path(folder).resolve(), target_is_directory=True)
-    if refiner is not None and not (dest / "refiner").exists():
-        (dest / "refiner").symlink_to(Path(refiner).resolve(), target_is_directory=True)
+    for name, folder in (("refiner", refiner), ("ip_adapter", ip_adapter)):
+        if folder is not None and not (dest / name).exists():
+            (dest / name).symlink_to(Path(folder).resolve(), target_is_directory=True)
     return dest
