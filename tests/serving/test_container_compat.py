@@ -17,8 +17,6 @@ both sides reach through ``TRYON_S3_ENDPOINT_URL``.
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import os
 import subprocess
@@ -30,7 +28,7 @@ from typing import Any
 import boto3
 import numpy as np
 import pytest
-from PIL import Image
+from support.images import b64, box_mask, encode, pixels, structured_photo
 from support.paths import REPO
 
 REPO_ROOT = REPO
@@ -84,19 +82,6 @@ def s3_endpoint():
     server.stop()
 
 
-def _png_b64(image: Image.Image) -> str:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def _photo(width: int, height: int) -> Image.Image:
-    """A deterministic, non-flat RGB photo."""
-    y, x = np.mgrid[0:height, 0:width]
-    pixels = np.stack([x * 255 // width, y * 255 // height, (x * y) % 256], axis=-1).astype(np.uint8)
-    return Image.fromarray(pixels)
-
-
 def _trained_adapter(base: Path, out: Path) -> Path:
     """A LoRA saved the way a fine-tune saves it: UNet and text encoder, alpha != rank."""
     import torch
@@ -143,38 +128,35 @@ def model_dirs(tiny_models, s3_endpoint, tmp_path_factory) -> dict[str, Path]:
     client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
     lora_b = tiny_models["lora-b"] / "pytorch_lora_weights.safetensors"
     client.upload_file(str(lora_b), ADAPTER_BUCKET, "lora-b/pytorch_lora_weights.safetensors")
-    buf = io.BytesIO()
-    _photo(40, 40).save(buf, format="PNG")
-    client.put_object(Bucket=IN_BUCKET, Key="photo.png", Body=buf.getvalue())
+    client.put_object(Bucket=IN_BUCKET, Key="photo.png", Body=encode(structured_photo(40, 40)))
     return dirs
 
 
 def _requests() -> dict[str, list[dict[str, Any]]]:
-    photo = _photo(96, 80)
-    mask = Image.new("L", photo.size, 0)
-    mask.paste(255, (24, 16, 64, 56))
+    photo = structured_photo(96, 80)
+    mask = box_mask(photo.size, (24, 16, 64, 56))
     out = f"s3://{OUT_BUCKET}/{{kind}}/{SIDE}/"
-    inpaint = {"image": _png_b64(photo), "mask": _png_b64(mask), "prompt": "a red skirt", "steps": 2}
+    inpaint = {"image": b64(photo), "mask": b64(mask), "prompt": "a red skirt", "steps": 2}
     return {
         "clipseg": [
-            {"image": _png_b64(photo), "queries": ["a skirt", "a shirt"], "negative_queries": ["face"]},
-            {"image": _png_b64(photo), "query": "a skirt", "threshold": 0.9, "dilate": 2, "feather": 2},
+            {"image": b64(photo), "queries": ["a skirt", "a shirt"], "negative_queries": ["face"]},
+            {"image": b64(photo), "query": "a skirt", "threshold": 0.9, "dilate": 2, "feather": 2},
             {"image": f"s3://{IN_BUCKET}/photo.png", "query": "a skirt", "output": out},
-            {"image": _png_b64(photo), "query": "a skirt", "threshold": 3},  # bad: threshold
+            {"image": b64(photo), "query": "a skirt", "threshold": 3},  # bad: threshold
         ],
         "sd_inpaint": [
             {**inpaint, "seed": 7, "num_images": 2},  # the default adapter (tiny lora-a)
             {**inpaint, "seed": 8, "adapter": "trained", "adapter_scale": 0.7, "sampler": "DPMPP2MSampler"},
             {**inpaint, "seed": 9, "adapter": f"s3://{ADAPTER_BUCKET}/lora-b/", "output": out},
             {**inpaint, "seed": 10, "adapter": "none", "sampler": "LinearMultistepSampler"},
-            {**inpaint, "seed": 11, "garment_image": _png_b64(_photo(30, 40)), "garment_scale": 0.8},
+            {**inpaint, "seed": 11, "garment_image": b64(structured_photo(30, 40)), "garment_scale": 0.8},
             {**inpaint, "seed": 12, "adapter": "trained", "garment_image": f"s3://{IN_BUCKET}/photo.png"},
             {**inpaint, "steps": 0},  # bad: steps
         ],
         "sd_upscale": [
-            {"image": _png_b64(_photo(24, 20)), "prompt": "sharp", "steps": 2, "seed": 5},
+            {"image": b64(structured_photo(24, 20)), "prompt": "sharp", "steps": 2, "seed": 5},
             {"image": f"s3://{IN_BUCKET}/photo.png", "steps": 1, "seed": 6, "tile_size": 32, "output": out},
-            {"image": _png_b64(_photo(24, 20)), "noise_level": 999},  # bad: noise_level
+            {"image": b64(structured_photo(24, 20)), "noise_level": 999},  # bad: noise_level
         ],
     }
 
@@ -245,10 +227,6 @@ def answers(serving_python, model_dirs, s3_endpoint, tmp_path_factory) -> dict[s
     return result
 
 
-def _pixels(b64_png: str) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(b64_png))))
-
-
 def _assert_close_pixels(a: np.ndarray, b: np.ndarray, what: str) -> None:
     assert a.shape == b.shape, f"{what}: {a.shape} != {b.shape}"
     diff = np.abs(a.astype(int) - b.astype(int))
@@ -268,7 +246,7 @@ def _assert_same(local: Any, toolkit: Any, path: str = "") -> None:
         for i, (a, b) in enumerate(zip(local, toolkit, strict=True)):
             _assert_same(a, b, f"{path}[{i}]")
     elif isinstance(local, str) and local.startswith("iVBOR"):
-        _assert_close_pixels(_pixels(local), _pixels(toolkit), path)
+        _assert_close_pixels(pixels(local), pixels(toolkit), path)
     elif isinstance(local, str):
         assert local.replace("/local/", "/toolkit/") == toolkit, path
     elif isinstance(local, float):
@@ -305,16 +283,16 @@ def test_images_written_to_s3_agree(kind, answers, s3_endpoint):
         prefix = f"{kind}/{side}/"
         listing = client.list_objects_v2(Bucket=OUT_BUCKET, Prefix=prefix).get("Contents", [])
         return {
-            o["Key"].removeprefix(prefix): np.asarray(
-                Image.open(io.BytesIO(client.get_object(Bucket=OUT_BUCKET, Key=o["Key"])["Body"].read()))
+            o["Key"].removeprefix(prefix): pixels(
+                client.get_object(Bucket=OUT_BUCKET, Key=o["Key"])["Body"].read()
             )
             for o in listing
         }
 
     local, toolkit = objects("local"), objects("toolkit")
     assert local and set(local) == set(toolkit)
-    for name, pixels in local.items():
-        _assert_close_pixels(pixels, toolkit[name], f"{kind}/{name}")
+    for name, found in local.items():
+        _assert_close_pixels(found, toolkit[name], f"{kind}/{name}")
 
 
 def test_driver_never_sees_the_repository_sources(serving_python):

@@ -11,35 +11,31 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 from PIL import Image
+from support.handlers import invoke
+from support.images import b64, box_mask, gradient_photo
 
 from tryon.core import imaging
 from tryon.handlers import HANDLER_MODULES
 from tryon.server import EndpointConfig, LocalEndpointServer
 
-
-def _b64(img: Image.Image) -> str:
-    return imaging.b64encode(imaging.encode_png(img))
-
-
-PHOTO = Image.radial_gradient("L").resize((96, 72)).convert("RGB")
-MASK = Image.new("L", (96, 72), 0)
-MASK.paste(255, (20, 10, 70, 60))
+PHOTO = gradient_photo((96, 72))
+MASK = box_mask((96, 72), (20, 10, 70, 60))
 
 REQUESTS = {
-    "clipseg": {"image": _b64(PHOTO), "queries": ["a shirt", "a skirt"], "negative_queries": ["face"]},
+    "clipseg": {"image": b64(PHOTO), "queries": ["a shirt", "a skirt"], "negative_queries": ["face"]},
     "sd_inpaint": {
-        "image": _b64(PHOTO),
-        "mask": _b64(MASK),
+        "image": b64(PHOTO),
+        "mask": b64(MASK),
         "prompt": "a denim jacket",
         "steps": 2,
         "seed": 7,
     },
-    "sd_upscale": {"image": _b64(PHOTO.resize((24, 18))), "prompt": "sharp", "steps": 2, "seed": 7},
+    "sd_upscale": {"image": b64(PHOTO.resize((24, 18))), "prompt": "sharp", "steps": 2, "seed": 7},
 }
 BAD = {
-    "clipseg": ({"image": _b64(PHOTO), "query": "a shirt", "threshold": 2}, "threshold"),
-    "sd_inpaint": ({"image": _b64(PHOTO), "mask": _b64(MASK), "prompt": "x", "sampler": "Nope"}, "sampler"),
-    "sd_upscale": ({"image": _b64(PHOTO), "noise_level": 999}, "noise_level"),
+    "clipseg": ({"image": b64(PHOTO), "query": "a shirt", "threshold": 2}, "threshold"),
+    "sd_inpaint": ({"image": b64(PHOTO), "mask": b64(MASK), "prompt": "x", "sampler": "Nope"}, "sampler"),
+    "sd_upscale": ({"image": b64(PHOTO), "noise_level": 999}, "noise_level"),
 }
 
 
@@ -53,17 +49,17 @@ def served(tiny_models):
         yield server, boto3.client("sagemaker-runtime", endpoint_url=server.url, region_name="us-east-1")
 
 
-@pytest.fixture(scope="module")
-def in_process(tiny_models):
-    """kind -> a function answering a request by calling the handler's four functions directly."""
-    loaded = {}
+#: endpoint kind -> the fixture of its tiny model loaded in this process (tests/serving/conftest.py)
+MODELS = {"clipseg": "clipseg_model", "sd_inpaint": "inpaint_model", "sd_upscale": "upscale_model"}
 
-    def answer(kind: str, request: dict) -> dict:
+
+@pytest.fixture
+def in_process(request):
+    """kind -> a function answering a request by calling the handler's four functions directly."""
+
+    def answer(kind: str, body: dict) -> dict:
         module = importlib.import_module(HANDLER_MODULES[kind])
-        if kind not in loaded:
-            loaded[kind] = module.model_fn(str(tiny_models[FOLDERS[kind]]))
-        parsed = module.input_fn(json.dumps(request), "application/json")
-        return json.loads(module.output_fn(module.predict_fn(parsed, loaded[kind]), "application/json"))
+        return invoke(module, request.getfixturevalue(MODELS[kind]), body)
 
     return answer
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 from unittest import mock
@@ -10,6 +9,8 @@ from unittest import mock
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
+from support.handlers import invoke
+from support.images import b64, decode, pixels, structured_photo
 
 from tryon.core import imaging
 from tryon.core.contract import CLIPSEG
@@ -20,36 +21,26 @@ CT = "application/json"
 
 
 @pytest.fixture(scope="module")
-def model(tiny_models):
-    return clipseg.model_fn(str(tiny_models["clipseg"]))
+def model(clipseg_model):
+    return clipseg_model
 
 
 def photo(width: int = 90, height: int = 60) -> Image.Image:
     """A deterministic structured RGB picture (gradients and a block), non-square by default."""
-    yy, xx = np.mgrid[0:height, 0:width]
-    arr = np.stack([xx * 255 // max(1, width - 1), yy * 255 // max(1, height - 1), (xx * yy) % 256], axis=-1)
-    arr[height // 4 : height // 2, width // 3 : width // 2] = (250, 30, 30)
-    return Image.fromarray(arr.astype(np.uint8))
-
-
-def b64(img: Image.Image) -> str:
-    return imaging.b64encode(imaging.encode_png(img))
+    return structured_photo(width, height, block=True)
 
 
 def run(model, body: dict | str, content_type: str = CT) -> dict:
     """input_fn -> predict_fn -> output_fn, parsed back from JSON."""
-    data = json.dumps(body) if isinstance(body, dict) else body
-    return json.loads(clipseg.output_fn(clipseg.predict_fn(clipseg.input_fn(data, content_type), model), CT))
+    return invoke(clipseg, model, body, content_type)
 
 
 def mask_of(response: dict) -> Image.Image:
-    img = Image.open(io.BytesIO(base64.b64decode(response["mask"])))
-    img.load()
-    return img
+    return decode(response["mask"])
 
 
 def mask_array(response: dict) -> np.ndarray:
-    return np.asarray(mask_of(response))
+    return pixels(response["mask"])
 
 
 def test_happy_path_contract(model):

@@ -8,37 +8,29 @@ import time
 
 import pytest
 from PIL import Image
+from support.images import b64
 
 from tryon.core.contract import COMPUTE_SECONDS, WAITING_PHASES
-from tryon.core.imaging import b64encode, encode_png
 
 pytestmark = pytest.mark.slow
 HOLD_S = 0.4
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread(one_torch_thread):
-    """Tiny models: one intra-op thread (see conftest)."""
-
-
-def _photo() -> str:
-    return b64encode(encode_png(Image.new("RGB", (40, 32), (200, 40, 90))))
-
-
+#: endpoint kind -> (the fixture of its loaded tiny model, a request's fields besides the image)
 CASES = {
-    "clipseg": ("clipseg", {"image": None, "query": "a shirt"}),
-    "sd_upscale": ("sd-x4-upscaler", {"image": None, "prompt": "a dress", "steps": 2, "seed": 3}),
+    "clipseg": ("clipseg_model", {"query": "a shirt"}),
+    "sd_upscale": ("upscale_model", {"prompt": "a dress", "steps": 2, "seed": 3}),
 }
 
 
 @pytest.mark.parametrize("kind", list(CASES))
-def test_compute_seconds_is_the_work_not_the_queue(kind, tiny_models):
+def test_compute_seconds_is_the_work_not_the_queue(kind, request):
     import importlib
 
     handler = importlib.import_module(f"tryon.handlers.{kind}")
-    folder, fields = CASES[kind]
-    model = handler.model_fn(str(tiny_models[folder]))
-    body = json.dumps({**fields, "image": _photo()})
+    fixture, fields = CASES[kind]
+    model = request.getfixturevalue(fixture)
+    body = json.dumps({**fields, "image": b64(Image.new("RGB", (40, 32), (200, 40, 90)))})
     model.lock.acquire()  # another request holds the model...
     releaser = threading.Timer(HOLD_S, model.lock.release)
     releaser.start()

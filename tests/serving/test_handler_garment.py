@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import base64
-import io
-import json
-from pathlib import Path
-
 import boto3
 import numpy as np
 import pytest
 from moto import mock_aws
 from PIL import Image
+from support.handlers import invoke
+from support.images import box_mask, encode, noise_image, pixels
 
 from tryon.core.errors import RequestError
 from tryon.core.imaging import b64encode, encode_jpeg, encode_png
 from tryon.handlers import ip_adapter
-from tryon.local.samples import noise_image
+from tryon.local.samples import assemble_inpaint_model
 
 pytestmark = pytest.mark.slow
 
@@ -24,16 +21,10 @@ PHOTO_SIZE = (120, 90)
 MASK_BOX = (30, 20, 90, 70)
 
 
-def _mask() -> Image.Image:
-    mask = Image.new("L", PHOTO_SIZE, 0)
-    mask.paste(255, MASK_BOX)
-    return mask
-
-
 GARMENT = noise_image((48, 64), 7)
 BASE = {
     "image": b64encode(encode_png(noise_image(PHOTO_SIZE, 1))),
-    "mask": b64encode(encode_png(_mask())),
+    "mask": b64encode(encode_png(box_mask(PHOTO_SIZE, MASK_BOX))),
     "prompt": "a red linen shirt",
     "steps": 2,
     "seed": 99,
@@ -42,48 +33,30 @@ BASE = {
 WITH_GARMENT = {**BASE, "garment_image": b64encode(encode_png(GARMENT)), "garment_scale": 1.0}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread(one_torch_thread):
-    """Every test here runs on one intra-op thread (see conftest)."""
-
-
-def _linked(root: Path, base: Path, **extra: Path) -> Path:
-    """A model folder: ``base``'s entries symlinked, plus ``extra`` (relative name -> target)."""
-    root.mkdir(parents=True)
-    for entry in base.iterdir():
-        (root / entry.name).symlink_to(entry)
-    for name, target in extra.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).symlink_to(target)
-    return root
-
-
 @pytest.fixture(scope="module")
-def handler():
-    from tryon.handlers import sd_inpaint
-
-    return sd_inpaint
+def handler(inpaint_handler):
+    return inpaint_handler
 
 
 @pytest.fixture(scope="module")
 def with_ip(handler, tiny_models, tmp_path_factory):
     """The tiny model with the tiny IP-Adapter and a named LoRA adapter (lora-a)."""
     root = tmp_path_factory.mktemp("with-ip") / "model"
-    folder = _linked(root, tiny_models["sd-inpaint-ip"], **{"adapters/lora-a": tiny_models["lora-a"]})
+    folder = assemble_inpaint_model(tiny_models["sd-inpaint-ip"], {"lora-a": tiny_models["lora-a"]}, root)
     return handler.model_fn(str(folder))
 
 
 @pytest.fixture(scope="module")
-def without_ip(handler, tiny_models):
-    return handler.model_fn(str(tiny_models["sd-inpaint"]))
+def without_ip(inpaint_model):
+    return inpaint_model
 
 
 def _run(handler, model, request: dict) -> dict:
-    return handler.predict_fn(handler.input_fn(json.dumps(request), "application/json"), model)
+    return invoke(handler, model, request)
 
 
 def _pixels(response: dict) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(response["images"][0]))).convert("RGB"))
+    return pixels(response["images"][0], "RGB")
 
 
 def test_garment_image_conditions_the_masked_region_only(handler, with_ip):
@@ -146,12 +119,6 @@ def test_bad_garment_fields(handler, with_ip, fields, field, message):
     assert info.value.field == field and message in str(info.value)
 
 
-def _gif() -> bytes:
-    buf = io.BytesIO()
-    GARMENT.save(buf, format="GIF")
-    return buf.getvalue()
-
-
 @pytest.mark.parametrize(
     ("data", "message"),
     [
@@ -160,7 +127,7 @@ def _gif() -> bytes:
             encode_jpeg(GARMENT)[: len(encode_jpeg(GARMENT)) // 2],
             "could not be decoded (truncated or corrupt)",
         ),
-        (_gif(), "has format GIF; allowed: JPEG, PNG, WEBP"),
+        (encode(GARMENT, "GIF"), "has format GIF; allowed: JPEG, PNG, WEBP"),
         (b"%PDF-1.7 not an image", "is not a decodable PNG, JPEG or WebP image"),
     ],
     ids=["bomb", "truncated", "gif", "pdf"],
@@ -227,7 +194,9 @@ def test_sdxl_takes_an_ip_adapter_made_for_it_and_refuses_one_made_for_another_u
     torch.manual_seed(5)
     unet = UNet2DConditionModel.from_pretrained(tiny_models["sdxl-inpaint"] / "unet")
     save_file(ip_adapter_weights(unet, 32), str(sdxl_ip / "ip-adapter_sdxl.safetensors"))
-    model = handler.model_fn(str(_linked(tmp_path / "sdxl", tiny_models["sdxl-inpaint"], ip_adapter=sdxl_ip)))
+    model = handler.model_fn(
+        str(assemble_inpaint_model(tiny_models["sdxl-inpaint"], {}, tmp_path / "sdxl", ip_adapter=sdxl_ip))
+    )
     request = {**BASE, "steps": 1, "guidance_scale": 1.0, "width": 1024, "height": 1024}
     plain = _pixels(_run(handler, model, request))
     dressed = _run(handler, model, {**request, "garment_image": WITH_GARMENT["garment_image"]})
@@ -236,8 +205,8 @@ def test_sdxl_takes_an_ip_adapter_made_for_it_and_refuses_one_made_for_another_u
     zero = {**request, "garment_image": WITH_GARMENT["garment_image"], "garment_scale": 0.0}
     assert np.array_equal(_pixels(_run(handler, model, zero)), plain)
 
-    wrong = _linked(
-        tmp_path / "sdxl-with-sd-ip", tiny_models["sdxl-inpaint"], ip_adapter=tiny_models["ip-adapter"]
+    wrong = assemble_inpaint_model(
+        tiny_models["sdxl-inpaint"], {}, tmp_path / "sdxl-with-sd-ip", ip_adapter=tiny_models["ip-adapter"]
     )
     with pytest.raises(ip_adapter.IPAdapterLayoutError, match="could not be loaded into this model's UNet"):
         handler.model_fn(str(wrong))

@@ -10,56 +10,43 @@ import numpy as np
 import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 from PIL import Image
+from support.handlers import invoke
+from support.images import box_mask, encode, noise_image
 
 from tryon.core import imaging
 from tryon.core.errors import RETRYABLE_MARKER, DependencyUnavailable, RequestError
 from tryon.handlers import s3io
-from tryon.local.samples import noise_image
 
 pytestmark = pytest.mark.slow
 
 IN, OUT = "photos-in", "photos-out"
 
 
-def _mask(size: tuple[int, int], box: tuple[int, int, int, int]) -> Image.Image:
-    mask = Image.new("L", size, 0)
-    mask.paste(255, box)
-    return mask
-
-
 def _png(img: Image.Image) -> bytes:
-    return imaging.encode_png(img, compress_level=1)
+    return encode(img, compress_level=1)
 
 
 def _run(handler, model, request: dict) -> dict:
-    data = handler.input_fn(json.dumps(request).encode(), "application/json")
-    return json.loads(handler.output_fn(handler.predict_fn(data, model), "application/json"))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread(one_torch_thread):
-    """Every test here runs on one intra-op thread (see conftest)."""
+    return invoke(handler, model, request)
 
 
 @pytest.fixture(scope="module")
-def inpaint(tiny_models):
-    from tryon.handlers import sd_inpaint
-
-    return sd_inpaint, sd_inpaint.model_fn(str(tiny_models["sd-inpaint"]))
+def inpaint(inpaint_handler, inpaint_model):
+    return inpaint_handler, inpaint_model
 
 
 @pytest.fixture(scope="module")
-def clipseg(tiny_models):
+def clipseg(clipseg_model):
     from tryon.handlers import clipseg
 
-    return clipseg, clipseg.model_fn(str(tiny_models["clipseg"]))
+    return clipseg, clipseg_model
 
 
 @pytest.fixture(scope="module")
-def upscale(tiny_models):
+def upscale(upscale_model):
     from tryon.handlers import sd_upscale
 
-    return sd_upscale, sd_upscale.model_fn(str(tiny_models["sd-x4-upscaler"]))
+    return sd_upscale, upscale_model
 
 
 @pytest.fixture
@@ -80,7 +67,7 @@ def test_inpaint_writes_large_results_to_s3_and_answers_small_json(inpaint, s3):
     size, box = (1600, 1200), (500, 400, 900, 800)
     photo = noise_image(size, 1)
     s3.put_object(Bucket=IN, Key="inputs/p.png", Body=_png(photo))
-    s3.put_object(Bucket=OUT, Key="results/p/job/mask.png", Body=_png(_mask(size, box)))
+    s3.put_object(Bucket=OUT, Key="results/p/job/mask.png", Body=_png(box_mask(size, box)))
     before = s3.get_object(Bucket=IN, Key="inputs/p.png")["Body"].read()
     request = {
         "image": f"s3://{IN}/inputs/p.png",
@@ -234,7 +221,7 @@ def test_inline_answer_over_the_response_limit_is_refused(inpaint, monkeypatch):
     size = (1000, 800)
     request = {
         "image": imaging.b64encode(_png(noise_image(size, 5))),
-        "mask": imaging.b64encode(_png(_mask(size, (100, 100, 300, 300)))),
+        "mask": imaging.b64encode(_png(box_mask(size, (100, 100, 300, 300)))),
         "prompt": "a skirt",
         "steps": 1,
         "seed": 1,

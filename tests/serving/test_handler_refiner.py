@@ -14,7 +14,7 @@ import pytest
 
 from tryon.core.errors import RequestError
 from tryon.core.imaging import b64decode, decode_image
-from tryon.local.samples import box_mask, inpaint_request, noise_image
+from tryon.local.samples import assemble_inpaint_model, box_mask, inpaint_request, noise_image
 
 pytestmark = pytest.mark.slow
 
@@ -24,35 +24,20 @@ REQUEST = inpaint_request(PHOTO, MASK, seed=11)
 FAST = {"refiner_steps": 2, "refiner_strength": 0.5}  # one refining step
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread(one_torch_thread):
-    """Every test here runs on one intra-op thread (see conftest)."""
-
-
-def _model_dir(root, base, refiner=None):
-    root.mkdir()
-    for item in base.iterdir():
-        (root / item.name).symlink_to(item)
-    if refiner is not None:
-        (root / "refiner").symlink_to(refiner)
-    return root
-
-
 @pytest.fixture(scope="module")
-def with_refiner(tiny_models, tmp_path_factory):
-    from tryon.handlers import sd_inpaint
-
-    folder = _model_dir(
-        tmp_path_factory.mktemp("sdxl") / "model", tiny_models["sdxl-inpaint"], tiny_models["sdxl-refiner"]
+def with_refiner(inpaint_handler, tiny_models, tmp_path_factory):
+    folder = assemble_inpaint_model(
+        tiny_models["sdxl-inpaint"],
+        {},
+        tmp_path_factory.mktemp("sdxl") / "model",
+        refiner=tiny_models["sdxl-refiner"],
     )
-    return sd_inpaint.model_fn(str(folder))
+    return inpaint_handler.model_fn(str(folder))
 
 
 @pytest.fixture(scope="module")
-def without_refiner(tiny_models):
-    from tryon.handlers import sd_inpaint
-
-    return sd_inpaint.model_fn(str(tiny_models["sdxl-inpaint"]))
+def without_refiner(sdxl_model):
+    return sdxl_model
 
 
 def _run(model, **fields):
@@ -126,11 +111,11 @@ def test_refiner_limits(with_refiner, fields, message):
 
 
 @pytest.mark.parametrize("fields", [{"use_refiner": True}, {"refiner_steps": 10}, {"refiner_strength": 0.5}])
-def test_a_model_without_a_refiner_refuses_it_by_name(without_refiner, tiny_models, fields):
+def test_a_model_without_a_refiner_refuses_it_by_name(without_refiner, inpaint_model, fields):
     from tryon.handlers import sd_inpaint
 
     name = next(iter(fields))
-    for model in (without_refiner, sd_inpaint.model_fn(str(tiny_models["sd-inpaint"]))):
+    for model in (without_refiner, inpaint_model):
         with pytest.raises(RequestError, match=rf"^{name}: this model has no refiner; .*SDXL"):
             sd_inpaint.predict_fn({**REQUEST, **fields}, model)
     response, _ = _run(without_refiner, use_refiner=False)
@@ -140,7 +125,9 @@ def test_a_model_without_a_refiner_refuses_it_by_name(without_refiner, tiny_mode
 def test_a_refiner_beside_a_base_that_is_not_sdxl_fails_at_start(tiny_models, tmp_path):
     from tryon.handlers import refiner, sd_inpaint
 
-    folder = _model_dir(tmp_path / "sd2", tiny_models["sd-inpaint"], tiny_models["sdxl-refiner"])
+    folder = assemble_inpaint_model(
+        tiny_models["sd-inpaint"], {}, tmp_path / "sd2", refiner=tiny_models["sdxl-refiner"]
+    )
     with pytest.raises(refiner.RefinerLayoutError, match="needs an SDXL base"):
         sd_inpaint.model_fn(str(folder))
 
@@ -169,7 +156,7 @@ _SERVING_SCRIPT = """
 import json, sys, torch
 torch.set_num_threads(1)
 from tryon.handlers import sd_inpaint
-from tryon.local.samples import box_mask, inpaint_request, noise_image
+from tryon.local.samples import assemble_inpaint_model, box_mask, inpaint_request, noise_image
 request = json.loads(sys.stdin.read())
 print(json.dumps(sd_inpaint.predict_fn(request, sd_inpaint.model_fn(sys.argv[1]))["images"]))
 """

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import io
 import json
 import threading
 from pathlib import Path
@@ -12,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from support.handlers import invoke
+from support.images import b64, box_mask, decode, noise_image
 
 from tryon.core.errors import RequestError
 from tryon.core.imaging import b64encode, encode_png, to_rgb
-from tryon.local.samples import noise_image
+from tryon.local.samples import assemble_inpaint_model
 
 pytestmark = pytest.mark.slow
 
@@ -24,64 +25,39 @@ PHOTO_SIZE = (300, 200)  # non-square and larger than the tiny model's 64 px wor
 MASK_BOX = (100, 50, 180, 120)
 
 
-def _mask(size: tuple[int, int] = PHOTO_SIZE, box: tuple[int, int, int, int] = MASK_BOX) -> Image.Image:
-    mask = Image.new("L", size, 0)
-    mask.paste(255, box)
-    return mask
-
-
-def _b64(img: Image.Image, fmt: str = "PNG", **save) -> str:
-    buf = io.BytesIO()
-    img.save(buf, format=fmt, **save)
-    return base64.b64encode(buf.getvalue()).decode()
-
-
 PHOTO = noise_image(PHOTO_SIZE)
 BASE_REQUEST = {
-    "image": _b64(PHOTO),
-    "mask": _b64(_mask()),
+    "image": b64(PHOTO),
+    "mask": b64(box_mask(PHOTO_SIZE, MASK_BOX)),
     "prompt": "a red linen shirt",
     "steps": STEPS,
     "seed": 1234,
 }
 
 
-def _decode(b64: str) -> Image.Image:
-    img = Image.open(io.BytesIO(base64.b64decode(b64)))
-    assert img.format == "PNG"
-    img.load()
-    return img
+def _decode(data: str) -> Image.Image:
+    return decode(data, "PNG")
 
 
 def _pixels(response: dict, i: int = 0) -> np.ndarray:
     return np.asarray(_decode(response["images"][i]))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread(one_torch_thread):
-    """Every test here runs on one intra-op thread (see conftest)."""
-
-
 @pytest.fixture(scope="module")
 def model_dir(tiny_models, tmp_path_factory) -> Path:
     """Base weights (symlinked) + default adapter (lora-a) + named adapters lora-a and lora-b."""
-    root = tmp_path_factory.mktemp("sd-inpaint-model")
-    base = tiny_models["sd-inpaint"]
-    for entry in base.iterdir():
-        (root / entry.name).symlink_to(entry)
+    adapters = {"lora-a": tiny_models["lora-a"], "lora-b": tiny_models["lora-b"]}
+    adapters["lora.b"] = tiny_models["lora-b"]  # dotted: a peft-safe key is derived
+    root = assemble_inpaint_model(
+        tiny_models["sd-inpaint"], adapters, tmp_path_factory.mktemp("sd-inpaint-model")
+    )
     (root / "adapter").symlink_to(tiny_models["lora-a"])
-    (root / "adapters").mkdir()
-    (root / "adapters" / "lora-a").symlink_to(tiny_models["lora-a"])
-    (root / "adapters" / "lora-b").symlink_to(tiny_models["lora-b"])
-    (root / "adapters" / "lora.b").symlink_to(tiny_models["lora-b"])  # dotted: a peft-safe key is derived
     return root
 
 
 @pytest.fixture(scope="module")
-def handler():
-    from tryon.handlers import sd_inpaint
-
-    return sd_inpaint
+def handler(inpaint_handler):
+    return inpaint_handler
 
 
 @pytest.fixture(scope="module")
@@ -91,9 +67,7 @@ def model(handler, model_dir):
 
 def _run(handler, model, **fields) -> dict:
     request = {**BASE_REQUEST, **fields}
-    request = {k: v for k, v in request.items() if v is not None}
-    data = handler.input_fn(json.dumps(request).encode(), "application/json")
-    return json.loads(handler.output_fn(handler.predict_fn(data, model), "application/json"))
+    return invoke(handler, model, {k: v for k, v in request.items() if v is not None})
 
 
 # --- loading -----------------------------------------------------------------------------------
@@ -132,8 +106,8 @@ def test_happy_path_contract(handler, model):
     }
     assert response["refiner"] is None  # an SD 2 model has no refiner
     assert len(response["images"]) == 2
-    for b64 in response["images"]:
-        img = _decode(b64)
+    for encoded in response["images"]:
+        img = _decode(encoded)
         assert img.size == PHOTO_SIZE and img.mode == "RGB"
     assert response["seeds"] == [1234, 1235]
     phases = {"decode", "preprocess", "queue", "inference", "postprocess", "encode"}
@@ -152,7 +126,7 @@ def test_pixels_outside_mask_are_byte_identical(handler, model):
     mask = Image.new("L", PHOTO_SIZE, 0)
     mask.paste(255, (20, 30, 60, 170))  # tall region near the left border
     mask.paste(200, (250, 150, 290, 195))  # a second region: the crop spans both
-    response = _run(handler, model, mask=_b64(mask), padding=10)
+    response = _run(handler, model, mask=b64(mask), padding=10)
     out = _pixels(response)
     outside = np.asarray(mask) <= 127
     np.testing.assert_array_equal(out[outside], np.asarray(PHOTO)[outside])
@@ -384,26 +358,26 @@ def test_grayscale_rgba_and_palette_inputs(handler, model, mode):
     if mode == "RGBA":
         alpha = Image.linear_gradient("L").resize(PHOTO_SIZE)
         photo.putalpha(alpha)
-    response = _run(handler, model, image=_b64(photo))
+    response = _run(handler, model, image=b64(photo))
     out = _pixels(response)
     assert out.shape == (PHOTO_SIZE[1], PHOTO_SIZE[0], 3)
-    outside = np.asarray(_mask()) == 0
+    outside = np.asarray(box_mask(PHOTO_SIZE, MASK_BOX)) == 0
     np.testing.assert_array_equal(out[outside], np.asarray(to_rgb(photo))[outside])
 
 
 @pytest.mark.parametrize("mask_mode", ["1", "RGB", "LA"])
 def test_mask_in_any_mode(handler, model, mask_mode):
-    response = _run(handler, model, mask=_b64(_mask().convert(mask_mode)))
+    response = _run(handler, model, mask=b64(box_mask(PHOTO_SIZE, MASK_BOX).convert(mask_mode)))
     assert response["crop_box"] == [68, 13, 212, 157]
 
 
 def test_exif_rotated_input(handler, model):
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees clockwise on display
-    jpeg = _b64(PHOTO, "JPEG", exif=exif.tobytes(), quality=95)
+    jpeg = b64(PHOTO, "JPEG", exif=exif.tobytes(), quality=95)
     oriented = (PHOTO_SIZE[1], PHOTO_SIZE[0])
-    mask = _mask(oriented, (50, 100, 120, 180))
-    response = _run(handler, model, image=jpeg, mask=_b64(mask))
+    mask = box_mask(oriented, (50, 100, 120, 180))
+    response = _run(handler, model, image=jpeg, mask=b64(mask))
     assert _decode(response["images"][0]).size == oriented
     with pytest.raises(RequestError, match=r"^mask: is 300x200 but the image is 200x300"):
         _run(handler, model, image=jpeg)
@@ -457,8 +431,8 @@ BAD_REQUESTS = [
     ({"image": b64encode(b"hello, not an image")}, "image"),
     ({"image": _truncated_png()}, "image"),
     ({"image": _bomb_png()}, "image"),
-    ({"mask": _b64(_mask((64, 64), (0, 0, 10, 10)))}, "mask"),
-    ({"mask": _b64(Image.new("L", PHOTO_SIZE, 127))}, "mask"),
+    ({"mask": b64(box_mask((64, 64), (0, 0, 10, 10)))}, "mask"),
+    ({"mask": b64(Image.new("L", PHOTO_SIZE, 127))}, "mask"),
 ]
 
 
@@ -474,9 +448,9 @@ def test_bad_requests_name_the_field(handler, model, fields, field):
 
 def test_error_messages_are_specific(handler, model):
     with pytest.raises(RequestError, match=r"^mask: is empty"):
-        _run(handler, model, mask=_b64(Image.new("L", PHOTO_SIZE, 0)))
+        _run(handler, model, mask=b64(Image.new("L", PHOTO_SIZE, 0)))
     with pytest.raises(RequestError, match=r"^mask: is 64x64 but the image is 300x200"):
-        _run(handler, model, mask=_b64(_mask((64, 64), (0, 0, 10, 10))))
+        _run(handler, model, mask=b64(box_mask((64, 64), (0, 0, 10, 10))))
     with pytest.raises(RequestError, match=r"EulerEDMSampler.*DDIMScheduler"):
         _run(handler, model, sampler="KarrasMagic")
     with pytest.raises(RequestError, match=r"available: none, default, lora-a, lora-b"):

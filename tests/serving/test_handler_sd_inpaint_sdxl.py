@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-import io
-
 import numpy as np
 import pytest
-from PIL import Image
+from support.images import pixels
 
 from tryon.core.errors import RequestError
 from tryon.local.samples import box_mask, inpaint_request, noise_image
@@ -15,21 +12,9 @@ from tryon.local.samples import box_mask, inpaint_request, noise_image
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread(one_torch_thread):
-    """Every test here runs on one intra-op thread (see conftest)."""
-
-
 @pytest.fixture(scope="module")
-def sdxl(tmp_path_factory, tiny_models):
-    from tryon.handlers import sd_inpaint
-
-    folder = tmp_path_factory.mktemp("tiny-sdxl-inpaint")
-    for item in tiny_models["sdxl-inpaint"].iterdir():
-        (folder / item.name).symlink_to(item)
-    (folder / "adapters").mkdir()
-    (folder / "adapters" / "sd2-lora").symlink_to(tiny_models["lora-a"])  # made for the SD UNet
-    return sd_inpaint, sd_inpaint.model_fn(str(folder))
+def sdxl(inpaint_handler, sdxl_model):
+    return inpaint_handler, sdxl_model
 
 
 PHOTO = noise_image((300, 200), seed=3)
@@ -53,7 +38,7 @@ def test_sdxl_inpaints_at_an_sdxl_size_and_keeps_outside_pixels(sdxl):
     )
     assert response["working_size"] == [1216, 832]
     assert response["adapter"] is None and response["sampler"] == "EulerEDMSampler"
-    out = np.asarray(Image.open(io.BytesIO(base64.b64decode(response["images"][0]))))
+    out = pixels(response["images"][0])
     assert out.shape == (200, 300, 3)
     outside = np.asarray(MASK) == 0
     np.testing.assert_array_equal(out[outside], np.asarray(PHOTO)[outside])

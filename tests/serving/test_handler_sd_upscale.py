@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import io
 import itertools
 import json
 
 import numpy as np
 import pytest
 from PIL import Image
+from support.handlers import invoke
+from support.images import b64, decode, noise_image
 
 from tryon.core import imaging
 from tryon.core.errors import RequestError
@@ -20,28 +20,20 @@ FAST = {"steps": 2}
 
 
 @pytest.fixture(scope="module")
-def model(tiny_models):
-    return sd_upscale.model_fn(str(tiny_models["sd-x4-upscaler"]))
+def model(upscale_model):
+    return upscale_model
 
 
 def photo(width: int, height: int, seed: int = 0) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
-
-
-def b64(img: Image.Image) -> str:
-    return imaging.b64encode(imaging.encode_png(img))
+    return noise_image((width, height), seed)
 
 
 def run(model, body: dict) -> dict:
-    request = sd_upscale.input_fn(json.dumps(body), CT)
-    return json.loads(sd_upscale.output_fn(sd_upscale.predict_fn(request, model), CT))
+    return invoke(sd_upscale, model, body)
 
 
 def image_of(response: dict) -> Image.Image:
-    img = Image.open(io.BytesIO(base64.b64decode(response["image"])))
-    img.load()
-    return img
+    return decode(response["image"])
 
 
 def test_output_is_exactly_four_times_the_input(model):

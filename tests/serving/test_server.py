@@ -6,7 +6,6 @@ image field with ``load_image``); the real handlers are tested at the end on tin
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import sys
@@ -20,6 +19,7 @@ import httpx
 import pytest
 from PIL import Image
 from starlette.testclient import TestClient
+from support.images import b64, encode
 
 from tryon.core import imaging
 from tryon.handlers.common import load_image, parse_json_request
@@ -101,12 +101,6 @@ def http_get(url: str) -> httpx.Response:
     return httpx.get(url, timeout=HTTP_TIMEOUT)
 
 
-def png_b64(size=(40, 30), mode="RGB") -> str:
-    buf = io.BytesIO()
-    Image.new(mode, size, 128).save(buf, format="PNG")
-    return imaging.b64encode(buf.getvalue())
-
-
 def runtime(url: str):
     return runtime_client(url, read_timeout=HTTP_TIMEOUT)
 
@@ -147,7 +141,7 @@ def test_ping_and_container_contract(server):
     assert ping["status"] == "ready"
     assert set(ping["endpoints"]) == {"one", "two"}
     assert all(ep["state"] == "ready" for ep in ping["endpoints"].values())
-    resp = http_post(f"{server.url}/invocations", json={"image": png_b64((40, 30), "RGBA")})
+    resp = http_post(f"{server.url}/invocations", json={"image": b64(Image.new("RGBA", (40, 30), 128))})
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("application/json")
     body = resp.json()
@@ -170,7 +164,7 @@ def test_default_endpoint_can_be_chosen(tmp_path):
 
 def test_boto3_runtime_round_trip(server):
     client = runtime(server.url)
-    assert invoke(client, "two", {"image": png_b64((17, 9))}) == {
+    assert invoke(client, "two", {"image": b64(Image.new("RGB", (17, 9), 128))}) == {
         "size": [17, 9],
         "mode": "RGB",
         "model_dir": server.registry.endpoints["two"].config.model_dir,
@@ -397,13 +391,11 @@ def test_real_clipseg_through_boto3_with_s3_input(tiny_models):
 
     from tryon.handlers import clipseg
 
-    photo = Image.new("RGB", (50, 34), (180, 60, 60))
-    buf = io.BytesIO()
-    photo.save(buf, format="JPEG")
+    photo = encode(Image.new("RGB", (50, 34), (180, 60, 60)), "JPEG")
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
         s3.create_bucket(Bucket="inputs")
-        s3.put_object(Bucket="inputs", Key="inputs/look.jpg", Body=buf.getvalue())
+        s3.put_object(Bucket="inputs", Key="inputs/look.jpg", Body=photo)
         request = {
             "image": "s3://inputs/inputs/look.jpg",
             "queries": ["shirt", "dress"],
@@ -502,11 +494,15 @@ def test_serve_cli_runs_until_interrupted(tiny_models, tmp_path):
                 break
         assert url and url.startswith("http://127.0.0.1:"), "".join(lines)
         assert_healthy(url)
-        out = invoke(runtime(url), "up", {"image": png_b64((12, 10)), "steps": 2, "seed": 5})
+        out = invoke(
+            runtime(url), "up", {"image": b64(Image.new("RGB", (12, 10), 128)), "steps": 2, "seed": 5}
+        )
         assert out["seed"] == 5
         upscaled = imaging.decode_image(imaging.b64decode(out["image"], field="image"), field="image")
         assert upscaled.size == (48, 40)
-        resp = http_post(f"{url}/invocations", json={"image": png_b64((12, 10)), "steps": 2, "seed": 5})
+        resp = http_post(
+            f"{url}/invocations", json={"image": b64(Image.new("RGB", (12, 10), 128)), "steps": 2, "seed": 5}
+        )
         assert resp.status_code == 200 and resp.json()["image"] == out["image"]  # --default up
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
