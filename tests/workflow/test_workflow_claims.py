@@ -13,7 +13,6 @@ import threading
 import pytest
 from support.paths import TRYON_ASL
 
-from tryon.local import LocalWorkflow
 from tryon.local.samples import sample_photo
 from tryon.workflow import claim, layout, prepare
 from tryon.workflow.settings import Settings
@@ -127,13 +126,6 @@ def test_claim_outlives_every_execution():
 # ------------------------------------------------------------------ end to end
 
 DEADLINE_S = 120
-
-
-@pytest.fixture(scope="module")
-def wf(tiny_models):
-    models = {"clipseg": tiny_models["clipseg"], "sd_inpaint": tiny_models["sd-inpaint"]}
-    with LocalWorkflow(models, upscale=False, parameters={"DefaultSteps": 1}) as stack:
-        yield stack
 
 
 @pytest.mark.slow

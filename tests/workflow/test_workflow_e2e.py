@@ -8,12 +8,9 @@ import io
 import pytest
 from PIL import Image
 
-from tryon.local import LocalWorkflow
-from tryon.local.samples import assemble_inpaint_model, sample_photo
+from tryon.local.samples import sample_photo
 
 WIDTH, HEIGHT = 48, 64
-#: Fast settings for the tiny checkpoints (template parameters).
-FAST_PARAMETERS = {"DefaultSteps": 2, "DefaultUpscaleSteps": 2}
 
 pytestmark = pytest.mark.slow
 
@@ -34,20 +31,6 @@ MANIFEST_KEYS = {
     "adapter", "garment", "refiner", "outputs",
     "timings_ms", "cost",
 }  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def wf(tiny_models, tmp_path_factory):
-    inpaint = assemble_inpaint_model(
-        tiny_models["sd-inpaint"], {"garment-a": tiny_models["lora-a"]}, tmp_path_factory.mktemp("inpaint")
-    )
-    models = {
-        "clipseg": tiny_models["clipseg"],
-        "sd_inpaint": inpaint,
-        "sd_upscale": tiny_models["sd-x4-upscaler"],
-    }
-    with LocalWorkflow(models, parameters=FAST_PARAMETERS) as stack:
-        yield stack
 
 
 def assert_input_unchanged(wf, key, data, metadata):

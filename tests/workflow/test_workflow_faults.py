@@ -9,17 +9,9 @@ import pytest
 from PIL import Image
 from support.workflow import DEADLINE_S, check_permanent_model_error, failure_of, upload
 
-from tryon.local import LocalWorkflow
 from tryon.local.samples import sample_photo
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def wf(tiny_models):
-    models = {"clipseg": tiny_models["clipseg"], "sd_inpaint": tiny_models["sd-inpaint"]}
-    with LocalWorkflow(models, upscale=False, parameters={"DefaultSteps": 1}) as stack:
-        yield stack
 
 
 def test_throttled_endpoint_is_retried_then_succeeds(wf):

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import io
 
-import numpy as np
 import pytest
 from PIL import Image
+from support.images import encode, noise_image, sample_photo
 
-from tryon.local import LocalWorkflow
-from tryon.local.samples import assemble_inpaint_model, sample_photo
 from tryon.workflow import params
 
 pytestmark = pytest.mark.slow
@@ -20,27 +18,7 @@ GARMENT_SIZE = (30, 40)
 DEADLINE_S = 120
 
 
-def _png(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, "PNG")
-    return buf.getvalue()
-
-
-GARMENT = _png(
-    Image.fromarray(np.random.default_rng(3).integers(0, 256, (*GARMENT_SIZE[::-1], 3), dtype=np.uint8))
-)
-
-
-@pytest.fixture(scope="module")
-def wf(tiny_models, tmp_path_factory):
-    inpaint = assemble_inpaint_model(
-        tiny_models["sd-inpaint-ip"], {"garment-a": tiny_models["lora-a"]}, tmp_path_factory.mktemp("inpaint")
-    )
-    models = {"clipseg": tiny_models["clipseg"], "sd_inpaint": inpaint}
-    # threshold 0: the tiny CLIPSeg's mask is never empty, so every job reaches Inpaint
-    parameters = {"DefaultSteps": 2, "DefaultThreshold": 0.0}
-    with LocalWorkflow(models, upscale=False, parameters=parameters) as stack:
-        yield stack
+GARMENT = encode(noise_image(GARMENT_SIZE, 3))
 
 
 def _unchanged(wf, key: str, data: bytes) -> None:
@@ -54,7 +32,8 @@ def test_garment_from_metadata_with_a_garment_class_preset_and_a_lora(wf):
     photo = sample_photo((WIDTH, HEIGHT), "PNG")
     metadata = {"garment-image": f"s3://{wf.input_bucket}/garments/skirt.png", "adapter": "garment-a"}
     # negative-queries: the tiny CLIPSeg's random logits (+-700) would subtract the whole mask
-    metadata |= {"preset": "lower-body,draft", "negative-queries": ""}
+    # threshold 0: the tiny CLIPSeg's mask is never empty, so the job reaches Inpaint
+    metadata |= {"preset": "lower-body,draft", "negative-queries": "", "threshold": "0"}
     key = wf.upload(photo, "inputs/look-1.png", metadata=metadata)["key"]
     result = wf.wait(wf.start_from_s3_event(key), timeout=DEADLINE_S)
     assert result.succeeded and result.output["status"] == "succeeded", (result.error, result.cause)
@@ -89,7 +68,15 @@ def test_garment_from_the_console_and_what_prepare_refuses(wf):
     image = f"s3://{wf.input_bucket}/{key}"
     garment = f"s3://{wf.input_bucket}/garments/top.png"
     result = wf.wait(
-        wf.start({"image": image, "garment_image": garment, "garment_scale": 1.0, "negative_queries": []}),
+        wf.start(
+            {
+                "image": image,
+                "garment_image": garment,
+                "garment_scale": 1.0,
+                "negative_queries": [],
+                "threshold": 0.0,  # the tiny CLIPSeg's mask is never empty
+            }
+        ),
         timeout=DEADLINE_S,
     )
     assert result.succeeded and result.output["status"] == "succeeded", (result.error, result.cause)

@@ -11,30 +11,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tryon.local import LocalWorkflow
 from tryon.local.harness import STATE_LIMIT_BYTES
 from tryon.local.samples import sample_photo
 
 pytestmark = pytest.mark.slow
 
-FAST_PARAMETERS = {"DefaultSteps": 1, "DefaultUpscaleSteps": 1}
+#: One inpainting and one upscaling step per job: these tests are about sizes, not models.
+ONE_STEP = {"steps": 1, "upscale_steps": 1}
 
 
 def open_image(data: bytes) -> Image.Image:
     img = Image.open(io.BytesIO(data))
     img.load()
     return img
-
-
-@pytest.fixture(scope="module")
-def wf(tiny_models):
-    models = {
-        "clipseg": tiny_models["clipseg"],
-        "sd_inpaint": tiny_models["sd-inpaint"],
-        "sd_upscale": tiny_models["sd-x4-upscaler"],
-    }
-    with LocalWorkflow(models, parameters=FAST_PARAMETERS) as stack:
-        yield stack
 
 
 def _largest_state(result) -> int:
@@ -53,6 +42,7 @@ def test_a_12_megapixel_photo_with_four_images_travels_as_keys(wf):
     data = sample_photo((4000, 3000), "JPEG")
     key = wf.upload(data, "inputs/big.jpg")["key"]
     console = {"image": f"s3://{wf.input_bucket}/{key}", "num_images": 4, "seed": 3, "query": "a shirt"}
+    console |= ONE_STEP
     result = wf.run(console, timeout=300)
     assert result.succeeded, (result.error, result.cause)
     manifest = wf.read_json(result.output["manifest"])
@@ -67,6 +57,7 @@ def test_a_12_megapixel_photo_with_four_images_travels_as_keys(wf):
 def test_four_upscaled_images_of_a_512_px_photo(wf):
     key = wf.upload(sample_photo((512, 384), "PNG"), "inputs/upscale-me.png")["key"]
     console = {"image": f"s3://{wf.input_bucket}/{key}", "num_images": 4, "upscale": True, "seed": 5}
+    console |= ONE_STEP
     result = wf.run(console, timeout=600)
     assert result.succeeded, (result.error, result.cause)
     manifest = wf.read_json(result.output["manifest"])
@@ -103,7 +94,7 @@ def test_a_new_version_uploaded_while_the_job_runs_does_not_change_it(wf):
 
     wf.before_endpoint_call("clipseg", reupload)
     wf.before_endpoint_call("sd_inpaint", lambda request: sent.append(json.loads(request["body"])))
-    result = wf.run({"image": f"s3://{wf.input_bucket}/{key}", "seed": 9}, timeout=120)
+    result = wf.run({"image": f"s3://{wf.input_bucket}/{key}", "seed": 9, **ONE_STEP}, timeout=120)
     assert result.succeeded, (result.error, result.cause)
     assert replaced and replaced[0] != uploaded["version_id"]
     manifest = wf.read_json(result.output["manifest"])

@@ -17,11 +17,12 @@ def before_endpoint_call(
     endpoint: str,
     hook: Callable[[Mapping[str, Any]], Any],
     operation: str = "InvokeEndpoint",
-) -> None:
+) -> Callable[[], None]:
     """Call ``hook(request)`` before each workflow call of ``operation`` to ``endpoint``.
 
     Whatever ``hook`` returns instead of None (an ``(AWSResponse, parsed)`` pair) is what
     botocore answers instead of sending the request, as botocore's ``before-call`` event does.
+    Returns a function that removes the hook.
     """
     if operation not in OPERATIONS:
         raise ValueError(f"operation must be one of {', '.join(OPERATIONS)}, got {operation!r}")
@@ -33,7 +34,9 @@ def before_endpoint_call(
             return None
         return hook(params)
 
-    client.meta.events.register(f"before-call.sagemaker-runtime.{operation}", before_call)
+    event = f"before-call.sagemaker-runtime.{operation}"
+    client.meta.events.register(event, before_call)
+    return lambda: client.meta.events.unregister(event, before_call)
 
 
 def error_answer(

@@ -121,6 +121,7 @@ class LocalWorkflow:
         self._server: Any = None
         self._mock: Any = None
         self._patches: ExitStack | None = None
+        self._hook_removers: list[Callable[[], None]] = []
         self._saved_region: tuple[str | None] | None = None  # (value before __enter__,)
         self.lambdas = LambdaRuntime(self.template, self._base_environment)
         self.state_machine_arn = ""
@@ -232,6 +233,7 @@ class LocalWorkflow:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        self._hook_removers.clear()  # the hooks go with the clients (clients.reset_clients below)
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -490,9 +492,17 @@ class LocalWorkflow:
 
         Whatever ``hook`` returns instead of None (an ``(AWSResponse, parsed)`` pair) is what
         botocore answers instead of sending the request, as botocore's ``before-call`` event does.
-        ``operation`` is ``InvokeEndpoint`` or ``InvokeEndpointAsync``.
+        ``operation`` is ``InvokeEndpoint`` or ``InvokeEndpointAsync``. The hook stays until
+        :meth:`remove_endpoint_hooks` (or the end of the stack).
         """
-        faults.before_endpoint_call(self.endpoint_url, self.endpoint_names[kind], hook, operation)
+        remove = faults.before_endpoint_call(self.endpoint_url, self.endpoint_names[kind], hook, operation)
+        self._hook_removers.append(remove)
+
+    def remove_endpoint_hooks(self) -> None:
+        """Remove every hook :meth:`before_endpoint_call` and :meth:`fail_endpoint_calls` added, so a
+        stack shared by several tests starts each one without the faults of the one before."""
+        while self._hook_removers:
+            self._hook_removers.pop()()
 
     def fail_endpoint_calls(
         self,
