@@ -4,26 +4,20 @@ from __future__ import annotations
 
 import csv
 import json
-from pathlib import Path
 
 import pytest
 from PIL import Image
+from support.images import save_photo
 
 from tryon.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_WORKFLOW_FAILED, run
 
 pytestmark = pytest.mark.slow
 
 
-def _photo(path: Path, size: tuple[int, int]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.radial_gradient("L").resize(size).convert("RGB").save(path)
-    return path
-
-
 def test_cross_then_run_writes_report_contact_sheet_and_results(tmp_path, tiny_models, capsys):
     photos = [
-        _photo(tmp_path / "photos" / "a.jpg", (40, 56)),
-        _photo(tmp_path / "photos" / "b.png", (56, 40)),
+        save_photo(tmp_path / "photos" / "a.jpg", (40, 56)),
+        save_photo(tmp_path / "photos" / "b.png", (56, 40)),
     ]
     before = {p: p.read_bytes() for p in photos}
     manifest = tmp_path / "spring.csv"

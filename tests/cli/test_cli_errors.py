@@ -6,17 +6,11 @@ Each case here once ended in a traceback, minutes of Hub retries, or a misleadin
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
-from PIL import Image
+from support.images import save_photo
 
 from tryon.cli import EXIT_AWS, EXIT_BAD_INPUT, EXIT_WORKFLOW_FAILED, run
-
-
-def _photo(path: Path) -> Path:
-    Image.radial_gradient("L").resize((64, 48)).convert("RGB").save(path, format="PNG")
-    return path
 
 
 def _refused(capsys, argv: list[str], code: int = EXIT_BAD_INPUT) -> str:
@@ -90,7 +84,7 @@ def test_train_local_checks_the_base_model_first(source, message, capsys, tmp_pa
     (tmp_path / "empty").mkdir()
     photos = tmp_path / "photos"
     photos.mkdir()
-    _photo(photos / "a.png")
+    save_photo(photos / "a.png")
     pretrained = source.format(clipseg=tiny_models["clipseg"], empty=tmp_path / "empty")
     argv = ["train", "local", "--pretrained-model", pretrained, "--instance-data-dir", str(photos),
             "--instance-prompt", "a photo of sks skirt", "--output-dir", str(tmp_path / "out")]  # fmt: skip
@@ -107,7 +101,7 @@ def hub_unreachable(monkeypatch):
 
 
 def test_run_with_a_hub_id_and_no_network_fails_in_seconds(hub_unreachable, capsys, tmp_path):
-    photo = _photo(tmp_path / "p.png")
+    photo = save_photo(tmp_path / "p.png")
     started = time.monotonic()
     err = _refused(capsys, ["run", str(photo), "--models", "clipseg=tryon-tests/never-cached-clipseg"])
     assert time.monotonic() - started < 15
@@ -118,7 +112,7 @@ def test_run_with_a_hub_id_and_no_network_fails_in_seconds(hub_unreachable, caps
 def test_run_with_a_hub_id_offline_says_it_is_not_cached(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     err = _refused(
-        capsys, ["run", str(_photo(tmp_path / "p.png")), "--models", "clipseg=tryon-tests/never-cached"]
+        capsys, ["run", str(save_photo(tmp_path / "p.png")), "--models", "clipseg=tryon-tests/never-cached"]
     )
     assert "not in the local Hugging Face cache and HF_HUB_OFFLINE is set" in err
 
@@ -151,19 +145,19 @@ def test_run_validates_the_job_before_any_model_loads(args, message, monkeypatch
         raise AssertionError("the workflow ran")
 
     monkeypatch.setattr(tryon.local.runner, "run_photo", must_not_run)
-    err = _refused(capsys, ["run", str(_photo(tmp_path / "p.png")), *args])
+    err = _refused(capsys, ["run", str(save_photo(tmp_path / "p.png")), *args])
     assert message in err and "Lambda" not in err
 
 
 def test_run_refuses_a_photo_the_event_rule_would_never_forward(capsys, tmp_path):
-    photo = _photo(tmp_path / "p.png").rename(tmp_path / "photo.gif")
+    photo = save_photo(tmp_path / "p.png").rename(tmp_path / "photo.gif")
     assert "IMAGE: photo.gif must end with one of .jpg, .jpeg, .png, .webp" in _refused(
         capsys, ["run", str(photo)]
     )
 
 
 def test_run_refuses_a_truncated_photo(capsys, tmp_path):
-    photo = _photo(tmp_path / "p.png")
+    photo = save_photo(tmp_path / "p.png")
     photo.write_bytes(photo.read_bytes()[:-40])
     assert "IMAGE:" in _refused(capsys, ["run", str(photo)])
 

@@ -12,17 +12,14 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from support.images import save_photo
 
 from tryon.cli import EXIT_AWS, EXIT_BAD_INPUT, EXIT_WORKFLOW_FAILED, run
 
 REGION = "us-east-1"
 STACK = "tryon-test"
-
-
-def _photo(path: Path, size=(300, 200)) -> Path:
-    img = Image.radial_gradient("L").resize(size).convert("RGB")
-    img.save(path)
-    return path
+#: The shopper photos the commands get (a gradient; larger than the tiny models' 64 px).
+PHOTO_SIZE = (300, 200)
 
 
 def _state_lines(out: str) -> list[str]:
@@ -74,7 +71,7 @@ def test_demo_writes_what_the_stack_writes(demo_run):
 
 
 def test_run_on_own_photo_with_overrides(tmp_path, tiny_models, capsys):
-    photo = _photo(tmp_path / "shopper.png")
+    photo = save_photo(tmp_path / "shopper.png", PHOTO_SIZE)
     out = tmp_path / "out"
     (out).mkdir()
     (out / "upscaled-0.png").write_bytes(b"stale")  # an earlier run's file is replaced, not mixed in
@@ -95,7 +92,7 @@ def test_run_on_own_photo_with_overrides(tmp_path, tiny_models, capsys):
         with Image.open(out / f"inpainted-{i}.png") as img:
             assert img.size == (300, 200)
     assert not (out / "upscaled-0.png").exists()
-    assert photo.read_bytes() == _photo(tmp_path / "again.png").read_bytes()
+    assert photo.read_bytes() == save_photo(tmp_path / "again.png", PHOTO_SIZE).read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -116,7 +113,7 @@ def test_run_on_own_photo_with_overrides(tmp_path, tiny_models, capsys):
 def test_run_refuses_bad_input_before_loading_models(args, message, tmp_path, capsys):
     text = tmp_path / "notes.jpg"
     text.write_text("not an image")
-    photo = _photo(tmp_path / "p.png")
+    photo = save_photo(tmp_path / "p.png", PHOTO_SIZE)
     argv = [a.format(text=text, photo=photo) for a in args]
     assert run(argv) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
@@ -137,7 +134,7 @@ def deployed(tiny_models):
 
 
 def test_submit_follows_the_execution_and_downloads(deployed, tmp_path, capsys):
-    photo = _photo(tmp_path / "look.jpg")
+    photo = save_photo(tmp_path / "look.jpg", PHOTO_SIZE)
     out = tmp_path / "out"
     # --no-refiner: an SD 2 endpoint (no refiner) accepts use_refiner false
     code = run(["submit", str(photo), "--stack", STACK, "--query", "a coat", "--steps", "2", "--no-refiner",
@@ -174,8 +171,8 @@ def test_submit_follows_the_execution_and_downloads(deployed, tmp_path, capsys):
 
 
 def test_submit_of_a_failing_job_exits_1_with_the_failure_record(deployed, tmp_path, capsys):
-    out = tmp_path / "out"
-    code = run(["submit", str(_photo(tmp_path / "x.png")), "--stack", STACK, "--adapter", "no-such-garment",
+    out, photo = tmp_path / "out", save_photo(tmp_path / "x.png", PHOTO_SIZE)
+    code = run(["submit", str(photo), "--stack", STACK, "--adapter", "no-such-garment",
                 "--region", REGION, "--out", str(out), "--json"])  # fmt: skip
     captured = capsys.readouterr()
     assert code == EXIT_WORKFLOW_FAILED
@@ -189,7 +186,7 @@ def test_submit_of_a_failing_job_exits_1_with_the_failure_record(deployed, tmp_p
 
 
 def test_unknown_stack_and_missing_credentials(deployed, tmp_path, capsys, monkeypatch):
-    photo = str(_photo(tmp_path / "p.png"))
+    photo = str(save_photo(tmp_path / "p.png", PHOTO_SIZE))
     assert run(["submit", photo, "--stack", "nope", "--region", REGION]) == EXIT_BAD_INPUT
     assert "no stack named 'nope' in us-east-1" in capsys.readouterr().err
     assert run(["status", "not-a-job", "--stack", STACK, "--region", REGION]) == EXIT_BAD_INPUT

@@ -35,11 +35,6 @@ def _photos(folder):
     return folder
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread(one_torch_thread):
-    """Every test here runs on one intra-op thread (see conftest)."""
-
-
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     return _photos(tmp_path_factory.mktemp("data") / "photos")

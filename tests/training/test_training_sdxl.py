@@ -23,11 +23,6 @@ pytestmark = pytest.mark.slow
 PROMPT = "a photo of sks skirt"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread(one_torch_thread):
-    """Every test here runs on one intra-op thread (see conftest)."""
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """Five photos of different sizes; one has a garment mask file."""
