@@ -16,33 +16,42 @@ TINY := .cache/tiny-models
 export HF_HUB_OFFLINE ?= 1
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: venv serving-venv tools tiny-models demo test lint format bench constraints clean image-mappings sam-build schema-blocks
+# uv installs the pinned sets (constraints.txt, the serving image's, the SAM CLI) faster than pip,
+# in a venv of its own so the others hold exactly their pins; torch itself is installed by pip
+# first, so TORCH_SPEC and pip's configuration choose its build (CPU or CUDA).
+UV_SPEC ?= uv==0.13.8
+UV := .cache/uv/bin/uv
+UV_INSTALL = $(UV) pip install --quiet --compile-bytecode
 
-$(STAMP): pyproject.toml constraints.txt
+.PHONY: venv serving-venv tools tiny-models demo test check lint format bench constraints clean image-mappings sam-build schema-blocks
+
+$(UV):
+	$(PYTHON) -m venv .cache/uv
+	.cache/uv/bin/pip install -q $(UV_SPEC)
+
+$(STAMP): pyproject.toml constraints.txt | $(UV)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH_SPEC)
-	$(BIN)/pip install -q -c constraints.txt -e '.[models,server,cli,sagemaker,eval,dev]'
+	$(UV_INSTALL) --python $(BIN)/python -c constraints.txt -e '.[models,server,cli,sagemaker,eval,dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)
 
 # The image ships torch 2.6.0 for Python 3.12; here torch stays the local 2.13.0 CPU wheel
 # (Python 3.11), installed first and pinned, and everything else at the image's versions.
-$(SERVING_STAMP): serving/image-requirements.txt
+$(SERVING_STAMP): serving/image-requirements.txt | $(UV)
 	rm -rf $(SERVING_VENV)
 	$(PYTHON) -m venv $(SERVING_VENV)
-	$(SERVING_VENV)/bin/pip install -q --upgrade pip
 	$(SERVING_VENV)/bin/pip install -q $(SERVING_TORCH_SPEC)
-	$(SERVING_VENV)/bin/pip install -q -r serving/image-requirements.txt
+	$(UV_INSTALL) --python $(SERVING_VENV)/bin/python -r serving/image-requirements.txt
 	touch $(SERVING_STAMP)
 
 serving-venv: $(SERVING_STAMP)
 
 # aws-sam-cli pins boto3/click/cfn-lint, so it gets a venv of its own.
-$(SAM):
+$(SAM): | $(UV)
 	$(PYTHON) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/pip install -q aws-sam-cli==1.170.0
+	$(UV_INSTALL) --python $(SAM_VENV)/bin/python aws-sam-cli==1.170.0
 
 $(ASL_VALIDATOR):
 	mkdir -p .cache/node
@@ -76,8 +85,17 @@ format: venv
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: venv serving-venv tools tiny-models lint
+# The installs (each its own venv or folder), the tiny models and ruff run in parallel, then the suite.
+test:
+	@echo "make test: installing what is missing (venvs, SAM CLI, asl-validator) in parallel, tiny models, ruff"
+	$(MAKE) --no-print-directory -j4 -Otarget tiny-models lint serving-venv tools
 	TRYON_REQUIRE_SERVING_VENV=1 $(BIN)/python -m pytest -q
+
+# Everyday work: ruff and the unit tests (no model, no subprocess), in well under 90 s.
+check: tiny-models
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q tests/unit
 
 bench: venv tiny-models
 	$(BIN)/python -m bench
