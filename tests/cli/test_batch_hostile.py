@@ -9,19 +9,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-from pathlib import Path
 
 import pytest
 from PIL import Image
+from support.images import save_photo
 
 from tryon.cli import EXIT_BAD_INPUT, EXIT_WORKFLOW_FAILED, run
 from tryon.workflow import batch_manifest
-
-
-def _photo(path: Path, size: tuple[int, int], angle: int = 0) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.radial_gradient("L").rotate(angle).resize(size).convert("RGB").save(path)
-    return path
 
 
 def _refused(capsys, argv: list[str]) -> tuple[str, str]:
@@ -32,7 +26,7 @@ def _refused(capsys, argv: list[str]) -> tuple[str, str]:
 
 # ---------------------------------------------------------------- refused before anything starts
 def test_a_repeated_column_is_refused_by_name(tmp_path, capsys):
-    _photo(tmp_path / "a.png", (32, 32))
+    save_photo(tmp_path / "a.png", (32, 32))
     manifest = tmp_path / "m.csv"
     manifest.write_text("image,prompt,steps,prompt\na.png,a red shirt,2,a blue shirt\n")
     out, err = _refused(capsys, ["batch", "run", str(manifest)])
@@ -47,7 +41,7 @@ def test_every_bad_row_is_named_at_once_before_any_model_loads(tmp_path, capsys,
         raise AssertionError("models were looked for before the manifest was checked")
 
     monkeypatch.setattr(tryon.cli.jobs, "_model_dirs", no_models)
-    _photo(tmp_path / "a.png", (32, 32))
+    save_photo(tmp_path / "a.png", (32, 32))
     manifest = tmp_path / "m.jsonl"
     rows = [
         {"image": "a.png", "prompt": "a shirt\u2028with a line separator\u2029and more\u0085inside"},
@@ -81,7 +75,7 @@ def test_every_bad_row_is_named_at_once_before_any_model_loads(tmp_path, capsys,
     ],
 )
 def test_options_are_checked_before_the_stack_starts_exit_2(tmp_path, capsys, option, message):
-    _photo(tmp_path / "a.png", (32, 32))
+    save_photo(tmp_path / "a.png", (32, 32))
     manifest = tmp_path / "m.csv"
     manifest.write_text("image\na.png\n")
     out, err = _refused(capsys, ["batch", "run", str(manifest), *option])
@@ -104,8 +98,8 @@ def test_cells_a_spreadsheet_would_run_are_neutralised_and_read_back_unchanged()
 # ---------------------------------------------------------------- one hostile batch, run
 @pytest.mark.slow
 def test_a_hostile_manifest_runs_each_photo_on_its_own_file_and_reports_safely(tmp_path, tiny_models, capsys):
-    first = _photo(tmp_path / "shoots" / "monday" / "look.png", (40, 56))
-    second = _photo(tmp_path / "shoots" / "tuesday" / "look.png", (56, 40), angle=90)
+    first = save_photo(tmp_path / "shoots" / "monday" / "look.png", (40, 56))
+    second = save_photo(tmp_path / "shoots" / "tuesday" / "look.png", (56, 40), angle=90)
     before = {p: p.read_bytes() for p in (first, second)}
     manifest = tmp_path / "lists" / "spring.csv"
     manifest.parent.mkdir()

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from support.images import save_photo
 from support.paths import REPO
 
 pytestmark = pytest.mark.slow
@@ -76,9 +76,7 @@ def _without_durations(lines: list[str]) -> list[str]:
 
 @pytest.fixture(scope="module")
 def photo(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("photo") / "look.png"
-    Image.radial_gradient("L").resize((512, 512)).convert("RGB").save(path)
-    return path
+    return save_photo(tmp_path_factory.mktemp("photo") / "look.png", (512, 512))
 
 
 def test_a_timed_out_step_exits_1_with_the_state_list_one_error_line_and_the_record(tmp_path, photo):

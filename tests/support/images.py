@@ -50,15 +50,18 @@ def flat_png(
     return encode(Image.new(mode, size, color))
 
 
-def gradient_photo(size: tuple[int, int] = (64, 48)) -> Image.Image:
-    """A radial-gradient RGB "photo" of ``size`` (width, height)."""
-    return Image.radial_gradient("L").resize(size).convert("RGB")
+def gradient_photo(size: tuple[int, int] = (64, 48), angle: int = 0) -> Image.Image:
+    """A radial-gradient RGB "photo" of ``size`` (width, height), turned by ``angle`` degrees
+    (another photo with the same size)."""
+    return Image.radial_gradient("L").rotate(angle).resize(size).convert("RGB")
 
 
-def save_photo(path: Path, size: tuple[int, int] = (64, 48), fmt: str | None = None) -> Path:
+def save_photo(
+    path: Path, size: tuple[int, int] = (64, 48), fmt: str | None = None, *, angle: int = 0
+) -> Path:
     """Write :func:`gradient_photo` to ``path`` (format from the suffix unless ``fmt``); returns it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    gradient_photo(size).save(path, format=fmt)
+    gradient_photo(size, angle).save(path, format=fmt)
     return path
 
 
