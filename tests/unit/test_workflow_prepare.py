@@ -393,7 +393,7 @@ def test_padding_is_a_job_parameter_sent_only_when_set(s3):
     """One schema row: metadata, console input and template default reach the inpainting request."""
     from tryon.workflow.steps import STEP_CALLS
 
-    s3.put_object(Bucket=IN, Key="inputs/pad.png", Body=png(), Metadata={"padding": "96"})
+    s3.put_object(Bucket=IN, Key="inputs/pad.png", Body=flat_png(), Metadata={"padding": "96"})
 
     def request(**console):
         built = prepare.prepare({"image": f"s3://{IN}/inputs/pad.png", **console})["job"]
@@ -406,6 +406,6 @@ def test_padding_is_a_job_parameter_sent_only_when_set(s3):
     assert request(padding=0)[1]["padding"] == 0
     with pytest.raises(InvalidInput, match=r"^padding: must be <= 2048, got 4096"):
         request(padding=4096)
-    s3.put_object(Bucket=IN, Key="inputs/pad.png", Body=png())
+    s3.put_object(Bucket=IN, Key="inputs/pad.png", Body=flat_png())
     built, sent = request()
     assert built["params"]["padding"] is None and "padding" not in sent  # unset: the endpoint's 32
