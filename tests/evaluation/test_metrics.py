@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 from support.evaluation import person
+from support.images import box_mask
 
 from tryon.core.errors import RequestError
 from tryon.evaluation import feature_metrics, inception, pixel_metrics
@@ -14,9 +15,7 @@ from tryon.evaluation.set_metrics import fid_kid
 
 
 def _square(offset: int = 0, size: int = 100) -> Image.Image:
-    mask = Image.new("L", (size, size), 0)
-    ImageDraw.Draw(mask).rectangle((20 + offset, 30, 39 + offset, 49), fill=255)  # 20 x 20
-    return mask
+    return box_mask((size, size), (20 + offset, 30, 40 + offset, 50))  # 20 x 20
 
 
 def test_identical_images_give_ssim_1_and_capped_psnr():

@@ -17,11 +17,6 @@ from tryon.training.loop import train
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread(one_torch_thread):
-    """Tiny models run fastest on one intra-op thread (see conftest)."""
-
-
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
     folder = tmp_path_factory.mktemp("garment")
