@@ -119,7 +119,7 @@ def test_paste_back_rejects_mismatched_inputs():
 
 @pytest.mark.parametrize("feather", [0, 4, 12])
 def test_blend_mask_is_the_feather_weights_in_8_bits(feather):
-    mask = _mask((80, 60), (10, 10, 70, 50))
+    mask = box_mask((80, 60), (10, 10, 70, 50))
     mask.paste(255, (2, 2, 3, 58))  # a one-pixel line: blurred to almost nothing, still blended
     levels = np.asarray(crop.blend_mask(mask, feather)).astype(int)
     inside = np.asarray(mask) > 0
@@ -130,7 +130,7 @@ def test_blend_mask_is_the_feather_weights_in_8_bits(feather):
 
 def test_paste_back_of_several_images_shares_the_window():
     original = noise_image((300, 200), 1)
-    mask = _mask((300, 200), (100, 50, 180, 120))
+    mask = box_mask((300, 200), (100, 50, 180, 120))
     box = crop.crop_box_for_mask(crop.mask_bbox(mask), original.size, (64, 64), 16)
     paste = crop.PasteBack(original, box, mask)
     for seed in (2, 3):
