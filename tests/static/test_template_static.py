@@ -18,6 +18,7 @@ from support.paths import REPO, TEMPLATE
 
 from tryon.local.template import SamTemplate, load_template
 from tryon.workflow.step_errors import (
+    MODERATION_TRANSIENT_ERRORS,
     NO_CAPACITY_RETRY,
     PERMANENT_ERRORS,
     TRANSIENT_ERRORS,
@@ -150,6 +151,9 @@ def test_state_machine_contract():
         assert set(TRANSIENT_ERRORS) <= {e for r in states[name]["Retry"] for e in r["ErrorEquals"]}
         assert ["EndpointNoCapacity"] in [r["ErrorEquals"] for r in states[name]["Retry"]], name
     assert no_capacity_wait_seconds() >= 3 * 300  # three times the 5 minutes AWS gives a cold start
+    for name in ("ModerateInputs", "ModerateResults"):
+        retried = {e for r in states[name]["Retry"] for e in r["ErrorEquals"]}
+        assert set(MODERATION_TRANSIENT_ERRORS) <= retried and not set(TRANSIENT_ERRORS) & retried
     assert states["RecordFailure"]["Next"] == "Failed" and states["Failed"]["Type"] == "Fail"
     assert states["MaskFound"]["Choices"][0]["Next"] == "NoGarmentFound"
 
@@ -199,7 +203,7 @@ def test_endpoint_role_reads_requests_writes_results_and_reads_adapters_only(par
     assert set(s3) == {
         "ReadModelArtifacts",
         "ReadImagesNamedInRequests",
-        "WriteResultImages",
+        "WritePendingImages",
         "ListAdapters",
         "ReadAdapters",
     }
@@ -210,11 +214,12 @@ def test_endpoint_role_reads_requests_writes_results_and_reads_adapters_only(par
     assert _list(read["Resource"]) == [
         "local-InputBucket-Arn/inputs/*",
         "local-InputBucket-Arn/garments/*",  # garment reference images (garment_image)
-        "local-OutputBucket-Arn/results/*",
+        "local-OutputBucket-Arn/pending/*",  # the mask and the inpainted images, before publishing
     ]
-    write = s3["WriteResultImages"]
+    # The endpoints write under the pending prefix only: nothing reaches the results unchecked.
+    write = s3["WritePendingImages"]
     assert _list(write["Action"]) == ["s3:PutObject"]
-    assert _list(write["Resource"]) == ["local-OutputBucket-Arn/results/*"]
+    assert _list(write["Resource"]) == ["local-OutputBucket-Arn/pending/*"]
     listing = s3["ListAdapters"]
     assert _list(listing["Action"]) == ["s3:ListBucket"] and _list(listing["Resource"]) == [
         adapter_bucket_arn
@@ -223,7 +228,7 @@ def test_endpoint_role_reads_requests_writes_results_and_reads_adapters_only(par
     adapters = s3["ReadAdapters"]
     assert _list(adapters["Action"]) == ["s3:GetObject"]
     assert _list(adapters["Resource"]) == [f"{adapter_bucket_arn}/{prefix}*"]
-    # Nothing may delete, and nothing but the results prefix may be written.
+    # Nothing may delete, and nothing but the pending prefix may be written.
     actions = {a for s in statements.values() for a in _list(s["Action"])}
     assert not {a for a in actions if "Delete" in a or a in {"s3:*", "*"}}
 

@@ -42,7 +42,10 @@ def test_manifest_cost_has_each_step_that_ran():
                 "instance_type": "ml.g5.xlarge",
             },
         },
+        "moderation_calls": 0,
     }
+    # one DetectModerationLabels call per image checked (priced per image: docs/cost.md)
+    assert report.cost(_state(moderation={"calls": 3}), types)["moderation_calls"] == 3
     # no instance types configured (an older Finalize environment): named as unknown, not guessed
     assert report.cost(state, {})["steps"]["inpaint"]["instance_type"] is None
 

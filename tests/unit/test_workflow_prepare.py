@@ -73,7 +73,11 @@ def test_event_and_console_input_give_the_same_job(s3):
     assert j["input"]["image"] == {"format": "PNG", "width": 40, "height": 30, "mode": "RGB"}
     assert j["params"]["steps"] == 12 and j["params"]["negative_queries"] == ["face", "hands"]
     assert isinstance(j["params"]["seed"], int)
-    assert j["output"] == {"bucket": OUT, "prefix": f"results/a/{j['job_id']}/"}
+    assert j["output"] == {
+        "bucket": OUT,
+        "prefix": f"results/a/{j['job_id']}/",
+        "pending_prefix": f"pending/{j['job_id']}/",  # the endpoints write here; Finalize publishes
+    }
     assert j["upscale"] is False and j["endpoints"]["sd_upscale"] is None
     assert len(json.dumps(from_event)) < 4096  # only small JSON travels through the states
 
@@ -215,12 +219,15 @@ def test_failed_step_and_failure_record(s3):
         record["step"] == "prepare" and record["error"] == "InvalidInput" and record["cause"] == "image: bad"
     )
     assert record["job_id"].startswith("invalid-") and record["execution"] == "arn:x"
+    checked = {"moderation": {"enabled": True, "inputs": [], "results": None}}
     assert (
-        steps.failed_step({"job": {"upscale": True}, "segment": {"empty": False}, "inpaint": {"keys": []}})
+        steps.failed_step(
+            {"job": {"upscale": True}, "segment": {"empty": False}, "inpaint": {"keys": []}, **checked}
+        )
         == "upscale"
     )
-    assert steps.failed_step({"job": {"upscale": False}, "segment": {"empty": True}}) == "finalize"
-    assert steps.failed_step({"job": {"upscale": False}, "segment": {"empty": False}}) == "inpaint"
+    assert steps.failed_step({"job": {"upscale": False}, "segment": {"empty": True}, **checked}) == "finalize"
+    assert steps.failed_step({"job": {"upscale": False}, "segment": {"empty": False}, **checked}) == "inpaint"
 
 
 def test_empty_upscaler_name_turns_upscaling_off(s3, monkeypatch):

@@ -23,6 +23,8 @@ TASK_INPUTS = {
     "SegmentAsync": state.AsyncSubmitInput,
     "InpaintAsync": state.AsyncSubmitInput,
     "UpscaleAsync": state.AsyncSubmitInput,
+    "ModerateInputs": state.ModerateInput,
+    "ModerateResults": state.ModerateResultsInput,
 }
 
 
@@ -114,8 +116,16 @@ def test_failed_step_uses_the_result_keys() -> None:
     from tryon.workflow.steps import failed_step
 
     job = {"upscale": True}
+    checked = {"enabled": True, "inputs": [], "results": None}  # what ModerateInputs leaves
     assert failed_step({"trigger": {}}) == "prepare"
-    assert failed_step({"job": job}) == "segment"
-    assert failed_step({"job": job, "segment": {"empty": False}}) == "inpaint"
-    assert failed_step({"job": job, "segment": {"empty": False}, "inpaint": {"keys": ["a"]}}) == "upscale"
-    assert failed_step({"job": job, "segment": {"empty": True}}) == "finalize"
+    assert failed_step({"job": job}) == "moderate-inputs"
+    assert failed_step({"job": job, "moderation": checked}) == "segment"
+    assert failed_step({"job": job, "moderation": checked, "segment": {"empty": False}}) == "inpaint"
+    ran = {"job": job, "moderation": checked, "segment": {"empty": False}, "inpaint": {"keys": ["a"]}}
+    assert failed_step(ran) == "upscale"
+    upscaled = ran | {"upscale": {"keys": ["b"]}}
+    assert failed_step(upscaled) == "moderate-results"
+    assert failed_step(upscaled | {"moderation": checked | {"results": []}}) == "finalize"
+    off = {"enabled": False, "inputs": None, "results": None}
+    assert failed_step(upscaled | {"moderation": off}) == "finalize"
+    assert failed_step({"job": job, "moderation": checked, "segment": {"empty": True}}) == "finalize"

@@ -29,7 +29,7 @@ MANIFEST_KEYS = {
     "manifest_version", "status", "job_id", "source", "preset", "execution", "created_at", "input", "params",
     "upscale", "ignored_metadata", "seeds", "coverage", "scores", "models", "endpoints", "components",
     "adapter", "garment", "refiner", "outputs",
-    "timings_ms", "cost",
+    "timings_ms", "cost", "moderation",
 }  # fmt: skip
 
 
@@ -51,8 +51,8 @@ def test_s3_event_with_upscale_and_adapter_from_metadata(wf):
     result = wf.wait(wf.start_from_s3_event(key), timeout=120, on_event=seen.append)
     assert result.succeeded, (result.error, result.cause)
     assert result.states() == [
-        "Receive", "Prepare", "AlreadyComplete", "SegmentMode", "Segment", "MaskFound",
-        "InpaintMode", "Inpaint", "UpscaleRequested", "UpscaleMode", "Upscale", "Finalize",
+        "Receive", "Prepare", "AlreadyComplete", "ModerateInputs", "SegmentMode", "Segment", "MaskFound",
+        "InpaintMode", "Inpaint", "UpscaleRequested", "UpscaleMode", "Upscale", "ModerateResults", "Finalize",
     ]  # fmt: skip
     assert all(e.duration_s is not None for e in seen if e.phase == "exited")
     assert result.output["status"] == "succeeded"
@@ -96,6 +96,12 @@ def test_s3_event_with_upscale_and_adapter_from_metadata(wf):
         prefix + name
         for name in ("mask.png", "inpainted-0.png", "upscaled-0.png", "preview.jpg", "manifest.json")
     )
+    # published from the pending prefix, which the job leaves empty; every image was checked first
+    assert wf.list_keys(f"pending/{job_id}/") == []
+    moderation = manifest["moderation"]
+    assert moderation["enabled"] is True and moderation["calls"] == 3 == manifest["cost"]["moderation_calls"]
+    assert [c["field"] for c in moderation["inputs"]] == ["image"]
+    assert [c["field"] for c in moderation["results"]] == ["inpainted-0.png", "upscaled-0.png"]
 
     mask = open_image(wf.read_bytes(manifest["outputs"]["mask"]))
     assert (mask.format, mask.mode, mask.size) == ("PNG", "L", (WIDTH, HEIGHT))

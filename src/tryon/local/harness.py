@@ -6,7 +6,9 @@ in ``statemachine/`` executed by moto's Step Functions interpreter, the Lambda h
 ``functions/`` (run in-process, :mod:`tryon.local.lambdas`), and the model handlers behind
 :class:`tryon.server.LocalEndpointServer`, reached by an unmodified boto3 ``sagemaker-runtime``
 client, asynchronous endpoints included (their SNS notifications reach the CompleteAsync
-function). What is simulated: AWS itself (moto, with the patches of :mod:`tryon.local.moto_patches`).
+function). What is simulated: AWS itself (moto, with the patches of :mod:`tryon.local.moto_patches`),
+and Amazon Rekognition's moderation, which moto lacks (:mod:`tryon.local.moderation_standin`,
+reached by the Moderate function's unmodified ``rekognition`` client).
 
 The harness is split by concern: :mod:`~tryon.local.provision` creates the resources,
 :mod:`~tryon.local.lambdas` runs the functions, :mod:`~tryon.local.events` builds the S3
@@ -39,6 +41,7 @@ from tryon.core.schema import ENDPOINT_KINDS
 from tryon.local import faults, lambda_env, moto_patches, provision
 from tryon.local.events import s3_object_created
 from tryon.local.lambdas import STATE_LIMIT_BYTES, LambdaRuntime
+from tryon.local.moderation_standin import ModerationStandIn
 from tryon.local.template import SamTemplate
 from tryon.workflow import clients, layout
 from tryon.workflow.settings import COMPONENT_VARIABLES
@@ -83,7 +86,10 @@ class LocalWorkflow:
     tests can start executions themselves. ``layout="shared"`` (template parameter
     ``EndpointLayout``) serves the real-time kinds as inference components of one endpoint,
     which the workflow calls by component name; ``scale_from_zero_seconds`` emulates their
-    scale-out path from zero (:meth:`scale_component` scales one to zero).
+    scale-out path from zero (:meth:`scale_component` scales one to zero). :attr:`moderation` is
+    the Rekognition stand-in the
+    Moderate function calls (:meth:`~tryon.local.moderation_standin.ModerationStandIn.flag` sets
+    labels for an image; the template's ``ContentModeration`` parameters apply as on AWS).
     """
 
     def __init__(
@@ -119,6 +125,7 @@ class LocalWorkflow:
         self.load_timeout = load_timeout
         self._endpoint_url = endpoint_url
         self._server: Any = None
+        self.moderation = ModerationStandIn()
         self._mock: Any = None
         self._patches: ExitStack | None = None
         self._hook_removers: list[Callable[[], None]] = []
@@ -227,6 +234,7 @@ class LocalWorkflow:
                 self._create_upload_rule()
             if not self._endpoint_url:
                 self._start_server()
+            self.moderation.start()
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -234,6 +242,7 @@ class LocalWorkflow:
 
     def __exit__(self, *exc_info: object) -> None:
         self._hook_removers.clear()  # the hooks go with the clients (clients.reset_clients below)
+        self.moderation.stop()
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -259,6 +268,7 @@ class LocalWorkflow:
             "AWS_REGION": self.region,
             "AWS_DEFAULT_REGION": self.region,
             "TRYON_SAGEMAKER_RUNTIME_URL": self.endpoint_url,
+            "TRYON_REKOGNITION_URL": self.moderation.url,
         }
         if self.log_level:
             env["POWERTOOLS_LOG_LEVEL"] = self.log_level

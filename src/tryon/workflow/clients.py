@@ -19,12 +19,23 @@ RUNTIME_CONFIG = Config(
 )
 
 
+#: Amazon Rekognition answers an image check in about a second; botocore retries throttling
+#: (standard mode) before Step Functions retries the step.
+REKOGNITION_CONFIG = Config(
+    retries={"total_max_attempts": 3, "mode": "standard"}, read_timeout=30, connect_timeout=5
+)
+
+
 @cache
 def client(service: str) -> Any:
-    """A cached boto3 client; ``TRYON_SAGEMAKER_RUNTIME_URL`` redirects sagemaker-runtime (local mode)."""
+    """A cached boto3 client; ``TRYON_SAGEMAKER_RUNTIME_URL`` redirects sagemaker-runtime and
+    ``TRYON_REKOGNITION_URL`` rekognition (local mode: the local server and the moderation stand-in)."""
     if service == "sagemaker-runtime":
         url = os.environ.get("TRYON_SAGEMAKER_RUNTIME_URL") or None
         return boto3.client(service, endpoint_url=url, config=RUNTIME_CONFIG)
+    if service == "rekognition":
+        url = os.environ.get("TRYON_REKOGNITION_URL") or None
+        return boto3.client(service, endpoint_url=url, config=REKOGNITION_CONFIG)
     return boto3.client(service)
 
 

@@ -1,4 +1,5 @@
-"""Finalize: preview.jpg (input | garment | mask overlay | result) and manifest.json (Pillow)."""
+"""Finalize: the images published, preview.jpg (input | garment | mask overlay | result) and
+manifest.json (Pillow)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from PIL import Image
 
 from tryon.core import imaging
 from tryon.core.s3uri import s3_uri
-from tryon.workflow import claim, garment, layout, preview, report, storage
+from tryon.workflow import claim, garment, layout, preview, publish, report, storage
 from tryon.workflow.settings import Settings
 from tryon.workflow.state import Envelope, FinalResult
 from tryon.workflow.step_errors import as_step_errors
@@ -28,7 +29,7 @@ def _read_image(bucket: str, key: str) -> Image.Image:
 
 @as_step_errors
 def finalize(payload: Envelope) -> FinalResult:
-    """manifest.json (written last: it marks the result complete) and preview.jpg."""
+    """Publish the pending images, write preview.jpg and manifest.json (last: it marks the job complete)."""
     state = payload["state"]
     execution = payload.get("execution")
     job = state["job"]
@@ -52,12 +53,18 @@ def finalize(payload: Envelope) -> FinalResult:
     if job.get("garment"):  # input | garment | mask | result
         uris["garment"] = job["garment"]["uri"]
         panels.append(preview.garment_panel(garment.read_image(job["garment"], settings), source.size))
-    segment_part = state.get("segment") or {}
-    if segment_part.get("mask_key"):
-        uris["mask"] = s3_uri(out["bucket"], segment_part["mask_key"])
-        panels.append(preview.mask_overlay(source, _read_image(out["bucket"], segment_part["mask_key"])))
-    inpainted = (state.get("inpaint") or {}).get("keys", [])
-    upscaled = (state.get("upscale") or {}).get("keys", [])
+    # The endpoints wrote under the pending prefix; ModerateResults passed what is there: publish it.
+    mask_pending = [k for k in [(state.get("segment") or {}).get("mask_key")] if k]
+    inpainted_pending = (state.get("inpaint") or {}).get("keys", [])
+    upscaled_pending = (state.get("upscale") or {}).get("keys", [])
+    pending = [*mask_pending, *inpainted_pending, *upscaled_pending]
+    published = dict(zip(pending, publish.publish(job, pending), strict=True))
+    if mask_pending:
+        mask_key = published[mask_pending[0]]
+        uris["mask"] = s3_uri(out["bucket"], mask_key)
+        panels.append(preview.mask_overlay(source, _read_image(out["bucket"], mask_key)))
+    inpainted = [published[k] for k in inpainted_pending]
+    upscaled = [published[k] for k in upscaled_pending]
     uris["inpainted"] = [s3_uri(out["bucket"], k) for k in inpainted]
     uris["upscaled"] = [s3_uri(out["bucket"], k) for k in upscaled]
     final = upscaled or inpainted
@@ -68,6 +75,7 @@ def finalize(payload: Envelope) -> FinalResult:
         out["bucket"], preview_key, imaging.encode_jpeg(preview.compose_preview(panels)), "image/jpeg"
     )
     uris["preview"] = s3_uri(out["bucket"], preview_key)
+    publish.discard(job, pending)
     manifest_key = out["prefix"] + layout.MANIFEST
     uris["manifest"] = s3_uri(out["bucket"], manifest_key)
     manifest = report.build_manifest(state, status, uris, execution, dict(settings.instance_types))

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
-from tryon.core import aws_events, imaging, validation
+from tryon.core import aws_events, content_policy, imaging, validation
 from tryon.core.contract import upscale_max_side
 from tryon.core.errors import RequestError
 from tryon.core.kinds import KINDS
@@ -161,6 +161,7 @@ def build_job(settings: Settings, event: Any, *, inspect: Inspector | None = Non
     validates many rows naming one photo or one packshot and reads and decodes each once).
     """
     trigger = parse_trigger(event)
+    moderation = settings.moderation()  # a misconfigured stack refuses every job, naming the parameter
     key, head = _locate(settings, trigger)
     inspect = inspect or inspect_image
     header = inspect(settings, trigger.bucket, key, head, "image")
@@ -172,6 +173,7 @@ def build_job(settings: Settings, event: Any, *, inspect: Inspector | None = Non
         metadata=meta_values,
         console=trigger.overrides,
     )
+    content_policy.check_job_text(effective)  # before any image is read further or any model runs
     check_adapter_location(settings, effective["adapter"])
     packshot = None
     if effective["garment_image"]:  # checked like the photo; pinned, so the job id names that version
@@ -206,6 +208,7 @@ def build_job(settings: Settings, event: Any, *, inspect: Inspector | None = Non
         "output": {
             "bucket": settings.output_bucket,
             "prefix": layout.result_prefix(settings.results_prefix, name, job_id),
+            "pending_prefix": layout.pending_prefix(settings.pending_prefix, job_id),
         },
         "endpoints": {
             kind: settings.endpoint(kind) if kind != "sd_upscale" or upscale else None for kind in KINDS
@@ -213,4 +216,5 @@ def build_job(settings: Settings, event: Any, *, inspect: Inspector | None = Non
         "components": {kind: settings.component(kind) for kind in KINDS},
         "modes": {kind: settings.mode(kind) for kind in KINDS},
         "async_waits": async_calls.waits(settings, effective["num_images"]),
+        "moderation": moderation.as_dict(),
     }

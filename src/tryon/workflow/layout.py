@@ -33,6 +33,21 @@ def result_prefix(results_prefix: str, name: str, job_id: str) -> str:
     return f"{results_prefix}{name}/{job_id}/"
 
 
+def pending_prefix(pending: str, job_id: str) -> str:
+    """``pending/<job-id>/``: where the endpoints write a job's images until Finalize publishes them."""
+    return f"{pending}{job_id}/"
+
+
+def file_name(key: str) -> str:
+    """The last part of a key (``pending/<job-id>/inpainted-0.png`` -> ``inpainted-0.png``)."""
+    return key.rpartition("/")[2]
+
+
+def quarantine_key(quarantine_prefix: str, job_id: str, key: str) -> str:
+    """``quarantine/<job-id>/<file>``: a refused result image, readable only by the operator role."""
+    return f"{quarantine_prefix}{job_id}/{file_name(key)}"
+
+
 def upscaled_stem(index: int) -> str:
     """``upscaled-<i>``: the upscaler takes one image a call, so the workflow numbers them."""
     return f"{UPSCALED_STEM}-{index}"

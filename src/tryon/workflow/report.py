@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from tryon.core import content_policy
 from tryon.workflow.state import State
 
 MANIFEST_VERSION = 1
@@ -39,7 +40,37 @@ def cost(state: State, instance_types: Mapping[str, str]) -> dict[str, Any]:
             if components.get(kind):
                 steps[step]["component"] = components[kind]
     total = sum(part["compute_seconds"] or 0.0 for part in steps.values())
-    return {"compute_seconds": round(total, 3), "steps": steps}
+    calls = int((state.get("moderation") or {}).get("calls") or 0)
+    return {
+        "compute_seconds": round(total, 3),
+        "steps": steps,
+        # one Amazon Rekognition DetectModerationLabels call per image checked (docs/cost.md)
+        "moderation_calls": calls,
+    }
+
+
+def moderation(state: State) -> dict[str, Any]:
+    """The manifest's ``moderation``: the stack's settings and policy version, and what each check found.
+
+    Labels only, never an image; a result is named by its file (its pending copy is gone).
+    """
+    config = dict(state["job"].get("moderation") or {})
+    done: Mapping[str, Any] = state.get("moderation") or {}  # type: ignore[assignment]
+
+    def checks(stage: str, keep_uri: bool) -> list[dict[str, Any]] | None:
+        found = done.get(stage)
+        if found is None:
+            return None
+        return [{k: v for k, v in c.items() if keep_uri or k != "uri"} for c in found]
+
+    return {
+        **config,
+        "model_version": done.get("model_version"),
+        "calls": int(done.get("calls") or 0),
+        "inputs": checks("inputs", True),
+        "results": checks("results", False),
+        "elapsed_ms": done.get("elapsed_ms") or {},
+    }
 
 
 def build_manifest(
@@ -90,13 +121,14 @@ def build_manifest(
         "outputs": dict(uris),
         "timings_ms": steps,
         "cost": cost(state, instance_types or {}),
+        # on or off (and why), the policy version, categories, minimum confidence, each check's labels
+        "moderation": moderation(state),
     }
 
 
-def failure_record(state: State, job_id: str, step: str, execution: str | None) -> dict[str, Any]:
-    """``failures/<job-id>.json``: input, step, error, cause."""
-    error = state.get("error") or {}
-    cause_text = error.get("Cause", "")
+def error_message(state: State) -> tuple[str, dict[str, Any] | None]:
+    """(the error's message, a content refusal's details or None) from the ``Catch``'s error."""
+    cause_text = (state.get("error") or {}).get("Cause", "")
     message = cause_text
     try:
         cause = json.loads(cause_text)
@@ -104,8 +136,21 @@ def failure_record(state: State, job_id: str, step: str, execution: str | None) 
             message = cause.get("errorMessage") or cause_text
     except (TypeError, ValueError):
         pass
+    return content_policy.parse_error_message(message)
+
+
+def failure_record(state: State, job_id: str, step: str, execution: str | None) -> dict[str, Any]:
+    """``failures/<job-id>.json``: input, step, error, cause.
+
+    A refusal of the content policy (error ``ContentRefused``) is recorded with status
+    ``refused`` and its stage (``prompt``, ``input``, ``output``), field, the blocking labels
+    with their confidences, the policy version and where refused results were quarantined:
+    never an image.
+    """
+    error = state.get("error") or {}
+    message, refusal = error_message(state)
     job = state.get("job") or {}
-    return {
+    record = {
         "status": "failed",
         "job_id": job_id,
         "step": step,
@@ -116,3 +161,16 @@ def failure_record(state: State, job_id: str, step: str, execution: str | None) 
         "execution": execution,
         "recorded_at": now_iso(),
     }
+    if refusal is not None:
+        record |= {
+            "status": "refused",
+            "stage": refusal.get("stage"),
+            "field": refusal.get("field"),
+            "categories": refusal.get("categories", []),
+            "policy_version": refusal.get("policy_version"),
+            "quarantine": [
+                image["quarantine"] for image in refusal.get("images", []) if "quarantine" in image
+            ],
+            "moderation": job.get("moderation"),
+        }
+    return record

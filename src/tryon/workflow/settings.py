@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from tryon.core import schema
+from tryon.core import content_policy, schema
 from tryon.core.schema import ENDPOINT_KINDS
 
 #: Image suffixes the EventBridge rule forwards and Prepare accepts.
@@ -78,6 +78,17 @@ class Settings:
     #: where requests may name LoRA adapters by s3:// URI (the endpoints' role reads only there)
     adapter_bucket: str = ""
     adapter_prefix: str = "adapters/"
+    #: where the endpoints write a job's images until Finalize publishes them under ``results_prefix``
+    #: (no one but the workflow reads it; lifecycle deletes what a failed job leaves)
+    pending_prefix: str = "pending/"
+    #: where refused result images go: only the operator role may read it (docs/responsible-use.md)
+    quarantine_prefix: str = "quarantine/"
+    #: the ``TRYON_MODERATION*`` variables as set (template parameters ContentModeration, ...)
+    moderation_env: tuple[tuple[str, str], ...] = ()
+
+    def moderation(self) -> content_policy.ModerationConfig:
+        """The stack's moderation settings, validated (RequestError naming the template parameter)."""
+        return content_policy.parse_config(dict(self.moderation_env))
 
     def endpoint(self, kind: str) -> str:
         """The endpoint name of an endpoint kind (empty: none configured)."""
@@ -122,4 +133,9 @@ class Settings:
             claim_seconds=int(env.get("TRYON_CLAIM_SECONDS") or 36000),
             adapter_bucket=env.get("TRYON_ADAPTER_BUCKET", ""),
             adapter_prefix=_prefix(env.get("TRYON_ADAPTER_PREFIX", "adapters/")),
+            pending_prefix=_prefix(env.get("TRYON_PENDING_PREFIX", "pending/")),
+            quarantine_prefix=_prefix(env.get("TRYON_QUARANTINE_PREFIX", "quarantine/")),
+            moderation_env=tuple(
+                (var, env[var]) for var in content_policy.CONFIG_VARIABLES.values() if var in env
+            ),
         )

@@ -36,10 +36,15 @@ class JobInput(TypedDict):
 
 
 class JobOutput(TypedDict):
-    """Where the job's results go: ``s3://<bucket>/<prefix>`` (``results/<name>/<job-id>/``)."""
+    """Where the job's results go: ``s3://<bucket>/<prefix>`` (``results/<name>/<job-id>/``).
+
+    The endpoints write under ``pending_prefix`` (``pending/<job-id>/``); Finalize publishes
+    the images to ``prefix`` once moderation passed them.
+    """
 
     bucket: str
     prefix: str
+    pending_prefix: str
 
 
 class JobEndpoints(TypedDict):
@@ -85,6 +90,7 @@ class Job(TypedDict):
     components: NotRequired[dict[str, str | None]]
     modes: dict[str, str]  # endpoint kind -> realtime | serverless | async (the ASL picks the path)
     async_waits: dict[str, AsyncWait]  # step -> its callback waits, used when its endpoint is async
+    moderation: dict[str, Any]  # tryon.core.content_policy.ModerationConfig.as_dict(): the stack's settings
 
 
 class Prepared(TypedDict):
@@ -136,6 +142,28 @@ class UpscaleResult(TypedDict):
     compute_seconds: float  # the endpoints' own work (their compute_seconds, summed)
 
 
+class CheckedImage(TypedDict):
+    """One image Rekognition checked: its labels (never the image), what was sent, how long it took."""
+
+    field: str  # image | garment_image | the result's file name (inpainted-0.png)
+    uri: str
+    labels: list[dict[str, Any]]  # tryon.core.content_policy.Label.as_dict(): name, parent, confidence, level
+    blocked: list[dict[str, Any]]  # the labels that block under the stack's settings (empty: passed)
+    sent: dict[str, Any]  # format, width, height, bytes, converted
+    elapsed_ms: float
+
+
+class ModerationResult(TypedDict):
+    """``$.moderation``: ModerateInputs' checks, then ModerateResults' added to them."""
+
+    enabled: bool
+    model_version: str | None  # Rekognition's ModerationModelVersion
+    calls: int  # DetectModerationLabels calls made for the job
+    inputs: list[CheckedImage] | None
+    results: list[CheckedImage] | None
+    elapsed_ms: dict[str, float]  # inputs, results
+
+
 class StepError(TypedDict):
     """``$.error``: what a ``Catch`` records (``Error`` is the exception's class name)."""
 
@@ -174,6 +202,7 @@ class State(TypedDict, total=False):
     segment: SegmentResult
     inpaint: InpaintResult
     upscale: UpscaleResult
+    moderation: ModerationResult
     status: str
     error: StepError
     failure: FailureResult
@@ -197,6 +226,20 @@ class UpscaleInput(TypedDict):
 
     job: Job
     inpaint: InpaintResult
+
+
+class ModerateInput(TypedDict):
+    """What ModerateInputs is given."""
+
+    stage: str  # "input"
+    job: Job
+
+
+class ModerateResultsInput(TypedDict):
+    """What ModerateResults is given: the whole document (the results of every path, upscaled or not)."""
+
+    stage: str  # "output"
+    state: State
 
 
 class AsyncSubmitInput(TypedDict):

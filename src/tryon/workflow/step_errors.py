@@ -10,6 +10,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
+from tryon.core import content_policy
 from tryon.core.errors import RequestError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -86,17 +87,52 @@ def no_capacity_wait_seconds() -> float:
     )
 
 
+class ContentRefused(WorkflowError):
+    """The content policy refused the job (permanent; not a fault: a first-class outcome).
+
+    The message is the refusal's (field and why) followed by its details as JSON (stage,
+    labels, policy version: :meth:`tryon.core.content_policy.ContentRefused.error_message`),
+    which the failure recorder reads back.
+    """
+
+    @classmethod
+    def from_refusal(cls, refusal: content_policy.ContentRefused) -> ContentRefused:
+        return cls(refusal.error_message())
+
+
+class ModerationUnavailable(WorkflowError):
+    """Amazon Rekognition throttled the check or failed transiently (retried with backoff)."""
+
+    transient = True
+
+
+class ModerationFailed(WorkflowError):
+    """Amazon Rekognition refused the call itself (permissions, an image it cannot read; permanent)."""
+
+
+#: Error names the state machine retries on the moderation steps.
+MODERATION_TRANSIENT_ERRORS = ("ModerationUnavailable",)
 #: Error names that go straight to the failure recorder.
-PERMANENT_ERRORS = ("InvalidInput", "ModelError", "EndpointNotFound", "EndpointTimeout")
+PERMANENT_ERRORS = (
+    "InvalidInput",
+    "ModelError",
+    "EndpointNotFound",
+    "EndpointTimeout",
+    "ContentRefused",
+    "ModerationFailed",
+)
 
 
 def as_step_errors(func: F) -> F:
-    """Turn :class:`RequestError` raised inside a step into :class:`InvalidInput`."""
+    """Turn a refusal of the content policy into :class:`ContentRefused` and any other
+    :class:`RequestError` raised inside a step into :class:`InvalidInput`."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except content_policy.ContentRefused as exc:
+            raise ContentRefused.from_refusal(exc) from exc
         except RequestError as exc:
             raise InvalidInput(str(exc)) from exc
 

@@ -73,8 +73,12 @@ def _input_uri(job: Job) -> str:
 
 
 def _output_prefix(job: Job) -> str:
-    """``s3://<output-bucket>/<result prefix>``: where the endpoints write this job's images."""
-    return s3_uri(job["output"]["bucket"], job["output"]["prefix"])
+    """``s3://<output-bucket>/<pending prefix>``: where the endpoints write this job's images.
+
+    Not the result prefix: nothing reaches it before moderation passed it and Finalize
+    published it (:mod:`tryon.workflow.moderate`, :mod:`tryon.workflow.publish`).
+    """
+    return s3_uri(job["output"]["bucket"], job["output"]["pending_prefix"])
 
 
 def compute_seconds(results: list[dict[str, Any]]) -> float:
@@ -83,7 +87,7 @@ def compute_seconds(results: list[dict[str, Any]]) -> float:
 
 
 def _written_keys(result: Mapping[str, Any], *, endpoint: str, job: Job, count: int) -> list[str]:
-    """Keys of the images the endpoint wrote, checked to lie under the job's result prefix."""
+    """Keys of the images the endpoint wrote, checked to lie under the job's pending prefix."""
     outputs = result.get("outputs")
     out = job["output"]
     if not isinstance(outputs, list) or len(outputs) != count:
@@ -91,7 +95,7 @@ def _written_keys(result: Mapping[str, Any], *, endpoint: str, job: Job, count: 
             f"endpoint {endpoint} reported {outputs!r} instead of {count} written image(s)"
         )
     keys = [o.get("key") if isinstance(o, Mapping) else None for o in outputs]
-    if not all(isinstance(k, str) and k.startswith(out["prefix"]) for k in keys):
+    if not all(isinstance(k, str) and k.startswith(out["pending_prefix"]) for k in keys):
         raise EndpointUnavailable(f"endpoint {endpoint} wrote outside {_output_prefix(job)}: {keys!r}")
     return keys
 
@@ -252,47 +256,89 @@ def upscale(state: UpscaleInput) -> UpscaleResult:
     return run_realtime("upscale", state)
 
 
+#: The stage of a content refusal -> the step that refused it.
+REFUSING_STEPS = {"prompt": "prepare", "input": "moderate-inputs", "output": "moderate-results"}
+
+
 def failed_step(state: State) -> str:
-    """The step that failed: the first one whose result is missing from the state."""
+    """The step that failed: the first one whose result is missing from the state.
+
+    In workflow order: prepare, moderate-inputs, segment, inpaint, upscale (when asked),
+    moderate-results (unless no garment was found or moderation is off), finalize.
+    """
     job = state.get("job") or {}
-    order = ["prepare", "segment"]
-    if not (state.get("segment") or {}).get("empty"):
-        order.append("inpaint")
-        if job.get("upscale"):
-            order.append("upscale")
+    moderation = state.get("moderation") or {}
+    if not job:
+        return "prepare"
+    if not moderation:
+        return "moderate-inputs"
+    if (state.get("segment") or {}).get("empty"):
+        return "finalize"
+    order = ["segment", "inpaint", *(["upscale"] if job.get("upscale") else [])]
     for step in order:
         if not state.get(STEP_RESULT_KEYS[step]):
             return step
+    if moderation.get("enabled") and moderation.get("results") is None:
+        return "moderate-results"
     return "finalize"
 
 
+def _notify(settings: Settings, record: dict[str, Any], uri: str, execution: str | None) -> None:
+    """The job-failed (or job-refused) event and the SNS notification an operator reviews."""
+    job_id, step = record["job_id"], record["step"]
+    refused = record["status"] == "refused"
+    detail = {k: record[k] for k in ("job_id", "step", "error", "cause", "execution")} | {"failure": uri}
+    if refused:
+        detail |= {k: record[k] for k in ("stage", "field", "categories", "policy_version", "quarantine")}
+    publish_event(settings, "Try-on Job Refused" if refused else "Try-on Job Failed", detail)
+    if not settings.notification_topic_arn:
+        return
+    if refused:
+        subject = f"Try-on job {job_id} refused by content moderation ({record['stage']})"
+        labels = ", ".join(f"{c['name']} {c['confidence']:g}%" for c in record["categories"]) or "none"
+        lines = [
+            f"{record['error']}: {record['cause']}",
+            "",
+            f"Stage: {record['stage']} (field {record['field']}), policy {record['policy_version']}",
+            f"Labels: {labels}",
+            *[f"Quarantined (operator role only): {q}" for q in record["quarantine"]],
+        ]
+    else:
+        subject = f"Try-on job {job_id} failed at {step}"
+        lines = [f"{record['error']}: {record['cause']}"]
+    lines += ["", f"Failure record: {uri}", f"Execution: {execution}"]
+    clients.client("sns").publish(
+        TopicArn=settings.notification_topic_arn, Subject=subject[:100], Message="\n".join(lines)
+    )
+
+
 def record_failure(payload: Envelope | NamedStepEnvelope) -> FailureResult:
-    """failures/<job-id>.json plus a notification (SNS) when a topic is configured."""
+    """failures/<job-id>.json plus an event and a notification (SNS) when a topic is configured.
+
+    A content refusal (error ``ContentRefused``) is a first-class outcome: its record says the
+    stage, the labels and the policy version, and its event is ``Try-on Job Refused``.
+    """
     state = payload.get("state") or {}
     execution = payload.get("execution")
     settings = Settings.from_env()
     job = state.get("job") or {}
     raw = state.get("trigger", {k: v for k, v in state.items() if k != "error"})
     job_id = job.get("job_id") or fallback_job_id(raw)
-    step = payload["step"] if "step" in payload else failed_step(state)
+    _, refusal = report.error_message(state)
+    if "step" in payload:
+        step = payload["step"]
+    elif refusal is not None:
+        step = REFUSING_STEPS.get(str(refusal.get("stage")), failed_step(state))
+    else:
+        step = failed_step(state)
     record = report.failure_record(state, job_id, step, execution)
     key = layout.failure_key(settings.failures_prefix, job_id)
     storage.put_json(settings.output_bucket, key, record)
     claim.release_for(job, execution)  # a redelivered event may retry the job
     uri = s3_uri(settings.output_bucket, key)
-    publish_event(
-        settings,
-        "Try-on Job Failed",
-        {k: record[k] for k in ("job_id", "step", "error", "cause", "execution")} | {"failure": uri},
-    )
-    if settings.notification_topic_arn:
-        clients.client("sns").publish(
-            TopicArn=settings.notification_topic_arn,
-            Subject=f"Try-on job {job_id} failed at {step}"[:100],
-            Message=f"{record['error']}: {record['cause']}\n\nFailure record: {uri}\nExecution: {execution}",
-        )
+    _notify(settings, record, uri, execution)
     return {
-        "status": "failed",
+        "status": record["status"],
         "job_id": job_id,
         "step": step,
         "error": record["error"],

@@ -76,3 +76,25 @@ def get_json(bucket: str, key: str, *, max_bytes: int = 1024 * 1024) -> Any | No
     except RequestError:
         return None
     return json.loads(data)
+
+
+def copy(bucket: str, source_key: str, dest_key: str) -> None:
+    """CopyObject within a bucket (server side; content type and metadata kept).
+
+    Idempotent for a step that is retried: a source already moved away is fine when the
+    destination exists.
+    """
+    try:
+        clients.client("s3").copy_object(
+            Bucket=bucket, Key=dest_key, CopySource={"Bucket": bucket, "Key": source_key}
+        )
+    except ClientError as exc:
+        if not is_missing(exc) or head(bucket, dest_key) is None:
+            raise
+
+
+def delete_all(bucket: str, keys: list[str]) -> None:
+    """DeleteObject of each key (a missing key is no error: S3 answers 204 for it too)."""
+    s3 = clients.client("s3")
+    for key in keys:
+        s3.delete_object(Bucket=bucket, Key=key)
