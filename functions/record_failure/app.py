@@ -1,4 +1,4 @@
-"""RecordFailure: failures/<job-id>.json, a job-failed event and the SNS notification.
+"""RecordFailure: failures/<job-id>.json, a job-failed (or job-refused) event and the SNS notification.
 
 Thin handler: the logic lives in :mod:`tryon.workflow.steps` (shipped in the shared layer).
 """
@@ -10,7 +10,7 @@ from tryon.workflow.entry import lambda_handler
 
 handler = lambda_handler(
     steps.record_failure,
-    counts=lambda result: {"JobsFailed": 1},
+    counts=lambda result: {"JobsRefused" if result["status"] == "refused" else "JobsFailed": 1},
     log_keys=lambda result: {k: result[k] for k in ("job_id", "step", "error", "failure")},
     error_message="job failed",
 )

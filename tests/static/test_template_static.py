@@ -154,7 +154,12 @@ def test_state_machine_contract():
     for name in ("ModerateInputs", "ModerateResults"):
         retried = {e for r in states[name]["Retry"] for e in r["ErrorEquals"]}
         assert set(MODERATION_TRANSIENT_ERRORS) <= retried and not set(TRANSIENT_ERRORS) & retried
-    assert states["RecordFailure"]["Next"] == "Failed" and states["Failed"]["Type"] == "Fail"
+    assert states["RecordFailure"]["Next"] == "RefusedOrFailed" and states["Failed"]["Type"] == "Fail"
+    # a content refusal ends the execution as an outcome (status refused), every other error fails it
+    assert states["RefusedOrFailed"]["Choices"] == [
+        {"Variable": "$.failure.status", "StringEquals": "refused", "Next": "Refused"}
+    ]
+    assert states["RefusedOrFailed"]["Default"] == "Failed" and states["Refused"]["End"] is True
     assert states["MaskFound"]["Choices"][0]["Next"] == "NoGarmentFound"
 
 

@@ -39,7 +39,7 @@ def failure_of(wf: Any, result: Any, *, same_error: bool = True) -> dict:
     ``same_error=False`` where moto's Fail state cannot carry the error name (``States.*``).
     """
     assert result.status == "FAILED", result.output
-    assert result.states()[-2:] == ["RecordFailure", "Failed"]
+    assert result.states()[-3:] == ["RecordFailure", "RefusedOrFailed", "Failed"]
     record = wf.failure_record(result.execution_arn)
     assert record is not None, wf.list_keys("failures/")
     if same_error:

@@ -23,6 +23,7 @@ def refusal(check, text):
         "NAKED man on a beach",
         "topless model",
         "n u d e",  # spaced out
+        "a n u d e woman",  # spaced out after a one-letter word
         "n.u.d.e photo",
         "nud3 body",  # look-alike digits
         "Nüde",  # accents

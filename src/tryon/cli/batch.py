@@ -35,8 +35,8 @@ Tolerated = Annotated[
 Out = Annotated[Path, typer.Option(help="Folder for the report, contact sheets (and, locally, results).")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout (progress on stderr).")]
 StackName = Annotated[str, typer.Option("--stack", help="Name of the deployed CloudFormation stack.")]
-#: Row statuses and batch statuses that make the command exit 1.
-FAILED_ROWS = ("failed", "invalid", "not-run")
+#: Row statuses that make the command exit 1 (refused rows too: they have no result either).
+FAILED_ROWS = ("failed", "invalid", "not-run", "refused")
 
 
 def _options(

@@ -73,6 +73,16 @@ def _printer(as_json: bool) -> Callable[[StateEvent], None]:
     return lambda event: typer.echo(format_event(event), err=as_json)
 
 
+def refused(result: ExecutionResult) -> bool:
+    """Whether the content policy refused the job (the execution succeeds with status ``refused``)."""
+    return result.succeeded and (result.output or {}).get("status") == "refused"
+
+
+def ended_well(result: ExecutionResult) -> bool:
+    """Succeeded with a result (or no garment found): not failed, not refused."""
+    return result.succeeded and not refused(result)
+
+
 def result_json(result: ExecutionResult, files: list[Path] | None = None) -> dict[str, Any]:
     """What ``--json`` prints for an execution: scripts read this, not the human lines."""
     from tryon.aws.executions import failure_summary
@@ -84,8 +94,8 @@ def result_json(result: ExecutionResult, files: list[Path] | None = None) -> dic
         "outcome": (result.output or {}).get("status") if result.succeeded else None,
         "artifact": result.artifact_uri,
         "output": result.output,
-        "error": None if result.succeeded else (failure.get("error") or result.error),
-        "cause": None if result.succeeded else failure_summary(result)[1],
+        "error": None if ended_well(result) else (failure.get("error") or result.error),
+        "cause": None if ended_well(result) else failure_summary(result)[1],
     }
     if files is not None:
         answer["files"] = [str(path) for path in files]
@@ -116,10 +126,11 @@ def _report(result: ExecutionResult, files: list[Path], *, as_json: bool = False
 
     A failure prints one ``error:`` line (the step, the cause in words, what to do) and then
     where its failure record is, both on stderr; stdout keeps the state list (or the JSON).
+    A job the content policy refused is reported (and exits 1) the same way: it has no result.
     """
     from tryon.aws.executions import failure_summary
 
-    if not result.succeeded:
+    if not ended_well(result):
         error, cause, record = failure_summary(result)
         extra = hint(error, cause) if hint is not None else ""
         message = f"{cause}; here: {extra}" if extra else cause
@@ -136,7 +147,7 @@ def _report(result: ExecutionResult, files: list[Path], *, as_json: bool = False
         typer.echo(f"execution {result.status}: {status}")
         if files:
             typer.echo("  " + "  ".join(str(path) for path in files))
-    return EXIT_OK if result.succeeded else EXIT_WORKFLOW_FAILED
+    return EXIT_OK if ended_well(result) else EXIT_WORKFLOW_FAILED
 
 
 def _tiny_model_dirs() -> dict[str, str]:
@@ -161,17 +172,20 @@ def _model_dirs(models: list[str]) -> tuple[dict[str, str], bool]:
 
 
 def _check_job(overrides: dict[str, Any], preset: str | None) -> None:
-    """Everything Prepare will check of the parameters (values, the preset's name), before models load."""
+    """Everything Prepare will check of the parameters (values, the preset's name, the content policy),
+    before models load."""
+    from tryon.core import content_policy
     from tryon.workflow import params
 
     values, named_preset, _ignored = params.metadata_overrides(params.to_metadata(overrides, preset))
-    params.resolve(
+    effective = params.resolve(
         defaults=params.template_defaults(),
         preset_table=params.presets(),
         preset=named_preset,
         metadata=values,
         console={},
     )
+    content_policy.check_job_text(effective)
 
 
 def _modes(specs: list[str]) -> dict[str, str]:
@@ -334,6 +348,7 @@ def submit(
     """
     from tryon.aws import stack as stacks
     from tryon.aws.executions import follow_execution
+    from tryon.core import content_policy
     from tryon.core.s3uri import s3_uri
     from tryon.local.runner import check_photo
     from tryon.workflow import params
@@ -343,6 +358,7 @@ def submit(
     if garment is not None:
         check_photo(garment, field="--garment")
     metadata = params.to_metadata(overrides, preset)
+    content_policy.check_job_text(overrides)  # what the stack's Prepare would refuse: before the upload
     cfn, s3, sfn = _clients(region, profile)
     found = stacks.find_stack(cfn, stack)
     if garment is not None:
@@ -396,7 +412,8 @@ def status(
         typer.echo(
             json.dumps({"status": result.status, "output": result.output, "artifact": result.artifact_uri})
         )
-    raise typer.Exit(EXIT_WORKFLOW_FAILED if result.status in {"FAILED", "TIMED_OUT", "ABORTED"} else EXIT_OK)
+    ended = result.status in {"FAILED", "TIMED_OUT", "ABORTED"} or refused(result)
+    raise typer.Exit(EXIT_WORKFLOW_FAILED if ended else EXIT_OK)
 
 
 @app.command()

@@ -148,7 +148,8 @@ def normalise(text: str) -> str:
     Undoes what hides a term from a word match: case, accents and compatibility forms
     (NFKC), camel case (``NudeLora`` -> ``nude lora``), look-alike digits and symbols
     (``n00d3`` -> ``nood e``, ``nud3`` -> ``nude``), and letters spaced out or dotted
-    (``n u d e``, ``n.u.d.e`` -> ``nude``).
+    (``n u d e``, ``n.u.d.e`` -> ``nude``; ``a n u d e`` -> ``a nude``: a leading "a" or "i"
+    stays a word).
     """
     text = unicodedata.normalize("NFKC", str(text))
     text = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", text)
@@ -162,7 +163,11 @@ def normalise(text: str) -> str:
         if len(word) == 1:
             run.append(word)
             continue
-        joined.extend(["".join(run)] if len(run) >= 3 else run)
+        if len(run) >= 3:
+            lead = run[:1] if run[0] in ("a", "i") and len(run) >= 4 else []
+            joined.extend([*lead, "".join(run[len(lead) :])])
+        else:
+            joined.extend(run)
         run = []
         if word:
             joined.append(word)

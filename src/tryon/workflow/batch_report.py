@@ -26,6 +26,8 @@ REPORT_JSON = "report.json"
 REPORT_CSV = "report.csv"
 #: Row statuses that make a batch "completed-with-failures" (and the CLI exit non-zero).
 FAILED_STATUSES = frozenset({"failed", "invalid", "not-run"})
+#: The row status of a try-on the content policy refused (counted apart from failures).
+REFUSED = "refused"
 #: Largest rows.json read back (10,000 rows take about 5 MB).
 MAX_ROWS_BYTES = 64 * 1024 * 1024
 CSV_COLUMNS = (
@@ -68,6 +70,9 @@ def report_row(settings: Settings, record: BatchRow, started_at: str | None) -> 
     if record["status"] == "invalid":
         error = record["error"]
         return row | {"error": "InvalidInput", "cause": f"{error['field']}: {error['message']}"}
+    if record["status"] == REFUSED:  # refused by the prompt policy when the batch was validated
+        error = record["error"]
+        return row | {"error": "ContentRefused", "cause": f"prompt: {error['field']}: {error['message']}"}
     if record["status"] == "duplicate":
         return row | {"cause": f"the same job as row {record['duplicate_of']}"}
     bucket = settings.output_bucket
@@ -86,6 +91,8 @@ def report_row(settings: Settings, record: BatchRow, started_at: str | None) -> 
     failure = storage.get_json(bucket, layout.failure_key(settings.failures_prefix, record["job_id"]))
     began, recorded = _when(started_at), _when((failure or {}).get("recorded_at"))
     if isinstance(failure, dict) and (began is None or (recorded is not None and recorded >= began)):
+        if failure.get("status") == REFUSED:  # moderation refused its photo or its result: no image shown
+            return row | {"status": REFUSED, "error": failure.get("error"), "cause": _refusal_cause(failure)}
         return row | {
             "status": "failed",
             "error": failure.get("error"),
@@ -94,16 +101,29 @@ def report_row(settings: Settings, record: BatchRow, started_at: str | None) -> 
     return row | {"status": "not-run", "cause": "no result and no failure record: the map stopped first"}
 
 
+def _refusal_cause(failure: Mapping[str, Any]) -> str:
+    """``output: inpainted-0.png: ... [Explicit Nudity 97.1%] (policy 2026-12-07)`` for the report."""
+    labels = ", ".join(f"{c.get('name')} {c.get('confidence')}%" for c in failure.get("categories") or [])
+    return (
+        f"{failure.get('stage')}: {failure.get('cause')}"
+        + (f" [{labels}]" if labels else "")
+        + f" (policy {failure.get('policy_version')})"
+    )
+
+
 def _elapsed(manifest: Mapping[str, Any]) -> dict[str, Any]:
     """Step -> milliseconds, from a manifest's ``timings_ms``."""
     return {step: (t or {}).get("elapsed_ms") for step, t in (manifest.get("timings_ms") or {}).items()}
 
 
 def batch_status(rows: list[ReportRow], map_error: Mapping[str, Any] | None) -> str:
-    """``failed`` (the map failed: too many failures), ``completed-with-failures`` or ``succeeded``."""
+    """``failed`` (the map failed: too many failures), ``completed-with-failures``,
+    ``completed-with-refusals`` (no failure, but the content policy refused rows) or ``succeeded``."""
     if map_error:
         return "failed"
-    return "completed-with-failures" if any(r["status"] in FAILED_STATUSES for r in rows) else "succeeded"
+    if any(r["status"] in FAILED_STATUSES for r in rows):
+        return "completed-with-failures"
+    return "completed-with-refusals" if any(r["status"] == REFUSED for r in rows) else "succeeded"
 
 
 def _csv(rows: list[ReportRow]) -> str:
@@ -156,9 +176,11 @@ def _counts(rows: list[ReportRow]) -> dict[str, int]:
 def write_refusal(state: BatchState, records: list[BatchRow]) -> str:
     """The report of a refused batch (no row ran): every row, the bad ones with field and limit."""
     settings = Settings.from_env()
-    rows = [report_row(settings, r, None) if r["status"] == "invalid" else _blank(r) for r in records]
+    rows = [
+        report_row(settings, r, None) if r["status"] in ("invalid", REFUSED) else _blank(r) for r in records
+    ]
     for row in rows:
-        if row["status"] != "invalid":
+        if row["status"] not in ("invalid", REFUSED):
             row["status"] = "not-run"
     report: Report = {
         "batch_id": state["batch_id"],

@@ -11,14 +11,17 @@ from typing import Any, NotRequired, TypedDict
 
 
 class RowError(TypedDict):
-    """Why a row is invalid: the field and the limit it breaks."""
+    """Why a row is invalid (the field and the limit it breaks) or refused by the content policy."""
 
     field: str
     message: str
+    stage: NotRequired[str]  # a refusal's: "prompt" (found when the batch was validated)
+    policy_version: NotRequired[str]  # a refusal's: the content policy that refused it
 
 
 class BatchRow(TypedDict):
-    """One manifest row after validation (``status``: pending, already-complete, invalid, duplicate)."""
+    """One manifest row after validation (``status``: pending, already-complete, invalid, duplicate,
+    refused)."""
 
     row: int
     status: str
@@ -52,6 +55,7 @@ class BatchState(TypedDict):
     already_complete: int
     invalid: int
     duplicates: int
+    refused: int  # rows the content policy refused (prompt, negative prompt, adapter, query): not run
     items: ItemsLocation
     allow_invalid_rows: bool
     max_concurrency: int
@@ -62,7 +66,7 @@ class ReportRow(TypedDict):
     """One row of report.json / report.csv."""
 
     row: int
-    status: str  # succeeded, no-garment-found, already-complete, failed, invalid, not-run, duplicate
+    status: str  # succeeded, no-garment-found, already-complete, failed, invalid, not-run, duplicate, refused
     image: str
     job_id: str | None
     adapter: Any
@@ -82,7 +86,7 @@ class Report(TypedDict):
 
     batch_id: str
     manifest: str
-    status: str  # succeeded, completed-with-failures, failed, refused
+    status: str  # succeeded, completed-with-refusals, completed-with-failures, failed, refused
     execution: str | None
     counts: dict[str, int]
     contact_sheets: list[str]

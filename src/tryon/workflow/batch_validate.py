@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from tryon.core import aws_events, imaging, validation
+from tryon.core import aws_events, content_policy, imaging, validation
 from tryon.core.errors import RequestError
 from tryon.core.s3uri import parse_s3_uri, s3_uri, version_or_none
 from tryon.workflow import batch_manifest, storage
@@ -155,11 +155,16 @@ class _Inspections:
 
 
 def _validate_row(settings: Settings, number: int, row: Any, inspect: _Inspections) -> BatchRow:
-    """One row -> its record: pending (to run), already-complete or invalid (field and limit)."""
+    """One row -> its record: pending (to run), already-complete, invalid (field and limit) or
+    refused (the content policy refused its prompt, negative prompt, adapter or query)."""
     image = row.get("image") if isinstance(row, Mapping) else None
     try:
         console = batch_manifest.row_console_input(row, settings.input_bucket, settings.input_prefix)
         job = build_job(settings, console, inspect=inspect)
+    except content_policy.ContentRefused as exc:  # the prompt policy: not run, reported as refused
+        refusal: RowError = {"field": exc.field, "message": exc.detail, "stage": exc.stage}
+        refusal["policy_version"] = exc.policy_version
+        return {"row": number, "status": "refused", "image": str(image or ""), "error": refusal}
     except RequestError as exc:
         error: RowError = {"field": exc.field, "message": exc.detail}
         return {"row": number, "status": "invalid", "image": str(image or ""), "error": error}
@@ -244,7 +249,7 @@ def validate_batch(event: Mapping[str, Any]) -> BatchState:
     prefix = report_prefix(batch, batch_id)
     out = settings.output_bucket
     records = validate_rows(settings, batch_manifest.parse_manifest(content, key))
-    statuses = ("pending", "already-complete", "invalid", "duplicate")
+    statuses = ("pending", "already-complete", "invalid", "duplicate", "refused")
     counts = {s: sum(r["status"] == s for r in records) for s in statuses}
     storage.put_json(out, prefix + ROWS_FILE, records)
     state: BatchState = {
@@ -258,6 +263,7 @@ def validate_batch(event: Mapping[str, Any]) -> BatchState:
         "already_complete": counts["already-complete"],
         "invalid": counts["invalid"],
         "duplicates": counts["duplicate"],
+        "refused": counts["refused"],
         "items": {"Bucket": out, "Key": prefix + ITEMS_FILE},
         **options,  # type: ignore[typeddict-item]
     }

@@ -172,14 +172,26 @@ class StepError(TypedDict):
 
 
 class FailureResult(TypedDict):
-    """``$.failure``: RecordFailure's answer; the ``Failed`` state ends the execution with it."""
+    """``$.failure``: RecordFailure's answer; the ``Failed`` state ends the execution with it (or,
+    for a content refusal, the ``Refused`` state ends it with status ``refused``)."""
 
-    status: str  # "failed"
+    status: str  # "failed" | "refused"
     job_id: str
     step: str
     error: str
     cause: str
     failure: str  # s3:// URI of failures/<job-id>.json
+
+
+class RefusedResult(TypedDict):
+    """The execution's output when the content policy refused the job (the ``Refused`` state)."""
+
+    status: str  # "refused"
+    job_id: str
+    step: str  # prepare | moderate-inputs | moderate-results
+    error: str  # "ContentRefused"
+    cause: str
+    failure: str  # s3:// URI of failures/<job-id>.json (stage, labels, policy version)
 
 
 class FinalResult(TypedDict):
