@@ -136,6 +136,10 @@ def test_serve_refuses_a_folder_without_weights_instead_of_the_hub(hub_unreachab
             "standard, upper-body",
         ),
         (["--set", "threshold=2"], "threshold (from metadata): must be <= 1"),
+        # the content policy (docs/responsible-use.md), as Prepare applies it
+        (["--prompt", "a topless model"], "error: prompt: 'topless' asks for nudity or sexual content"),
+        (["--negative-prompt", "clothes"], "error: negative_prompt: 'clothes' steers the painting away"),
+        (["--query", "skin"], "error: query: 'skin' points the mask at skin or a body region"),
     ],
 )
 def test_run_validates_the_job_before_any_model_loads(args, message, monkeypatch, capsys, tmp_path):
@@ -222,6 +226,12 @@ def test_submit_checks_the_photo_before_calling_aws(capsys, no_aws_config, tmp_p
     # No region and no credentials: an AWS call would exit 3; the missing photo is found first.
     err = _refused(capsys, ["submit", str(tmp_path / "missing.jpg"), "--stack", "s"])
     assert "IMAGE: " in err and "missing.jpg is not a file" in err
+
+
+def test_submit_applies_the_content_policy_before_calling_aws(capsys, no_aws_config, tmp_path):
+    # No region and no credentials: an AWS call would exit 3; the refused prompt is found first.
+    err = _refused(capsys, ["submit", str(_photo(tmp_path / "p.png")), "--stack", "s", "--prompt", "nsfw"])
+    assert err.startswith("error: prompt: 'nsfw' asks for nudity or sexual content")
 
 
 def test_deploy_models_refuses_an_instance_type_without_ml_prefix(capsys):

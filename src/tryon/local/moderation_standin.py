@@ -114,6 +114,7 @@ class StandInCall:
     min_confidence: float
     labels: tuple[Label, ...]
     rule: bool  # answered by a rule a test set (not the classifier)
+    elapsed_ms: float = 0.0  # the stand-in's own time: decoding and classifying (Rekognition's, on AWS)
 
 
 class StandInError(Exception):
@@ -222,6 +223,7 @@ class ModerationStandIn:
         """A ``DetectModerationLabels`` answer for a request body (StandInError as Rekognition refuses)."""
         if not isinstance(body, Mapping):
             raise StandInError("InvalidParameterException", "Request has invalid parameters")
+        start = time.perf_counter()
         minimum = body.get("MinConfidence", 50.0)
         if not isinstance(minimum, int | float) or isinstance(minimum, bool) or not 0 <= minimum <= 100:
             raise StandInError("InvalidParameterException", "Request has invalid parameters")
@@ -231,8 +233,11 @@ class ModerationStandIn:
         labels = rule if rule is not None else classify(img)
         shown = tuple(label for label in labels if label.confidence >= minimum)
         with self._lock:
+            elapsed = round((time.perf_counter() - start) * 1000.0, 2)
             self.calls.append(
-                StandInCall(digest, img.width, img.height, fmt, float(minimum), shown, rule is not None)
+                StandInCall(
+                    digest, img.width, img.height, fmt, float(minimum), shown, rule is not None, elapsed
+                )
             )
         return {
             "ModerationLabels": [label.to_rekognition() for label in shown],
