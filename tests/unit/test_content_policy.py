@@ -135,6 +135,17 @@ def test_job_text_checks_every_field_and_skips_the_query_for_drawn_masks():
     assert refusal(lambda v: cp.check_job_text(base | {"adapter": v}), "nsfw-mix").field == "adapter"
     assert refusal(lambda v: cp.check_job_text(base | {"query": v}), "skin").field == "query"
     cp.check_job_text(base | {"query": "skin"}, mask_mode="box")  # a box or a painted mask: no query used
+    # ... but something must say a garment goes there: the prompt, a class, a packshot or an adapter
+    drawn = base | {"prompt": "a photo of a person"}
+    for mode in ("image", "box"):
+        assert (
+            refusal(lambda v, m=mode: cp.check_job_text(drawn | {"prompt": v}, mask_mode=m), "a person").field
+            == "prompt"
+        )
+    cp.check_job_text(drawn | {"garment_class": "upper-body"}, mask_mode="image")
+    cp.check_job_text(drawn | {"adapter": "garment-a"}, mask_mode="box")
+    cp.check_job_text(base | {"prompt": "a photo of a person wearing the garment"}, mask_mode="box")
+    assert set(cp.MASK_MODE_RULES) == {"text", "class", "image", "box"}
     with pytest.raises(ContentRefused, match=r"^upper\.prompt: "):
         cp.check_job_text(base | {"prompt": "topless"}, label="upper.")
 

@@ -41,7 +41,7 @@ from tryon.core.errors import RequestError
 POLICY_VERSION = "2026-12-07"
 #: Every version this module has had -> :func:`policy_digest` of its rules (append-only).
 POLICY_HISTORY: dict[str, str] = {
-    "2026-12-07": "1fa1d9cbce3739a8",
+    "2026-12-07": "d4a6d38858fa2ac0",
 }
 
 Stage = Literal["prompt", "input", "output"]
@@ -282,17 +282,42 @@ def check_query(text: str | None, field_name: str = "query", *, label: str = "")
         )
 
 
+#: How the garment-not-skin rule reads each mask mode (what the mode knows of the region).
+MASK_MODE_RULES: dict[str, str] = {
+    "text": "the query must name a garment and no skin or body region",
+    "class": "the garment class's own query (every class query passes the query rule)",
+    "image": "a drawn mask: the prompt names a garment, or a garment class, packshot or adapter is given",
+    "box": "a box the caller drew: the same as image",
+}
+
+
+def check_drawn_region(values: Mapping[str, Any], *, label: str = "") -> None:
+    """For a mask the caller drew (no query says what is under it): something must name the garment."""
+    if values.get("garment_class") or values.get("garment_image") or values.get("adapter"):
+        return
+    if not _names_garment(normalise(values.get("prompt") or "").split()):
+        raise refused(
+            "prompt",
+            f"{values.get('prompt')!r} names no garment, and nothing else says what goes into the drawn "
+            "mask (name the garment in the prompt, or give a garment class, a packshot or an adapter)",
+            label=label,
+        )
+
+
 def check_job_text(values: Mapping[str, Any], *, label: str = "", mask_mode: str | None = None) -> None:
     """Every text rule over a job's (or one garment's) effective parameters.
 
-    ``mask_mode`` ``image`` or ``box`` (a mask the caller drew) skips the query rule: the query
-    is not used there; the prompt rules and the output check stand.
+    ``mask_mode`` (:data:`MASK_MODE_RULES`): ``text`` (or none given) and ``class`` check the
+    query; ``image`` or ``box`` (a mask the caller drew, no query) need the prompt, a garment
+    class, a packshot or an adapter to say what is painted.
     """
     check_prompt(values.get("prompt"), label=label)
     check_negative_prompt(values.get("negative_prompt"), label=label)
     check_adapter(values.get("adapter"), label=label)
-    if mask_mode in (None, "text"):
+    if mask_mode in (None, "text", "class"):
         check_query(values.get("query"), label=label)
+    elif mask_mode in ("image", "box"):
+        check_drawn_region(values, label=label)
 
 
 # ---------------------------------------------------------------------------- image labels
@@ -605,6 +630,7 @@ def policy_digest() -> str:
         "garments": GARMENT_TERMS,
         "fields": TEXT_FIELD_RULES,
         "exempt": EXEMPT_TEXT_FIELDS,
+        "mask_modes": MASK_MODE_RULES,
         "taxonomy": TAXONOMY,
         "defaults": [DEFAULT_CATEGORIES, DEFAULT_MIN_CONFIDENCE],
     }
