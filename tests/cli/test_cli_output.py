@@ -39,6 +39,8 @@ STATES_UP_TO_UPSCALE = [
     "  <- Prepare",
     "  -> AlreadyComplete",
     "  <- AlreadyComplete",
+    "  -> ModerateInputs",
+    "  <- ModerateInputs",
     "  -> SegmentMode",
     "  <- SegmentMode",
     "  -> Segment",
@@ -95,6 +97,8 @@ def test_a_timed_out_step_exits_1_with_the_state_list_one_error_line_and_the_rec
         "  <- Upscale",
         "  -> RecordFailure",
         "  <- RecordFailure",
+        "  -> RefusedOrFailed",
+        "  <- RefusedOrFailed",
         "  -> Failed",
     ]
     err = done.stderr.splitlines()

@@ -46,8 +46,8 @@ def test_demo_writes_what_the_stack_writes(demo_run):
     code, out, stdout = demo_run
     assert code == 0, stdout
     assert _state_lines(stdout) == [
-        "Receive", "Prepare", "AlreadyComplete", "SegmentMode", "Segment", "MaskFound",
-        "InpaintMode", "Inpaint", "UpscaleRequested", "UpscaleMode", "Upscale", "Finalize",
+        "Receive", "Prepare", "AlreadyComplete", "ModerateInputs", "SegmentMode", "Segment", "MaskFound",
+        "InpaintMode", "Inpaint", "UpscaleRequested", "UpscaleMode", "Upscale", "ModerateResults", "Finalize",
     ]  # fmt: skip
     assert "EventBridge started" in stdout
     with Image.open(out / "mask.png") as mask:
