@@ -2,12 +2,14 @@
 
 One place, versioned (:data:`POLICY_VERSION`, recorded in every manifest and refusal):
 
-- **Text rules** for the job parameters that steer what is painted
-  (:data:`TEXT_FIELD_RULES`): a deny-list of terms asking for nudity or sexual content and a
-  rule against removing clothing for ``prompt``; a rule against steering away from clothing
-  for ``negative_prompt`` (a negative prompt of "clothes" paints skin); the deny-list, also
-  inside run-together names, for ``adapter``; and the garment-not-skin rule for the mask's
-  ``query``: it must name a garment (or worn item) and no skin or body region.
+- **Text rules** (:data:`TEXT_RULES`) for the job parameters that steer what is painted; each
+  parameter's row in the schema (:data:`tryon.core.schema.PARAMS`, ``policy``) names its rule,
+  or why none applies: a deny-list of terms asking for nudity or sexual content and a rule
+  against removing clothing for ``prompt``; a rule against steering away from clothing for
+  ``negative_prompt`` (a negative prompt of "clothes" paints skin); the deny-list, also inside
+  run-together names, for ``adapter``; and the garment-not-skin rule for the mask's ``query``:
+  it must name a garment (or worn item) and no skin or body region (per mask mode:
+  :data:`MASK_MODE_RULES`).
 - **Image labels**: Amazon Rekognition's moderation taxonomy (:data:`TAXONOMY`, version 7),
   the categories a stack blocks by default (:data:`DEFAULT_CATEGORIES`) and how a label set
   is judged (:func:`blocking_labels`): a label refuses when it or one of its ancestors is a
@@ -41,7 +43,7 @@ from tryon.core.errors import RequestError
 POLICY_VERSION = "2026-12-07"
 #: Every version this module has had -> :func:`policy_digest` of its rules (append-only).
 POLICY_HISTORY: dict[str, str] = {
-    "2026-12-07": "d4a6d38858fa2ac0",
+    "2026-12-07": "069f5bffbaeab741",
 }
 
 Stage = Literal["prompt", "input", "output"]
@@ -133,20 +135,23 @@ GARMENT_TERMS: tuple[str, ...] = (
     "bandana", "apron",
 )  # fmt: skip
 
-#: What each text parameter is checked for (the docs' table is built from this).
-TEXT_FIELD_RULES: dict[str, str] = {
+#: The text rules, by the name a schema row's ``policy`` gives (every text parameter has one, or
+#: ``"exempt: <why>"``: tests/unit/test_content_policy.py checks the rows).
+TEXT_RULES: dict[str, str] = {
     "prompt": "no term of the deny-list; no request to remove clothing",
     "negative_prompt": "no word steering away from clothing (clothes, garment, covered, censored, ...)",
     "adapter": "no term of the deny-list, also inside run-together names (nsfwMix, deep_nude)",
-    "query": "names a garment or worn item, and no skin or body region (text mask mode)",
+    "query": "names a garment or worn item, and no skin or body region (text and class mask modes)",
 }
-#: Text parameters no rule reads, and why (a new text parameter must be in one of the two tables:
-#: tests/unit/test_content_policy.py checks the job parameters against them).
-EXEMPT_TEXT_FIELDS: dict[str, str] = {
-    "negative_queries": "keep-regions only take parts out of the mask",
-    "sampler": "a scheduler name from a closed list",
-    "garment_image": "an s3:// URI; ModerateInputs checks the packshot itself",
-}
+#: The prefix of a schema row's ``policy`` that says why no rule reads the parameter.
+EXEMPT = "exempt: "
+
+
+def policy_fields() -> dict[str, str]:
+    """Job parameter -> the text rule its schema row names (the rows are the one place of this)."""
+    from tryon.core import schema
+
+    return {row.name: row.policy for row in schema.PARAMS if row.policy in TEXT_RULES}
 
 
 def normalise(text: str) -> str:
@@ -311,12 +316,14 @@ def check_job_text(values: Mapping[str, Any], *, label: str = "", mask_mode: str
     query; ``image`` or ``box`` (a mask the caller drew, no query) need the prompt, a garment
     class, a packshot or an adapter to say what is painted.
     """
-    check_prompt(values.get("prompt"), label=label)
-    check_negative_prompt(values.get("negative_prompt"), label=label)
-    check_adapter(values.get("adapter"), label=label)
-    if mask_mode in (None, "text", "class"):
-        check_query(values.get("query"), label=label)
-    elif mask_mode in ("image", "box"):
+    checks = {"prompt": check_prompt, "negative_prompt": check_negative_prompt, "adapter": check_adapter}
+    for name, rule in policy_fields().items():
+        if rule == "query":
+            if mask_mode in (None, "text", "class"):
+                check_query(values.get(name), name, label=label)
+        else:
+            checks[rule](values.get(name), name, label=label)
+    if mask_mode in ("image", "box"):
         check_drawn_region(values, label=label)
 
 
@@ -628,8 +635,8 @@ def policy_digest() -> str:
         "negative": NEGATIVE_DENY,
         "body": BODY_TERMS,
         "garments": GARMENT_TERMS,
-        "fields": TEXT_FIELD_RULES,
-        "exempt": EXEMPT_TEXT_FIELDS,
+        "rules": TEXT_RULES,
+        "fields": policy_fields(),
         "mask_modes": MASK_MODE_RULES,
         "taxonomy": TAXONOMY,
         "defaults": [DEFAULT_CATEGORIES, DEFAULT_MIN_CONFIDENCE],

@@ -234,6 +234,9 @@ class Param:
     note: str = ""
     #: what leaving an optional parameter unset means (default: the endpoint's default)
     unset: str = ""
+    #: the content policy's rule its value must pass (a text parameter: a key of
+    #: ``tryon.core.content_policy.TEXT_RULES``), or ``"exempt: <why>"``; docs/responsible-use.md
+    policy: str = ""
 
     def __post_init__(self) -> None:
         if self.field is not None:
@@ -344,6 +347,7 @@ PARAMS: tuple[Param, ...] = (
         _SEG["query"],
         (("clipseg", "query"),),
         default="a shirt",
+        policy="query",
     ),
     Param(
         "negative_queries",
@@ -351,6 +355,7 @@ PARAMS: tuple[Param, ...] = (
         _SEG["negative_queries"],
         (("clipseg", "negative_queries"),),
         default=("face", "hands"),
+        policy="exempt: keep-regions only take parts out of the mask",
     ),
     Param(
         "threshold",
@@ -381,6 +386,7 @@ PARAMS: tuple[Param, ...] = (
         _INP["prompt"],
         (("sd_inpaint", "prompt"), ("sd_upscale", "prompt")),
         default="a photo of a person wearing the garment",
+        policy="prompt",
     ),
     Param(
         "negative_prompt",
@@ -388,6 +394,7 @@ PARAMS: tuple[Param, ...] = (
         _INP["negative_prompt"],
         (("sd_inpaint", "negative_prompt"), ("sd_upscale", "negative_prompt")),
         default="blurry, low quality, deformed",
+        policy="negative_prompt",
     ),
     Param("steps", "Diffusion steps", _INP["steps"], (("sd_inpaint", "steps"),)),
     Param(
@@ -420,6 +427,7 @@ PARAMS: tuple[Param, ...] = (
         (("sd_inpaint", "sampler"),),
         send="when_set",
         optional=True,
+        policy="exempt: a scheduler name from a closed list",
     ),
     Param(
         "seed",
@@ -442,6 +450,7 @@ PARAMS: tuple[Param, ...] = (
         unset="the endpoint's default adapter (adapter/ in its model folder), if any",
         note="an s3:// adapter must lie under the stack's `AdapterBucket`/`AdapterPrefix`",
         pattern=contract.ADAPTER_SPEC_PATTERN.pattern,
+        policy="adapter",
     ),
     Param(
         "adapter_scale",
@@ -465,6 +474,7 @@ PARAMS: tuple[Param, ...] = (
         unset="no garment image",
         note="in the input bucket under `GarmentPrefix`; Prepare checks it and pins the version it read "
         "([Garment reference images](#garment-reference-images))",
+        policy="exempt: an s3:// URI; ModerateInputs checks the packshot itself",
     ),
     Param(
         "garment_scale",
