@@ -153,6 +153,26 @@ def test_run_validates_the_job_before_any_model_loads(args, message, monkeypatch
     assert message in err and "Lambda" not in err
 
 
+def test_run_moderation_off_takes_a_reason_and_reaches_the_local_stack(monkeypatch, capsys, tmp_path):
+    import tryon.local.runner
+    from tryon.aws.executions import ExecutionResult
+
+    seen: dict = {}
+
+    def fake_run(photo, **kwargs):
+        seen.update(kwargs)
+        done = ExecutionResult("arn:x", "SUCCEEDED", {"status": "succeeded"}, None, None)
+        return tryon.local.runner.LocalRun(result=done, key="inputs/p.png", files=[])
+
+    monkeypatch.setattr(tryon.local.runner, "run_photo", fake_run)
+    photo = str(_photo(tmp_path / "p.png"))
+    err = _refused(capsys, ["run", photo, "--moderation-off", " "])
+    assert err.startswith("error: --moderation-off needs a reason") and not seen
+    assert run(["run", photo, "--moderation-off", "my own studio photos", "--no-progress"]) == 0
+    assert seen["parameters"]["ContentModeration"] == "off"
+    assert seen["parameters"]["ContentModerationOffReason"] == "my own studio photos"
+
+
 def test_run_refuses_a_photo_the_event_rule_would_never_forward(capsys, tmp_path):
     photo = save_photo(tmp_path / "p.png").rename(tmp_path / "photo.gif")
     assert "IMAGE: photo.gif must end with one of .jpg, .jpeg, .png, .webp" in _refused(

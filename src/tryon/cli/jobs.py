@@ -50,6 +50,16 @@ Layout = Annotated[
         "ONE endpoint, called by component name (as EndpointLayout=shared deploys them)."
     ),
 ]
+ModerationOff = Annotated[
+    str | None,
+    typer.Option(
+        "--moderation-off",
+        metavar="REASON",
+        help="Run without the image checks (the local stand-in for Rekognition), saying why: the "
+        "manifest records it (template parameters ContentModeration=off, ContentModerationOffReason). "
+        "The prompt policy stays on.",
+    ),
+]
 Out = Annotated[Path, typer.Option(help="Folder for mask, images, manifest and preview.")]
 Json = Annotated[
     bool,
@@ -205,15 +215,25 @@ def _modes(specs: list[str]) -> dict[str, str]:
     return modes
 
 
+def moderation_parameters(reason: str | None) -> dict[str, str]:
+    """The template parameters ``--moderation-off REASON`` sets (none without it; a reason is required)."""
+    if reason is None:
+        return {}
+    if not reason.strip():
+        raise fail("--moderation-off needs a reason (who decided and why): every manifest records it")
+    return {"ContentModeration": "off", "ContentModerationOffReason": reason.strip()}
+
+
 def _run_locally(photo: Path, overrides: dict[str, Any], *, models: list[str], out: Path, preset: str | None,
                  upscale: bool | None, progress: bool, as_json: bool = False,
                  modes: list[str] | None = None, garment: Path | None = None,
-                 layout: str = "separate") -> int:  # fmt: skip
+                 layout: str = "separate", moderation_off: str | None = None) -> int:  # fmt: skip
     from tryon.core.kinds import LAYOUTS
     from tryon.local.runner import TINY_PARAMETERS, check_photo, run_photo
 
     if layout not in LAYOUTS:
         raise fail(f"--layout: must be {' or '.join(LAYOUTS)}, got {layout!r}")
+    moderation = moderation_parameters(moderation_off)
     check_photo(photo)
     if garment is not None:
         check_photo(garment, field="--garment")
@@ -233,7 +253,7 @@ def _run_locally(photo: Path, overrides: dict[str, Any], *, models: list[str], o
         overrides=overrides,
         preset=preset,
         upscale=upscale is not False,
-        parameters=TINY_PARAMETERS if all_tiny else None,
+        parameters={**(TINY_PARAMETERS if all_tiny else {}), **moderation} or None,
         on_event=_printer(as_json),
         on_status=lambda msg: typer.echo(msg, err=as_json),
         modes=endpoint_modes,
@@ -291,6 +311,7 @@ def run_(
     layout: Layout = "separate",
     progress: Annotated[bool, typer.Option(help="Progress bars for model loading and diffusion.")] = True,
     as_json: Json = False,
+    moderation_off: ModerationOff = None,
 ) -> None:
     """The local workflow on your own photo, with your own (or the tiny) checkpoints."""
     overrides = _overrides(set_, overrides)
@@ -307,6 +328,7 @@ def run_(
             modes=mode,
             garment=garment,
             layout=layout,
+            moderation_off=moderation_off,
         )
     )
 
