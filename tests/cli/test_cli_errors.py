@@ -165,7 +165,7 @@ def test_run_moderation_off_takes_a_reason_and_reaches_the_local_stack(monkeypat
         return tryon.local.runner.LocalRun(result=done, key="inputs/p.png", files=[])
 
     monkeypatch.setattr(tryon.local.runner, "run_photo", fake_run)
-    photo = str(_photo(tmp_path / "p.png"))
+    photo = str(save_photo(tmp_path / "p.png"))
     err = _refused(capsys, ["run", photo, "--moderation-off", " "])
     assert err.startswith("error: --moderation-off needs a reason") and not seen
     assert run(["run", photo, "--moderation-off", "my own studio photos", "--no-progress"]) == 0
@@ -250,7 +250,9 @@ def test_submit_checks_the_photo_before_calling_aws(capsys, no_aws_config, tmp_p
 
 def test_submit_applies_the_content_policy_before_calling_aws(capsys, no_aws_config, tmp_path):
     # No region and no credentials: an AWS call would exit 3; the refused prompt is found first.
-    err = _refused(capsys, ["submit", str(_photo(tmp_path / "p.png")), "--stack", "s", "--prompt", "nsfw"])
+    err = _refused(
+        capsys, ["submit", str(save_photo(tmp_path / "p.png")), "--stack", "s", "--prompt", "nsfw"]
+    )
     assert err.startswith("error: prompt: 'nsfw' asks for nudity or sexual content")
 
 
