@@ -7,6 +7,7 @@ import re
 
 from support.paths import BATCH_ASL, TEMPLATE
 
+from tryon.core import timeouts
 from tryon.local.template import load_template
 
 
@@ -31,7 +32,8 @@ def test_rows_run_the_single_image_state_machine_on_a_distributed_map():
     assert states["RecordRefusal"]["Parameters"]["step.$"] == "$.failed_step"
     for name, state in states.items():
         if state["Type"] == "Task":
-            assert 0 < state["TimeoutSeconds"] <= 900, name
+            # its function's timeout plus the margin (tests/static/test_timeouts.py has the table)
+            assert state["TimeoutSeconds"] == timeouts.task_timeout(timeouts.BATCH_TASKS[name]), name
             assert all(r["JitterStrategy"] == "FULL" for r in state["Retry"]), name
     pattern = resource["Properties"]["Events"]["BatchUploaded"]["Properties"]["Pattern"]
     assert pattern["detail"]["object"]["key"] == [{"prefix": {"Ref": "BatchPrefix"}}]

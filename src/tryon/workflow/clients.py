@@ -9,13 +9,16 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+from tryon.core import timeouts
+
 #: Step Functions owns retries of endpoint calls (visible in the execution history), so
-#: botocore makes exactly one attempt; 70 s covers SageMaker's 60 s invocation limit
-#: (``TRYON_ENDPOINT_READ_TIMEOUT`` changes it, e.g. for slow CPU-only local runs).
+#: botocore makes exactly one attempt; the read time-out covers SageMaker's 60 s invocation
+#: limit (:data:`tryon.core.timeouts.ENDPOINT_READ_SECONDS`; ``TRYON_ENDPOINT_READ_TIMEOUT``
+#: changes it, e.g. for slow CPU-only local runs).
 RUNTIME_CONFIG = Config(
     retries={"total_max_attempts": 1, "mode": "standard"},
-    read_timeout=int(os.environ.get("TRYON_ENDPOINT_READ_TIMEOUT") or 70),
-    connect_timeout=5,
+    read_timeout=int(os.environ.get("TRYON_ENDPOINT_READ_TIMEOUT") or timeouts.ENDPOINT_READ_SECONDS),
+    connect_timeout=timeouts.ENDPOINT_CONNECT_SECONDS,
 )
 
 
