@@ -202,6 +202,7 @@ def test_endpoint_role_reads_requests_writes_results_and_reads_adapters_only(par
         "WriteResultImages",
         "ListAdapters",
         "ReadAdapters",
+        "ListImagesNamedInRequests",
     }
     assert all(s["Effect"] == "Allow" for s in s3.values())
     assert _list(s3["ReadModelArtifacts"]["Resource"]) == ["arn:aws:s3:::art/sd/model.tar.gz"]
@@ -212,6 +213,11 @@ def test_endpoint_role_reads_requests_writes_results_and_reads_adapters_only(par
         "local-InputBucket-Arn/garments/*",  # garment reference images (garment_image)
         "local-OutputBucket-Arn/results/*",
     ]
+    # a missing image is a 404 ("does not exist"), not a 403: the read prefixes may be listed
+    listing = s3["ListImagesNamedInRequests"]
+    assert _list(listing["Action"]) == ["s3:ListBucket"]
+    assert _list(listing["Resource"]) == ["local-InputBucket-Arn", "local-OutputBucket-Arn"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["inputs/*", "garments/*", "results/*"]}}
     write = s3["WriteResultImages"]
     assert _list(write["Action"]) == ["s3:PutObject"]
     assert _list(write["Resource"]) == ["local-OutputBucket-Arn/results/*"]

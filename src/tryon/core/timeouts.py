@@ -127,6 +127,10 @@ class Retrier:
 ENDPOINT_RETRY = Retrier(interval_seconds=1, max_attempts=5, backoff_rate=2.0, max_delay_seconds=20)
 #: Lambda service faults (``Lambda.ServiceException`` ...) on every Lambda Task.
 LAMBDA_RETRY = Retrier(interval_seconds=1, max_attempts=3, backoff_rate=2.0, max_delay_seconds=10)
+#: Attempts botocore makes of every AWS call of the functions but the endpoint calls (its
+#: ``standard`` retry mode: throttling, 5xx and connection faults are retried with a jittered
+#: exponential backoff of up to 20 s); endpoint calls make one, the state machine retries them.
+SDK_ATTEMPTS = 3
 #: Step Functions faults starting a batch row's child execution.
 CHILD_START_RETRY = Retrier(interval_seconds=2, max_attempts=6, backoff_rate=2.0, max_delay_seconds=60)
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError
 
 from tryon.core import timeouts
 
@@ -22,19 +23,45 @@ RUNTIME_CONFIG = Config(
 )
 
 
+def name_the_call(event_name: str, exception: BaseException | None = None, **_: Any) -> None:
+    """Add the operation to a connection fault's message (botocore names only the URL).
+
+    Registered on ``after-call-error``: a failure record's cause then says which call failed,
+    as a ClientError's message already does (``when calling the PutObject operation``).
+    """
+    if not isinstance(exception, BotoCoreError) or not exception.args:
+        return
+    _, service, operation = [*event_name.split(".", 2), "", ""][:3]
+    note = f" (calling {service} {operation})"
+    if not str(exception.args[0]).endswith(note):
+        exception.args = (f"{exception.args[0]}{note}", *exception.args[1:])
+
+
+def _named(made: Any) -> Any:
+    made.meta.events.register("after-call-error", name_the_call)
+    return made
+
+
+#: Every other call: botocore's ``standard`` retry mode, explicitly (the Lambda runtime's botocore
+#: may default to ``legacy``): throttling, 5xx and connection faults retried with jittered backoff.
+AWS_CONFIG = Config(retries={"mode": "standard", "max_attempts": timeouts.SDK_ATTEMPTS})
+
+
 @cache
 def client(service: str) -> Any:
     """A cached boto3 client; ``TRYON_SAGEMAKER_RUNTIME_URL`` redirects sagemaker-runtime (local mode)."""
     if service == "sagemaker-runtime":
         url = os.environ.get("TRYON_SAGEMAKER_RUNTIME_URL") or None
-        return boto3.client(service, endpoint_url=url, config=RUNTIME_CONFIG)
-    return boto3.client(service)
+        return _named(boto3.client(service, endpoint_url=url, config=RUNTIME_CONFIG))
+    return _named(boto3.client(service, config=AWS_CONFIG))
 
 
 @cache
 def resource(service: str) -> Any:
     """A cached boto3 resource (DynamoDB tables: items as plain Python values)."""
-    return boto3.resource(service)
+    made = boto3.resource(service, config=AWS_CONFIG)
+    _named(made.meta.client)
+    return made
 
 
 def reset_clients() -> None:

@@ -69,6 +69,14 @@ class EndpointNoCapacity(WorkflowError):
     transient = True
 
 
+class ClaimConflict(WorkflowError):
+    """S3 kept answering 409 ConditionalRequestConflict to the job claim's conditional write (permanent)."""
+
+
+class RuntimeTooOld(WorkflowError):
+    """The Lambda runtime's boto3/botocore lacks an API parameter the workflow needs (permanent)."""
+
+
 #: Error names the state machine retries (besides the Lambda service errors).
 TRANSIENT_ERRORS = ("EndpointThrottled", "ModelNotReady", "EndpointUnavailable")
 #: The state machine's retry of EndpointNoCapacity on each real-time endpoint step: no jitter,
@@ -87,7 +95,14 @@ def no_capacity_wait_seconds() -> float:
 
 
 #: Error names that go straight to the failure recorder.
-PERMANENT_ERRORS = ("InvalidInput", "ModelError", "EndpointNotFound", "EndpointTimeout")
+PERMANENT_ERRORS = (
+    "InvalidInput",
+    "ModelError",
+    "EndpointNotFound",
+    "EndpointTimeout",
+    "ClaimConflict",
+    "RuntimeTooOld",
+)
 
 
 def as_step_errors(func: F) -> F:

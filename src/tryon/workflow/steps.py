@@ -17,6 +17,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
+
 from tryon.core import schema
 from tryon.core.contract import COMPUTE_SECONDS
 from tryon.core.kinds import EndpointKind
@@ -43,6 +46,8 @@ from tryon.workflow.step_errors import EndpointUnavailable, as_step_errors
 #: EventBridge ``source`` of the completion and failure events.
 EVENT_SOURCE = "tryon.workflow"
 
+logger = Logger(child=True)
+
 
 def publish_event(settings: Settings, detail_type: str, detail: Mapping[str, Any]) -> None:
     """Put a job event on the configured EventBridge bus (nothing when none is configured)."""
@@ -60,6 +65,21 @@ def publish_event(settings: Settings, detail_type: str, detail: Mapping[str, Any
     )
     if response.get("FailedEntryCount"):
         raise EndpointUnavailable(f"EventBridge refused the {detail_type!r} event: {response['Entries']}")
+
+
+def announce(what: str, send: Callable[[], Any]) -> bool:
+    """Send a notification once the job's outcome is recorded; False (and an ERROR log) if it fails.
+
+    The manifest or the failure record is the outcome; an event or a message about it that
+    cannot be sent (EventBridge or SNS down past botocore's retries) must not turn a recorded
+    job into a failed step, which would record the job a second time.
+    """
+    try:
+        send()
+    except (ClientError, BotoCoreError, EndpointUnavailable) as exc:
+        logger.error(f"{what} not sent", extra={"error": f"{type(exc).__name__}: {exc}"})
+        return False
+    return True
 
 
 def _elapsed_ms(start: float) -> float:
@@ -266,6 +286,30 @@ def failed_step(state: State) -> str:
     return "finalize"
 
 
+def _notify_failure(settings: Settings, record: Mapping[str, Any], where: str, execution: str | None) -> None:
+    """The Try-on Job Failed event and the SNS message (best effort: the record is the outcome)."""
+    job_id, step = record["job_id"], record["step"]
+    announce(
+        "the Try-on Job Failed event",
+        lambda: publish_event(
+            settings,
+            "Try-on Job Failed",
+            {k: record[k] for k in ("job_id", "step", "error", "cause", "execution")} | {"failure": where},
+        ),
+    )
+    if settings.notification_topic_arn:
+        announce(
+            "the failure notification",
+            lambda: clients.client("sns").publish(
+                TopicArn=settings.notification_topic_arn,
+                Subject=f"Try-on job {job_id} failed at {step}"[:100],
+                Message=(
+                    f"{record['error']}: {record['cause']}\n\nFailure record: {where}\nExecution: {execution}"
+                ),
+            ),
+        )
+
+
 def record_failure(payload: Envelope | NamedStepEnvelope) -> FailureResult:
     """failures/<job-id>.json plus a notification (SNS) when a topic is configured."""
     state = payload.get("state") or {}
@@ -277,20 +321,15 @@ def record_failure(payload: Envelope | NamedStepEnvelope) -> FailureResult:
     step = payload["step"] if "step" in payload else failed_step(state)
     record = report.failure_record(state, job_id, step, execution)
     key = layout.failure_key(settings.failures_prefix, job_id)
-    storage.put_json(settings.output_bucket, key, record)
-    claim.release_for(job, execution)  # a redelivered event may retry the job
     uri = s3_uri(settings.output_bucket, key)
-    publish_event(
-        settings,
-        "Try-on Job Failed",
-        {k: record[k] for k in ("job_id", "step", "error", "cause", "execution")} | {"failure": uri},
-    )
-    if settings.notification_topic_arn:
-        clients.client("sns").publish(
-            TopicArn=settings.notification_topic_arn,
-            Subject=f"Try-on job {job_id} failed at {step}"[:100],
-            Message=f"{record['error']}: {record['cause']}\n\nFailure record: {uri}\nExecution: {execution}",
-        )
+    try:
+        storage.put_json(settings.output_bucket, key, record)
+    except (ClientError, BotoCoreError) as exc:
+        # No record can be written: the notifications carry it, then the step fails with the cause.
+        _notify_failure(settings, record, f"not written ({type(exc).__name__}: {exc})", execution)
+        raise
+    claim.release_for(job, execution)  # a redelivered event may retry the job
+    _notify_failure(settings, record, uri, execution)
     return {
         "status": "failed",
         "job_id": job_id,
