@@ -21,12 +21,12 @@ def test_rows_run_the_single_image_state_machine_on_a_distributed_map():
     states = json.loads(text)["States"]
     run = states["RunRows"]
     assert run["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
-    assert run["ItemReader"]["Resource"] == "arn:aws:states:::s3:getObject"
-    assert run["ResultWriter"]["Resource"] == "arn:aws:states:::s3:putObject"
+    assert run["ItemReader"]["Resource"] == "arn:${Partition}:states:::s3:getObject"
+    assert run["ResultWriter"]["Resource"] == "arn:${Partition}:states:::s3:putObject"
     assert run["MaxConcurrencyPath"] == "$.batch.max_concurrency"
     assert run["ToleratedFailurePercentagePath"] == "$.batch.tolerated_failure_percentage"
     [child] = run["ItemProcessor"]["States"].values()  # one state: the try-on, not a copy of it
-    assert child["Resource"] == "arn:aws:states:::states:startExecution.sync:2"
+    assert child["Resource"] == "arn:${Partition}:states:::states:startExecution.sync:2"
     assert child["Parameters"]["StateMachineArn"] == "${TryOnStateMachineArn}"
     assert run["Catch"][0]["Next"] == "SummarizeBatch"  # a failed map still gets its report
     assert states["RecordRefusal"]["Parameters"]["step.$"] == "$.failed_step"

@@ -118,6 +118,6 @@ def test_literal_parts_under_the_prefixes_are_the_codes_layout():
     for name, parts in allowed.items():
         for literal in re.findall(r"\$\{" + name + r"\}([A-Za-z0-9_./-]+)", text):
             literal = literal.rstrip("*")
-            assert literal in parts or literal.rstrip("/") + "/" in parts, (
+            assert {literal, literal.rstrip("/"), literal.rstrip("/") + "/"} & parts, (
                 f"template.yaml writes ${{{name}}}{literal}; the code's layout has {sorted(parts)}"
             )

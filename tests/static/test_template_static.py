@@ -90,7 +90,8 @@ def test_sam_validate():
 @pytest.mark.parametrize("asl", ["tryon.asl.json", "batch.asl.json"])
 def test_asl_validator(tmp_path, asl):
     source = REPO / "statemachine" / asl
-    text = re.sub(r"\$\{(\w+)\}", r"arn:aws:lambda:us-east-1:123456789012:function:\1", source.read_text())
+    text = source.read_text().replace("${Partition}", "aws")
+    text = re.sub(r"\$\{(\w+)\}", r"arn:aws:lambda:us-east-1:123456789012:function:\1", text)
     path = tmp_path / asl
     path.write_text(text)
     out = run_tool(ASL_VALIDATOR, "--json-path", str(path))

@@ -213,6 +213,9 @@ class LocalWorkflow:
             self._patches = ExitStack()
             self._patches.enter_context(moto_patches.lambda_invoke(self.lambdas.invoke))
             self._patches.enter_context(moto_patches.send_task_failure_with_cause())
+            self._patches.enter_context(moto_patches.heartbeat_timeout_error())
+            self._patches.enter_context(moto_patches.sns_invokes_asynchronously(self.lambdas.invoke_async))
+            self.lambdas.on_failure = self._send_to_destination
             if self.deliver_events:
                 self._patches.enter_context(
                     moto_patches.deliver_to_state_machines(
@@ -250,6 +253,15 @@ class LocalWorkflow:
                 os.environ["AWS_DEFAULT_REGION"] = region
             self._saved_region = None
         clients.reset_clients()
+
+    def _send_to_destination(self, destination: str, record: Mapping[str, Any]) -> None:
+        """An asynchronous invocation's on-failure record, sent where its EventInvokeConfig says."""
+        queues = {
+            res.get("Arn"): res["Ref"] for res in self.template.resources.values() if "QueueName" in res
+        }
+        if destination not in queues:
+            raise ValueError(f"on-failure destination {destination} is not a queue of this stack")
+        self.client("sqs").send_message(QueueUrl=queues[destination], MessageBody=json.dumps(record))
 
     def _base_environment(self) -> dict[str, str]:
         """What every function's environment has besides its template variables."""

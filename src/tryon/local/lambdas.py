@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -45,6 +46,11 @@ def check_environment_size(name: str, env: Mapping[str, str]) -> int:
             "parameters they come from (job defaults, Presets)"
         )
     return size
+
+
+#: Lambda tries a failed asynchronous invocation this many more times unless the function's
+#: ``EventInvokeConfig`` says otherwise (AWS waits one, then two minutes in between; locally none).
+DEFAULT_ASYNC_RETRIES = 2
 
 
 @dataclass(frozen=True)
@@ -134,7 +140,9 @@ class LambdaRuntime:
 
     ``base_environment()`` is called at each invocation for the variables every function
     gets besides its own (region, the local endpoint server's URL ...). ``invocations``
-    records ``(logical id, seconds, errored)`` of each call.
+    records ``(logical id, seconds, errored)`` of each call. ``on_failure(destination ARN,
+    record)`` receives an asynchronous invocation that failed every attempt, in Lambda's
+    destination record format, when the function's ``EventInvokeConfig`` names a destination.
     """
 
     def __init__(self, template: SamTemplate, base_environment: Callable[[], dict[str, str]]) -> None:
@@ -142,6 +150,7 @@ class LambdaRuntime:
         self.base_environment = base_environment
         self.functions: dict[str, FunctionSpec] = {}
         self.invocations: list[tuple[str, float, bool]] = []
+        self.on_failure: Callable[[str, dict[str, Any]], None] | None = None
         self.lock = threading.RLock()
         self._function_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
         self._modules: dict[str, ModuleType] = {}
@@ -227,3 +236,41 @@ class LambdaRuntime:
                 errored, logs = True, "".join(stack)
         self.invocations.append((fn.logical_id, time.perf_counter() - start, errored))
         return payload, errored, logs
+
+    def invoke_async(self, function_name: str, event: Any) -> None:
+        """An asynchronous invocation (as SNS delivers): retried, then sent to the on-failure destination.
+
+        As Lambda does with the function's ``EventInvokeConfig``: ``MaximumRetryAttempts`` more
+        tries after an error, then a record of the last one to ``DestinationConfig.OnFailure``.
+        """
+        fn = self.functions[function_name]
+        config = self.template.function_property(fn.logical_id, "EventInvokeConfig") or {}
+        attempts = 1 + int(config.get("MaximumRetryAttempts", DEFAULT_ASYNC_RETRIES))
+        payload = ""
+        for _ in range(attempts):
+            payload, errored, _ = self.invoke(function_name, event)
+            if not errored:
+                return
+        destination = ((config.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
+        if destination and self.on_failure is not None:
+            request = json.loads(event) if isinstance(event, str | bytes) else event
+            self.on_failure(
+                destination,
+                {
+                    "version": "1.0",
+                    "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                    "requestContext": {
+                        "requestId": str(uuid.uuid4()),
+                        "functionArn": f"{fn.arn}:$LATEST",
+                        "condition": "RetriesExhausted",
+                        "approximateInvokeCount": attempts,
+                    },
+                    "requestPayload": request,
+                    "responseContext": {
+                        "statusCode": 200,
+                        "executedVersion": "$LATEST",
+                        "functionError": "Unhandled",
+                    },
+                    "responsePayload": json.loads(payload),
+                },
+            )

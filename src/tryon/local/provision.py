@@ -45,6 +45,16 @@ def create_topics(t: SamTemplate, client: Clients, stack_name: str) -> None:
         t.resources[logical] = {"Ref": arn, "TopicName": topic_name}
 
 
+def create_queues(t: SamTemplate, client: Clients, stack_name: str) -> None:
+    """SQS queues (the dead-letter queues and CompleteAsync's on-failure destination); ``Ref`` is the URL."""
+    sqs = client("sqs")
+    for logical in t.resources_of_type("AWS::SQS::Queue"):
+        name = f"{stack_name}-{logical}"
+        url = sqs.create_queue(QueueName=name)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        t.resources[logical] = {"Ref": url, "Arn": arn, "QueueName": name}
+
+
 def create_tables(t: SamTemplate, client: Clients, stack_name: str) -> None:
     """DynamoDB tables with the template's keys, billing mode and time-to-live attribute."""
     ddb = client("dynamodb")
@@ -107,6 +117,7 @@ def create_stack(t: SamTemplate, client: Clients, stack_name: str, runtime: Lamb
     """Every resource the harness emulates, in dependency order; returns the role ARN."""
     create_buckets(t, client, stack_name)
     create_topics(t, client, stack_name)
+    create_queues(t, client, stack_name)
     create_tables(t, client, stack_name)
     role_arn = create_role(client, stack_name)
     runtime.create_functions(client("lambda"), role_arn, stack_name)

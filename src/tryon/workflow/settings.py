@@ -68,6 +68,8 @@ class Settings:
     async_prefix: str = "async/"
     #: the DynamoDB table holding task tokens by inference id (tryon.workflow.async_tokens)
     token_table: str = ""
+    #: the queue keeping the notifications CompleteAsync could not handle (its on-failure destination)
+    async_dead_letters: str = ""
     #: ``InvocationTimeoutSeconds`` of each asynchronous request (SageMaker allows up to 3600)
     async_invocation_seconds: int = timeouts.ASYNC_INVOCATION_DEFAULT_SECONDS
     #: besides the invocation itself, how long a callback may take (queueing, an instance starting from zero)
@@ -117,6 +119,7 @@ class Settings:
             instance_types=tuple((kind, env.get(var, "")) for kind, var in INSTANCE_TYPE_VARIABLES.items()),
             async_prefix=_prefix(env.get("TRYON_ASYNC_PREFIX", "async/")),
             token_table=env.get("TRYON_TOKEN_TABLE", ""),
+            async_dead_letters=env.get("TRYON_ASYNC_DEAD_LETTERS", ""),
             async_invocation_seconds=int(
                 env.get("TRYON_ASYNC_INVOCATION_SECONDS") or timeouts.ASYNC_INVOCATION_DEFAULT_SECONDS
             ),

@@ -319,7 +319,17 @@ def record_failure(payload: Envelope | NamedStepEnvelope) -> FailureResult:
     raw = state.get("trigger", {k: v for k, v in state.items() if k != "error"})
     job_id = job.get("job_id") or fallback_job_id(raw)
     step = payload["step"] if "step" in payload else failed_step(state)
-    record = report.failure_record(state, job_id, step, execution)
+    error = (state.get("error") or {}).get("Error", "")
+    explained = None
+    if error in report.TIMEOUT_ERRORS:
+        explained = report.timeout_cause(
+            state,
+            step,
+            error,
+            async_errors=layout.s3_uri(settings.output_bucket, settings.async_prefix + layout.ASYNC_ERRORS),
+            dead_letters=settings.async_dead_letters,
+        )
+    record = report.failure_record(state, job_id, step, execution, cause=explained)
     key = layout.failure_key(settings.failures_prefix, job_id)
     uri = s3_uri(settings.output_bucket, key)
     try:
