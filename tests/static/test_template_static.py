@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from support.paths import REPO, TEMPLATE
+from support.sam import TRANSLATE
 
 from tryon.local.template import SamTemplate, load_template
 from tryon.workflow.step_errors import (
@@ -33,31 +34,6 @@ ASL_VALIDATOR = REPO / ".cache" / "node" / "node_modules" / ".bin" / "asl-valida
 
 ASL = REPO / "statemachine" / "tryon.asl.json"
 ENV = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "SAM_CLI_TELEMETRY": "0", "BC_SKIP_MAPPING": "TRUE"}
-
-# Runs in the SAM CLI's venv (it has samtranslator): translate offline with a stub policy loader.
-TRANSLATE = """
-import json, sys
-from cfnlint.decode import decode_str
-from samtranslator.translator.transform import transform
-
-class StubPolicyLoader:
-    def load(self):
-        return {}
-
-src, dst = sys.argv[1], sys.argv[2]
-template, errors = decode_str(open(src).read())
-if errors:
-    raise SystemExit(str(errors))
-template = json.loads(json.dumps(template))
-for res in template["Resources"].values():
-    props = res.get("Properties", {})
-    for key in ("CodeUri", "ContentUri"):
-        if isinstance(props.get(key), str):
-            props[key] = "s3://stub-artifacts/" + props[key].strip("/") + ".zip"
-    if "DefinitionUri" in props:
-        props["Definition"] = json.load(open(props.pop("DefinitionUri")))
-json.dump(transform(template, {}, StubPolicyLoader()), open(dst, "w"), indent=1)
-"""
 
 
 def run_tool(tool: Path, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:

@@ -36,7 +36,7 @@ from tryon.aws.executions import ExecutionResult, StateEvent, follow_execution
 from tryon.core.kinds import check_kind, check_layout, check_mode
 from tryon.core.s3uri import bucket_and_key, s3_uri
 from tryon.core.schema import ENDPOINT_KINDS
-from tryon.local import faults, lambda_env, moto_patches, provision
+from tryon.local import faults, iam, lambda_env, moto_patches, provision
 from tryon.local.events import s3_object_created
 from tryon.local.lambdas import STATE_LIMIT_BYTES, LambdaRuntime
 from tryon.local.template import SamTemplate
@@ -127,6 +127,8 @@ class LocalWorkflow:
         self.deliver_events = deliver_events
         #: the emulated scale-out from zero of the shared layout's components (None: they stay at zero)
         self.scale_from_zero_seconds = scale_from_zero_seconds
+        #: every AWS call the functions made, authorised against their policies (tryon.local.iam)
+        self.iam: iam.Enforcer | None = None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -224,6 +226,9 @@ class LocalWorkflow:
                 )
             clients.reset_clients()
             provision.create_stack(self.template, self.client, self.stack_name, self.lambdas)
+            # The functions' clients (made later, from the default session) are authorised as on AWS.
+            self.iam = iam.Enforcer(self.template, self._function_logical_id)
+            self.iam.install(boto3._get_default_session())
             self.state_machine_arn = self.template.resources[STATE_MACHINE_ID]["Ref"]
             if self.deliver_events:
                 self._create_upload_rule()
@@ -235,6 +240,8 @@ class LocalWorkflow:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        if self.iam is not None:
+            self.iam.uninstall()
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -253,6 +260,10 @@ class LocalWorkflow:
                 os.environ["AWS_DEFAULT_REGION"] = region
             self._saved_region = None
         clients.reset_clients()
+
+    def _function_logical_id(self, name: str) -> str | None:
+        spec = self.lambdas.functions.get(name)
+        return spec.logical_id if spec else None
 
     def _send_to_destination(self, destination: str, record: Mapping[str, Any]) -> None:
         """An asynchronous invocation's on-failure record, sent where its EventInvokeConfig says."""

@@ -104,13 +104,15 @@ def create_state_machines(t: SamTemplate, client: Clients, stack_name: str, role
     """State machines from their ASL files with ``DefinitionSubstitutions`` applied."""
     sfn = client("stepfunctions")
     for logical, res in t.resources_of_type("AWS::Serverless::StateMachine").items():
+        # the template's Name (policies name the executions by it), else CloudFormation's kind of name
+        name = t.resolve(res["Properties"].get("Name")) or f"{stack_name}-{logical}"
         arn = sfn.create_state_machine(
-            name=f"{stack_name}-{logical}",
+            name=name,
             definition=t.state_machine_definition(logical),
             roleArn=role_arn,
             type=res["Properties"].get("Type", "STANDARD"),
         )["stateMachineArn"]
-        t.resources[logical] = {"Ref": arn, "Name": f"{stack_name}-{logical}"}
+        t.resources[logical] = {"Ref": arn, "Name": name}
 
 
 def create_stack(t: SamTemplate, client: Clients, stack_name: str, runtime: LambdaRuntime) -> str:
