@@ -129,6 +129,7 @@ class LocalWorkflow:
         self.scale_from_zero_seconds = scale_from_zero_seconds
         #: every AWS call the functions made, authorised against their policies (tryon.local.iam)
         self.iam: iam.Enforcer | None = None
+        self._harness_session: Any = None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -195,8 +196,16 @@ class LocalWorkflow:
         return self.template.event_pattern(STATE_MACHINE_ID, UPLOAD_EVENT_ID)
 
     def client(self, service: str) -> Any:
-        """A boto3 client for the mocked account."""
-        return boto3.client(service, region_name=self.region)
+        """A boto3 client for the mocked account, acting as the world around the stack (a test, the CLI).
+
+        Its calls are never a function's, even when made from a hook that runs inside one (a test
+        re-uploading a photo while Segment calls its endpoint): they come from a session of their
+        own, which :mod:`tryon.local.iam` does not authorise and :mod:`tryon.local.faults` does not fault.
+        """
+        if self._harness_session is None:
+            self._harness_session = boto3.Session(region_name=self.region)
+            self._harness_session.events.register_first("before-send", faults.mark_harness_request)
+        return self._harness_session.client(service)
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> LocalWorkflow:
@@ -252,6 +261,7 @@ class LocalWorkflow:
         if self._mock is not None:
             self._mock.stop()
             self._mock = None
+        self._harness_session = None
         if self._saved_region is not None:
             (region,) = self._saved_region
             if region is None:
@@ -539,6 +549,10 @@ class LocalWorkflow:
         )
         self.before_endpoint_call(kind, hook, operation)
         return count
+
+    def inject_faults(self) -> faults.FaultInjector:
+        """A :class:`~tryon.local.faults.FaultInjector` for this stack's functions (a context manager)."""
+        return faults.FaultInjector(self._function_logical_id)
 
     def drop_async_notifications(self) -> None:
         """Unsubscribe everything from the asynchronous endpoints' topics: their notifications are lost."""

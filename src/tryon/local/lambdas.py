@@ -48,6 +48,9 @@ def check_environment_size(name: str, env: Mapping[str, str]) -> int:
     return size
 
 
+#: The invocation's event (JSON text) in the function's environment, for fault injection to tell
+#: one job's calls from another's (tryon.local.faults); nothing in the functions reads it.
+EVENT_VARIABLE = "_TRYON_LOCAL_INVOCATION_EVENT"
 #: Lambda tries a failed asynchronous invocation this many more times unless the function's
 #: ``EventInvokeConfig`` says otherwise (AWS waits one, then two minutes in between; locally none).
 DEFAULT_ASYNC_RETRIES = 2
@@ -217,7 +220,8 @@ class LambdaRuntime:
         start = time.perf_counter()
         # One invocation at a time per function (one warm sandbox each), any number across
         # functions: two executions of the same job really do run their steps concurrently.
-        with self._function_locks[fn.name], environment(self._environment(fn)):
+        env = {**self._environment(fn), EVENT_VARIABLE: json.dumps(event, default=str)}
+        with self._function_locks[fn.name], environment(env):
             try:
                 handler = getattr(self._module(fn), fn.handler.rpartition(".")[2])
                 context = LambdaContext(fn.name, fn.arn, fn.memory_mb, fn.timeout_s)

@@ -47,6 +47,9 @@ from tryon.workflow.step_errors import EndpointUnavailable, as_step_errors
 EVENT_SOURCE = "tryon.workflow"
 
 logger = Logger(child=True)
+#: Tries of a job event or notification, and the pause before the next (times the attempt).
+ANNOUNCE_ATTEMPTS = 3
+ANNOUNCE_PAUSE_S = 0.2
 
 
 def publish_event(settings: Settings, detail_type: str, detail: Mapping[str, Any]) -> None:
@@ -71,15 +74,22 @@ def announce(what: str, send: Callable[[], Any]) -> bool:
     """Send a notification once the job's outcome is recorded; False (and an ERROR log) if it fails.
 
     The manifest or the failure record is the outcome; an event or a message about it that
-    cannot be sent (EventBridge or SNS down past botocore's retries) must not turn a recorded
-    job into a failed step, which would record the job a second time.
+    cannot be sent (EventBridge or SNS down past the retries) must not turn a recorded job into
+    a failed step, which would record the job a second time. Tried :data:`ANNOUNCE_ATTEMPTS`
+    times: botocore does not retry every throttle (SNS answers ``Throttled``, 429, which its
+    standard mode leaves alone).
     """
-    try:
-        send()
-    except (ClientError, BotoCoreError, EndpointUnavailable) as exc:
-        logger.error(f"{what} not sent", extra={"error": f"{type(exc).__name__}: {exc}"})
-        return False
-    return True
+    for attempt in range(1, ANNOUNCE_ATTEMPTS + 1):
+        try:
+            send()
+        except (ClientError, BotoCoreError, EndpointUnavailable) as exc:
+            if attempt < ANNOUNCE_ATTEMPTS:
+                time.sleep(ANNOUNCE_PAUSE_S * attempt)
+                continue
+            logger.error(f"{what} not sent", extra={"error": f"{type(exc).__name__}: {exc}"})
+            return False
+        return True
+    return False
 
 
 def _elapsed_ms(start: float) -> float:
