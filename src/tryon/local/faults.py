@@ -196,13 +196,16 @@ def mark_harness_request(request: Any, **_: Any) -> None:
 
 @dataclass
 class Rule:
-    """Fault ``fault`` on the calls ``matches(call)`` accepts: ``times`` of them, or all (None)."""
+    """``faults`` in turn on the calls ``matches(call)`` accepts: ``times`` of them, or all (None)."""
 
-    fault: Fault
+    faults: tuple[Fault, ...]
     matches: Callable[[Call], bool]
     times: int | None = 1
     fired: int = 0
     seen: list[Call] = field(default_factory=list)
+
+    def next_fault(self) -> Fault:
+        return self.faults[(self.fired - 1) % len(self.faults)]
 
 
 @dataclass(frozen=True)
@@ -235,8 +238,11 @@ class FaultInjector:
         self._lock = threading.Lock()
         self._patch: AbstractContextManager[Any] | None = None
 
-    def arm(self, fault: Fault, matches: Callable[[Call], bool], times: int | None = 1) -> Rule:
-        rule = Rule(fault, matches, times)
+    def arm(
+        self, fault: Fault | tuple[Fault, ...], matches: Callable[[Call], bool], times: int | None = 1
+    ) -> Rule:
+        """Answer the next ``times`` calls ``matches`` takes (None: all) with ``fault`` (several in turn)."""
+        rule = Rule(fault if isinstance(fault, tuple) else (fault,), matches, times)
         with self._lock:
             self.rules.append(rule)
         return rule
@@ -273,9 +279,10 @@ class FaultInjector:
                 return None
             rule.fired += 1
             rule.seen.append(call)
-        if rule.fault.reset:
+            fault = rule.next_fault()
+        if fault.reset:
             raise ConnectionClosedError(endpoint_url=request.url)
-        return error_response(call.service, request.url, rule.fault)
+        return error_response(call.service, request.url, fault)
 
     def __enter__(self) -> FaultInjector:
         from moto.core.botocore_stubber import BotocoreStubber

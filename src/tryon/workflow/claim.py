@@ -151,6 +151,8 @@ def execution_is_running(execution: str) -> bool:
         status = clients.client("stepfunctions").describe_execution(executionArn=execution)["status"]
     except ClientError as exc:
         return exc.response.get("Error", {}).get("Code", "") != "ExecutionDoesNotExist"
+    except BotoCoreError:  # no answer at all (connection faults past botocore's retries): a doubt
+        return True
     return status == "RUNNING"
 
 
