@@ -36,19 +36,10 @@ def _template_without(tmp_path: Path, function: str, sid: str, keep: str | None 
         prefixes = statement["Condition"]["StringLike"]["s3:prefix"]
         statement["Condition"]["StringLike"]["s3:prefix"] = [p for p in prefixes if keep in json.dumps(p)]
     path = tmp_path / "template.yaml"
-    path.write_text(yaml.safe_dump(_long_form(doc), sort_keys=False))
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))  # the loader gives intrinsics in long form
     for folder in ("functions", "statemachine", "src", "layers"):
         (tmp_path / folder).symlink_to(REPO / folder)
     return path
-
-
-def _long_form(value):
-    """The template with short-form tags already in long form, dumpable as plain YAML."""
-    if isinstance(value, dict):
-        return {k: _long_form(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_long_form(v) for v in value]
-    return value
 
 
 def _garment_job(wf, name: str, garment: str) -> dict:
