@@ -99,6 +99,11 @@ def test_asynchronous_tasks_wait_as_the_job_says():
             assert task["HeartbeatSecondsPath"] == f"$.job.async_waits.{step}.heartbeat_seconds"
             assert _function_of(task) == "SubmitAsyncFunction"
     assert set(steps) == set(timeouts.ASYNC_STEPS)
+    # the table's steps are the schema's kinds' steps, and only the upscaler sends one request per image
+    from tryon.core.schema import ENDPOINT_KINDS
+
+    assert {row.step for row in ENDPOINT_KINDS} == set(timeouts.ASYNC_STEPS)
+    assert [s for s, per_image in timeouts.ASYNC_STEPS.items() if per_image] == ["upscale"]
 
 
 def _retriers(asl: dict) -> list[tuple[str, dict]]:
