@@ -120,6 +120,8 @@ def test_every_retry_is_one_of_the_tables_retriers(asl):
             want = timeouts.ENDPOINT_RETRY
         elif all(e.startswith("StepFunctions.") for e in errors):
             want = timeouts.CHILD_START_RETRY
+        elif errors == {"EndpointNoCapacity"}:
+            want = timeouts.NO_CAPACITY_RETRY
         else:
             raise AssertionError(f"{name}: a Retry on {sorted(errors)} tryon.core.timeouts does not know")
         got = (
@@ -130,7 +132,7 @@ def test_every_retry_is_one_of_the_tables_retriers(asl):
         )
         table = (want.interval_seconds, want.max_attempts, want.backoff_rate, want.max_delay_seconds)
         assert got == table, name
-        assert retrier["JitterStrategy"] == "FULL", name
+        assert retrier.get("JitterStrategy") == want.jitter, name
 
 
 def test_async_parameter_ranges_are_the_tables():

@@ -114,6 +114,18 @@ class Retrier:
     max_attempts: int
     backoff_rate: float
     max_delay_seconds: int
+    #: ``JitterStrategy``: ``FULL``, or None for none (the ASL then leaves the field out)
+    jitter: str | None = "FULL"
+
+    def asl(self) -> dict[str, float | int | str]:
+        """The entry's fields besides ``ErrorEquals``, as the ASL writes them."""
+        fields: dict[str, float | int | str] = {
+            "IntervalSeconds": self.interval_seconds,
+            "MaxAttempts": self.max_attempts,
+            "BackoffRate": self.backoff_rate,
+            "MaxDelaySeconds": self.max_delay_seconds,
+        }
+        return fields | ({"JitterStrategy": self.jitter} if self.jitter else {})
 
     def delays(self) -> list[float]:
         """The waits before each retry, at their longest (``JitterStrategy: FULL`` only shortens them)."""
@@ -127,6 +139,12 @@ class Retrier:
 ENDPOINT_RETRY = Retrier(interval_seconds=1, max_attempts=5, backoff_rate=2.0, max_delay_seconds=20)
 #: Lambda service faults (``Lambda.ServiceException`` ...) on every Lambda Task.
 LAMBDA_RETRY = Retrier(interval_seconds=1, max_attempts=3, backoff_rate=2.0, max_delay_seconds=10)
+#: ``EndpointNoCapacity`` (an inference component scaled to zero) on the real-time endpoint steps:
+#: no jitter, the waits add up to 16 minutes, three times the 5 minutes a scale-out from zero takes
+#: as AWS describes it (docs/deploy.md#scale-to-zero-per-component).
+NO_CAPACITY_RETRY = Retrier(
+    interval_seconds=30, max_attempts=10, backoff_rate=1.5, max_delay_seconds=120, jitter=None
+)
 #: Attempts botocore makes of every AWS call of the functions but the endpoint calls (its
 #: ``standard`` retry mode: throttling, 5xx and connection faults are retried with a jittered
 #: exponential backoff of up to 20 s); endpoint calls make one, the state machine retries them.
@@ -180,18 +198,22 @@ def async_waits(invocation_seconds: int, grace_seconds: int, num_images: int) ->
 
 
 # ------------------------------------------------------------------ executions
-def _task_worst_case(timeout_s: int, function_s: int, *, endpoint: bool) -> float:
+def _task_worst_case(timeout_s: int, function_s: int, *, endpoint: bool, components: bool = False) -> float:
     """The longest a Task state can take, retries included.
 
     An endpoint fault (retried up to :data:`ENDPOINT_RETRY`'s attempts) may come at the end of a
-    whole wait; a Lambda service fault comes within the function's own run.
+    whole wait; a Lambda service fault, or an inference component without a copy
+    (:data:`NO_CAPACITY_RETRY`, real-time steps only), comes within the function's own run.
     """
     delays = LAMBDA_RETRY.delays()
-    long_attempts = 1
+    long_attempts, short_attempts = 1, LAMBDA_RETRY.max_attempts
     if endpoint:
         delays += ENDPOINT_RETRY.delays()
         long_attempts += ENDPOINT_RETRY.max_attempts
-    return long_attempts * timeout_s + LAMBDA_RETRY.max_attempts * function_s + sum(delays)
+    if components:
+        delays += NO_CAPACITY_RETRY.delays()
+        short_attempts += NO_CAPACITY_RETRY.max_attempts
+    return long_attempts * timeout_s + short_attempts * function_s + sum(delays)
 
 
 def longest_job_seconds(
@@ -212,7 +234,9 @@ def longest_job_seconds(
         total += _task_worst_case(task_timeout(function), FUNCTION_TIMEOUTS[function], endpoint=False)
     for step, wait in waits.items():
         function = TRYON_TASKS[step.capitalize()]
-        realtime = _task_worst_case(task_timeout(function), FUNCTION_TIMEOUTS[function], endpoint=True)
+        realtime = _task_worst_case(
+            task_timeout(function), FUNCTION_TIMEOUTS[function], endpoint=True, components=True
+        )
         submit = FUNCTION_TIMEOUTS["SubmitAsyncFunction"]
         asynchronous = _task_worst_case(wait["timeout_seconds"], submit, endpoint=True)
         total += max(realtime, asynchronous)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
+from tryon.core import timeouts
 from tryon.core.errors import RequestError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -79,19 +80,14 @@ class RuntimeTooOld(WorkflowError):
 
 #: Error names the state machine retries (besides the Lambda service errors).
 TRANSIENT_ERRORS = ("EndpointThrottled", "ModelNotReady", "EndpointUnavailable")
-#: The state machine's retry of EndpointNoCapacity on each real-time endpoint step: no jitter,
-#: the waits add up to 16 minutes, three times the 5 minutes a scale-out from zero takes as
-#: AWS describes it (docs/deploy.md#scale-to-zero-per-component).
-NO_CAPACITY_RETRY = {"IntervalSeconds": 30, "MaxAttempts": 10, "BackoffRate": 1.5, "MaxDelaySeconds": 120}
+#: The state machine's retry of EndpointNoCapacity on each real-time endpoint step, as the ASL
+#: writes it (the numbers are tryon.core.timeouts.NO_CAPACITY_RETRY's).
+NO_CAPACITY_RETRY = timeouts.NO_CAPACITY_RETRY.asl()
 
 
 def no_capacity_wait_seconds() -> float:
     """How long the workflow waits, in all, for a component scaled to zero to get a copy."""
-    r = NO_CAPACITY_RETRY
-    return sum(
-        min(r["IntervalSeconds"] * r["BackoffRate"] ** k, r["MaxDelaySeconds"])
-        for k in range(r["MaxAttempts"])
-    )
+    return sum(timeouts.NO_CAPACITY_RETRY.delays())
 
 
 #: Error names that go straight to the failure recorder.
