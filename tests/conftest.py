@@ -24,6 +24,8 @@ for _var, _value in {
     os.environ[_var] = _value
 
 REPO_ROOT = REPO
+#: The permission check: every AWS call of the Lambda functions, against the SAM-translated policies.
+pytest_plugins = ["support.iam_check"]
 
 
 @pytest.fixture(scope="session")

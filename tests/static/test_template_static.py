@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from support.paths import REPO, TEMPLATE
+from support.sam import TRANSLATE
 
 from tryon.local.template import SamTemplate, load_template
 from tryon.workflow.step_errors import (
@@ -34,31 +35,6 @@ ASL_VALIDATOR = REPO / ".cache" / "node" / "node_modules" / ".bin" / "asl-valida
 
 ASL = REPO / "statemachine" / "tryon.asl.json"
 ENV = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "SAM_CLI_TELEMETRY": "0", "BC_SKIP_MAPPING": "TRUE"}
-
-# Runs in the SAM CLI's venv (it has samtranslator): translate offline with a stub policy loader.
-TRANSLATE = """
-import json, sys
-from cfnlint.decode import decode_str
-from samtranslator.translator.transform import transform
-
-class StubPolicyLoader:
-    def load(self):
-        return {}
-
-src, dst = sys.argv[1], sys.argv[2]
-template, errors = decode_str(open(src).read())
-if errors:
-    raise SystemExit(str(errors))
-template = json.loads(json.dumps(template))
-for res in template["Resources"].values():
-    props = res.get("Properties", {})
-    for key in ("CodeUri", "ContentUri"):
-        if isinstance(props.get(key), str):
-            props[key] = "s3://stub-artifacts/" + props[key].strip("/") + ".zip"
-    if "DefinitionUri" in props:
-        props["Definition"] = json.load(open(props.pop("DefinitionUri")))
-json.dump(transform(template, {}, StubPolicyLoader()), open(dst, "w"), indent=1)
-"""
 
 
 def run_tool(tool: Path, *args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
@@ -91,7 +67,8 @@ def test_sam_validate():
 @pytest.mark.parametrize("asl", ["tryon.asl.json", "batch.asl.json"])
 def test_asl_validator(tmp_path, asl):
     source = REPO / "statemachine" / asl
-    text = re.sub(r"\$\{(\w+)\}", r"arn:aws:lambda:us-east-1:123456789012:function:\1", source.read_text())
+    text = source.read_text().replace("${Partition}", "aws")
+    text = re.sub(r"\$\{(\w+)\}", r"arn:aws:lambda:us-east-1:123456789012:function:\1", text)
     path = tmp_path / asl
     path.write_text(text)
     out = run_tool(ASL_VALIDATOR, "--json-path", str(path))
@@ -211,6 +188,7 @@ def test_endpoint_role_reads_requests_writes_results_and_reads_adapters_only(par
         "WritePendingImages",
         "ListAdapters",
         "ReadAdapters",
+        "ListImagesNamedInRequests",
     }
     assert all(s["Effect"] == "Allow" for s in s3.values())
     assert _list(s3["ReadModelArtifacts"]["Resource"]) == ["arn:aws:s3:::art/sd/model.tar.gz"]
@@ -221,6 +199,11 @@ def test_endpoint_role_reads_requests_writes_results_and_reads_adapters_only(par
         "local-InputBucket-Arn/garments/*",  # garment reference images (garment_image)
         "local-OutputBucket-Arn/pending/*",  # the mask and the inpainted images, before publishing
     ]
+    # a missing image is a 404 ("does not exist"), not a 403: the read prefixes may be listed
+    listing = s3["ListImagesNamedInRequests"]
+    assert _list(listing["Action"]) == ["s3:ListBucket"]
+    assert _list(listing["Resource"]) == ["local-InputBucket-Arn", "local-OutputBucket-Arn"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["inputs/*", "garments/*", "pending/*"]}}
     # The endpoints write under the pending prefix only: nothing reaches the results unchecked.
     write = s3["WritePendingImages"]
     assert _list(write["Action"]) == ["s3:PutObject"]

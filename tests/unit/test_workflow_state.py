@@ -52,7 +52,7 @@ def test_each_endpoint_step_has_one_path_per_mode(title: str) -> None:
     [rule] = choice["Choices"]
     assert rule["Variable"].startswith("$.job.modes.") and rule["StringEquals"] == "async"
     assert (rule["Next"], choice["Default"]) == (f"{title}Async", title)
-    assert asynchronous["Resource"] == "arn:aws:states:::lambda:invoke.waitForTaskToken"
+    assert asynchronous["Resource"] == "arn:${Partition}:states:::lambda:invoke.waitForTaskToken"
     for key in ("ResultPath", "Catch", "Next"):
         assert asynchronous[key] == sync[key], key
     # the same retries, but the wait for an inference component's copy: components are real-time only

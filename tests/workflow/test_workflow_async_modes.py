@@ -43,5 +43,13 @@ def test_a_lost_notification_ends_in_the_timeout_and_a_failure_record(tiny_model
         start = time.monotonic()
         result = wf.wait(wf.start_from_s3_event(key), timeout=DEADLINE_S)
         record = failure_of(wf, result, same_error=False)  # moto's Fail: States.* reads States.Runtime
-        assert record["error"] == "States.Timeout" and record["step"] == "inpaint"
+        # the heartbeat (one request's invocation + grace) ends the wait before the time-out
+        assert record["error"] == "States.HeartbeatTimeout" and record["step"] == "inpaint"
         assert time.monotonic() - start < 60
+        # issue 17 item 8: the cause says whose notification, how long, and where to look
+        cause = record["cause"]
+        assert "no notification from the asynchronous sd_inpaint endpoint tryon-sd-inpaint" in cause
+        assert "arrived within 3 s (the step's heartbeat" in cause
+        assert f"s3://{wf.output_bucket}/async/errors/" in cause
+        assert "deliveries to CompleteAsync and its on-failure queue" in cause
+        assert "/aws/sagemaker/Endpoints/tryon-sd-inpaint" in cause

@@ -14,8 +14,9 @@ import pytest
 from support.paths import TRYON_ASL
 
 from tryon.local.samples import sample_photo
-from tryon.workflow import claim, layout, prepare
+from tryon.workflow import claim, clients, layout, prepare
 from tryon.workflow.settings import Settings
+from tryon.workflow.step_errors import ClaimConflict, RuntimeTooOld
 
 IN, OUT = "claims-in", "claims-out"
 PREFIX = "results/photo/job-1/"
@@ -100,6 +101,64 @@ def test_claims_race_from_threads_one_winner(s3):
     winners = [name for name, r in results if r.acquired]
     assert len(winners) == 1
     assert {r.holder for _, r in results if not r.acquired} == set(winners)
+
+
+def _answer_puts(answers: list[tuple[int, str]]):
+    """A botocore hook answering the next conditional PutObject calls of the claim with ``answers``."""
+    from botocore.awsrequest import AWSResponse
+
+    def before_call(params, **_):
+        if not answers or "claim.json" not in params.get("url_path", ""):
+            return None
+        status, code = answers.pop(0)
+        parsed = {
+            "Error": {"Code": code, "Message": f"injected {status}"},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        }
+        return AWSResponse(params["url"], status, {}, None), parsed
+
+    clients.client("s3").meta.events.register("before-call.s3.PutObject", before_call)
+    return answers
+
+
+def test_a_409_conflict_is_retried_and_the_claim_taken(s3, monkeypatch):
+    """Issue 17 item 4: S3's 409 ConditionalRequestConflict to a racing conditional write means retry."""
+    monkeypatch.setattr(claim, "CONFLICT_PAUSE_S", 0.0)
+    left = _answer_puts([(409, "ConditionalRequestConflict")])
+    result = claim.acquire(OUT, PREFIX, "exec-a", hold_seconds=60)
+    assert result.acquired and not left
+    assert read_claim(s3)["execution"] == "exec-a"
+
+
+def test_a_409_then_the_racing_writer_holds_it(s3, monkeypatch):
+    monkeypatch.setattr(claim, "CONFLICT_PAUSE_S", 0.0)
+    claim.acquire(OUT, PREFIX, "exec-fast", hold_seconds=60)  # the write the 409 raced with
+    _answer_puts([(409, "ConditionalRequestConflict")])
+    slow = claim.acquire(OUT, PREFIX, "exec-slow", hold_seconds=60)
+    assert not slow.acquired and slow.holder == "exec-fast"
+
+
+def test_persistent_409_fails_the_claim_by_name(s3, monkeypatch):
+    monkeypatch.setattr(claim, "CONFLICT_PAUSE_S", 0.0)
+    _answer_puts([(409, "ConditionalRequestConflict")] * claim.ATTEMPTS)
+    with pytest.raises(
+        ClaimConflict, match=r"claim.json: S3 answered 409 ConditionalRequestConflict to 5 of 5"
+    ):
+        claim.acquire(OUT, PREFIX, "exec-a", hold_seconds=60)
+
+
+def test_a_runtime_without_conditional_writes_is_refused_by_name(s3, monkeypatch):
+    """Issue 17 item 5: an old botocore in the Lambda runtime fails the claim with what to do."""
+    model = clients.client("s3").meta.service_model.operation_model("PutObject")
+    members = dict(model.input_shape.members)
+    del members["IfMatch"]
+    monkeypatch.setattr(type(model.input_shape), "members", property(lambda self: members))
+    claim.require_conditional_writes.cache_clear()
+    try:
+        with pytest.raises(RuntimeTooOld, match=r"cannot send IfMatch on PutObject .*\(docs/deploy.md\)"):
+            claim.acquire(OUT, PREFIX, "exec-a", hold_seconds=60)
+    finally:
+        claim.require_conditional_writes.cache_clear()
 
 
 def test_prepare_reports_a_running_job_then_a_complete_one(s3):

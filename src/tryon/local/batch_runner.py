@@ -45,7 +45,7 @@ from tryon.aws.batch_progress import BatchProgress, map_run_progress, report_uri
 from tryon.aws.executions import ExecutionResult
 from tryon.core.errors import RequestError
 from tryon.local.harness import LocalWorkflow
-from tryon.workflow import batch_manifest
+from tryon.workflow import batch_manifest, layout
 
 BATCH_STATE_MACHINE_ID = "BatchStateMachine"
 BATCH_EVENT_ID = "BatchUploaded"
@@ -359,7 +359,7 @@ def run_batch(
 
 def _download(wf: LocalWorkflow, report: Mapping[str, Any], target: Path) -> None:
     """The batch's report folder, and each row's result folder under ``rows/<row>/``."""
-    prefix = wf.template.parameters["ResultsPrefix"] + f"batches/{report['batch_id']}/"
+    prefix = wf.template.parameters["ResultsPrefix"] + f"{layout.BATCH_REPORTS}{report['batch_id']}/"
     wf.download_results(prefix, target)
     for row in report["rows"]:
         if row.get("manifest"):

@@ -38,7 +38,7 @@ from tryon.aws.executions import ExecutionResult, StateEvent, follow_execution
 from tryon.core.kinds import check_kind, check_layout, check_mode
 from tryon.core.s3uri import bucket_and_key, s3_uri
 from tryon.core.schema import ENDPOINT_KINDS
-from tryon.local import faults, lambda_env, moto_patches, provision
+from tryon.local import faults, iam, lambda_env, moto_patches, provision
 from tryon.local.events import s3_object_created
 from tryon.local.lambdas import STATE_LIMIT_BYTES, LambdaRuntime
 from tryon.local.moderation_standin import ModerationStandIn
@@ -135,6 +135,9 @@ class LocalWorkflow:
         self.deliver_events = deliver_events
         #: the emulated scale-out from zero of the shared layout's components (None: they stay at zero)
         self.scale_from_zero_seconds = scale_from_zero_seconds
+        #: every AWS call the functions made, authorised against their policies (tryon.local.iam)
+        self.iam: iam.Enforcer | None = None
+        self._harness_session: Any = None
 
     # ------------------------------------------------------------------ properties
     @property
@@ -201,8 +204,16 @@ class LocalWorkflow:
         return self.template.event_pattern(STATE_MACHINE_ID, UPLOAD_EVENT_ID)
 
     def client(self, service: str) -> Any:
-        """A boto3 client for the mocked account."""
-        return boto3.client(service, region_name=self.region)
+        """A boto3 client for the mocked account, acting as the world around the stack (a test, the CLI).
+
+        Its calls are never a function's, even when made from a hook that runs inside one (a test
+        re-uploading a photo while Segment calls its endpoint): they come from a session of their
+        own, which :mod:`tryon.local.iam` does not authorise and :mod:`tryon.local.faults` does not fault.
+        """
+        if self._harness_session is None:
+            self._harness_session = boto3.Session(region_name=self.region)
+            self._harness_session.events.register_first("before-send", faults.mark_harness_request)
+        return self._harness_session.client(service)
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> LocalWorkflow:
@@ -221,6 +232,9 @@ class LocalWorkflow:
             self._patches = ExitStack()
             self._patches.enter_context(moto_patches.lambda_invoke(self.lambdas.invoke))
             self._patches.enter_context(moto_patches.send_task_failure_with_cause())
+            self._patches.enter_context(moto_patches.heartbeat_timeout_error())
+            self._patches.enter_context(moto_patches.sns_invokes_asynchronously(self.lambdas.invoke_async))
+            self.lambdas.on_failure = self._send_to_destination
             if self.deliver_events:
                 self._patches.enter_context(
                     moto_patches.deliver_to_state_machines(
@@ -229,6 +243,9 @@ class LocalWorkflow:
                 )
             clients.reset_clients()
             provision.create_stack(self.template, self.client, self.stack_name, self.lambdas)
+            # The functions' clients (made later, from the default session) are authorised as on AWS.
+            self.iam = iam.Enforcer(self.template, self._function_logical_id)
+            self.iam.install(boto3._get_default_session())
             self.state_machine_arn = self.template.resources[STATE_MACHINE_ID]["Ref"]
             if self.deliver_events:
                 self._create_upload_rule()
@@ -243,6 +260,8 @@ class LocalWorkflow:
     def __exit__(self, *exc_info: object) -> None:
         self._hook_removers.clear()  # the hooks go with the clients (clients.reset_clients below)
         self.moderation.stop()
+        if self.iam is not None:
+            self.iam.uninstall()
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -253,6 +272,7 @@ class LocalWorkflow:
         if self._mock is not None:
             self._mock.stop()
             self._mock = None
+        self._harness_session = None
         if self._saved_region is not None:
             (region,) = self._saved_region
             if region is None:
@@ -261,6 +281,19 @@ class LocalWorkflow:
                 os.environ["AWS_DEFAULT_REGION"] = region
             self._saved_region = None
         clients.reset_clients()
+
+    def _function_logical_id(self, name: str) -> str | None:
+        spec = self.lambdas.functions.get(name)
+        return spec.logical_id if spec else None
+
+    def _send_to_destination(self, destination: str, record: Mapping[str, Any]) -> None:
+        """An asynchronous invocation's on-failure record, sent where its EventInvokeConfig says."""
+        queues = {
+            res.get("Arn"): res["Ref"] for res in self.template.resources.values() if "QueueName" in res
+        }
+        if destination not in queues:
+            raise ValueError(f"on-failure destination {destination} is not a queue of this stack")
+        self.client("sqs").send_message(QueueUrl=queues[destination], MessageBody=json.dumps(record))
 
     def _base_environment(self) -> dict[str, str]:
         """What every function's environment has besides its template variables."""
@@ -536,6 +569,10 @@ class LocalWorkflow:
         )
         self.before_endpoint_call(kind, hook, operation)
         return count
+
+    def inject_faults(self) -> faults.FaultInjector:
+        """A :class:`~tryon.local.faults.FaultInjector` for this stack's functions (a context manager)."""
+        return faults.FaultInjector(self._function_logical_id)
 
     def drop_async_notifications(self) -> None:
         """Unsubscribe everything from the asynchronous endpoints' topics: their notifications are lost."""

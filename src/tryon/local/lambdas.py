@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -45,6 +46,14 @@ def check_environment_size(name: str, env: Mapping[str, str]) -> int:
             "parameters they come from (job defaults, Presets)"
         )
     return size
+
+
+#: The invocation's event (JSON text) in the function's environment, for fault injection to tell
+#: one job's calls from another's (tryon.local.faults); nothing in the functions reads it.
+EVENT_VARIABLE = "_TRYON_LOCAL_INVOCATION_EVENT"
+#: Lambda tries a failed asynchronous invocation this many more times unless the function's
+#: ``EventInvokeConfig`` says otherwise (AWS waits one, then two minutes in between; locally none).
+DEFAULT_ASYNC_RETRIES = 2
 
 
 @dataclass(frozen=True)
@@ -134,7 +143,9 @@ class LambdaRuntime:
 
     ``base_environment()`` is called at each invocation for the variables every function
     gets besides its own (region, the local endpoint server's URL ...). ``invocations``
-    records ``(logical id, seconds, errored)`` of each call.
+    records ``(logical id, seconds, errored)`` of each call. ``on_failure(destination ARN,
+    record)`` receives an asynchronous invocation that failed every attempt, in Lambda's
+    destination record format, when the function's ``EventInvokeConfig`` names a destination.
     """
 
     def __init__(self, template: SamTemplate, base_environment: Callable[[], dict[str, str]]) -> None:
@@ -142,6 +153,7 @@ class LambdaRuntime:
         self.base_environment = base_environment
         self.functions: dict[str, FunctionSpec] = {}
         self.invocations: list[tuple[str, float, bool]] = []
+        self.on_failure: Callable[[str, dict[str, Any]], None] | None = None
         self.lock = threading.RLock()
         self._function_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
         self._modules: dict[str, ModuleType] = {}
@@ -208,7 +220,8 @@ class LambdaRuntime:
         start = time.perf_counter()
         # One invocation at a time per function (one warm sandbox each), any number across
         # functions: two executions of the same job really do run their steps concurrently.
-        with self._function_locks[fn.name], environment(self._environment(fn)):
+        env = {**self._environment(fn), EVENT_VARIABLE: json.dumps(event, default=str)}
+        with self._function_locks[fn.name], environment(env):
             try:
                 handler = getattr(self._module(fn), fn.handler.rpartition(".")[2])
                 context = LambdaContext(fn.name, fn.arn, fn.memory_mb, fn.timeout_s)
@@ -227,3 +240,41 @@ class LambdaRuntime:
                 errored, logs = True, "".join(stack)
         self.invocations.append((fn.logical_id, time.perf_counter() - start, errored))
         return payload, errored, logs
+
+    def invoke_async(self, function_name: str, event: Any) -> None:
+        """An asynchronous invocation (as SNS delivers): retried, then sent to the on-failure destination.
+
+        As Lambda does with the function's ``EventInvokeConfig``: ``MaximumRetryAttempts`` more
+        tries after an error, then a record of the last one to ``DestinationConfig.OnFailure``.
+        """
+        fn = self.functions[function_name]
+        config = self.template.function_property(fn.logical_id, "EventInvokeConfig") or {}
+        attempts = 1 + int(config.get("MaximumRetryAttempts", DEFAULT_ASYNC_RETRIES))
+        payload = ""
+        for _ in range(attempts):
+            payload, errored, _ = self.invoke(function_name, event)
+            if not errored:
+                return
+        destination = ((config.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
+        if destination and self.on_failure is not None:
+            request = json.loads(event) if isinstance(event, str | bytes) else event
+            self.on_failure(
+                destination,
+                {
+                    "version": "1.0",
+                    "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                    "requestContext": {
+                        "requestId": str(uuid.uuid4()),
+                        "functionArn": f"{fn.arn}:$LATEST",
+                        "condition": "RetriesExhausted",
+                        "approximateInvokeCount": attempts,
+                    },
+                    "requestPayload": request,
+                    "responseContext": {
+                        "statusCode": 200,
+                        "executedVersion": "$LATEST",
+                        "functionError": "Unhandled",
+                    },
+                    "responsePayload": json.loads(payload),
+                },
+            )

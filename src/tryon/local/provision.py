@@ -45,6 +45,16 @@ def create_topics(t: SamTemplate, client: Clients, stack_name: str) -> None:
         t.resources[logical] = {"Ref": arn, "TopicName": topic_name}
 
 
+def create_queues(t: SamTemplate, client: Clients, stack_name: str) -> None:
+    """SQS queues (the dead-letter queues and CompleteAsync's on-failure destination); ``Ref`` is the URL."""
+    sqs = client("sqs")
+    for logical in t.resources_of_type("AWS::SQS::Queue"):
+        name = f"{stack_name}-{logical}"
+        url = sqs.create_queue(QueueName=name)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        t.resources[logical] = {"Ref": url, "Arn": arn, "QueueName": name}
+
+
 def create_tables(t: SamTemplate, client: Clients, stack_name: str) -> None:
     """DynamoDB tables with the template's keys, billing mode and time-to-live attribute."""
     ddb = client("dynamodb")
@@ -94,19 +104,22 @@ def create_state_machines(t: SamTemplate, client: Clients, stack_name: str, role
     """State machines from their ASL files with ``DefinitionSubstitutions`` applied."""
     sfn = client("stepfunctions")
     for logical, res in t.resources_of_type("AWS::Serverless::StateMachine").items():
+        # the template's Name (policies name the executions by it), else CloudFormation's kind of name
+        name = t.resolve(res["Properties"].get("Name")) or f"{stack_name}-{logical}"
         arn = sfn.create_state_machine(
-            name=f"{stack_name}-{logical}",
+            name=name,
             definition=t.state_machine_definition(logical),
             roleArn=role_arn,
             type=res["Properties"].get("Type", "STANDARD"),
         )["stateMachineArn"]
-        t.resources[logical] = {"Ref": arn, "Name": f"{stack_name}-{logical}"}
+        t.resources[logical] = {"Ref": arn, "Name": name}
 
 
 def create_stack(t: SamTemplate, client: Clients, stack_name: str, runtime: LambdaRuntime) -> str:
     """Every resource the harness emulates, in dependency order; returns the role ARN."""
     create_buckets(t, client, stack_name)
     create_topics(t, client, stack_name)
+    create_queues(t, client, stack_name)
     create_tables(t, client, stack_name)
     role_arn = create_role(client, stack_name)
     runtime.create_functions(client("lambda"), role_arn, stack_name)

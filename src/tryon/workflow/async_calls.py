@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
+from tryon.core import timeouts
 from tryon.core.s3uri import s3_uri
 from tryon.workflow import async_tokens, endpoints, layout, storage
 from tryon.workflow.settings import Settings
@@ -34,15 +35,11 @@ class Submitted(TypedDict):
 def waits(settings: Settings, num_images: int) -> dict[str, AsyncWait]:
     """How long each asynchronous step waits for its callback (the ASL's ``...SecondsPath``).
 
-    One request may take the invocation time limit plus the grace (queueing, an instance
-    starting from zero): that is the heartbeat, renewed as each answer arrives; the upscaler
-    sends one request per image, so its task may take that many times as long in all.
+    :func:`tryon.core.timeouts.async_wait` has the rule: a heartbeat of one request's invocation
+    time plus the grace, renewed as each answer arrives, and a time-out strictly above it (the
+    upscaler sends one request per image, so its task may take that many heartbeats).
     """
-    per_call = settings.async_invocation_seconds + settings.async_grace_seconds
-    calls = {"segment": 1, "inpaint": 1, "upscale": max(1, num_images)}
-    return {
-        step: {"heartbeat_seconds": per_call, "timeout_seconds": per_call * n} for step, n in calls.items()
-    }
+    return timeouts.async_waits(settings.async_invocation_seconds, settings.async_grace_seconds, num_images)
 
 
 @as_step_errors

@@ -14,6 +14,13 @@ failure, ``failureReason``. The inference id leads to the task (:mod:`tryon.work
   transient ones and records the others, with the endpoint's message.
 - A notification for a task that is finished, timed out or unknown (a duplicate, a late
   answer) changes nothing.
+- Completion is idempotent: a notification whose answer is already recorded (SNS redelivered
+  it, or Lambda retries an invocation that died before it called back) calls back again from
+  the record, so a completion is never lost between recording the answer and ``SendTaskSuccess``.
+- What is not a notification of ours is ignored with one log line that says why, and never
+  raises or changes a record: a message that is not JSON or not an object, one without an
+  ``inferenceId`` of the project's form or a known ``invocationStatus``, one whose request
+  index the task never issued.
 """
 
 from __future__ import annotations
@@ -24,9 +31,10 @@ import time
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.data_classes.sns_event import SNSEventRecord
 from botocore.exceptions import ClientError
 
-from tryon.core import aws_events
 from tryon.core.errors import RequestError
 from tryon.core.s3uri import parse_versioned_s3_uri
 from tryon.workflow import async_tokens, clients, endpoints, storage
@@ -43,6 +51,12 @@ MAX_CAUSE_CHARS = 32_768
 #: What Step Functions answers when the token's task is over (finished, timed out, unknown).
 TASK_OVER = {"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"}
 _STATUS = re.compile(r"\((\d{3})\)")
+#: ``invocationStatus`` of SageMaker's success and error notifications.
+STATUSES = ("Completed", "Failed")
+
+NO_TASK = "no waiting task (finished, timed out, expired or never submitted)"
+
+logger = Logger(child=True)
 
 
 class Outcome(TypedDict):
@@ -126,24 +140,34 @@ def _fail(table: str, task: async_tokens.PendingTask, exc: WorkflowError, infere
     }
 
 
-def handle(settings: Settings, message: Mapping[str, Any]) -> Outcome:
-    """Act on one notification from an asynchronous endpoint."""
-    inference_id = str(message.get("inferenceId") or "")
+def _ignored(inference_id: str, why: str) -> Outcome:
+    """A notification that changes nothing, with the one log line that says why."""
+    logger.info("asynchronous notification ignored", extra={"inference_id": inference_id, "reason": why})
+    return {"inference_id": inference_id, "outcome": "ignored", "detail": why}
+
+
+def handle(settings: Settings, message: Any) -> Outcome:
+    """Act on one notification from an asynchronous endpoint (never raises for a bad message)."""
+    if not isinstance(message, Mapping):
+        return _ignored("", f"the notification is a JSON {type(message).__name__}, not an object")
+    inference_id = message.get("inferenceId")
+    if not isinstance(inference_id, str) or not inference_id:
+        return _ignored("", "the notification has no inferenceId")
     parsed = async_tokens.parse_inference_id(inference_id)
     if parsed is None:
-        return {"inference_id": inference_id, "outcome": "ignored", "detail": "not an inference id of ours"}
+        return _ignored(inference_id, "not an inference id of ours")
+    status = message.get("invocationStatus")
+    if status not in STATUSES:
+        return _ignored(inference_id, f"invocationStatus {status!r} is neither {' nor '.join(STATUSES)}")
     task_id, index = parsed
     table = settings.token_table
     endpoint = str((message.get("requestParameters") or {}).get("endpointName") or "")
-    ignored: Outcome = {
-        "inference_id": inference_id,
-        "outcome": "ignored",
-        "detail": "no waiting task (finished, timed out, expired or a duplicate notification)",
-    }
     task = async_tokens.get(table, task_id)
     if task is None:
-        return ignored
-    if message.get("invocationStatus") != "Completed":
+        return _ignored(inference_id, NO_TASK)
+    if index >= task.parts:
+        return _ignored(inference_id, f"request {index} was never issued (the task sent {task.parts})")
+    if status != "Completed":
         return _fail(table, task, classify_failure(endpoint, message), inference_id)
     try:
         answer = _answer(endpoint, message)
@@ -151,7 +175,7 @@ def handle(settings: Settings, message: Mapping[str, Any]) -> Outcome:
         return _fail(table, task, exc, inference_id)
     task = async_tokens.add_result(table, task_id, index, answer)
     if task is None:
-        return ignored
+        return _ignored(inference_id, NO_TASK)
     if not task.complete:
         sent = _send("send_task_heartbeat", taskToken=task.token)
         detail = f"{len(task.results)} of {task.parts} answers"
@@ -167,10 +191,26 @@ def handle(settings: Settings, message: Mapping[str, Any]) -> Outcome:
     return {"inference_id": inference_id, "outcome": "succeeded" if sent else "ignored", "detail": detail}
 
 
+def _message(record: Any) -> tuple[Any, str | None]:
+    """The decoded message of one SNS record (Powertools' record class), or why there is none."""
+    try:
+        text = SNSEventRecord(dict(record)).sns.message
+    except (KeyError, TypeError, ValueError, AttributeError):
+        text = None
+    if not isinstance(text, str):
+        return None, "the record carries no SNS message"
+    try:
+        return json.loads(text), None
+    except ValueError:
+        return None, "the SNS message is not JSON"
+
+
 def complete(event: Mapping[str, Any]) -> dict[str, list[Outcome]]:
     """The CompleteAsync function: each SNS record's message handled in turn."""
     settings = Settings.from_env()
     outcomes = []
-    for message in aws_events.sns_messages(event):
-        outcomes.append(handle(settings, json.loads(message)))
+    records = event.get("Records") if isinstance(event, Mapping) else None
+    for record in records if isinstance(records, list) else []:
+        message, why = _message(record)
+        outcomes.append(_ignored("", why) if why else handle(settings, message))
     return {"outcomes": outcomes}

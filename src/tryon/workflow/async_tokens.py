@@ -114,19 +114,26 @@ def get(table: str, task_id: str) -> PendingTask | None:
 
 
 def add_result(table: str, task_id: str, index: int, result: dict[str, Any]) -> PendingTask | None:
-    """Record the answer to one request; None if the task is gone or that answer was already there."""
+    """Record the answer to one request and return the task; None if the task is gone.
+
+    Idempotent: when that answer is already recorded (a redelivered notification, or a retry of
+    a completion that died before it called back), the task is read again and returned as it is,
+    so the caller can call back again. The update's condition also refuses an index the task
+    never issued.
+    """
     try:
         item = _table(table).update_item(
             Key={KEY: task_id},
             UpdateExpression="SET #r.#i = :v",
-            ConditionExpression="attribute_exists(#k) AND attribute_not_exists(#r.#i)",
-            ExpressionAttributeNames={"#k": KEY, "#r": "results", "#i": str(index)},
-            ExpressionAttributeValues={":v": json.dumps(result)},
+            ConditionExpression="attribute_exists(#k) AND attribute_not_exists(#r.#i) AND #p > :index",
+            ExpressionAttributeNames={"#k": KEY, "#r": "results", "#i": str(index), "#p": "parts"},
+            ExpressionAttributeValues={":v": json.dumps(result), ":index": index},
             ReturnValues="ALL_NEW",
         )["Attributes"]
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-            return None
+            task = get(table, task_id)
+            return task if task is not None and index in task.results else None
         raise
     item = _live(item)
     return _from_item(item) if item else None

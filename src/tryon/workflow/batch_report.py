@@ -159,10 +159,13 @@ def _safe_cells(cells: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def write_report(state: BatchState, report: Report) -> str:
-    """report.json and report.csv under the batch's report prefix; the report.json URI."""
+    """report.csv, then report.json (written last: it marks the report complete); the report.json URI.
+
+    A batch whose summary fails ends in a failure record instead, so a batch has one or the other.
+    """
     bucket, prefix = state["bucket"], state["report_prefix"]
-    storage.put_json(bucket, prefix + REPORT_JSON, report)
     storage.put_bytes(bucket, prefix + REPORT_CSV, _csv(report["rows"]).encode(), "text/csv")
+    storage.put_json(bucket, prefix + REPORT_JSON, report)
     return s3_uri(bucket, prefix + REPORT_JSON)
 
 

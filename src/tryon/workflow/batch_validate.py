@@ -27,7 +27,7 @@ from typing import Any
 from tryon.core import aws_events, content_policy, imaging, validation
 from tryon.core.errors import RequestError
 from tryon.core.s3uri import parse_s3_uri, s3_uri, version_or_none
-from tryon.workflow import batch_manifest, storage
+from tryon.workflow import batch_manifest, layout, storage
 from tryon.workflow.batch_types import BatchRow, BatchState, RowError
 from tryon.workflow.job import build_job, inspect_image, parse_trigger
 from tryon.workflow.prepare import complete_manifest, within_handler_limits
@@ -53,7 +53,7 @@ class BatchSettings:
     """Where manifests and reports live and the Distributed Map's defaults (template parameters)."""
 
     batch_prefix: str = "batches/"
-    reports_prefix: str = "results/batches/"
+    reports_prefix: str = "results/" + layout.BATCH_REPORTS
     max_concurrency: int = 10
     tolerated_failure_percentage: float = 0.0
 
@@ -63,7 +63,7 @@ class BatchSettings:
         env = os.environ if env is None else env
         return cls(
             batch_prefix=_prefix(env.get("TRYON_BATCH_PREFIX", "batches/")),
-            reports_prefix=_prefix(env.get("TRYON_BATCH_REPORTS_PREFIX", "results/batches/")),
+            reports_prefix=_prefix(env.get("TRYON_BATCH_REPORTS_PREFIX", "results/" + layout.BATCH_REPORTS)),
             max_concurrency=int(env.get("TRYON_BATCH_MAX_CONCURRENCY") or 10),
             tolerated_failure_percentage=float(env.get("TRYON_BATCH_TOLERATED_FAILURE_PERCENTAGE") or 0),
         )
@@ -228,7 +228,7 @@ def validate_batch(event: Mapping[str, Any]) -> BatchState:
     if not key.startswith(batch.batch_prefix):
         raise RequestError("batch", f"{where} is not under the batch prefix {batch.batch_prefix}")
     batch_manifest.manifest_format(key)
-    head = storage.head(bucket, key, version)
+    head = storage.head(bucket, key, version, field="batch")
     if head is None:
         raise RequestError("batch", f"{where} does not exist (or the version is gone)")
     size = int(head.get("ContentLength", 0))

@@ -9,24 +9,41 @@ either (aborted, timed out, or the recorder itself failed) is stale as soon as t
 has ended (DescribeExecution), and in any case once it is older than the longest an
 execution can run; the next execution takes it over with an ``If-Match`` conditional
 overwrite, so a crash does not block a retry.
+
+S3 may also answer a conditional write that races another write to the same key with 409
+``ConditionalRequestConflict`` and asks the caller to retry (botocore does not): the claim
+re-reads and tries again, a few times with a short jittered pause, and only then fails with
+:class:`ClaimConflict`. Conditional writes need a botocore that knows ``IfNoneMatch`` and
+``IfMatch`` on PutObject; :func:`require_conditional_writes` checks the runtime's once.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from functools import cache
+from typing import Any, Literal
 
-from botocore.exceptions import ClientError
+import botocore
+from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
 
 from tryon.workflow import clients, storage
+from tryon.workflow.step_errors import ClaimConflict, RuntimeTooOld
 
 #: File name of the claim inside the job's result prefix.
 CLAIM = "claim.json"
+#: Tries of one :func:`acquire` (each a conditional put, and a read when the put loses).
+ATTEMPTS = 5
+#: Longest pause before retrying a put that S3 answered with 409 (jittered: a random share of it).
+CONFLICT_PAUSE_S = 0.2
 
+logger = Logger(child=True)
 _PRECONDITION_FAILED = {"PreconditionFailed", "412"}
+_CONFLICT = {"ConditionalRequestConflict", "409"}
 
 
 def claim_key(result_prefix: str) -> str:
@@ -56,14 +73,35 @@ class ClaimResult:
     took_over: str | None = None
 
 
-def _is_precondition_failure(exc: ClientError) -> bool:
+def _answered(exc: ClientError, codes: set[str]) -> bool:
     error = exc.response.get("Error", {})
     status = str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-    return error.get("Code", "") in _PRECONDITION_FAILED or status == "412"
+    return error.get("Code", "") in codes or status in codes
 
 
-def _put(bucket: str, key: str, claim: Claim, **condition: str) -> bool:
-    """Conditional PutObject of the claim; False when the condition did not hold."""
+@cache
+def require_conditional_writes() -> None:
+    """Fail with :class:`RuntimeTooOld` unless botocore sends ``If-None-Match``/``If-Match`` on PutObject.
+
+    The Lambda runtime brings its own boto3 and AWS does not pin its version; an old botocore
+    would refuse the parameters (``ParamValidationError``) on the first claim of a cold start.
+    """
+    members = clients.client("s3").meta.service_model.operation_model("PutObject").input_shape.members
+    missing = [name for name in ("IfNoneMatch", "IfMatch") if name not in members]
+    if missing:
+        raise RuntimeTooOld(
+            f"botocore {botocore.__version__} in this Lambda runtime cannot send {' and '.join(missing)} on "
+            "PutObject (S3 conditional writes, which job claims need; botocore from late 2024 has both): "
+            "update the function's runtime or ship a newer boto3/botocore in a layer (docs/deploy.md)"
+        )
+
+
+Outcome = Literal["written", "held", "conflict"]
+
+
+def _put(bucket: str, key: str, claim: Claim, **condition: str) -> Outcome:
+    """Conditional PutObject of the claim: written, held (412: the condition failed) or conflict (409)."""
+    require_conditional_writes()
     try:
         clients.client("s3").put_object(
             Bucket=bucket,
@@ -73,10 +111,12 @@ def _put(bucket: str, key: str, claim: Claim, **condition: str) -> bool:
             **condition,
         )
     except ClientError as exc:
-        if _is_precondition_failure(exc):
-            return False
+        if _answered(exc, _PRECONDITION_FAILED):
+            return "held"
+        if _answered(exc, _CONFLICT):
+            return "conflict"
         raise
-    return True
+    return "written"
 
 
 def _read(bucket: str, key: str) -> tuple[Claim | None, str | None]:
@@ -86,6 +126,8 @@ def _read(bucket: str, key: str) -> tuple[Claim | None, str | None]:
     except ClientError as exc:
         if storage.is_missing(exc):
             return None, None
+        if storage.is_forbidden(exc):
+            raise storage.not_readable(bucket, key, "claim") from exc
         raise
     body = obj["Body"].read(64 * 1024)
     try:
@@ -109,6 +151,8 @@ def execution_is_running(execution: str) -> bool:
         status = clients.client("stepfunctions").describe_execution(executionArn=execution)["status"]
     except ClientError as exc:
         return exc.response.get("Error", {}).get("Code", "") != "ExecutionDoesNotExist"
+    except BotoCoreError:  # no answer at all (connection faults past botocore's retries): a doubt
+        return True
     return status == "RUNNING"
 
 
@@ -132,9 +176,15 @@ def acquire(
     key = claim_key(result_prefix)
     now = time.time() if now is None else now
     mine = Claim(execution, now, now + hold_seconds)
-    for _ in range(3):
-        if _put(bucket, key, mine, IfNoneMatch="*"):
+    conflicts = 0
+    for _ in range(ATTEMPTS):
+        outcome = _put(bucket, key, mine, IfNoneMatch="*")
+        if outcome == "written":
             return ClaimResult(acquired=True)
+        if outcome == "conflict":  # 409: another write to the key was in flight; S3 says retry
+            conflicts += 1
+            time.sleep(random.uniform(0, CONFLICT_PAUSE_S))
+            continue
         held, etag = _read(bucket, key)
         if held is None:
             continue  # released between our put and our read: try again
@@ -142,9 +192,22 @@ def acquire(
             return ClaimResult(acquired=True)
         if held.expires_at > now and (is_running is None or is_running(held.execution)):
             return ClaimResult(acquired=False, holder=held.execution)
-        if etag and _put(bucket, key, mine, IfMatch=etag):
+        if not etag:
+            continue
+        outcome = _put(bucket, key, mine, IfMatch=etag)
+        if outcome == "written":
             return ClaimResult(acquired=True, took_over=held.execution)
+        if outcome == "conflict":
+            conflicts += 1
+            time.sleep(random.uniform(0, CONFLICT_PAUSE_S))
     held, _ = _read(bucket, key)
+    if held is not None and held.execution == execution:
+        return ClaimResult(acquired=True)
+    if held is None and conflicts:
+        raise ClaimConflict(
+            f"s3://{bucket}/{key}: S3 answered 409 ConditionalRequestConflict to {conflicts} of {ATTEMPTS} "
+            "conditional PutObject calls and no execution holds the claim; the job did not start"
+        )
     return ClaimResult(acquired=False, holder=held.execution if held else None)
 
 
@@ -159,8 +222,21 @@ def release(bucket: str, result_prefix: str, execution: str | None) -> bool:
 
 
 def release_for(job: Mapping[str, Any], execution: str | None) -> bool:
-    """:func:`release` for a job document (no-op for a job without a result prefix)."""
+    """:func:`release` for a job document (no-op for a job without a result prefix); best effort.
+
+    Called once the job's outcome is recorded (Finalize after the manifest, RecordFailure after
+    the failure record), so a release that fails must not fail the step: that would add a failure
+    record to a finished job. A claim left behind blocks nothing: the manifest answers
+    ``already-complete`` first, and a claim whose execution has ended is taken over at once.
+    """
     out = job.get("output") or {}
     if not out.get("bucket") or not out.get("prefix"):
         return False
-    return release(out["bucket"], out["prefix"], execution)
+    try:
+        return release(out["bucket"], out["prefix"], execution)
+    except (ClientError, BotoCoreError, storage.ObjectNotReadable) as exc:
+        logger.warning(
+            "job claim not released (the next execution takes it over)",
+            extra={"claim": f"s3://{out['bucket']}/{claim_key(out['prefix'])}", "error": str(exc)},
+        )
+        return False

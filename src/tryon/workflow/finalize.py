@@ -14,7 +14,7 @@ from tryon.workflow import claim, garment, layout, preview, publish, report, sto
 from tryon.workflow.settings import Settings
 from tryon.workflow.state import Envelope, FinalResult
 from tryon.workflow.step_errors import as_step_errors
-from tryon.workflow.steps import publish_event
+from tryon.workflow.steps import announce, publish_event
 
 #: Largest image read back from S3 (results are PNGs of at most 4x the input).
 MAX_RESULT_BYTES = 256 * 1024 * 1024
@@ -87,5 +87,10 @@ def finalize(payload: Envelope) -> FinalResult:
         "manifest": uris["manifest"],
         "preview": uris["preview"],
     }
-    publish_event(settings, "Try-on Job Completed", {**result, "input": inp["uri"], "execution": execution})
+    announce(
+        "the Try-on Job Completed event",
+        lambda: publish_event(
+            settings, "Try-on Job Completed", {**result, "input": inp["uri"], "execution": execution}
+        ),
+    )
     return result

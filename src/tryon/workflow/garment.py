@@ -39,7 +39,7 @@ def check(settings: Settings, uri: str, inspect: Inspect) -> JobGarment:
         raise RequestError(FIELD, f"{uri} is not under {where} (garment images live there)")
     if not key.lower().endswith(IMAGE_SUFFIXES):
         raise RequestError(FIELD, f"{uri} must end with one of {', '.join(IMAGE_SUFFIXES)}")
-    head = storage.head(bucket, key, version)
+    head = storage.head(bucket, key, version, field=FIELD)
     if head is None:
         raise RequestError(FIELD, f"{uri} does not exist (or the version is gone)")
     header = inspect(settings, bucket, key, head, FIELD)

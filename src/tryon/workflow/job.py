@@ -67,7 +67,7 @@ def _locate(settings: Settings, trigger: Trigger) -> tuple[str, dict[str, Any]]:
             raise RequestError("image", f"{where} is not under the input prefix {settings.input_prefix}")
         if not key.lower().endswith(IMAGE_SUFFIXES):
             raise RequestError("image", f"{where} must end with one of {', '.join(IMAGE_SUFFIXES)}")
-        head = storage.head(trigger.bucket, key, trigger.version_id)
+        head = storage.head(trigger.bucket, key, trigger.version_id, field="image")
         if head is not None:
             return key, head
     raise RequestError("image", f"{where} does not exist (or the version is gone)")

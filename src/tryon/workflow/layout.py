@@ -65,6 +65,12 @@ ASYNC_OUTPUTS = "outputs/"
 ASYNC_ERRORS = "errors/"
 
 
+#: Under the results prefix: the catalogue batches' reports (``<ResultsPrefix>batches/<batch-id>/``)
+#: and, below them, the Distributed Map's ResultWriter files (``.../batches/map-runs/``).
+BATCH_REPORTS = "batches/"
+MAP_RUNS = "map-runs"
+
+
 def async_request_key(async_prefix: str, job_id: str, inference_id: str) -> str:
     """``async/requests/<job-id>/<inference-id>.json``: one asynchronous request's JSON body."""
     return f"{async_prefix}{ASYNC_REQUESTS}{job_id}/{inference_id}.json"

@@ -7,10 +7,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from tryon.core import content_policy
+from tryon.core import content_policy, timeouts
 from tryon.workflow.state import State
 
 MANIFEST_VERSION = 1
+#: The Step Functions errors of a Task that ran out of time; they carry no cause of their own.
+TIMEOUT_ERRORS = ("States.Timeout", "States.HeartbeatTimeout")
 
 
 def now_iso() -> str:
@@ -126,6 +128,41 @@ def build_manifest(
     }
 
 
+def timeout_cause(state: State, step: str, error: str, *, async_errors: str, dead_letters: str) -> str:
+    """What a Task that ran out of time waited for, how long, and what to check (Step Functions says nothing).
+
+    ``async_errors`` is where the asynchronous endpoints write their failures (their
+    ``S3FailurePath``), ``dead_letters`` the queue that keeps notifications CompleteAsync could
+    not handle.
+    """
+    job = state.get("job") or {}
+    kind = STEP_ENDPOINTS.get(step)
+    endpoint = (job.get("endpoints") or {}).get(kind or "") or ""
+    wait = (job.get("async_waits") or {}).get(step) or {}
+    if kind and (job.get("modes") or {}).get(kind) == "async" and wait:
+        heartbeat, limit = wait.get("heartbeat_seconds"), wait.get("timeout_seconds")
+        waited = (
+            f"within {heartbeat} s (the step's heartbeat: AsyncInvocationTimeoutSeconds + AsyncGraceSeconds)"
+            if error == "States.HeartbeatTimeout"
+            else f"within {limit} s (the step's time-out: {heartbeat} s per request and a grace)"
+        )
+        where = f" and its on-failure queue {dead_letters}" if dead_letters else ""
+        return (
+            f"no notification from the asynchronous {kind} endpoint {endpoint} arrived {waited}. Check the "
+            f"endpoint's failure path {async_errors}, the SNS topic's deliveries to CompleteAsync{where}, "
+            f"and the endpoint's CloudWatch logs (/aws/sagemaker/Endpoints/{endpoint})"
+        )
+    function = f"{step.capitalize()}Function"
+    if function in timeouts.FUNCTION_TIMEOUTS:
+        limit, runs = timeouts.task_timeout(function), timeouts.FUNCTION_TIMEOUTS[function]
+        return (
+            f"the {step} step ran past its TimeoutSeconds ({limit} s; its function may run {runs} s): "
+            "see the function's CloudWatch logs"
+            + (f" and the endpoint {endpoint}'s (/aws/sagemaker/Endpoints/{endpoint})" if endpoint else "")
+        )
+    return f"the {step} step ran out of time ({error})"
+
+
 def error_message(state: State) -> tuple[str, dict[str, Any] | None]:
     """(the error's message, a content refusal's details or None) from the ``Catch``'s error."""
     cause_text = (state.get("error") or {}).get("Cause", "")
@@ -139,8 +176,10 @@ def error_message(state: State) -> tuple[str, dict[str, Any] | None]:
     return content_policy.parse_error_message(message)
 
 
-def failure_record(state: State, job_id: str, step: str, execution: str | None) -> dict[str, Any]:
-    """``failures/<job-id>.json``: input, step, error, cause.
+def failure_record(
+    state: State, job_id: str, step: str, execution: str | None, *, cause: str | None = None
+) -> dict[str, Any]:
+    """``failures/<job-id>.json``: input, step, error, cause (``cause`` replaces an empty one).
 
     A refusal of the content policy (error ``ContentRefused``) is recorded with status
     ``refused`` and its stage (``prompt``, ``input``, ``output``), field, the blocking labels
@@ -155,7 +194,7 @@ def failure_record(state: State, job_id: str, step: str, execution: str | None) 
         "job_id": job_id,
         "step": step,
         "error": error.get("Error", "Unknown"),
-        "cause": message,
+        "cause": message or cause or "",
         "input": job.get("input") or state.get("trigger", {k: v for k, v in state.items() if k != "error"}),
         "params": job.get("params"),
         "execution": execution,

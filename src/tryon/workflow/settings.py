@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from tryon.core import content_policy, schema
+from tryon.core import content_policy, schema, timeouts
 from tryon.core.schema import ENDPOINT_KINDS
 
 #: Image suffixes the EventBridge rule forwards and Prepare accepts.
@@ -68,13 +68,15 @@ class Settings:
     async_prefix: str = "async/"
     #: the DynamoDB table holding task tokens by inference id (tryon.workflow.async_tokens)
     token_table: str = ""
+    #: the queue keeping the notifications CompleteAsync could not handle (its on-failure destination)
+    async_dead_letters: str = ""
     #: ``InvocationTimeoutSeconds`` of each asynchronous request (SageMaker allows up to 3600)
-    async_invocation_seconds: int = 900
+    async_invocation_seconds: int = timeouts.ASYNC_INVOCATION_DEFAULT_SECONDS
     #: besides the invocation itself, how long a callback may take (queueing, an instance starting from zero)
-    async_grace_seconds: int = 600
+    async_grace_seconds: int = timeouts.ASYNC_GRACE_DEFAULT_SECONDS
     #: seconds a job claim holds (:mod:`tryon.workflow.claim`): at least the state machine's
     #: ``TimeoutSeconds``, so an expired claim belongs to an execution Step Functions has stopped
-    claim_seconds: int = 36000
+    claim_seconds: int = timeouts.CLAIM_SECONDS
     #: where requests may name LoRA adapters by s3:// URI (the endpoints' role reads only there)
     adapter_bucket: str = ""
     adapter_prefix: str = "adapters/"
@@ -128,9 +130,14 @@ class Settings:
             instance_types=tuple((kind, env.get(var, "")) for kind, var in INSTANCE_TYPE_VARIABLES.items()),
             async_prefix=_prefix(env.get("TRYON_ASYNC_PREFIX", "async/")),
             token_table=env.get("TRYON_TOKEN_TABLE", ""),
-            async_invocation_seconds=int(env.get("TRYON_ASYNC_INVOCATION_SECONDS") or 900),
-            async_grace_seconds=int(env.get("TRYON_ASYNC_GRACE_SECONDS") or 600),
-            claim_seconds=int(env.get("TRYON_CLAIM_SECONDS") or 36000),
+            async_dead_letters=env.get("TRYON_ASYNC_DEAD_LETTERS", ""),
+            async_invocation_seconds=int(
+                env.get("TRYON_ASYNC_INVOCATION_SECONDS") or timeouts.ASYNC_INVOCATION_DEFAULT_SECONDS
+            ),
+            async_grace_seconds=int(
+                env.get("TRYON_ASYNC_GRACE_SECONDS") or timeouts.ASYNC_GRACE_DEFAULT_SECONDS
+            ),
+            claim_seconds=int(env.get("TRYON_CLAIM_SECONDS") or timeouts.CLAIM_SECONDS),
             adapter_bucket=env.get("TRYON_ADAPTER_BUCKET", ""),
             adapter_prefix=_prefix(env.get("TRYON_ADAPTER_PREFIX", "adapters/")),
             pending_prefix=_prefix(env.get("TRYON_PENDING_PREFIX", "pending/")),

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from typing import Any, NotRequired, TypedDict
 
+from tryon.core.timeouts import AsyncWait  # how long an asynchronous step waits for its callback
+
 
 class JobInput(TypedDict):
     """The upload the job was prepared from (the endpoints read this very object version)."""
@@ -53,13 +55,6 @@ class JobEndpoints(TypedDict):
     clipseg: str
     sd_inpaint: str
     sd_upscale: str | None
-
-
-class AsyncWait(TypedDict):
-    """How long an asynchronous step waits for its callback."""
-
-    heartbeat_seconds: int
-    timeout_seconds: int
 
 
 class JobGarment(TypedDict):

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
 
-from tryon.core import content_policy
+from tryon.core import content_policy, timeouts
 from tryon.core.errors import RequestError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -70,21 +70,24 @@ class EndpointNoCapacity(WorkflowError):
     transient = True
 
 
+class ClaimConflict(WorkflowError):
+    """S3 kept answering 409 ConditionalRequestConflict to the job claim's conditional write (permanent)."""
+
+
+class RuntimeTooOld(WorkflowError):
+    """The Lambda runtime's boto3/botocore lacks an API parameter the workflow needs (permanent)."""
+
+
 #: Error names the state machine retries (besides the Lambda service errors).
 TRANSIENT_ERRORS = ("EndpointThrottled", "ModelNotReady", "EndpointUnavailable")
-#: The state machine's retry of EndpointNoCapacity on each real-time endpoint step: no jitter,
-#: the waits add up to 16 minutes, three times the 5 minutes a scale-out from zero takes as
-#: AWS describes it (docs/deploy.md#scale-to-zero-per-component).
-NO_CAPACITY_RETRY = {"IntervalSeconds": 30, "MaxAttempts": 10, "BackoffRate": 1.5, "MaxDelaySeconds": 120}
+#: The state machine's retry of EndpointNoCapacity on each real-time endpoint step, as the ASL
+#: writes it (the numbers are tryon.core.timeouts.NO_CAPACITY_RETRY's).
+NO_CAPACITY_RETRY = timeouts.NO_CAPACITY_RETRY.asl()
 
 
 def no_capacity_wait_seconds() -> float:
     """How long the workflow waits, in all, for a component scaled to zero to get a copy."""
-    r = NO_CAPACITY_RETRY
-    return sum(
-        min(r["IntervalSeconds"] * r["BackoffRate"] ** k, r["MaxDelaySeconds"])
-        for k in range(r["MaxAttempts"])
-    )
+    return sum(timeouts.NO_CAPACITY_RETRY.delays())
 
 
 class ContentRefused(WorkflowError):
@@ -120,6 +123,8 @@ PERMANENT_ERRORS = (
     "EndpointTimeout",
     "ContentRefused",
     "ModerationFailed",
+    "ClaimConflict",
+    "RuntimeTooOld",
 )
 
 

@@ -17,6 +17,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from aws_lambda_powertools import Logger
+from botocore.exceptions import BotoCoreError, ClientError
+
 from tryon.core import schema
 from tryon.core.contract import COMPUTE_SECONDS
 from tryon.core.kinds import EndpointKind
@@ -43,6 +46,11 @@ from tryon.workflow.step_errors import EndpointUnavailable, as_step_errors
 #: EventBridge ``source`` of the completion and failure events.
 EVENT_SOURCE = "tryon.workflow"
 
+logger = Logger(child=True)
+#: Tries of a job event or notification, and the pause before the next (times the attempt).
+ANNOUNCE_ATTEMPTS = 3
+ANNOUNCE_PAUSE_S = 0.2
+
 
 def publish_event(settings: Settings, detail_type: str, detail: Mapping[str, Any]) -> None:
     """Put a job event on the configured EventBridge bus (nothing when none is configured)."""
@@ -60,6 +68,28 @@ def publish_event(settings: Settings, detail_type: str, detail: Mapping[str, Any
     )
     if response.get("FailedEntryCount"):
         raise EndpointUnavailable(f"EventBridge refused the {detail_type!r} event: {response['Entries']}")
+
+
+def announce(what: str, send: Callable[[], Any]) -> bool:
+    """Send a notification once the job's outcome is recorded; False (and an ERROR log) if it fails.
+
+    The manifest or the failure record is the outcome; an event or a message about it that
+    cannot be sent (EventBridge or SNS down past the retries) must not turn a recorded job into
+    a failed step, which would record the job a second time. Tried :data:`ANNOUNCE_ATTEMPTS`
+    times: botocore does not retry every throttle (SNS answers ``Throttled``, 429, which its
+    standard mode leaves alone).
+    """
+    for attempt in range(1, ANNOUNCE_ATTEMPTS + 1):
+        try:
+            send()
+        except (ClientError, BotoCoreError, EndpointUnavailable) as exc:
+            if attempt < ANNOUNCE_ATTEMPTS:
+                time.sleep(ANNOUNCE_PAUSE_S * attempt)
+                continue
+            logger.error(f"{what} not sent", extra={"error": f"{type(exc).__name__}: {exc}"})
+            return False
+        return True
+    return False
 
 
 def _elapsed_ms(start: float) -> float:
@@ -283,14 +313,18 @@ def failed_step(state: State) -> str:
     return "finalize"
 
 
-def _notify(settings: Settings, record: dict[str, Any], uri: str, execution: str | None) -> None:
-    """The job-failed (or job-refused) event and the SNS notification an operator reviews."""
+def _notify(settings: Settings, record: Mapping[str, Any], where: str, execution: str | None) -> None:
+    """The job-failed (or job-refused) event and the SNS notification an operator reviews.
+
+    Best effort (:func:`announce`): the failure record is the outcome.
+    """
     job_id, step = record["job_id"], record["step"]
     refused = record["status"] == "refused"
-    detail = {k: record[k] for k in ("job_id", "step", "error", "cause", "execution")} | {"failure": uri}
+    detail = {k: record[k] for k in ("job_id", "step", "error", "cause", "execution")} | {"failure": where}
     if refused:
         detail |= {k: record[k] for k in ("stage", "field", "categories", "policy_version", "quarantine")}
-    publish_event(settings, "Try-on Job Refused" if refused else "Try-on Job Failed", detail)
+    event = "Try-on Job Refused" if refused else "Try-on Job Failed"
+    announce(f"the {event} event", lambda: publish_event(settings, event, detail))
     if not settings.notification_topic_arn:
         return
     if refused:
@@ -306,9 +340,12 @@ def _notify(settings: Settings, record: dict[str, Any], uri: str, execution: str
     else:
         subject = f"Try-on job {job_id} failed at {step}"
         lines = [f"{record['error']}: {record['cause']}"]
-    lines += ["", f"Failure record: {uri}", f"Execution: {execution}"]
-    clients.client("sns").publish(
-        TopicArn=settings.notification_topic_arn, Subject=subject[:100], Message="\n".join(lines)
+    lines += ["", f"Failure record: {where}", f"Execution: {execution}"]
+    announce(
+        "the refusal notification" if refused else "the failure notification",
+        lambda: clients.client("sns").publish(
+            TopicArn=settings.notification_topic_arn, Subject=subject[:100], Message="\n".join(lines)
+        ),
     )
 
 
@@ -331,11 +368,26 @@ def record_failure(payload: Envelope | NamedStepEnvelope) -> FailureResult:
         step = REFUSING_STEPS.get(str(refusal.get("stage")), failed_step(state))
     else:
         step = failed_step(state)
-    record = report.failure_record(state, job_id, step, execution)
+    error = (state.get("error") or {}).get("Error", "")
+    explained = None
+    if error in report.TIMEOUT_ERRORS:
+        explained = report.timeout_cause(
+            state,
+            step,
+            error,
+            async_errors=layout.s3_uri(settings.output_bucket, settings.async_prefix + layout.ASYNC_ERRORS),
+            dead_letters=settings.async_dead_letters,
+        )
+    record = report.failure_record(state, job_id, step, execution, cause=explained)
     key = layout.failure_key(settings.failures_prefix, job_id)
-    storage.put_json(settings.output_bucket, key, record)
-    claim.release_for(job, execution)  # a redelivered event may retry the job
     uri = s3_uri(settings.output_bucket, key)
+    try:
+        storage.put_json(settings.output_bucket, key, record)
+    except (ClientError, BotoCoreError) as exc:
+        # No record can be written: the notifications carry it, then the step fails with the cause.
+        _notify(settings, record, f"not written ({type(exc).__name__}: {exc})", execution)
+        raise
+    claim.release_for(job, execution)  # a redelivered event may retry the job
     _notify(settings, record, uri, execution)
     return {
         "status": record["status"],

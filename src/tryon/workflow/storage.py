@@ -1,4 +1,12 @@
-"""Small S3 helpers: bounded reads, writes with content types, existence checks."""
+"""Small S3 helpers: bounded reads, writes with content types, existence checks.
+
+A missing object is a 404 only for a caller that may list the object's prefix (``s3:ListBucket``);
+without that permission S3 answers 403 ``AccessDenied``, exactly as for an object the caller may
+not read. Every read here turns a 404 into :class:`ObjectMissing` and a 403 into
+:class:`ObjectNotReadable`, a message that names the object and both permissions, never a raw
+``ClientError`` (the functions' policies grant ``s3:ListBucket`` on every prefix they read, so on
+a correct deployment a missing object is reported as missing).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +19,15 @@ from tryon.core.errors import RequestError
 from tryon.workflow import clients
 
 _MISSING_CODES = {"404", "NoSuchKey", "NotFound", "NoSuchVersion", "NoSuchBucket"}
+_FORBIDDEN_CODES = {"403", "AccessDenied", "Forbidden", "AllAccessDisabled"}
+
+
+class ObjectMissing(RequestError):
+    """The object (or its version) does not exist."""
+
+
+class ObjectNotReadable(RequestError):
+    """S3 answered 403: the object is missing and its prefix may not be listed, or it may not be read."""
 
 
 def is_missing(exc: ClientError) -> bool:
@@ -18,8 +35,27 @@ def is_missing(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code", "") in _MISSING_CODES
 
 
-def head(bucket: str, key: str, version_id: str | None = None) -> dict[str, Any] | None:
-    """HeadObject, or None if the object does not exist."""
+def is_forbidden(exc: ClientError) -> bool:
+    """Whether a ClientError is S3's 403 (access denied, or a missing key the caller may not list)."""
+    error = exc.response.get("Error", {}).get("Code", "")
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return error in _FORBIDDEN_CODES or status == 403
+
+
+def not_readable(bucket: str, key: str, field: str) -> ObjectNotReadable:
+    """The error for a 403 on a read: the object, and the two permissions that decide it."""
+    return ObjectNotReadable(
+        field,
+        f"s3://{bucket}/{key} does not exist or may not be read: S3 answers 403 AccessDenied for an "
+        f"object outside the function's s3:GetObject grant, and for a missing one when the function "
+        f"may not list its prefix (s3:ListBucket on arn:aws:s3:::{bucket} with s3:prefix {key})",
+    )
+
+
+def head(
+    bucket: str, key: str, version_id: str | None = None, *, field: str = "object"
+) -> dict[str, Any] | None:
+    """HeadObject, or None if the object does not exist (:class:`ObjectNotReadable` on a 403)."""
     kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
     if version_id:
         kwargs["VersionId"] = version_id
@@ -28,6 +64,8 @@ def head(bucket: str, key: str, version_id: str | None = None) -> dict[str, Any]
     except ClientError as exc:
         if is_missing(exc):
             return None
+        if is_forbidden(exc):
+            raise not_readable(bucket, key, field) from exc
         raise
 
 
@@ -50,7 +88,9 @@ def get_bytes(
         obj = clients.client("s3").get_object(**kwargs)
     except ClientError as exc:
         if is_missing(exc):
-            raise RequestError(field, f"s3://{bucket}/{key} does not exist") from exc
+            raise ObjectMissing(field, f"s3://{bucket}/{key} does not exist") from exc
+        if is_forbidden(exc):
+            raise not_readable(bucket, key, field) from exc
         raise
     length = obj.get("ContentLength", 0)
     if length > max_bytes:
@@ -70,9 +110,11 @@ def put_json(bucket: str, key: str, document: Any) -> None:
 
 
 def get_json(bucket: str, key: str, *, max_bytes: int = 1024 * 1024) -> Any | None:
-    """A JSON object's content, or None if it does not exist."""
+    """A JSON object's content, or None if it does not exist or is too large (a 403 raises)."""
     try:
         data = get_bytes(bucket, key, max_bytes=max_bytes, field=key)
+    except ObjectNotReadable:
+        raise  # not "missing": the function may not see it, and must say so
     except RequestError:
         return None
     return json.loads(data)
