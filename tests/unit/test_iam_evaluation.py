@@ -57,8 +57,34 @@ def test_other_services_name_their_resources():
 
 
 def test_an_unmapped_call_is_none_so_the_permission_check_names_it():
-    assert iam.requests_for("s3", "CopyObject", {"Bucket": "b", "Key": "k"}, **WHERE) is None
+    assert iam.requests_for("s3", "RestoreObject", {"Bucket": "b", "Key": "k"}, **WHERE) is None
     assert iam.requests_for("kinesis", "PutRecord", {}, **WHERE) is None
+
+
+def test_a_copy_reads_its_source_and_writes_its_destination():
+    copy = iam.requests_for(
+        "s3", "CopyObject", {"Bucket": "b", "Key": "k", "CopySource": {"Bucket": "s", "Key": "p/x"}}, **WHERE
+    )
+    assert [(r.action, r.resource) for r in copy] == [
+        ("s3:GetObject", "arn:aws:s3:::s/p/x"),
+        ("s3:PutObject", "arn:aws:s3:::b/k"),
+    ]
+    versioned = iam.requests_for(
+        "s3", "CopyObject", {"Bucket": "b", "Key": "k", "CopySource": "s/p/x?versionId=v1"}, **WHERE
+    )
+    assert (versioned[0].action, versioned[0].resource) == ("s3:GetObjectVersion", "arn:aws:s3:::s/p/x")
+
+
+def test_rekognition_has_no_resource_and_reads_an_s3_image_as_the_caller():
+    inline = iam.requests_for("rekognition", "DetectModerationLabels", {"Image": {"Bytes": b"x"}}, **WHERE)
+    assert [(r.action, r.resource) for r in inline] == [("rekognition:DetectModerationLabels", "*")]
+    named = iam.requests_for(
+        "rekognition",
+        "DetectModerationLabels",
+        {"Image": {"S3Object": {"Bucket": "b", "Name": "in/a.jpg"}}},
+        **WHERE,
+    )
+    assert [(r.action, r.resource) for r in named][1] == ("s3:GetObject", "arn:aws:s3:::b/in/a.jpg")
 
 
 LIST_RESULTS = {

@@ -18,10 +18,11 @@ from tryon.workflow.settings import Settings
 
 TABLE, OUT = "tokens", "out-bucket"
 PREFIX = "results/photo/job-1/"
+PENDING = "pending/job-1/"  # the endpoints write here; Finalize publishes to PREFIX
 JOB = {
     "job_id": "job-1",
     "endpoints": {"clipseg": "tryon-clipseg", "sd_inpaint": "tryon-sd-inpaint", "sd_upscale": None},
-    "output": {"bucket": OUT, "prefix": PREFIX},
+    "output": {"bucket": OUT, "prefix": PREFIX, "pending_prefix": PENDING},
     "params": {"min_coverage": 0.001},
 }
 
@@ -36,7 +37,7 @@ def stack(moto_s3):
         AttributeDefinitions=[{"AttributeName": async_tokens.KEY, "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
     )
-    answer = {"outputs": [{"key": PREFIX + "mask.png"}], "coverage": 0.5, "model": "tiny"}
+    answer = {"outputs": [{"key": PENDING + "mask.png"}], "coverage": 0.5, "model": "tiny"}
     s3.put_object(Bucket=OUT, Key="async/outputs/a.out", Body=json.dumps(answer).encode())
     async_tokens.put(
         TABLE, "job-1-segment-t1", token="tok-1", step="segment", state={"job": JOB}, parts=1, timeout_s=60
@@ -93,7 +94,7 @@ def test_a_completion_that_died_before_calling_back_calls_back_when_retried(stac
     assert outcome["outcome"] == "succeeded", outcome
     [(action, kwargs)] = callbacks
     assert action == "send_task_success" and kwargs["taskToken"] == "tok-1"
-    assert json.loads(kwargs["output"])["mask_key"] == PREFIX + "mask.png"
+    assert json.loads(kwargs["output"])["mask_key"] == PENDING + "mask.png"
     assert items(ddb) == []  # finished: the record is gone
 
 

@@ -241,9 +241,9 @@ def longest_job_seconds(
 ) -> int:
     """The longest a try-on execution can run before some Task's own time-out ends it.
 
-    Prepare, both moderation checks, each endpoint step on its slower path (asynchronous at the template parameters'
-    maxima for the most images, or real-time), Finalize and the failure recorder, each with every
-    retry its ``Retry`` allows.
+    Prepare, both moderation checks, each endpoint step on its slower path (asynchronous at the
+    template parameters' maxima for the most images, or real-time), Finalize and the failure
+    recorder, each with every retry its ``Retry`` allows.
     """
     waits = async_waits(invocation_seconds, grace_seconds, num_images)
     total = 0.0

@@ -39,6 +39,7 @@ SERVICE_PREFIXES = {
     "events": "events",
     "sagemaker-runtime": "sagemaker",
     "sqs": "sqs",
+    "rekognition": "rekognition",
 }
 #: S3 errors that mean "no such key" (the implicit s3:ListBucket then decides 404 against 403).
 MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
@@ -129,6 +130,8 @@ def requests_for(
         }
         if operation in actions:
             return [Request(actions[operation], obj)]
+        if operation == "CopyObject":  # read the source, write the destination
+            return [_copy_source_request(params.get("CopySource"), partition), Request("s3:PutObject", obj)]
         if operation in ("ListObjectsV2", "ListObjects"):
             return [
                 Request(
@@ -175,11 +178,30 @@ def requests_for(
                 f"sagemaker:{operation}", _arn(partition, "sagemaker", region, account, f"endpoint/{name}")
             )
         ]
+    if service == "rekognition" and operation == "DetectModerationLabels":
+        # no resource type; an image named by S3Object is read with the caller's permissions
+        requests = [Request("rekognition:DetectModerationLabels", "*")]
+        s3_object = (params.get("Image") or {}).get("S3Object")
+        if s3_object:
+            source = {"Bucket": s3_object.get("Bucket", ""), "Key": s3_object.get("Name", "")}
+            requests.append(_copy_source_request(source | {"VersionId": s3_object.get("Version")}, partition))
+        return requests
     if service == "sqs" and operation == "SendMessage":
         url = str(params.get("QueueUrl", ""))
         name = url.rstrip("/").rsplit("/", 1)[-1]
         return [Request("sqs:SendMessage", _arn(partition, "sqs", region, account, name))]
     return None
+
+
+def _copy_source_request(source: Any, partition: str) -> Request:
+    """Reading a ``CopySource`` (``{"Bucket", "Key", "VersionId"}`` or ``"bucket/key?versionId=v"``)."""
+    if isinstance(source, str):
+        path, _, query = source.lstrip("/").partition("?versionId=")
+        bucket, _, key = path.partition("/")
+        source = {"Bucket": bucket, "Key": key, "VersionId": query or None}
+    source = source or {}
+    action = "s3:GetObjectVersion" if source.get("VersionId") else "s3:GetObject"
+    return Request(action, f"arn:{partition}:s3:::{source.get('Bucket', '')}/{source.get('Key', '')}")
 
 
 def missing_object_request(bucket: str, key: str, *, partition: str) -> Request:
