@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from tryon.core import schema
+from tryon.core import schema, upscale_budget
 from tryon.core.schema import ENDPOINT_KINDS
 
 #: Image suffixes the EventBridge rule forwards and Prepare accepts.
@@ -73,6 +73,9 @@ class Settings:
     #: where requests may name LoRA adapters by s3:// URI (the endpoints' role reads only there)
     adapter_bucket: str = ""
     adapter_prefix: str = "adapters/"
+    #: seconds of one denoising step of one full upscaler tile on the upscaler's instance
+    #: (template parameter ``UpscaleTileStepSeconds``): Prepare's estimate (tryon.core.upscale_budget)
+    upscale_tile_step_seconds: float = upscale_budget.DEFAULT_TILE_STEP_SECONDS
 
     def endpoint(self, kind: str) -> str:
         """The endpoint name of an endpoint kind (empty: none configured)."""
@@ -112,4 +115,5 @@ class Settings:
             claim_seconds=int(env.get("TRYON_CLAIM_SECONDS") or 36000),
             adapter_bucket=env.get("TRYON_ADAPTER_BUCKET", ""),
             adapter_prefix=_prefix(env.get("TRYON_ADAPTER_PREFIX", "adapters/")),
+            upscale_tile_step_seconds=upscale_budget.tile_step_seconds(env),
         )
