@@ -167,3 +167,34 @@ def test_an_upscale_its_real_time_endpoint_cannot_finish_is_refused_before_any_m
     assert not (tmp_path / "out").exists()
     assert took < 30, f"the refusal took {took:.0f} s"  # docs/workflow.md: "in about a second"
 
+
+def test_training_on_few_photos_warns_in_one_line_without_its_source(tmp_path, tiny_models):
+    """`train local` with one photo: one `warning:` line, not Python's file:line and source line."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.radial_gradient("L").resize((64, 64)).convert("RGB").save(photos / "a.png")
+    argv = [
+        "train", "local", "--pretrained-model", str(tiny_models["sd-inpaint"]),
+        "--instance-data-dir", "photos/", "--instance-prompt", "a photo of sks skirt",
+        "--mask-query", "a skirt",
+        "--clipseg-model", str(tiny_models["clipseg"]), "--output-dir", "out/train",
+        "--max-train-steps", "1", "--resolution", "64",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    env.pop("TRYON_DEBUG", None)
+    done = subprocess.run(
+        [sys.executable, "-c", _RUN, *argv],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    warned = [line for line in done.stderr.splitlines() if "usable image" in line]
+    assert warned == [
+        "warning: instance_data_dir: only 1 usable image(s) in photos; DreamBooth needs at least 5 (about 12 "
+        "is typical) to learn the garment rather than the photos"
+    ]
+    assert "Warning" not in done.stderr and "warnings.warn" not in done.stderr and ".py:" not in done.stderr
+    assert done.stdout.startswith("trained 1 steps in ")
