@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from support.paths import REPO
 
 from tryon.core import kinds, upscale_budget
 from tryon.core.errors import RequestError
@@ -56,6 +57,13 @@ def test_a_photo_a_real_time_endpoint_cannot_finish_is_refused_with_the_numbers_
         "parameter UpscaleMode=async; tryon run: --mode sd_upscale=async), upload a photo of at most "
         "512x683 px or set upscale to false"
     )
+
+
+def test_the_refusal_docs_workflow_md_shows_is_the_one_prepare_gives():
+    page = (REPO / "docs" / "workflow.md").read_text()
+    with pytest.raises(RequestError) as refused:
+        _plan(900, 1200, steps=20)
+    assert f"\n{refused.value}\n" in page
 
 
 def test_what_the_refusal_suggests_fits():

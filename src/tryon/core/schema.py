@@ -503,7 +503,8 @@ PARAMS: tuple[Param, ...] = (
         type="bool",
         default=False,
         note="the photo must be at most 2048 px per side (`TRYON_UPSCALE_MAX_TILED_SIDE`, the upscaler's "
-        "own limit), else Prepare refuses it before any model runs",
+        "own limit) and its upscale must fit the upscaler's time limit in its mode "
+        "([Upscaler time budget](#upscaler-time-budget)), else Prepare refuses it before any model runs",
     ),
     Param("upscale_steps", "Upscaler diffusion steps", _UP["steps"], (("sd_upscale", "steps"),)),
     Param(
