@@ -448,3 +448,25 @@ def test_prepare_plans_an_upscale_and_refuses_one_its_endpoint_cannot_finish(s3,
     monkeypatch.setenv("TRYON_UPSCALE_TILE_STEP_SECONDS", "0.25")  # an operator's faster instance
     plan = prepare.prepare({"image": f"s3://{IN}/inputs/large.png", "upscale": True})["job"]["upscale_plan"]
     assert (plan["estimated_seconds"], plan["tile_step_seconds"]) == (37.5, 0.25)
+
+
+def test_the_stacks_presets_are_read_from_their_ssm_parameter(moto_s3):
+    """Presets live in an SSM parameter (Lambda's 4 KB environment cannot hold 4 KB of them)."""
+    from tryon.workflow import clients
+
+    moto_s3(IN, OUT)
+    clients.reset_clients()
+    ssm = clients.client("ssm")
+    ssm.put_parameter(Name="/tryon/presets", Value='{"studio": {"steps": 44}}', Type="String")
+    env = {params.PRESETS_PARAMETER_VARIABLE: "/tryon/presets"}
+    assert params.presets(env)["studio"] == {"steps": 44}
+    ssm.put_parameter(Name="/tryon/presets", Value='{"studio": {"steps": 45}}', Type="String", Overwrite=True)
+    assert params.presets(env)["studio"] == {"steps": 44}  # a warm function reads it once a minute
+    clients.reset_clients()
+    assert params.presets(env)["studio"] == {"steps": 45}
+    with pytest.raises(RequestError, match=r"^Presets \(SSM parameter /tryon/other\): could not be read"):
+        params.presets({params.PRESETS_PARAMETER_VARIABLE: "/tryon/other"})
+    ssm.put_parameter(Name="/tryon/bad", Value="{not json", Type="String")
+    with pytest.raises(RequestError, match=r"^Presets \(SSM parameter /tryon/bad\): is not valid JSON"):
+        params.presets({params.PRESETS_PARAMETER_VARIABLE: "/tryon/bad"})
+    clients.reset_clients()

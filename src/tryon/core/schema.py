@@ -182,6 +182,13 @@ TINY_MODEL_FOLDERS: dict[str, str] = {row.kind: row.tiny_folder for row in ENDPO
 
 # ---------------------------------------------------------------------------- job parameters
 
+#: Lambda refuses a function whose environment variables, measured as their JSON, take more bytes.
+LAMBDA_ENVIRONMENT_BYTES = 4096
+#: The longest text a number in the template may have: a ``Number`` parameter passes its value as
+#: typed, so the environment budget counts it this long, and the numbers kept in a ``String`` (an
+#: optional one, or one with an exclusive bound) have this ``MaxLength``.
+NUMBER_TEXT_MAX = 20
+
 ParamType = Literal["str", "int", "float", "bool", "str_list"]
 #: When a parameter is sent to its endpoint fields: always, or only when set (not None, not "").
 Send = Literal["always", "when_set"]
@@ -218,6 +225,9 @@ class Param:
     pattern: str | None = None
     #: whether the template has a job default for it (``Default<Name>`` -> ``TRYON_DEFAULT_<NAME>``)
     template: bool = True
+    #: the template default's MaxLength, where every function's environment (which carries every
+    #: default) must fit Lambda's 4 KB: shorter than the field's own limit, which jobs keep
+    template_max_length: int | None = None
     #: the ``tryon run``/``submit`` option: True ``--<name>``, a string its own spelling, None only ``--set``
     cli: bool | str | None = True
     #: what the docs' parameter table adds about it
@@ -334,6 +344,7 @@ PARAMS: tuple[Param, ...] = (
         _SEG["query"],
         (("clipseg", "query"),),
         default="a shirt",
+        template_max_length=64,
     ),
     Param(
         "negative_queries",
@@ -341,6 +352,7 @@ PARAMS: tuple[Param, ...] = (
         _SEG["negative_queries"],
         (("clipseg", "negative_queries"),),
         default=("face", "hands"),
+        template_max_length=100,
     ),
     Param(
         "threshold",
@@ -371,6 +383,7 @@ PARAMS: tuple[Param, ...] = (
         _INP["prompt"],
         (("sd_inpaint", "prompt"), ("sd_upscale", "prompt")),
         default="a photo of a person wearing the garment",
+        template_max_length=200,
     ),
     Param(
         "negative_prompt",
@@ -378,6 +391,7 @@ PARAMS: tuple[Param, ...] = (
         _INP["negative_prompt"],
         (("sd_inpaint", "negative_prompt"), ("sd_upscale", "negative_prompt")),
         default="blurry, low quality, deformed",
+        template_max_length=100,
     ),
     Param("steps", "Diffusion steps", _INP["steps"], (("sd_inpaint", "steps"),)),
     Param(
@@ -410,6 +424,7 @@ PARAMS: tuple[Param, ...] = (
         (("sd_inpaint", "sampler"),),
         send="when_set",
         optional=True,
+        template_max_length=40,
     ),
     Param(
         "seed",
@@ -432,6 +447,7 @@ PARAMS: tuple[Param, ...] = (
         unset="the endpoint's default adapter (adapter/ in its model folder), if any",
         note="an s3:// adapter must lie under the stack's `AdapterBucket`/`AdapterPrefix`",
         pattern=contract.ADAPTER_SPEC_PATTERN.pattern,
+        template_max_length=100,
     ),
     Param(
         "adapter_scale",

@@ -103,10 +103,12 @@ def prepare_environment(
 ) -> dict[str, str]:
     """Prepare's environment in the local stack these arguments start: job defaults, presets, modes."""
     from tryon.local.harness import stack_template
+    from tryon.workflow.params import PRESETS_PARAMETER_VARIABLE, PRESETS_VARIABLE
 
-    return stack_template(None, parameters, upscale=upscale, modes=modes).function_environment(
-        "PrepareFunction"
-    )
+    template = stack_template(None, parameters, upscale=upscale, modes=modes)
+    env = template.function_environment("PrepareFunction")
+    # no stack runs yet, so no SSM parameter holds the presets: the template parameter's value does
+    return {**env, PRESETS_PARAMETER_VARIABLE: "", PRESETS_VARIABLE: template.parameters["Presets"]}
 
 
 def check_job(
