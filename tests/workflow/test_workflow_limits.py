@@ -117,28 +117,3 @@ def test_a_new_version_uploaded_while_the_job_runs_does_not_change_it(wf):
     result_px = np.asarray(open_image(wf.read_bytes(manifest["outputs"]["inpainted"][0])))
     original = np.asarray(open_image(first).convert("RGB"))
     assert np.array_equal(result_px[~mask], original[~mask])
-
-
-def test_presets_longer_than_a_functions_environment_reach_prepare_through_ssm():
-    """The Presets parameter (up to 4 KB) lives in an SSM parameter; Prepare and ValidateBatch read it."""
-    looks = {
-        f"look-{i:03d}": {"prompt": f"a photo of a person wearing look {i}", "steps": 20} for i in range(52)
-    }
-    text = json.dumps(looks)
-    assert 3500 < len(text) <= 4096  # alone it would nearly fill a function's 4 KB of variables
-    with LocalWorkflow(endpoint_url="http://127.0.0.1:9", parameters={"Presets": text}) as wf:
-        name = f"/{wf.stack_name}/presets"
-        assert wf.client("ssm").get_parameter(Name=name)["Parameter"]["Value"] == text
-        for logical_id in ("PrepareFunction", "ValidateBatchFunction"):
-            env = wf.lambdas.functions[f"{wf.stack_name}-{logical_id}"].environment
-            assert env["TRYON_PRESETS_PARAMETER"] == name and "TRYON_PRESETS" not in env
-        key = wf.upload(sample_photo((64, 48), "PNG"), "inputs/p.png")["key"]
-        trigger = {"image": f"s3://{wf.input_bucket}/{key}", "preset": "look-051"}
-        payload, errored, logs = wf.lambdas.invoke(f"{wf.stack_name}-PrepareFunction", {"trigger": trigger})
-        assert not errored, logs
-        params = json.loads(payload)["job"]["params"]
-        assert (params["prompt"], params["steps"]) == ("a photo of a person wearing look 51", 20)
-    with LocalWorkflow(endpoint_url="http://127.0.0.1:9") as wf:  # no Presets: no parameter, nothing read
-        assert wf.client("ssm").describe_parameters()["Parameters"] == []
-        env = wf.lambdas.functions[f"{wf.stack_name}-PrepareFunction"].environment
-        assert env["TRYON_PRESETS_PARAMETER"] == ""
