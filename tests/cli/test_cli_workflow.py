@@ -50,17 +50,24 @@ def test_demo_writes_what_the_stack_writes(demo_run):
         "InpaintMode", "Inpaint", "UpscaleRequested", "UpscaleMode", "Upscale", "ModerateResults", "Finalize",
     ]  # fmt: skip
     assert "EventBridge started" in stdout
+    # with the tiny checkpoints the demo works on a 256 px copy of its 512 px photo, so the tiny
+    # upscaler stays far inside the real-time 60 s on a busy machine (tryon.local.runner.DEMO_TINY_SIDE)
+    assert stdout.startswith("photo: assets/astronaut.jpg, at 256 px for the tiny checkpoints (query ")
     with Image.open(out / "mask.png") as mask:
-        assert (mask.mode, mask.size) == ("L", (512, 512))
+        assert (mask.mode, mask.size) == ("L", (256, 256))
     with Image.open(out / "inpainted-0.png") as painted:
-        assert (painted.mode, painted.size) == ("RGB", (512, 512))
+        assert (painted.mode, painted.size) == ("RGB", (256, 256))
     with Image.open(out / "upscaled-0.png") as upscaled:
-        assert upscaled.size == (2048, 2048)
+        assert upscaled.size == (1024, 1024)
     with Image.open(out / "preview.jpg") as preview:
         assert preview.format == "JPEG" and preview.width > preview.height
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "succeeded" and manifest["source"] == "s3-event"
     assert manifest["params"]["query"] == "an orange space suit" and manifest["params"]["upscale"] is True
+    assert manifest["input"]["key"] == "inputs/astronaut.jpg"
+    plan = manifest["upscale_plan"]  # the real-time path, and an estimate far inside its limit
+    assert (plan["mode"], plan["tiles"], plan["limit_seconds"]) == ("realtime", 1, 60.0)
+    assert plan["estimated_seconds"] < 10
     assert manifest["seeds"] == [1234]
     for uri in [
         manifest["outputs"]["mask"],
@@ -118,6 +125,24 @@ def test_run_refuses_bad_input_before_loading_models(args, message, tmp_path, ca
     assert run(argv) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_run_checks_an_upscale_against_the_mode_it_will_run_in(tmp_path):
+    """`tryon run`'s check before any model loads: the local stack's own defaults, presets and modes."""
+    from tryon.core.errors import RequestError
+    from tryon.local.runner import TINY_PARAMETERS, check_job, check_photo
+
+    header = check_photo(_photo(tmp_path / "large.jpg", (900, 1200)))
+    with pytest.raises(RequestError, match=r"cuts it into 6 tiles of 512 px and would take about 105 s"):
+        check_job(header, {"upscale": True}, parameters=TINY_PARAMETERS)  # TINY: 2 upscale steps
+    on_async = check_job(header, {"upscale": True}, parameters=TINY_PARAMETERS, modes={"sd_upscale": "async"})
+    assert (on_async["mode"], on_async["tiles"], on_async["steps"]) == ("async", 6, 2)
+    assert check_job(header, {"upscale": True}, parameters=TINY_PARAMETERS, upscale=False) is None
+    assert check_job(header, {}, parameters=TINY_PARAMETERS) is None  # DefaultUpscale: false
+    small = check_photo(_photo(tmp_path / "small.jpg", (300, 200)))
+    assert check_job(small, {"upscale": True, "upscale_steps": 20})["steps"] == 20  # the template's defaults
+    with pytest.raises(RequestError, match=r"^preset: unknown preset 'nope'"):
+        check_job(small, {}, "nope")
 
 
 @pytest.fixture(scope="module")

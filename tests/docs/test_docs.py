@@ -8,6 +8,10 @@ never sees::
                                        and no credentials, fails fast with one `error:` line
     <!-- doc-test: output CMD -->      the block is CMD's output: CMD is run and the lines compared
                                        (durations, ids and hashes normalised)
+    <!-- doc-test: serve -->           starts servers that run until Ctrl-C: each `tryon serve` line is
+                                       started, must answer GET /ping with 200, and must exit 0 on Ctrl-C
+    <!-- doc-test: with-server -->     talks to `tryon serve --tiny` on port 8080: run (as `run`) against
+                                       one the test started once
     <!-- doc-test: skip REASON -->     checked without being run, for the reason given
 
 A block without a directive fails the test, so a new example cannot go untested by accident.
@@ -21,9 +25,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +41,9 @@ from PIL import Image
 from support.paths import REPO
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-DIRECTIVE = re.compile(r"^\s*<!--\s*doc-test:\s*(run|aws|output|skip)\b\s*(.*?)\s*-->\s*$")
+DIRECTIVE = re.compile(
+    r"^\s*<!--\s*doc-test:\s*(run|aws|output|serve|with-server|skip)(?![\w-])\s*(.*?)\s*-->\s*$"
+)
 #: The checkpoint folders the examples name, and the tiny checkpoint each stands for here.
 MODEL_STAND_INS = {
     "sd2-inpainting-with-my-garment": "sd-inpaint",
@@ -52,6 +62,7 @@ ADAPTER_STAND_INS = {
     "out/train/red-dress/adapter": "lora-a",
     "out/train/blue-shirt/adapter": "lora-b",
     "out/train/denim/adapter": "lora-b",
+    "out/sks-skirt/adapter": "lora-a",
 }
 #: An AWS command must fail within this many seconds (no region, no credentials: nothing to wait for).
 AWS_FAIL_FAST_S = 30.0
@@ -63,7 +74,7 @@ class Block:
     line: int  # 1-based line of the opening fence
     lang: str
     body: str
-    kind: str  # run | aws | output | skip | "" (no directive)
+    kind: str  # run | aws | output | serve | with-server | skip | "" (no directive)
     arg: str
 
     @property
@@ -118,6 +129,7 @@ def world(tmp_path_factory, tiny_models) -> Path:
     for adapter, tiny_name in ADAPTER_STAND_INS.items():  # adapters "from your training"
         (root / adapter).parent.mkdir(parents=True, exist_ok=True)
         (root / adapter).symlink_to(tiny_models[tiny_name])
+    (root / "tmp").mkdir()  # the examples' /tmp/, kept apart from other runs on the machine
     (root / "photos").mkdir()
     photo.save(root / "photos" / "anna.jpg")
     photo.rotate(90).save(root / "photos" / "ben.jpg")
@@ -151,7 +163,8 @@ def _environment(root: Path, *, aws: bool) -> dict[str, str]:
 
 
 def _shell(body: str, root: Path, tiny: dict[str, Path]) -> str:
-    """The block as a script for the world: ``/models/`` paths point at the stand-ins."""
+    """The block as a script for the world: ``/models/`` and ``/tmp/`` paths point into it."""
+    body = re.sub(r"(?<![\w./-])/tmp/", f"{root}/tmp/", body)
     return body.replace("/models/", f"{_stand_ins(root, tiny)}/")
 
 
@@ -172,6 +185,134 @@ RUN = [b for b in ALL if b.kind == "run"]
 @pytest.mark.parametrize("block", RUN, ids=_ids(RUN))
 def test_run_blocks_succeed_as_written(block, world, tiny_models):
     done = _run(_shell(block.body, world, tiny_models), world, lang=block.lang)
+    assert done.returncode == 0, f"{block.where} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    assert "Traceback" not in done.stderr, f"{block.where}:\n{done.stderr}"
+
+
+# ------------------------------------------------------------------ serve, with-server
+#: The port the examples' servers listen on (tryon serve's default); the test uses a free one.
+EXAMPLE_PORT = 8080
+SERVER_READY_S = 300.0
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _commands(body: str) -> list[str]:
+    """The block's commands, one per line (continuations joined, comments and blank lines dropped)."""
+    joined = re.sub(r"[ \t]*\\\n\s*", " ", body)
+    lines = [re.split(r"(?:^|\s+)#", line, maxsplit=1)[0].strip() for line in joined.splitlines()]
+    return [line for line in lines if line]
+
+
+def _on_port(text: str, port: int) -> str:
+    """The examples' port 8080 replaced by ``port``; every ``tryon serve`` told to listen on it."""
+    text = re.sub(rf"(127\.0\.0\.1|localhost):{EXAMPLE_PORT}\b", rf"\g<1>:{port}", text)
+    text = re.sub(rf"--port {EXAMPLE_PORT}\b", f"--port {port}", text)
+    return text.replace(".venv/bin/tryon serve", f".venv/bin/tryon serve --port {port}")
+
+
+def _ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5) as answer:
+            return answer.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _start_server(command: str, root: Path) -> subprocess.Popen[str]:
+    """``command`` in the background, as a terminal would run it (Ctrl-C reaches it)."""
+    return subprocess.Popen(
+        ["bash", "-c", command],
+        cwd=root,
+        env=_environment(root, aws=False),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _wait_ready(server: subprocess.Popen[str], port: int, what: str) -> None:
+    deadline = time.monotonic() + SERVER_READY_S
+    while not _ready(port):
+        if server.poll() is not None:
+            out, err = server.communicate()
+            raise AssertionError(f"{what} exited {server.returncode} before answering /ping:\n{out}\n{err}")
+        assert time.monotonic() < deadline, f"{what} did not answer /ping within {SERVER_READY_S:.0f} s"
+        time.sleep(0.5)
+
+
+def _ctrl_c(server: subprocess.Popen[str]) -> tuple[int, str, str]:
+    """Ctrl-C (SIGINT to its process group), then its exit code and output."""
+    os.killpg(server.pid, signal.SIGINT)
+    try:
+        out, err = server.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        out, err = server.communicate()
+        raise AssertionError(f"did not stop within 60 s of Ctrl-C:\n{out}\n{err}") from None
+    return server.returncode, out, err
+
+
+SERVE = [b for b in ALL if b.kind == "serve"]
+
+
+def _files_from_earlier_blocks(block: Block, root: Path, tiny: dict[str, Path]) -> None:
+    """Run the page's earlier ``run`` blocks when ``block`` names an ``out/`` file they write."""
+    wanted = [name for name in re.findall(r"\bout/[\w./-]+", block.body) if not (root / name).exists()]
+    if not wanted:
+        return
+    for earlier in (b for b in RUN if b.page == block.page and b.line < block.line):
+        done = _run(_shell(earlier.body, root, tiny), root, lang=earlier.lang)
+        assert done.returncode == 0, f"{earlier.where} (run first for {block.where}):\n{done.stderr}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block", SERVE, ids=_ids(SERVE))
+def test_serve_blocks_start_answer_and_stop_on_ctrl_c(block, world, tiny_models):
+    _files_from_earlier_blocks(block, world, tiny_models)
+    commands = _commands(_shell(block.body, world, tiny_models))
+    assert any(".venv/bin/tryon serve" in command for command in commands), block.where
+    for command in commands:
+        if ".venv/bin/tryon serve" not in command:
+            done = _run(command, world, lang="bash")
+            assert done.returncode == 0, f"{block.where}: {command}\n{done.stderr}"
+            continue
+        port = _free_port()
+        server = _start_server(_on_port(command, port), world)
+        try:
+            _wait_ready(server, port, f"{block.where}: {command}")
+        finally:
+            code, out, err = _ctrl_c(server)
+        assert code == 0, f"{block.where}: {command} exited {code} on Ctrl-C:\n{out}\n{err}"
+        assert out.startswith(f"serving on http://127.0.0.1:{port} "), out
+        assert "Traceback" not in err, err
+
+
+@pytest.fixture(scope="module")
+def tiny_server(world, tiny_models) -> int:
+    """`tryon serve --tiny` in the examples' folder, once for every ``with-server`` block; its port."""
+    port = _free_port()
+    server = _start_server(f".venv/bin/tryon serve --tiny --port {port}", world)
+    try:
+        _wait_ready(server, port, "tryon serve --tiny")
+        yield port
+    finally:
+        _ctrl_c(server)
+
+
+WITH_SERVER = [b for b in ALL if b.kind == "with-server"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block", WITH_SERVER, ids=_ids(WITH_SERVER))
+def test_with_server_blocks_succeed_against_tryon_serve(block, world, tiny_models, tiny_server):
+    script = _on_port(_shell(block.body, world, tiny_models), tiny_server)
+    done = _run(script, world, lang=block.lang, aws=True)  # no credentials but the block's own
     assert done.returncode == 0, f"{block.where} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
     assert "Traceback" not in done.stderr, f"{block.where}:\n{done.stderr}"
 
@@ -267,3 +408,23 @@ def test_a_missing_directive_is_reported(tmp_path):
     found = blocks(page)
     assert [(b.line, b.kind) for b in found] == [(3, ""), (8, "skip")]
     assert shutil.which("bash")
+
+
+def test_server_directives_and_the_examples_port(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text(
+        "<!-- doc-test: serve -->\n```bash\n.venv/bin/tryon serve --tiny\n```\n\n"
+        "<!-- doc-test: with-server -->\n```bash\ncurl -s localhost:8080/ping\n```\n"
+    )
+    assert [(b.kind, b.arg) for b in blocks(page)] == [("serve", ""), ("with-server", "")]
+    assert _on_port(".venv/bin/tryon serve -e x=DIR \\\n  --port 8080 --default x", 5001) == (
+        ".venv/bin/tryon serve --port 5001 -e x=DIR \\\n  --port 5001 --default x"
+    )
+    assert _on_port('rt = client(endpoint_url="http://127.0.0.1:8080")', 5001) == (
+        'rt = client(endpoint_url="http://127.0.0.1:5001")'
+    )
+    assert _on_port("curl -s localhost:8080/ping", 5001) == "curl -s localhost:5001/ping"
+    assert _commands("# start\n.venv/bin/tryon serve \\\n  -e a=B   # a comment\n\nls\n") == [
+        ".venv/bin/tryon serve -e a=B",
+        "ls",
+    ]

@@ -185,6 +185,21 @@ def test_s3_faults_are_classified(clipseg, s3, monkeypatch, error, transient):
             _run(handler, model, request)
 
 
+def test_a_server_without_credentials_says_so_instead_of_retrying(clipseg, s3, monkeypatch):
+    """A local server where boto3 finds no credentials: a 400 saying what to do, not a retryable 503."""
+    from botocore.exceptions import NoCredentialsError
+
+    handler, model = clipseg
+    _failing_client(monkeypatch, NoCredentialsError())
+    with pytest.raises(RequestError) as caught:
+        _run(handler, model, {"image": f"s3://{IN}/inputs/p.png", "query": "a shirt"})
+    assert str(caught.value) == (
+        "image: s3://photos-in/inputs/p.png could not be read: the endpoint has no AWS credentials (a local "
+        "server reads s3:// with the credentials and region of the shell that started it; send the image "
+        "base64 instead)"
+    )
+
+
 def test_failed_output_write_is_classified(clipseg, s3, monkeypatch):
     handler, model = clipseg
     request = {

@@ -132,6 +132,46 @@ def test_a_refiner_beside_a_base_that_is_not_sdxl_fails_at_start(tiny_models, tm
         sd_inpaint.model_fn(str(folder))
 
 
+def _incomplete_refiner(tiny_models, tmp_path, *missing):
+    """A copy of the tiny refiner without ``missing`` files, in a model folder beside the SDXL base."""
+    import shutil
+
+    refiner_copy = tmp_path / "refiner-copy"
+    shutil.copytree(tiny_models["sdxl-refiner"], refiner_copy, symlinks=False)
+    for name in missing:
+        (refiner_copy / name).unlink()
+    return _model_dir(tmp_path / "model", tiny_models["sdxl-inpaint"], refiner_copy)
+
+
+def test_a_refiner_folder_missing_files_is_refused_in_one_line_naming_them(tiny_models, tmp_path):
+    from tryon.aws.packaging import PackagingError, plan_archive
+    from tryon.handlers import refiner, sd_inpaint
+    from tryon.weights.hub import check_model_source
+
+    folder = _incomplete_refiner(tiny_models, tmp_path, "unet/diffusion_pytorch_model.safetensors")
+    expected = (
+        f"{folder}/refiner is not a complete SDXL refiner folder: it has no "
+        "unet/diffusion_pytorch_model.safetensors (a refiner needs model_index.json, "
+        "scheduler/scheduler_config.json, unet/config.json and unet/diffusion_pytorch_model.safetensors "
+        "or .bin, as save_pretrained writes them)"
+    )
+    with pytest.raises(refiner.RefinerLayoutError) as at_load:  # not diffusers' "Error no file named ..."
+        sd_inpaint.model_fn(str(folder))
+    assert str(at_load.value) == expected
+    with pytest.raises(RequestError) as before_load:  # tryon run --models / tryon serve -e: exit 2
+        check_model_source(str(folder), "--models sd_inpaint")
+    assert str(before_load.value) == f"--models sd_inpaint: {expected}"
+    with pytest.raises(PackagingError, match=r"it has no unet/diffusion_pytorch_model\.safetensors"):
+        plan_archive("sd_inpaint", model_dir=tiny_models["sdxl-inpaint"], refiner_dir=folder / "refiner")
+    folder2 = _incomplete_refiner(
+        tiny_models, tmp_path / "b", "model_index.json", "scheduler/scheduler_config.json"
+    )
+    with pytest.raises(
+        refiner.RefinerLayoutError, match=r"it has no model_index\.json, scheduler/scheduler_config\.json \("
+    ):
+        sd_inpaint.model_fn(str(folder2))  # a refiner/ without model_index.json is not silently ignored
+
+
 def test_an_out_of_range_refiner_field_is_a_400_over_http(tiny_models):
     from starlette.testclient import TestClient
 

@@ -11,7 +11,7 @@ from PIL import Image
 from support.handlers import invoke
 from support.images import b64, decode, noise_image
 
-from tryon.core import imaging
+from tryon.core import imaging, upscale_budget
 from tryon.core.errors import RequestError
 from tryon.handlers import sd_upscale
 
@@ -105,6 +105,7 @@ def test_tiling_follows_the_configured_single_pass_limit(model, monkeypatch):
     monkeypatch.setenv("TRYON_UPSCALE_MAX_INPUT_SIDE", "32")
     out = run(model, {"image": b64(photo(40, 20)), "seed": 2, **FAST})
     assert out["tiles"] == 2 and image_of(out).size == (160, 80)
+    assert upscale_budget.tile_grid(40, 20).tiles == out["tiles"]  # Prepare's estimate counts the same tiles
 
 
 @pytest.mark.parametrize(

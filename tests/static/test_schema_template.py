@@ -82,8 +82,8 @@ def test_each_template_default_has_the_schemas_range_default_and_pattern(row):
         assert declared.get("MinValue") == limits.get("minimum") and declared.get("MaxValue") == limits.get(
             "maximum"
         )
-    if row.type == "str":
-        assert declared["MaxLength"] == limits.get("max_length", 2000)
+    if row.type == "str":  # the field's limit, or the shorter one Lambda's 4 KB environment needs
+        assert declared["MaxLength"] == row.template_max_length or limits.get("max_length", 2000)
     # the template's default is the schema's, and Prepare reads it back as that value
     read = params.template_defaults({row.env: str(declared["Default"])})[row.name]
     assert read == (list(row.default) if row.type == "str_list" else row.default)
@@ -183,7 +183,10 @@ def test_the_local_stack_refuses_parameter_values_cloudformation_refuses(paramet
 
 
 def test_every_functions_environment_fits_lambdas_4_kb():
-    """Lambda refuses more than 4 KB of variables: the defaults leave room, long ones are refused locally."""
+    """Lambda refuses more than 4 KB of variables: the defaults leave room, long ones are refused locally.
+
+    tests/static/test_template_limits.py sums the worst case every parameter allows.
+    """
     from tryon.local.lambdas import ENVIRONMENT_LIMIT_BYTES, check_environment_size
 
     stack = SamTemplate(TEMPLATE)
@@ -191,11 +194,27 @@ def test_every_functions_environment_fits_lambdas_4_kb():
         env = stack.function_environment(logical_id)
         # CloudFormation's generated bucket names and ARNs are longer than the local ones
         assert check_environment_size(logical_id, env) < ENVIRONMENT_LIMIT_BYTES - 1024, logical_id
-    long = SamTemplate(TEMPLATE, {"DefaultPrompt": "p" * 2000, "DefaultNegativePrompt": "n" * 2000})
+    with pytest.raises(ValueError, match=r"DefaultPrompt: 'ppp.*' is longer than its MaxLength 200"):
+        SamTemplate(TEMPLATE, {"DefaultPrompt": "p" * 2000})  # as CloudFormation refuses it
+    longest = {
+        row.template_parameter: "x" * row.template_max_length
+        for row in TEMPLATE_ROWS
+        if row.template_max_length
+    }
+    longest["DefaultAdapter"] = "s3://b/" + "x" * (
+        schema.param("adapter").template_max_length - 7
+    )  # its pattern
+    env = SamTemplate(TEMPLATE, longest).function_environment("PrepareFunction")
+    assert check_environment_size("PrepareFunction", env) <= ENVIRONMENT_LIMIT_BYTES
+    # what only non-ASCII text can do (a character of 4 bytes where the budget counts 1) is refused locally
+    wide = {  # every long default at its MaxLength, in 4-byte characters
+        name: "\U0001f457" * len(value) if name.startswith("TRYON_DEFAULT_") and len(value) >= 40 else value
+        for name, value in env.items()
+    }
     with pytest.raises(
         ValueError, match=r"PrepareFunction: its environment variables take \d+ bytes; Lambda allows 4096"
     ):
-        check_environment_size("PrepareFunction", long.function_environment("PrepareFunction"))
+        check_environment_size("PrepareFunction", wide)
 
 
 def test_the_state_machine_names_each_kind_as_its_row_does():

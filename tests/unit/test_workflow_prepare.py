@@ -416,3 +416,57 @@ def test_padding_is_a_job_parameter_sent_only_when_set(s3):
     s3.put_object(Bucket=IN, Key="inputs/pad.png", Body=flat_png())
     built, sent = request()
     assert built["params"]["padding"] is None and "padding" not in sent  # unset: the endpoint's 32
+
+
+def test_prepare_plans_an_upscale_and_refuses_one_its_endpoint_cannot_finish(s3, monkeypatch):
+    """The upscaler's time budget (tryon.core.upscale_budget) is held against the endpoint's mode."""
+    s3.put_object(Bucket=IN, Key="inputs/small.png", Body=png((256, 192)))
+    s3.put_object(Bucket=IN, Key="inputs/large.png", Body=png((900, 1200)))
+    j = prepare.prepare({"image": f"s3://{IN}/inputs/small.png", "upscale": True, "upscale_steps": 20})["job"]
+    assert j["upscale_plan"] == {
+        "mode": "realtime",
+        "tiles": 1,
+        "tile": [256, 192],
+        "steps": 20,
+        "estimated_seconds": 11.7,  # 0.1875 of a 512 px tile x (20 + 5) x 2.5 s
+        "limit_seconds": 60.0,
+        "tile_step_seconds": 2.5,
+    }
+    without = prepare.prepare({"image": f"s3://{IN}/inputs/large.png"})["job"]
+    assert without["upscale"] is False and without["upscale_plan"] is None
+    with pytest.raises(InvalidInput) as refused:
+        prepare.prepare({"image": f"s3://{IN}/inputs/large.png", "upscale": True})
+    assert str(refused.value).startswith(
+        "upscale: the photo is 900x1200: the x4 upscaler cuts it into 6 tiles of 512 px and would take about "
+        "375 s"
+    )
+    assert "tryon run: --mode sd_upscale=async" in str(refused.value)
+    monkeypatch.setenv("TRYON_UPSCALE_MODE", "async")  # the stack's UpscaleMode: the same job fits
+    plan = prepare.prepare({"image": f"s3://{IN}/inputs/large.png", "upscale": True})["job"]["upscale_plan"]
+    assert (plan["mode"], plan["tiles"], plan["limit_seconds"]) == ("async", 6, 900)
+    monkeypatch.setenv("TRYON_UPSCALE_MODE", "realtime")
+    monkeypatch.setenv("TRYON_UPSCALE_TILE_STEP_SECONDS", "0.25")  # an operator's faster instance
+    plan = prepare.prepare({"image": f"s3://{IN}/inputs/large.png", "upscale": True})["job"]["upscale_plan"]
+    assert (plan["estimated_seconds"], plan["tile_step_seconds"]) == (37.5, 0.25)
+
+
+def test_the_stacks_presets_are_read_from_their_ssm_parameter(moto_s3):
+    """Presets live in an SSM parameter (Lambda's 4 KB environment cannot hold 4 KB of them)."""
+    from tryon.workflow import clients
+
+    moto_s3(IN, OUT)
+    clients.reset_clients()
+    ssm = clients.client("ssm")
+    ssm.put_parameter(Name="/tryon/presets", Value='{"studio": {"steps": 44}}', Type="String")
+    env = {params.PRESETS_PARAMETER_VARIABLE: "/tryon/presets"}
+    assert params.presets(env)["studio"] == {"steps": 44}
+    ssm.put_parameter(Name="/tryon/presets", Value='{"studio": {"steps": 45}}', Type="String", Overwrite=True)
+    assert params.presets(env)["studio"] == {"steps": 44}  # a warm function reads it once a minute
+    clients.reset_clients()
+    assert params.presets(env)["studio"] == {"steps": 45}
+    with pytest.raises(RequestError, match=r"^Presets \(SSM parameter /tryon/other\): could not be read"):
+        params.presets({params.PRESETS_PARAMETER_VARIABLE: "/tryon/other"})
+    ssm.put_parameter(Name="/tryon/bad", Value="{not json", Type="String")
+    with pytest.raises(RequestError, match=r"^Presets \(SSM parameter /tryon/bad\): is not valid JSON"):
+        params.presets({params.PRESETS_PARAMETER_VARIABLE: "/tryon/bad"})
+    clients.reset_clients()

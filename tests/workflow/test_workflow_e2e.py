@@ -27,8 +27,8 @@ def open_image(data: bytes) -> Image.Image:
 
 MANIFEST_KEYS = {
     "manifest_version", "status", "job_id", "source", "preset", "execution", "created_at", "input", "params",
-    "upscale", "ignored_metadata", "seeds", "coverage", "scores", "models", "endpoints", "components",
-    "adapter", "garment", "refiner", "outputs",
+    "upscale", "upscale_plan", "ignored_metadata", "seeds", "coverage", "scores", "models", "endpoints",
+    "components", "adapter", "garment", "refiner", "outputs",
     "timings_ms", "cost", "moderation",
 }  # fmt: skip
 
@@ -67,6 +67,10 @@ def test_s3_event_with_upscale_and_adapter_from_metadata(wf):
     prefix = f"results/shop/model-1/{job_id}/"
     assert manifest["outputs"]["prefix"] == f"s3://{wf.output_bucket}/{prefix}"
     assert manifest["source"] == "s3-event" and manifest["upscale"] is True
+    # the mode the upscale ran in and Prepare's estimate against that mode's limit
+    plan = manifest["upscale_plan"]
+    assert (plan["mode"], plan["tiles"], plan["steps"], plan["limit_seconds"]) == ("realtime", 1, 2, 60.0)
+    assert 0 < plan["estimated_seconds"] <= 0.8 * plan["limit_seconds"]
     assert manifest["adapter"] == {"name": "garment-a", "scale": 0.8}
     assert manifest["refiner"] is None and manifest["params"]["use_refiner"] is None  # SD 2: none asked
     assert manifest["params"]["adapter"] == "garment-a" and manifest["params"]["steps"] == 2
@@ -133,6 +137,7 @@ def test_console_input_without_upscale(wf, tmp_path):
     assert "Upscale" not in result.states()
     manifest = wf.read_json(result.output["manifest"])
     assert manifest["source"] == "console" and manifest["upscale"] is False and manifest["adapter"] is None
+    assert manifest["upscale_plan"] is None
     assert manifest["params"]["query"] == "a dress" and manifest["params"]["seed"] == 7
     assert len(manifest["seeds"]) == 2 and manifest["seeds"][0] == 7
     assert len(manifest["outputs"]["inpainted"]) == 2 and manifest["outputs"]["upscaled"] == []

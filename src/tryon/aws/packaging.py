@@ -193,10 +193,10 @@ def _check_refiner(folder: Path, kind: str, model_dir: Path | None) -> None:
     field = "refiner_dir"
     if kind != ADAPTER_KIND:
         raise PackagingError(field, f"refiners are only served by the {ADAPTER_KIND} endpoint")
-    if not (folder / "model_index.json").is_file() or not (folder / "unet" / "config.json").is_file():
-        raise PackagingError(
-            field, f"{folder} is not a diffusers SDXL refiner folder (model_index.json, unet/)"
-        )
+    try:
+        refiner.check_folder(folder)
+    except refiner.RefinerLayoutError as exc:
+        raise PackagingError(field, str(exc)) from None
     index = model_dir / "model_index.json" if model_dir is not None else None
     if index is None or not index.is_file():
         raise PackagingError(

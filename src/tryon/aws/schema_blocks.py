@@ -148,6 +148,7 @@ def template_parameter(row: schema.Param) -> dict[str, Any]:
             spec = {
                 "Type": "String",
                 "Default": _text(row.default),
+                "MaxLength": schema.NUMBER_TEXT_MAX,  # the 4 KB environment budget counts it so
                 "AllowedPattern": _anchored(numbers, row.optional),
             }
     elif row.type == "bool":
@@ -160,7 +161,7 @@ def template_parameter(row: schema.Param) -> dict[str, Any]:
         spec = {"Type": "String", "Default": _text(row.default)}
         if limits.get("allow_empty") is False:
             spec["MinLength"] = 1
-        spec["MaxLength"] = limits.get("max_length", 2000)
+        spec["MaxLength"] = row.template_max_length or limits.get("max_length", 2000)
         if row.pattern:
             spec["AllowedPattern"] = _anchored(row.pattern, row.optional)
     elif row.type == "str_list":
@@ -168,7 +169,7 @@ def template_parameter(row: schema.Param) -> dict[str, Any]:
         spec = {
             "Type": "String",
             "Default": _text(row.default),
-            "MaxLength": items * length + items - 1,
+            "MaxLength": min(row.template_max_length or 1 << 30, items * length + items - 1),
             "AllowedPattern": f"^[^,]{{0,{length}}}(,[^,]{{0,{length}}}){{0,{items - 1}}}$",
         }
     description = row.help_text()

@@ -181,23 +181,6 @@ def _model_dirs(models: list[str]) -> tuple[dict[str, str], bool]:
     return dirs, not chosen
 
 
-def _check_job(overrides: dict[str, Any], preset: str | None) -> None:
-    """Everything Prepare will check of the parameters (values, the preset's name, the content policy),
-    before models load."""
-    from tryon.core import content_policy
-    from tryon.workflow import params
-
-    values, named_preset, _ignored = params.metadata_overrides(params.to_metadata(overrides, preset))
-    effective = params.resolve(
-        defaults=params.template_defaults(),
-        preset_table=params.presets(),
-        preset=named_preset,
-        metadata=values,
-        console={},
-    )
-    content_policy.check_job_text(effective)
-
-
 def _modes(specs: list[str]) -> dict[str, str]:
     """``--mode KIND=MODE`` options as endpoint kind -> serving mode."""
     modes: dict[str, str] = {}
@@ -229,16 +212,22 @@ def _run_locally(photo: Path, overrides: dict[str, Any], *, models: list[str], o
                  modes: list[str] | None = None, garment: Path | None = None,
                  layout: str = "separate", moderation_off: str | None = None) -> int:  # fmt: skip
     from tryon.core.kinds import LAYOUTS
-    from tryon.local.runner import TINY_PARAMETERS, check_photo, run_photo
+    from tryon.local.runner import TINY_PARAMETERS, check_job, check_photo, run_photo
 
     if layout not in LAYOUTS:
         raise fail(f"--layout: must be {' or '.join(LAYOUTS)}, got {layout!r}")
     moderation = moderation_parameters(moderation_off)
-    check_photo(photo)
+    header = check_photo(photo)
     if garment is not None:
         check_photo(garment, field="--garment")
     endpoint_modes = _modes(modes or [])
-    _check_job(overrides, preset)  # bad values and unknown presets fail here, before any model loads
+    # no --models: the tiny checkpoints; --moderation-off: the stack's moderation parameters
+    parameters = {**(TINY_PARAMETERS if not models else {}), **moderation} or None
+    # bad values, the content policy, unknown presets and an upscale the upscaler's mode cannot finish fail here,
+    # with Prepare's own message, before any model loads
+    check_job(
+        header, overrides, preset, parameters=parameters, upscale=upscale is not False, modes=endpoint_modes
+    )
     if progress:
         os.environ["TRYON_PROGRESS_BARS"] = "1"
     model_dirs, all_tiny = _model_dirs(models)
@@ -253,7 +242,7 @@ def _run_locally(photo: Path, overrides: dict[str, Any], *, models: list[str], o
         overrides=overrides,
         preset=preset,
         upscale=upscale is not False,
-        parameters={**(TINY_PARAMETERS if all_tiny else {}), **moderation} or None,
+        parameters=parameters,
         on_event=_printer(as_json),
         on_status=lambda msg: typer.echo(msg, err=as_json),
         modes=endpoint_modes,
@@ -275,22 +264,28 @@ def demo(
     layout: Layout = "separate",
 ) -> None:
     """The whole workflow on one machine: the sample photo, the real state machine, handlers and models."""
-    from tryon.local.runner import DEMO_OVERRIDES, DEMO_PHOTO, REPO_ROOT
+    import tempfile
+
+    from tryon.local.runner import DEMO_OVERRIDES, DEMO_PHOTO, DEMO_TINY_SIDE, REPO_ROOT, demo_photo
 
     shown = DEMO_PHOTO.relative_to(REPO_ROOT)  # the sample ships with the repository
-    typer.echo(f"photo: {shown} (query {DEMO_OVERRIDES['query']!r}, prompt {DEMO_OVERRIDES['prompt']!r})")
-    overrides = {**DEMO_OVERRIDES, "upscale": upscale}
-    code = _run_locally(
-        DEMO_PHOTO,
-        overrides,
-        models=models,
-        out=out,
-        preset=None,
-        upscale=upscale,
-        progress=False,
-        modes=mode,
-        layout=layout,
+    size = "" if models else f", at {DEMO_TINY_SIDE} px for the tiny checkpoints"
+    typer.echo(
+        f"photo: {shown}{size} (query {DEMO_OVERRIDES['query']!r}, prompt {DEMO_OVERRIDES['prompt']!r})"
     )
+    overrides = {**DEMO_OVERRIDES, "upscale": upscale}
+    with tempfile.TemporaryDirectory(prefix="tryon-demo-") as folder:
+        code = _run_locally(
+            demo_photo(not models, Path(folder)),
+            overrides,
+            models=models,
+            out=out,
+            preset=None,
+            upscale=upscale,
+            progress=False,
+            modes=mode,
+            layout=layout,
+        )
     raise typer.Exit(code)
 
 

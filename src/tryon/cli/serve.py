@@ -122,9 +122,11 @@ def apply_shared(configs: list, endpoint: str) -> list:
 
 
 def _snippet(url: str, name: str) -> str:
+    """What to paste into Python: a client for this server (any credentials do; boto3 must sign)."""
     return (
         "import boto3, json\n"
-        f'rt = boto3.client("sagemaker-runtime", endpoint_url="{url}", region_name="us-east-1")\n'
+        f'rt = boto3.client("sagemaker-runtime", endpoint_url="{url}", region_name="us-east-1",\n'
+        '                  aws_access_key_id="local", aws_secret_access_key="local")\n'
         f'resp = rt.invoke_endpoint(EndpointName="{name}", ContentType="application/json",\n'
         '                          Accept="application/json", Body=json.dumps({...}))\n'
         'print(json.loads(resp["Body"].read()))'

@@ -192,6 +192,13 @@ TINY_MODEL_FOLDERS: dict[str, str] = {row.kind: row.tiny_folder for row in ENDPO
 
 # ---------------------------------------------------------------------------- job parameters
 
+#: Lambda refuses a function whose environment variables, measured as their JSON, take more bytes.
+LAMBDA_ENVIRONMENT_BYTES = 4096
+#: The longest text a number in the template may have: a ``Number`` parameter passes its value as
+#: typed, so the environment budget counts it this long, and the numbers kept in a ``String`` (an
+#: optional one, or one with an exclusive bound) have this ``MaxLength``.
+NUMBER_TEXT_MAX = 20
+
 ParamType = Literal["str", "int", "float", "bool", "str_list"]
 #: When a parameter is sent to its endpoint fields: always, or only when set (not None, not "").
 Send = Literal["always", "when_set"]
@@ -228,6 +235,9 @@ class Param:
     pattern: str | None = None
     #: whether the template has a job default for it (``Default<Name>`` -> ``TRYON_DEFAULT_<NAME>``)
     template: bool = True
+    #: the template default's MaxLength, where every function's environment (which carries every
+    #: default) must fit Lambda's 4 KB: shorter than the field's own limit, which jobs keep
+    template_max_length: int | None = None
     #: the ``tryon run``/``submit`` option: True ``--<name>``, a string its own spelling, None only ``--set``
     cli: bool | str | None = True
     #: what the docs' parameter table adds about it
@@ -348,6 +358,7 @@ PARAMS: tuple[Param, ...] = (
         (("clipseg", "query"),),
         default="a shirt",
         policy="query",
+        template_max_length=64,
     ),
     Param(
         "negative_queries",
@@ -356,6 +367,7 @@ PARAMS: tuple[Param, ...] = (
         (("clipseg", "negative_queries"),),
         default=("face", "hands"),
         policy="exempt: keep-regions only take parts out of the mask",
+        template_max_length=100,
     ),
     Param(
         "threshold",
@@ -387,6 +399,7 @@ PARAMS: tuple[Param, ...] = (
         (("sd_inpaint", "prompt"), ("sd_upscale", "prompt")),
         default="a photo of a person wearing the garment",
         policy="prompt",
+        template_max_length=200,
     ),
     Param(
         "negative_prompt",
@@ -395,6 +408,7 @@ PARAMS: tuple[Param, ...] = (
         (("sd_inpaint", "negative_prompt"), ("sd_upscale", "negative_prompt")),
         default="blurry, low quality, deformed",
         policy="negative_prompt",
+        template_max_length=100,
     ),
     Param("steps", "Diffusion steps", _INP["steps"], (("sd_inpaint", "steps"),)),
     Param(
@@ -428,6 +442,7 @@ PARAMS: tuple[Param, ...] = (
         send="when_set",
         optional=True,
         policy="exempt: a scheduler name from a closed list",
+        template_max_length=40,
     ),
     Param(
         "seed",
@@ -451,6 +466,7 @@ PARAMS: tuple[Param, ...] = (
         note="an s3:// adapter must lie under the stack's `AdapterBucket`/`AdapterPrefix`",
         pattern=contract.ADAPTER_SPEC_PATTERN.pattern,
         policy="adapter",
+        template_max_length=100,
     ),
     Param(
         "adapter_scale",
@@ -523,7 +539,8 @@ PARAMS: tuple[Param, ...] = (
         type="bool",
         default=False,
         note="the photo must be at most 2048 px per side (`TRYON_UPSCALE_MAX_TILED_SIDE`, the upscaler's "
-        "own limit), else Prepare refuses it before any model runs",
+        "own limit) and its upscale must fit the upscaler's time limit in its mode "
+        "([Upscaler time budget](#upscaler-time-budget)), else Prepare refuses it before any model runs",
     ),
     Param("upscale_steps", "Upscaler diffusion steps", _UP["steps"], (("sd_upscale", "steps"),)),
     Param(

@@ -26,6 +26,15 @@ from tryon.core.errors import RequestError
 from tryon.core.s3uri import is_s3_uri
 from tryon.handlers.png_writer import PendingPNG, start_png
 
+
+class ModelFolderError(RuntimeError):
+    """A model folder that cannot serve (a deployment mistake, reported when the model loads).
+
+    Its message names the folder and what it lacks or what is wrong, in one line; servers print
+    it as it is, without the exception's name.
+    """
+
+
 JSON_CONTENT_TYPE = "application/json"
 #: Largest request body a handler accepts (SageMaker real-time caps payloads at 6 MB;
 #: the local server and asynchronous endpoints may carry more).

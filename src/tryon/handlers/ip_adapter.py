@@ -24,7 +24,7 @@ from PIL import Image
 from tryon.core import imaging
 from tryon.core.contract import SD_INPAINT
 from tryon.core.errors import RequestError
-from tryon.handlers.common import load_image
+from tryon.handlers.common import ModelFolderError, load_image
 
 #: Where a model folder keeps its IP-Adapter, and the image encoder inside it.
 FOLDER = "ip_adapter"
@@ -38,7 +38,7 @@ SUPPORTED_MODELS = (
 )
 
 
-class IPAdapterLayoutError(RuntimeError):
+class IPAdapterLayoutError(ModelFolderError):
     """The model folder's ``ip_adapter/`` cannot be loaded (a deployment mistake, reported at start-up)."""
 
 

@@ -27,7 +27,7 @@ from PIL import Image
 from tryon.core.contract import SD_INPAINT, check_refiner_steps
 from tryon.core.errors import RequestError
 from tryon.handlers import cancellation
-from tryon.handlers.common import progress_bars_enabled
+from tryon.handlers.common import ModelFolderError, progress_bars_enabled
 from tryon.handlers.compat import dtype_kwargs
 from tryon.handlers.samplers import SchedulerCache
 
@@ -42,8 +42,38 @@ NO_REFINER = (
 )
 
 
-class RefinerLayoutError(RuntimeError):
+#: What a refiner folder must hold (besides the base's shared components): relative path -> what it is.
+REQUIRED_FILES = (
+    "model_index.json",
+    "scheduler/scheduler_config.json",
+    "unet/config.json",
+    "unet/diffusion_pytorch_model.safetensors",
+)
+#: Weight files that stand for ``unet/diffusion_pytorch_model.safetensors`` (``.bin``, variants, shards).
+_UNET_WEIGHTS = ("diffusion_pytorch_model*.safetensors", "diffusion_pytorch_model*.bin")
+
+
+class RefinerLayoutError(ModelFolderError):
     """The model folder's ``refiner/`` cannot serve with its base (a deployment mistake, at start-up)."""
+
+
+def missing_files(folder: Path) -> list[str]:
+    """The :data:`REQUIRED_FILES` that ``folder`` lacks (a ``.bin``, variant or sharded UNet counts)."""
+    missing = [name for name in REQUIRED_FILES[:3] if not (folder / name).is_file()]
+    if not any(any((folder / "unet").glob(pattern)) for pattern in _UNET_WEIGHTS):
+        missing.append(REQUIRED_FILES[3])
+    return missing
+
+
+def check_folder(folder: Path) -> None:
+    """RefinerLayoutError, one line naming the folder and the files it needs, unless it has them all."""
+    missing = missing_files(folder)
+    if missing:
+        raise RefinerLayoutError(
+            f"{folder} is not a complete SDXL refiner folder: it has no {', '.join(missing)} "
+            f"(a refiner needs {', '.join(REQUIRED_FILES[:-1])} and {REQUIRED_FILES[-1]} or .bin, "
+            "as save_pretrained writes them)"
+        )
 
 
 @dataclass
@@ -63,11 +93,11 @@ class RefineRequest:
 
 
 def find(model_dir: str | os.PathLike[str] | None) -> Path | None:
-    """``<model_dir>/refiner/`` if it holds a diffusers pipeline, else None."""
+    """``<model_dir>/refiner/`` if there is one (complete or not: :func:`load` checks it), else None."""
     if not model_dir:
         return None
     folder = Path(model_dir) / FOLDER
-    return folder if (folder / "model_index.json").is_file() else None
+    return folder if folder.is_dir() else None
 
 
 def load(pipe: Any, model_dir: str | os.PathLike[str] | None, *, is_sdxl: bool) -> Refiner | None:
@@ -77,6 +107,7 @@ def load(pipe: Any, model_dir: str | os.PathLike[str] | None, *, is_sdxl: bool) 
         return None
     if not is_sdxl:
         raise RefinerLayoutError(f"{folder}: a refiner needs an SDXL base, and this model is not SDXL")
+    check_folder(folder)  # before diffusers, whose own message is a multi-line "Error no file named ..."
     from diffusers import StableDiffusionXLImg2ImgPipeline
 
     shared = {name: getattr(pipe, name) for name in SHARED}
@@ -89,7 +120,8 @@ def load(pipe: Any, model_dir: str | os.PathLike[str] | None, *, is_sdxl: bool) 
             **dtype_kwargs("diffusers", pipe.unet.dtype),
         )
     except (OSError, ValueError, TypeError) as exc:
-        raise RefinerLayoutError(f"{folder} is not an SDXL refiner pipeline folder: {exc}") from exc
+        reason = " ".join(str(exc).split())  # one line
+        raise RefinerLayoutError(f"{folder} is not an SDXL refiner pipeline folder: {reason}") from exc
     _check_fits(refiner, folder)
     refiner = refiner.to(pipe.device)
     refiner.set_progress_bar_config(disable=not progress_bars_enabled())

@@ -4,6 +4,7 @@ Faults are classified where they happen:
 
 - the client's (the object or version does not exist, access is denied, the URI is bad) ->
   :class:`tryon.core.errors.RequestError` naming the field and the URI (HTTP 400, not retried);
+  so is a server without AWS credentials or region (a local one), which no retry would help;
 - S3's own (throttling, 5xx, time-outs, connection faults) ->
   :class:`tryon.core.errors.DependencyUnavailable` (HTTP 503 locally; the workflow retries it).
 
@@ -58,7 +59,7 @@ def s3_client() -> Any:
 
 def classify(exc: Exception, *, field: str, uri: str, action: str) -> Exception:
     """The error to raise for an S3 fault: RequestError (the client's) or DependencyUnavailable."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
@@ -75,6 +76,14 @@ def classify(exc: Exception, *, field: str, uri: str, action: str) -> Exception:
             return RequestError(field, f"{uri} could not be {action}: {message}")
         return DependencyUnavailable(
             f"S3 failed while the {field} {uri} was {action} ({code or status}): {message}"
+        )
+    if isinstance(exc, NoCredentialsError | NoRegionError):  # no retry helps: the server's own setup
+        lacking = "credentials" if isinstance(exc, NoCredentialsError) else "region"
+        return RequestError(
+            field,
+            f"{uri} could not be {action}: the endpoint has no AWS {lacking} "
+            "(a local server reads s3:// with the credentials and region of the shell that started it; "
+            "send the image base64 instead)",
         )
     if isinstance(exc, BotoCoreError):
         return DependencyUnavailable(f"S3 could not be reached while the {field} {uri} was {action}: {exc}")

@@ -14,7 +14,6 @@ cropped per tile, so overlapping tiles start from the same noise where they over
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,9 +21,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from tryon.core import imaging
+from tryon.core import imaging, upscale_budget
 from tryon.core.contract import COMPUTE_SECONDS, SD_UPSCALE, UPSCALE_MAX_OUTPUT_SIDE, upscale_max_side
 from tryon.core.errors import RequestError
+from tryon.core.upscale_budget import PAD_MULTIPLE, tile_starts
 from tryon.handlers import cancellation, threads
 from tryon.handlers.common import (
     PhaseTimer,
@@ -43,14 +43,15 @@ from tryon.handlers.s3io import OutputTarget, output_target, write_pngs
 
 DEFAULT_MODEL_ID = "stabilityai/stable-diffusion-x4-upscaler"
 SCALE = 4
-#: Every pass is padded to a multiple of this (the UNet's and VAE's downsampling factors).
-PAD_MULTIPLE = 8
 MAX_OUTPUT_SIDE = UPSCALE_MAX_OUTPUT_SIDE
 
 
 def max_input_side() -> int:
-    """Largest side upscaled in a single pass (``TRYON_UPSCALE_MAX_INPUT_SIDE``, default 512)."""
-    return int(os.environ.get("TRYON_UPSCALE_MAX_INPUT_SIDE", "512"))
+    """Largest side upscaled in a single pass (``TRYON_UPSCALE_MAX_INPUT_SIDE``, default 512).
+
+    Prepare estimates the tiles with the same setting (:mod:`tryon.core.upscale_budget`).
+    """
+    return upscale_budget.tile_side()
 
 
 def max_tiled_side() -> int:
@@ -117,7 +118,7 @@ def input_fn(data: Any, content_type: str | None) -> UpscaleRequest:
             raise RequestError(
                 "tile_size", f"must be <= {single} (TRYON_UPSCALE_MAX_INPUT_SIDE), got {tile_size}"
             )
-        tile_overlap = SD_UPSCALE.read(payload, "tile_overlap", min(64, tile_size // 4))
+        tile_overlap = SD_UPSCALE.read(payload, "tile_overlap", upscale_budget.default_overlap(tile_size))
         output = output_target(SD_UPSCALE, payload)
         if tile_overlap > tile_size // 2:
             half = tile_size // 2
@@ -158,18 +159,6 @@ def tiles_per_call(tile_h: int, tile_w: int, model: UpscaleModel | None = None) 
     if small and model.device.type == "cpu":
         return 1
     return max(1, max_input_side() ** 2 // (tile_h * tile_w))
-
-
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of ``tile`` px covering ``length`` px, overlapping by at least ``overlap``.
-
-    The tiles are spread evenly, so the first starts at 0 and the last ends at ``length``.
-    """
-    if length <= tile:
-        return [0]
-    stride = tile - overlap
-    count = -(-(length - overlap) // stride)
-    return [round(i * (length - tile) / (count - 1)) for i in range(count)]
 
 
 def _ramp_weights(starts: list[int], tile: int, index: int, scale: int) -> np.ndarray:

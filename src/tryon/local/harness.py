@@ -70,6 +70,31 @@ def default_template_path() -> Path:
     return repo if repo.exists() else Path("template.yaml")
 
 
+def stack_template(
+    template: str | os.PathLike[str] | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    upscale: bool = True,
+    modes: Mapping[str, str] | None = None,
+    layout: str | None = None,
+    region: str = "us-east-1",
+    stack_name: str = "tryon-local",
+) -> SamTemplate:
+    """The template with the parameter values a :class:`LocalWorkflow` of these arguments uses.
+
+    ``upscale=False`` empties ``UpscaleEndpointName``; ``modes`` set the ``<Kind>Mode``
+    parameters; ``layout`` sets ``EndpointLayout`` unless ``parameters`` do. Every value is checked as CloudFormation checks it. ``tryon run`` reads the
+    functions' environment from it to check a job before any model loads.
+    """
+    params = dict(parameters or {})
+    params["EndpointLayout"] = check_layout(params.get("EndpointLayout", layout or "separate"))
+    if not upscale:
+        params[ENDPOINT_PARAMETERS["sd_upscale"]] = ""
+    for kind, mode in (modes or {}).items():
+        params[MODE_PARAMETERS[check_kind(kind)]] = check_mode(mode)
+    return SamTemplate(template or default_template_path(), params, region=region, stack_name=stack_name)
+
+
 class LocalWorkflow:
     """The stack of ``template.yaml`` on moto, with the real handlers and model endpoints.
 
@@ -109,14 +134,14 @@ class LocalWorkflow:
         layout: str = "separate",
         scale_from_zero_seconds: float | None = None,
     ) -> None:
-        params = dict(parameters or {})
-        params["EndpointLayout"] = check_layout(params.get("EndpointLayout", layout))
-        if not upscale:
-            params[ENDPOINT_PARAMETERS["sd_upscale"]] = ""
-        for kind, mode in (modes or {}).items():
-            params[MODE_PARAMETERS[check_kind(kind)]] = check_mode(mode)
-        self.template = SamTemplate(
-            template or default_template_path(), params, region=region, stack_name=stack_name
+        self.template = stack_template(
+            template,
+            parameters,
+            upscale=upscale,
+            modes=modes,
+            layout=layout,
+            region=region,
+            stack_name=stack_name,
         )
         self.model_dirs = {k: str(v) for k, v in (model_dirs or {}).items()}
         self.region = region

@@ -25,6 +25,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from tryon.core.schema import LAMBDA_ENVIRONMENT_BYTES
 from tryon.local.lambda_env import lambda_environment
 from tryon.local.template import SamTemplate
 
@@ -32,7 +33,7 @@ from tryon.local.template import SamTemplate
 STATE_LIMIT_BYTES = 256 * 1024
 #: Lambda refuses a function whose environment variables, measured as their JSON, exceed 4 KB
 #: ("Lambda was unable to configure your environment variables ... exceeded the 4KB limit").
-ENVIRONMENT_LIMIT_BYTES = 4096
+ENVIRONMENT_LIMIT_BYTES = LAMBDA_ENVIRONMENT_BYTES
 
 
 def check_environment_size(name: str, env: Mapping[str, str]) -> int:

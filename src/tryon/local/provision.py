@@ -1,4 +1,5 @@
-"""Create the template's resources in moto: buckets, topics, tables, the role, functions, state machines.
+"""Create the template's resources in moto: buckets, topics, tables, SSM parameters, the role, functions,
+state machines.
 
 Each resource gets the physical name ``<stack>-<logical id>`` (buckets: ``<stack>-<name>``, as
 ``tryon-local-input``) and its resolved ``Ref``/``Arn`` is recorded in
@@ -73,6 +74,16 @@ def create_tables(t: SamTemplate, client: Clients, stack_name: str) -> None:
         t.resources[logical] = {"Ref": name, "Arn": arn}
 
 
+def create_parameters(t: SamTemplate, client: Clients) -> None:
+    """SSM parameters (their ``Ref`` is the parameter's name), with the template's name and value."""
+    ssm = client("ssm")
+    for logical, res in t.resources_of_type("AWS::SSM::Parameter").items():
+        props = t.resolve(res.get("Properties", {}))
+        name = props.get("Name") or f"{t.pseudo['AWS::StackName']}-{logical}"
+        ssm.put_parameter(Name=name, Value=props["Value"], Type=props.get("Type", "String"), Overwrite=True)
+        t.resources[logical] = {"Ref": name}
+
+
 def create_role(client: Clients, stack_name: str) -> str:
     """One role for every function and state machine (moto does not enforce IAM)."""
     policy = {
@@ -121,6 +132,7 @@ def create_stack(t: SamTemplate, client: Clients, stack_name: str, runtime: Lamb
     create_topics(t, client, stack_name)
     create_queues(t, client, stack_name)
     create_tables(t, client, stack_name)
+    create_parameters(t, client)
     role_arn = create_role(client, stack_name)
     runtime.create_functions(client("lambda"), role_arn, stack_name)
     subscribe_functions(t, client)

@@ -24,9 +24,13 @@ from tryon.workflow import params
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEMO_PHOTO = REPO_ROOT / "assets" / "astronaut.jpg"
 DEMO_OVERRIDES = {"query": "an orange space suit", "prompt": "a red plaid flannel shirt", "seed": 1234}
-#: Template parameters that keep the tiny random checkpoints quick (their images are noise anyway):
-#: the tiny upscaler takes 3-18 s a step on a 512 px photo (idle vs. shared 2-core machine), so
-#: 2 steps keep the demo inside the real-time 60 s limit.
+#: With the tiny checkpoints the demo works on a copy of its photo this many px per side: the tiny
+#: upscaler's cost grows with the photo's pixels (its VAE decodes a 4x image), and at 512 px it
+#: took 21 s for one step on this shared 2-core machine at load 10, 1 s on an idle one; at 256 px
+#: about 5 s for two steps at load 10 (docs/benchmarks.md#upscaler-time-budget): far inside the
+#: real-time 60 s limit, which the local stack enforces as AWS does.
+DEMO_TINY_SIDE = 256
+#: Template parameters that keep the tiny random checkpoints quick (their images are noise anyway).
 TINY_PARAMETERS = {
     schema.param("steps").template_parameter: 4,
     schema.param("upscale_steps").template_parameter: 2,
@@ -72,6 +76,75 @@ def check_photo(photo: Path, *, name: str | None = None, field: str = "IMAGE") -
     header = imaging.read_header(data, field=field)
     imaging.decode_image(data, field=field).close()
     return header
+
+
+def demo_photo(tiny: bool, folder: Path) -> Path:
+    """The demo's photo: the sample itself, or with the tiny checkpoints a 256 px copy in ``folder``.
+
+    The copy keeps the sample's file name, so the object key and the results' prefix are the same.
+    """
+    if not tiny:
+        return DEMO_PHOTO
+    from PIL import Image
+
+    copy = folder / DEMO_PHOTO.name
+    with Image.open(DEMO_PHOTO) as photo:
+        photo.convert("RGB").resize((DEMO_TINY_SIDE, DEMO_TINY_SIDE), Image.Resampling.LANCZOS).save(
+            copy, quality=95
+        )
+    return copy
+
+
+def prepare_environment(
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    upscale: bool = True,
+    modes: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Prepare's environment in the local stack these arguments start: job defaults, presets, modes."""
+    from tryon.local.harness import stack_template
+    from tryon.workflow.params import PRESETS_PARAMETER_VARIABLE, PRESETS_VARIABLE
+
+    template = stack_template(None, parameters, upscale=upscale, modes=modes)
+    env = template.function_environment("PrepareFunction")
+    # no stack runs yet, so no SSM parameter holds the presets: the template parameter's value does
+    return {**env, PRESETS_PARAMETER_VARIABLE: "", PRESETS_VARIABLE: template.parameters["Presets"]}
+
+
+def check_job(
+    header: imaging.ImageHeader,
+    overrides: Mapping[str, Any],
+    preset: str | None = None,
+    *,
+    parameters: Mapping[str, Any] | None = None,
+    upscale: bool = True,
+    modes: Mapping[str, str] | None = None,
+) -> dict[str, Any] | None:
+    """Check a job as the local stack's Prepare will, before any model loads; its upscale plan (or None).
+
+    The parameter values and the preset's name are resolved against the stack's own job defaults
+    and presets, the job's text against the content policy, and an upscale is held against the upscaler's mode and time limit
+    (:func:`tryon.workflow.job.check_upscalable`): what Prepare would refuse is refused here,
+    in about a second, with Prepare's message.
+    """
+    from tryon.core import content_policy
+    from tryon.workflow.job import check_upscalable
+    from tryon.workflow.settings import Settings
+
+    env = prepare_environment(parameters, upscale=upscale, modes=modes)
+    values, named_preset, _ignored = params.metadata_overrides(params.to_metadata(overrides, preset))
+    effective = params.resolve(
+        defaults=params.template_defaults(env),
+        preset_table=params.presets(env),
+        preset=named_preset,
+        metadata=values,
+        console={},
+    )
+    content_policy.check_job_text(effective)  # the prompt policy Prepare applies
+    settings = Settings.from_env(env)
+    if not (effective["upscale"] and settings.upscaler_configured):
+        return None
+    return check_upscalable(settings, header, effective)
 
 
 def _clear_previous(out_dir: Path) -> None:

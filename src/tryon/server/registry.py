@@ -18,6 +18,7 @@ from typing import Any
 from tryon.core.kinds import MODE_LIMITS, EndpointMode, ModeLimits, check_mode
 from tryon.handlers import HANDLER_MODULES
 from tryon.handlers.cancellation import RunningWork
+from tryon.handlers.common import ModelFolderError
 from tryon.server.async_api import AsyncOutput
 
 log = logging.getLogger("tryon.server")
@@ -204,7 +205,10 @@ class ModelRegistry:
                     ep.model = ep.models[0]
                 except BaseException as exc:  # a failed load must surface, never hang /ping
                     log.exception("endpoint %s failed to load", ep.config.key)
-                    ep.error = f"{type(exc).__name__}: {exc}"
+                    # a model folder's own mistake says what to fix; anything else shows its type
+                    ep.error = (
+                        str(exc) if isinstance(exc, ModelFolderError) else f"{type(exc).__name__}: {exc}"
+                    )
                     ep.state = "failed"
                 else:
                     ep.state = "ready"

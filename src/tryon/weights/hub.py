@@ -89,6 +89,18 @@ def _download_hint(repo_id: str) -> str:
     )
 
 
+def _check_refiner(path: Path, field: str) -> None:
+    """A model folder's ``refiner/`` must be complete: refused here, before the model loads."""
+    from tryon.handlers import refiner
+
+    folder = refiner.find(path)
+    if folder is not None:
+        try:
+            refiner.check_folder(folder)
+        except refiner.RefinerLayoutError as exc:
+            raise RequestError(field, str(exc)) from None
+
+
 def check_model_source(source: str, field: str, *, pipeline: bool = False) -> str:
     """A local model folder (``model_index.json`` if ``pipeline``) or a loadable hub id; RequestError."""
     from tryon.handlers.common import resolve_model_source
@@ -108,6 +120,7 @@ def check_model_source(source: str, field: str, *, pipeline: bool = False) -> st
                 f"{source} is not a diffusers pipeline folder (no model_index.json; its config.json "
                 "describes a single model): give a Stable Diffusion inpainting pipeline folder",
             )
+        _check_refiner(path, field)
         return str(path)
     if resolve_model_source(source, "") != source:
         raise RequestError(

@@ -77,7 +77,23 @@ def resource(service: str) -> Any:
     return made
 
 
+@cache
+def _ssm_provider() -> Any:
+    from aws_lambda_powertools.utilities.parameters import SSMProvider
+
+    return SSMProvider(boto3_client=client("ssm"))
+
+
+def ssm_parameter(name: str, *, max_age: int) -> str:
+    """An SSM parameter's value, read at most once per ``max_age`` seconds by a warm function.
+
+    aws-lambda-powertools' parameters utility caches it; GetParameterError when it cannot be read.
+    """
+    return str(_ssm_provider().get(name, max_age=max_age))
+
+
 def reset_clients() -> None:
-    """Forget cached clients (the local harness calls this when it starts and stops)."""
+    """Forget cached clients and cached parameters (the local harness calls this when it starts and stops)."""
     client.cache_clear()
     resource.cache_clear()
+    _ssm_provider.cache_clear()

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
-from tryon.core import aws_events, content_policy, imaging, validation
+from tryon.core import aws_events, content_policy, imaging, upscale_budget, validation
 from tryon.core.contract import upscale_max_side
 from tryon.core.errors import RequestError
 from tryon.core.kinds import KINDS
@@ -117,11 +117,16 @@ def inspect_image(
     return header
 
 
-def check_upscalable(header: imaging.ImageHeader) -> None:
-    """Refuse upscaling of a photo the upscaler endpoint would refuse, before any model runs.
+def check_upscalable(
+    settings: Settings, header: imaging.ImageHeader, effective: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The upscale plan of a photo, or RequestError when the upscaler endpoint would refuse or not finish it.
 
-    The inpainted images keep the photo's size, and the x4 upscaler takes at most
-    :func:`tryon.core.contract.upscale_max_side` px per side (the same variable configures both).
+    The inpainted images keep the photo's size. The x4 upscaler takes at most
+    :func:`tryon.core.contract.upscale_max_side` px per side (the same variable configures both),
+    and its endpoint must finish within its mode's time limit: :func:`tryon.core.upscale_budget.plan`
+    estimates the call from its tiles and steps and refuses what would not fit, naming the numbers
+    and what to change. Checked here, before any model runs.
     """
     limit = upscale_max_side()
     if max(header.width, header.height) > limit:
@@ -130,6 +135,14 @@ def check_upscalable(header: imaging.ImageHeader) -> None:
             f"the photo is {header.width}x{header.height}; the x4 upscaler takes at most {limit} px per side "
             "(TRYON_UPSCALE_MAX_TILED_SIDE): upload a smaller photo or set upscale to false",
         )
+    return upscale_budget.plan(
+        header.width,
+        header.height,
+        steps=int(effective["upscale_steps"]),
+        mode=settings.mode("sd_upscale"),  # type: ignore[arg-type]
+        seconds_per_tile_step=settings.upscale_tile_step_seconds,
+        async_invocation_seconds=settings.async_invocation_seconds,
+    )
 
 
 #: Reads and checks an image object (the photo, a garment's packshot): :func:`inspect_image`, or a
@@ -185,8 +198,7 @@ def build_job(settings: Settings, event: Any, *, inspect: Inspector | None = Non
     if effective["seed"] is None:  # deterministic, so a re-delivered event gives the same images
         effective["seed"] = int(job_id[:8], 16)
     upscale = bool(effective["upscale"]) and settings.upscaler_configured
-    if upscale:
-        check_upscalable(header)
+    upscale_plan = check_upscalable(settings, header, effective) if upscale else None
     name = layout.result_name(key, settings.input_prefix)
     return {
         "job_id": job_id,
@@ -204,6 +216,7 @@ def build_job(settings: Settings, event: Any, *, inspect: Inspector | None = Non
         "params": effective,
         "garment": packshot,
         "upscale": upscale,
+        "upscale_plan": upscale_plan,
         "ignored_metadata": ignored,
         "output": {
             "bucket": settings.output_bucket,

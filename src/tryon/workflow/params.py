@@ -32,7 +32,14 @@ GARMENT_CLASSES: dict[str, dict[str, Any]] = {
     "full-body": {"query": "clothes", "negative_queries": [*_KEEP, "shoes"]},
     "footwear": {"query": "shoes", "negative_queries": ["hands", "pants", "skirt"], "dilate": 4},
 }
-#: Built-in presets; ``TRYON_PRESETS`` (a JSON object of name -> parameters) adds or replaces.
+#: The stack keeps its extra presets (template parameter ``Presets``) in an SSM parameter, because
+#: they may be longer than Lambda's 4 KB of environment allows; this variable names it.
+PRESETS_PARAMETER_VARIABLE = "TRYON_PRESETS_PARAMETER"
+#: Extra presets given inline (a JSON object of name -> parameters), for local tools and tests.
+PRESETS_VARIABLE = "TRYON_PRESETS"
+#: Seconds a warm function keeps the presets it read before reading the parameter again.
+PRESETS_MAX_AGE_S = 60
+#: Built-in presets; the stack's extra presets (``Presets``) add or replace.
 BUILTIN_PRESETS: dict[str, dict[str, Any]] = {
     "draft": {"steps": 15, "num_images": 1, "upscale": False},
     "standard": {"steps": 30, "num_images": 1},
@@ -129,18 +136,35 @@ def template_defaults(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     return values
 
 
+def _extra_presets_text(env: Mapping[str, str]) -> tuple[str, str]:
+    """The stack's extra presets as JSON text, and what holds them (for messages)."""
+    name = env.get(PRESETS_PARAMETER_VARIABLE, "").strip()
+    if not name:
+        return env.get(PRESETS_VARIABLE, ""), PRESETS_VARIABLE
+    from aws_lambda_powertools.utilities.parameters import GetParameterError
+
+    from tryon.workflow import clients
+
+    where = f"Presets (SSM parameter {name})"
+    try:
+        return clients.ssm_parameter(name, max_age=PRESETS_MAX_AGE_S), where
+    except GetParameterError as exc:
+        raise RequestError(where, f"could not be read: {exc}") from None
+
+
 def presets(env: Mapping[str, str] | None = None) -> dict[str, dict[str, Any]]:
-    """Built-in presets plus those in ``TRYON_PRESETS`` (JSON), each validated."""
+    """Built-in presets plus the stack's extra ones (its SSM parameter, or ``TRYON_PRESETS``), validated."""
     env = os.environ if env is None else env
     table = {name: dict(values) for name, values in BUILTIN_PRESETS.items()}
-    text = env.get("TRYON_PRESETS", "").strip()
+    raw, where = _extra_presets_text(env)
+    text = raw.strip()
     if text:
         try:
             extra = json.loads(text)
         except ValueError as exc:
-            raise RequestError("TRYON_PRESETS", f"is not valid JSON ({exc})") from None
+            raise RequestError(where, f"is not valid JSON ({exc})") from None
         if not isinstance(extra, dict) or not all(isinstance(v, dict) for v in extra.values()):
-            raise RequestError("TRYON_PRESETS", "must be a JSON object of preset name -> parameters")
+            raise RequestError(where, "must be a JSON object of preset name -> parameters")
         table.update(extra)
     return {name: validate_layer(values, f"preset {name}") for name, values in table.items()}
 

@@ -103,6 +103,8 @@ def build_manifest(
         "input": job["input"],
         "params": job["params"],
         "upscale": job["upscale"],
+        # the upscaler's mode and Prepare's time estimate against its limit (None without upscaling)
+        "upscale_plan": job.get("upscale_plan"),
         "ignored_metadata": job.get("ignored_metadata", []),
         "seeds": inpaint.get("seeds", []),
         "coverage": segment.get("coverage"),

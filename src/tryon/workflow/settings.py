@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from tryon.core import content_policy, schema, timeouts
+from tryon.core import content_policy, schema, timeouts, upscale_budget
 from tryon.core.schema import ENDPOINT_KINDS
 
 #: Image suffixes the EventBridge rule forwards and Prepare accepts.
@@ -92,6 +92,10 @@ class Settings:
         """The stack's moderation settings, validated (RequestError naming the template parameter)."""
         return content_policy.parse_config(dict(self.moderation_env))
 
+    #: seconds of one denoising step of one full upscaler tile on the upscaler's instance
+    #: (template parameter ``UpscaleTileStepSeconds``): Prepare's estimate (tryon.core.upscale_budget)
+    upscale_tile_step_seconds: float = upscale_budget.DEFAULT_TILE_STEP_SECONDS
+
     def endpoint(self, kind: str) -> str:
         """The endpoint name of an endpoint kind (empty: none configured)."""
         return str(getattr(self, schema.kind(kind).settings_attribute))
@@ -145,4 +149,5 @@ class Settings:
             moderation_env=tuple(
                 (var, env[var]) for var in content_policy.CONFIG_VARIABLES.values() if var in env
             ),
+            upscale_tile_step_seconds=upscale_budget.tile_step_seconds(env),
         )

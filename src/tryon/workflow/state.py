@@ -78,6 +78,9 @@ class Job(TypedDict):
     params: dict[str, Any]  # every parameter of tryon.workflow.params, resolved
     garment: JobGarment | None  # the garment_image parameter's object, checked and pinned
     upscale: bool
+    #: when upscaling: the mode, tiles and time estimate Prepare held against the endpoint's limit
+    #: (tryon.core.upscale_budget.plan); None otherwise
+    upscale_plan: dict[str, Any] | None
     ignored_metadata: list[str]
     output: JobOutput
     endpoints: JobEndpoints
