@@ -22,6 +22,7 @@ from PIL import Image
 
 from tryon.evaluation import anchors
 from tryon.evaluation.scoring import HIGHER_IS_BETTER, Evaluation, row_metric_names
+from tryon.workflow.batch_manifest import spreadsheet_safe
 
 JSON_NAME, CSV_NAME, HTML_NAME = "eval.json", "eval.csv", "eval.html"
 SCHEMA_VERSION = 1
@@ -60,8 +61,9 @@ def _write_csv(evaluation: Evaluation, path: Path) -> None:
         writer.writerow(["id", "seed", "class", "status", "photo", "result", *names, *extra])
         for row in evaluation.rows:
             metrics = row["metrics"]
+            texts = [row[k] for k in ("id", "seed", "class", "status", "photo", "result")]
             writer.writerow(
-                [row["id"], row["seed"], row["class"], row["status"], row["photo"], row["result"]]
+                [spreadsheet_safe(v) if isinstance(v, str) else v for v in texts]  # ids are the manifest's
                 + [_cell(metrics.get(name)) for name in [*names, *extra]]
             )
 
