@@ -99,6 +99,11 @@ def test_existing_results_report_every_family_with_plots_worst_rows_and_anchors(
     plots = soup.select(".plots img")
     assert len(plots) >= 5 and all(img["src"].startswith("data:image/png;base64,") for img in plots)
     assert soup.select(".worst img")  # thumbnails of the worst rows
+    worst = soup.select_one("table.worst")
+    assert [th.get_text() for th in worst.find_all("th")][2:] == [
+        "photo", "mask", "reference mask", "result", "ground truth"
+    ]  # fmt: skip
+    assert worst.find("td").get_text() in {f"row{i}" for i in range(4)}  # no seed: none shown
     anchors = soup.find("table", class_="anchors").get_text()
     assert "CatVTON" in anchors and "0.870" in anchors and "arXiv:2407.15886" in anchors
     assert "ssim" in captured.out and "eval.html" in captured.out
