@@ -41,6 +41,15 @@ def tiny_models() -> dict[str, Path]:
     return ensure_tiny_models(REPO_ROOT / ".cache" / "tiny-models")
 
 
+@pytest.fixture(scope="session")
+def tiny_metric_models(tmp_path_factory) -> Path:
+    """Tiny random CLIP, DINOv2 and Inception networks in the ``--metric-models`` layout, built once
+    per session and loaded through the same code as real weights (evaluation, validation, the docs)."""
+    from support.evaluation import metric_models
+
+    return metric_models(tmp_path_factory.mktemp("metric-models"))
+
+
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """One intra-op thread for a module: tiny models gain nothing from threads, and on a shared

@@ -144,7 +144,7 @@ def test_json_stdout_is_one_object_when_a_step_fails_and_stderr_one_line(tmp_pat
 def test_an_upscale_its_real_time_endpoint_cannot_finish_is_refused_before_any_model_loads(tmp_path):
     """A 900x1200 photo: 6 tiles of the x4 upscaler, far past a real-time call's 60 s (issue 24)."""
     large = tmp_path / "my-photo.jpg"
-    Image.radial_gradient("L").resize((900, 1200)).convert("RGB").save(large)
+    save_photo(large, (900, 1200))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     env.pop("TRYON_DEBUG", None)
     start = time.monotonic()
@@ -174,7 +174,7 @@ def test_training_on_few_photos_warns_in_one_line_without_its_source(tmp_path, t
     """`train local` with one photo: one `warning:` line, not Python's file:line and source line."""
     photos = tmp_path / "photos"
     photos.mkdir()
-    Image.radial_gradient("L").resize((64, 64)).convert("RGB").save(photos / "a.png")
+    save_photo(photos / "a.png", (64, 64))
     argv = [
         "train", "local", "--pretrained-model", str(tiny_models["sd-inpaint"]),
         "--instance-data-dir", "photos/", "--instance-prompt", "a photo of sks skirt",

@@ -132,14 +132,14 @@ def test_run_checks_an_upscale_against_the_mode_it_will_run_in(tmp_path):
     from tryon.core.errors import RequestError
     from tryon.local.runner import TINY_PARAMETERS, check_job, check_photo
 
-    header = check_photo(_photo(tmp_path / "large.jpg", (900, 1200)))
+    header = check_photo(save_photo(tmp_path / "large.jpg", (900, 1200)))
     with pytest.raises(RequestError, match=r"cuts it into 6 tiles of 512 px and would take about 105 s"):
         check_job(header, {"upscale": True}, parameters=TINY_PARAMETERS)  # TINY: 2 upscale steps
     on_async = check_job(header, {"upscale": True}, parameters=TINY_PARAMETERS, modes={"sd_upscale": "async"})
     assert (on_async["mode"], on_async["tiles"], on_async["steps"]) == ("async", 6, 2)
     assert check_job(header, {"upscale": True}, parameters=TINY_PARAMETERS, upscale=False) is None
     assert check_job(header, {}, parameters=TINY_PARAMETERS) is None  # DefaultUpscale: false
-    small = check_photo(_photo(tmp_path / "small.jpg", (300, 200)))
+    small = check_photo(save_photo(tmp_path / "small.jpg", (300, 200)))
     assert check_job(small, {"upscale": True, "upscale_steps": 20})["steps"] == 20  # the template's defaults
     with pytest.raises(RequestError, match=r"^preset: unknown preset 'nope'"):
         check_job(small, {}, "nope")

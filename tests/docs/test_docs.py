@@ -38,6 +38,7 @@ from pathlib import Path
 import pytest
 from markdown_it import MarkdownIt
 from PIL import Image
+from support.evaluation import docs_world
 from support.paths import REPO
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -115,7 +116,7 @@ def test_every_block_is_run_compared_or_accounted_for():
 
 # ------------------------------------------------------------------ the examples' world
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, tiny_models) -> Path:
+def world(tmp_path_factory, tiny_models, tiny_metric_models) -> Path:
     """A scratch folder holding what the examples name (docs/doc-tests.md lists it)."""
     root = tmp_path_factory.mktemp("docs-world")
     for name in (".venv", "assets", "template.yaml", "statemachine", "functions", "models", "src"):
@@ -133,6 +134,7 @@ def world(tmp_path_factory, tiny_models) -> Path:
     (root / "photos").mkdir()
     photo.save(root / "photos" / "anna.jpg")
     photo.rotate(90).save(root / "photos" / "ben.jpg")
+    docs_world(root, tiny_metric_models)  # docs/evaluation.md's manifests, dataset folder and networks
     return root
 
 
@@ -396,6 +398,9 @@ def test_the_world_is_what_docs_doc_tests_md_lists():
         "photos/",
         "/models/<name>",
         "out/train/adapter",
+        "rows.csv",
+        "metric-models/",
+        "data/viton-hd/test",
     ):
         assert name in page, f"docs/doc-tests.md does not mention {name}"
 

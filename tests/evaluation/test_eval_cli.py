@@ -99,6 +99,11 @@ def test_existing_results_report_every_family_with_plots_worst_rows_and_anchors(
     plots = soup.select(".plots img")
     assert len(plots) >= 5 and all(img["src"].startswith("data:image/png;base64,") for img in plots)
     assert soup.select(".worst img")  # thumbnails of the worst rows
+    worst = soup.select_one("table.worst")
+    assert [th.get_text() for th in worst.find_all("th")][2:] == [
+        "photo", "mask", "reference mask", "result", "ground truth"
+    ]  # fmt: skip
+    assert worst.find("td").get_text() in {f"row{i}" for i in range(4)}  # no seed: none shown
     anchors = soup.find("table", class_="anchors").get_text()
     assert "CatVTON" in anchors and "0.870" in anchors and "arXiv:2407.15886" in anchors
     assert "ssim" in captured.out and "eval.html" in captured.out
@@ -148,13 +153,117 @@ def test_dataset_folder_in_the_viton_hd_layout(tiny_metric_models, tmp_path, cap
     (root / "test_pairs.txt").write_text("00000_00.jpg 00001_00.jpg\n")
     out = tmp_path / "out"
     code = run(["eval", str(root), "--results", str(root / "results"), "--out", str(out),
-                "--metrics", "paired,garment,mask", "--metric-models", str(tiny_metric_models)])  # fmt: skip
+                "--metrics", "paired,garment", "--metric-models", str(tiny_metric_models)])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     document = json.loads((out / "eval.json").read_text())
     assert [r["id"] for r in document["rows"]] == ["00000_00", "00001_00", "00002_00"]
     assert document["summary"]["ssim"]["mean"] > 0.95  # the results are the (re-encoded) photos
     reference = Image.open(out / "reference-masks" / "00000_00.png")
     assert reference.getpixel((20, 40)) == 255 and reference.getpixel((25, 10)) == 0
+
+
+#: DressCode's categories, the label each garment is painted with in the tiny label maps, and the
+#: labels its reference mask takes (4 upper clothes; 5 skirt, 6 pants; 7 dress).
+DRESSCODE = {"upper_body": (4, {4}), "lower_body": (6, {5, 6}), "dresses": (7, {7})}
+
+
+def _dresscode(root, *, per_category=2):
+    """A tiny DressCode test folder: per category images/ (X_0 person, X_1 garment), label_maps/ (X_4),
+    test_pairs_paired.txt and test_pairs_unpaired.txt."""
+    number = 0
+    for category, (label, _) in DRESSCODE.items():
+        for sub in ("images", "label_maps"):
+            (root / category / sub).mkdir(parents=True)
+        stems = []
+        for _ in range(per_category):
+            stem = f"{number:06d}"
+            number += 1
+            photo = person(shade=25 * number)[0]
+            photo.save(root / category / "images" / f"{stem}_0.jpg", quality=95)
+            photo.crop((16, 30, 49, 71)).save(root / category / "images" / f"{stem}_1.jpg")
+            labels = Image.new("L", photo.size, 0)
+            labels.paste(label, (16, 30, 49, 71))  # the garment
+            labels.paste(5 if label == 4 else 4, (16, 72, 49, 90))  # another garment: not in the mask
+            labels.paste(11, (20, 5, 40, 25))  # head
+            labels.save(root / category / "label_maps" / f"{stem}_4.png")
+            stems.append(stem)
+        paired = "".join(f"{s}_0.jpg {s}_1.jpg\n" for s in stems)
+        unpaired = "".join(f"{a}_0.jpg {b}_1.jpg\n" for a, b in zip(stems, stems[::-1], strict=True))
+        (root / category / "test_pairs_paired.txt").write_text(paired)
+        (root / category / "test_pairs_unpaired.txt").write_text(unpaired)
+    return root
+
+
+def test_dataset_folder_in_the_dresscode_layout(tiny_metric_models, tmp_path, capsys):
+    root = _dresscode(tmp_path / "dresscode")
+    results = tmp_path / "results"
+    for category in DRESSCODE:  # upper_body's results in results/upper_body/, the others' in results/
+        folder = results / category if category == "upper_body" else results
+        folder.mkdir(parents=True, exist_ok=True)
+        for image in sorted((root / category / "images").glob("*_0.jpg")):
+            Image.open(image).save(folder / f"{image.stem}.png")
+    out = tmp_path / "out"
+    code = run(["eval", str(root), "--results", str(results), "--out", str(out),
+                "--metrics", "paired,garment", "--metric-models", str(tiny_metric_models)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "Loading weights" not in err  # the libraries' loading bars only with --verbose
+    document = json.loads((out / "eval.json").read_text())
+    ids = [r["id"] for r in document["rows"]]
+    assert ids == ["upper_body/000000_0", "upper_body/000001_0", "lower_body/000002_0",
+                   "lower_body/000003_0", "dresses/000004_0", "dresses/000005_0"]  # fmt: skip
+    by_id = {r["id"]: r for r in document["rows"]}
+    assert by_id["lower_body/000002_0"]["packshot"].endswith("lower_body/images/000002_1.jpg")
+    assert by_id["upper_body/000000_0"]["result"] == str(results / "upper_body" / "000000_0.png")
+    assert set(document["per_class"]) == {"upper-body", "lower-body", "dress"}
+    assert document["summary"]["ssim"]["mean"] > 0.95  # the results are the (re-encoded) photos
+    assert "clip_i" in document["summary"]
+    # each category's reference mask: its garment labels of the label map, nothing else
+    for number, (category, (_, labels)) in enumerate(DRESSCODE.items()):
+        reference = Image.open(out / "reference-masks" / category / f"{2 * number:06d}.png")
+        label_map = Image.open(root / category / "label_maps" / f"{2 * number:06d}_4.png")
+        for xy in ((20, 40), (20, 80), (25, 10), (2, 2)):
+            assert (reference.getpixel(xy) == 255) == (label_map.getpixel(xy) in labels), (category, xy)
+
+    # unpaired: the pairs of test_pairs_unpaired.txt, no ground truth, results named <person>_<cloth>
+    unpaired_results = tmp_path / "unpaired"
+    unpaired_results.mkdir()
+    for category in DRESSCODE:
+        for line in (root / category / "test_pairs_unpaired.txt").read_text().split("\n")[:-1]:
+            person_name, cloth = line.split()
+            Image.open(root / category / "images" / person_name).save(
+                unpaired_results / f"{person_name[:-4]}_{cloth[:-4]}.png"
+            )
+    options = [
+        "--out",
+        str(tmp_path / "u"),
+        "--metrics",
+        "garment",
+        "--metric-models",
+        str(tiny_metric_models),
+    ]
+    code = run(["eval", str(root), "--unpaired", "--results", str(unpaired_results), *options])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    rows = json.loads((tmp_path / "u" / "eval.json").read_text())["rows"]
+    assert rows[0]["id"] == "upper_body/000000_0_000001_1" and rows[0]["ground_truth"] is None
+    assert rows[0]["packshot"].endswith("upper_body/images/000001_1.jpg")
+
+    # refusals in one line: paired metrics without ground truth, a pairs file naming a missing image,
+    # mask quality of results that come without the mask they were painted in
+    def refused(*argv):
+        assert run(["eval", str(root), "--out", str(tmp_path / "r"), *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        return err
+
+    err = refused("--unpaired", "--results", str(unpaired_results), "--metrics", "paired")
+    assert "ground_truth: row 1 (upper_body/000000_0_000001_1) has none, and --metrics paired needs it" in err
+    err = refused("--results", str(results), "--metrics", "mask")
+    assert "mask: row 1 (upper_body/000000_0) has none, and --metrics mask needs it" in err
+    (root / "dresses" / "images" / "000005_1.jpg").unlink()
+    err = refused("--results", str(results), "--metrics", "paired")
+    assert "000005_1.jpg does not exist (named in" in err and "dresses/test_pairs_paired.txt" in err
 
 
 def _document(values_by_seed, metric="ssim"):

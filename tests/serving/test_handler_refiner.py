@@ -140,7 +140,7 @@ def _incomplete_refiner(tiny_models, tmp_path, *missing):
     shutil.copytree(tiny_models["sdxl-refiner"], refiner_copy, symlinks=False)
     for name in missing:
         (refiner_copy / name).unlink()
-    return _model_dir(tmp_path / "model", tiny_models["sdxl-inpaint"], refiner_copy)
+    return assemble_inpaint_model(tiny_models["sdxl-inpaint"], {}, tmp_path / "model", refiner=refiner_copy)
 
 
 def test_a_refiner_folder_missing_files_is_refused_in_one_line_naming_them(tiny_models, tmp_path):

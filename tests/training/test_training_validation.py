@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
-from support.evaluation import metric_models
 from support.training import quick_config
 
 from tryon.core.errors import RequestError
@@ -31,11 +30,6 @@ def photos(tmp_path_factory):
     return folder
 
 
-@pytest.fixture(scope="module")
-def metrics_dir(tmp_path_factory):
-    return metric_models(tmp_path_factory.mktemp("metric-models"))
-
-
 def _scalars(logs):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -47,12 +41,12 @@ def _scalars(logs):
 
 
 def test_validation_renders_held_out_photos_scores_logs_and_keeps_the_best(
-    tiny_models, photos, metrics_dir, tmp_path, capsys
+    tiny_models, photos, tiny_metric_models, tmp_path, capsys
 ):
     out = tmp_path / "run"
     config = quick_config(
         tiny_models["sd-inpaint"], photos, out, mask_dir=str(photos), max_train_steps=4, validation_steps=2,
-        validation_metric_models=str(metrics_dir), best_metric="dino",
+        validation_metric_models=str(tiny_metric_models), best_metric="dino",
     )  # fmt: skip
     result = train(config, progress=False)
     printed = capsys.readouterr().out
@@ -64,6 +58,9 @@ def test_validation_renders_held_out_photos_scores_logs_and_keeps_the_best(
     assert [r["step"] for r in history["rounds"]] == [2, 4]  # the last step's round is not repeated
     for record in history["rounds"]:
         assert set(record) >= {"clip_i", "dino", "clip_t"} and -1 <= record["dino"] <= 1
+        assert record["seconds"] > record["score_seconds"] > 0  # what each round cost
+    # the final grid is the last step's round: the same weights are not rendered twice
+    assert result.validation_path.read_bytes() == (out / "validation" / "step-000004.png").read_bytes()
     best = max(history["rounds"], key=lambda r: r["dino"])
     assert history["best"]["step"] == best["step"] and history["best"]["metric"] == "dino"
     assert result.best_dir == out / "best"
@@ -97,12 +94,71 @@ def test_without_metric_networks_validation_renders_grids_only(tiny_models, phot
     assert not (tmp_path / "run" / "logs").exists()
 
 
+def test_by_default_validation_runs_when_photos_are_held_out_in_one_batched_call_per_round(
+    tiny_models, photos, tmp_path, monkeypatch
+):
+    from tryon.training import config as config_module
+    from tryon.training import loop
+
+    monkeypatch.setattr(config_module, "DEFAULT_VALIDATION_STEPS", 2)  # the default interval, scaled down
+    from diffusers import StableDiffusionInpaintPipeline
+
+    calls, built = [], []
+    real_call, real_pipeline = loop._ValidationRenderer.__call__, loop._ValidationRenderer.pipeline
+    real_render = StableDiffusionInpaintPipeline.__call__
+
+    def spy_pipeline(self):
+        pipe = real_pipeline(self)
+        if not any(seen is pipe for seen in built):
+            built.append(pipe)
+        return pipe
+
+    monkeypatch.setattr(loop._ValidationRenderer, "pipeline", spy_pipeline)
+    monkeypatch.setattr(
+        StableDiffusionInpaintPipeline, "__call__", lambda p, **kw: calls.append(kw) or real_render(p, **kw)
+    )
+    rounds = []
+    monkeypatch.setattr(
+        loop._ValidationRenderer, "__call__", lambda s, path: rounds.append(path) or real_call(s, path)
+    )
+    defaults = {"validation_steps": None, "num_validation_images": None, "report_to": "none"}
+    config = quick_config(tiny_models["sd-inpaint"], photos, tmp_path / "held", max_train_steps=4, **defaults)
+    result = train(config, progress=False)
+    history = json.loads(result.validation_history.read_text())
+    assert [r["step"] for r in history["rounds"]] == [2, 4] and len(rounds) == 2
+    # one pipeline, built once; each round one call rendering both held-out photos, one render each
+    assert len(built) == 1 and len(calls) == 2
+    assert [len(call["image"]) for call in calls] == [2, 2] and len(calls[0]["generator"]) == 2
+    assert Image.open(result.validation_path).size == (64 * 4, 64 * 2)  # image | mask | masked | 1 render
+    saved = json.loads(result.config_path.read_text())
+    assert saved["validation_steps"] == 2 and saved["num_validation_images"] == 1
+
+    # no photo held out: no rounds while training (as before held-out photos), the final grid of the
+    # first training photo with 2 renders
+    calls.clear(), rounds.clear()
+    config = quick_config(
+        tiny_models["sd-inpaint"],
+        photos,
+        tmp_path / "none",
+        max_train_steps=4,
+        validation_holdout=0,
+        **defaults,
+    )
+    result = train(config, progress=False)
+    assert len(rounds) == 1 and json.loads(result.config_path.read_text())["validation_steps"] == 0
+    assert [len(call["image"]) for call in calls] == [2]
+    assert Image.open(result.validation_path).size == (64 * 5, 64)
+    assert not (tmp_path / "none" / "validation").exists()
+
+
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
         ({"validation_holdout": 7}, "validation_holdout"),
         ({"best_metric": "fid"}, "best_metric"),
         ({"report_to": "wandb"}, "report_to"),
+        ({"validation_steps": -1}, "validation_steps"),
+        ({"num_validation_images": 0}, "num_validation_images"),
         ({"validation_metric_models": "/no/such/folder"}, "validation_metric_models"),
     ],
 )

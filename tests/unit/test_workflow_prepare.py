@@ -420,8 +420,8 @@ def test_padding_is_a_job_parameter_sent_only_when_set(s3):
 
 def test_prepare_plans_an_upscale_and_refuses_one_its_endpoint_cannot_finish(s3, monkeypatch):
     """The upscaler's time budget (tryon.core.upscale_budget) is held against the endpoint's mode."""
-    s3.put_object(Bucket=IN, Key="inputs/small.png", Body=png((256, 192)))
-    s3.put_object(Bucket=IN, Key="inputs/large.png", Body=png((900, 1200)))
+    s3.put_object(Bucket=IN, Key="inputs/small.png", Body=flat_png((256, 192)))
+    s3.put_object(Bucket=IN, Key="inputs/large.png", Body=flat_png((900, 1200)))
     j = prepare.prepare({"image": f"s3://{IN}/inputs/small.png", "upscale": True, "upscale_steps": 20})["job"]
     assert j["upscale_plan"] == {
         "mode": "realtime",

@@ -112,6 +112,40 @@ def upload_garment(s3: Any, stack: Stack, packshot: Path) -> Upload:
     return _put_image(s3, stack.input_bucket, key, packshot, "--garment", {})
 
 
+def upload_job(
+    s3: Any,
+    stack: Stack,
+    photo: Path,
+    *,
+    overrides: Mapping[str, Any],
+    preset: str | None = None,
+    garment: Path | None = None,
+    name: str | None = None,
+) -> tuple[Upload, str | None]:
+    """What ``tryon submit`` (and ``tryon eval --stack``) uploads to start one job: the garment's
+    packshot first when there is one, then the photo with the job's parameters as its metadata
+    (naming that very packshot version as ``garment_image``). Returns the photo's upload and the
+    packshot's ``s3://`` URI (None without a garment)."""
+    from tryon.core.s3uri import s3_uri
+    from tryon.workflow import params
+
+    garment_uri = None
+    if garment is not None:
+        packshot = upload_garment(s3, stack, garment)
+        garment_uri = s3_uri(packshot.bucket, packshot.key, packshot.version_id)
+        overrides = {**overrides, "garment_image": garment_uri}
+    metadata = params.to_metadata(overrides, preset)
+    return upload_photo(s3, stack, photo, name=name, metadata=metadata), garment_uri
+
+
+def download_results(s3: Any, artifact_uri: str | None, out_dir: Path) -> list[Path]:
+    """Everything an execution wrote (its result prefix, or its failure record) into ``out_dir``."""
+    if artifact_uri is None:
+        return []
+    bucket, keys = result_keys(s3, artifact_uri)
+    return download(s3, bucket, keys, out_dir)
+
+
 def _execution_object(sfn: Any, execution_arn: str) -> tuple[str, str] | None:
     """(bucket, key) an execution was started for, from its input (S3 event or console input)."""
     from tryon.core import aws_events  # Powertools: the workflow's dependency, imported where used

@@ -223,8 +223,8 @@ def _run_locally(photo: Path, overrides: dict[str, Any], *, models: list[str], o
     endpoint_modes = _modes(modes or [])
     # no --models: the tiny checkpoints; --moderation-off: the stack's moderation parameters
     parameters = {**(TINY_PARAMETERS if not models else {}), **moderation} or None
-    # bad values, the content policy, unknown presets and an upscale the upscaler's mode cannot finish fail here,
-    # with Prepare's own message, before any model loads
+    # bad values, the content policy, unknown presets and an upscale the upscaler's mode cannot
+    # finish fail here, with Prepare's own message, before any model loads
     check_job(
         header, overrides, preset, parameters=parameters, upscale=upscale is not False, modes=endpoint_modes
     )
@@ -366,7 +366,6 @@ def submit(
     from tryon.aws import stack as stacks
     from tryon.aws.executions import follow_execution
     from tryon.core import content_policy
-    from tryon.core.s3uri import s3_uri
     from tryon.local.runner import check_photo
     from tryon.workflow import params
 
@@ -374,16 +373,15 @@ def submit(
     check_photo(image, name=name)  # before any AWS call
     if garment is not None:
         check_photo(garment, field="--garment")
-    metadata = params.to_metadata(overrides, preset)
+    params.to_metadata(overrides, preset)  # bad values fail before any AWS call
     content_policy.check_job_text(overrides)  # what the stack's Prepare would refuse: before the upload
     cfn, s3, sfn = _clients(region, profile)
     found = stacks.find_stack(cfn, stack)
-    if garment is not None:
-        packshot = stacks.upload_garment(s3, found, garment)
-        garment_uri = s3_uri(packshot.bucket, packshot.key, packshot.version_id)
+    upload, garment_uri = stacks.upload_job(
+        s3, found, image, overrides=overrides, preset=preset, garment=garment, name=name
+    )
+    if garment_uri is not None:
         typer.echo(f"uploaded the garment {garment_uri}", err=as_json)
-        metadata = params.to_metadata({**overrides, "garment_image": garment_uri}, preset)
-    upload = stacks.upload_photo(s3, found, image, name=name, metadata=metadata)
     uri = f"s3://{upload.bucket}/{upload.key}"
     typer.echo(f"uploaded {uri}", err=as_json)
     if not follow:
@@ -393,16 +391,7 @@ def submit(
     arn = stacks.find_execution(sfn, found, upload, timeout_seconds=min(timeout, 300.0))
     typer.echo(f"execution {arn}", err=as_json)
     result = follow_execution(sfn, arn, timeout=timeout, poll_s=2.0, on_event=_printer(as_json))
-    raise typer.Exit(_report(result, _download(s3, result, out), as_json=as_json))
-
-
-def _download(s3: Any, result: ExecutionResult, out: Path) -> list[Path]:
-    from tryon.aws import stack as stacks
-
-    if result.artifact_uri is None:
-        return []
-    bucket, keys = stacks.result_keys(s3, result.artifact_uri)
-    return stacks.download(s3, bucket, keys, out)
+    raise typer.Exit(_report(result, stacks.download_results(s3, result.artifact_uri, out), as_json=as_json))
 
 
 @app.command()
@@ -451,4 +440,4 @@ def results(
     result = snapshot(sfn, stacks.resolve_execution(sfn, found, execution))
     if result.status == "RUNNING":
         raise fail(f"execution is still RUNNING; follow it with `tryon status {execution} --stack {stack}`")
-    raise typer.Exit(_report(result, _download(s3, result, out), as_json=as_json))
+    raise typer.Exit(_report(result, stacks.download_results(s3, result.artifact_uri, out), as_json=as_json))

@@ -83,7 +83,11 @@ def prepare(options: EvalOptions) -> tuple[list[EvalRow], list[str], MetricModel
             "--seeds", "applies when the workflow runs; existing results carry their seed column"
         )
     families = scoring.choose_families(rows, options.families, will_run=will_run)
-    if not will_run:
+    if will_run:
+        from tryon.evaluation.workflow_rows import check_jobs
+
+        check_jobs(rows, options.seeds)
+    else:
         scoring.check_sizes(rows, families)
     models = MetricModels(folder=options.metric_models, download=options.download)
     models.check(set(families))

@@ -22,6 +22,7 @@ from PIL import Image
 
 from tryon.evaluation import anchors
 from tryon.evaluation.scoring import HIGHER_IS_BETTER, Evaluation, row_metric_names
+from tryon.workflow.batch_manifest import spreadsheet_safe
 
 JSON_NAME, CSV_NAME, HTML_NAME = "eval.json", "eval.csv", "eval.html"
 SCHEMA_VERSION = 1
@@ -60,8 +61,9 @@ def _write_csv(evaluation: Evaluation, path: Path) -> None:
         writer.writerow(["id", "seed", "class", "status", "photo", "result", *names, *extra])
         for row in evaluation.rows:
             metrics = row["metrics"]
+            texts = [row[k] for k in ("id", "seed", "class", "status", "photo", "result")]
             writer.writerow(
-                [row["id"], row["seed"], row["class"], row["status"], row["photo"], row["result"]]
+                [spreadsheet_safe(v) if isinstance(v, str) else v for v in texts]  # ids are the manifest's
                 + [_cell(metrics.get(name)) for name in [*names, *extra]]
             )
 
@@ -199,15 +201,22 @@ def render_html(document: dict[str, Any], evaluation: Evaluation) -> str:
         parts += [f'<img alt="histogram of {n}" src="data:image/png;base64,{data}">' for n, data in plots]
         parts.append("</div>")
     parts.append("<h2>Worst rows</h2>")
+    images = {"photo": "photo", "mask": "mask", "reference_mask": "reference mask", "result": "result",
+              "ground_truth": "ground truth"}  # fmt: skip
+    if not any(row["reference_mask"] for row in evaluation.rows):
+        del images["reference_mask"]
     for name, rows in _worst(evaluation):
         parts.append(f"<h3>{html.escape(name)} ({'lowest' if HIGHER_IS_BETTER[name] else 'highest'})</h3>")
-        parts.append('<table class="worst"><thead><tr><th>row</th><th>value</th><th>photo</th><th>mask</th>'
-                     "<th>result</th><th>ground truth</th></tr></thead><tbody>")  # fmt: skip
+        parts.append('<table class="worst"><thead><tr><th>row</th><th>value</th>'
+                     + "".join(f"<th>{title}</th>" for title in images.values())
+                     + "</tr></thead><tbody>")  # fmt: skip
         for row in rows:
             parts.append(
-                f"<tr><td>{html.escape(str(row['id']))} (seed {row['seed']})</td>"
+                f"<tr><td>{html.escape(str(row['id']))}"
+                + (f" (seed {row['seed']})" if row["seed"] is not None else "")
+                + "</td>"
                 + f"<td>{_fmt(row['metrics'][name])}</td>"
-                + "".join(f"<td>{_thumb(row[k])}</td>" for k in ("photo", "mask", "result", "ground_truth"))
+                + "".join(f"<td>{_thumb(row[k])}</td>" for k in images)
                 + "</tr>"
             )
         parts.append("</tbody></table>")

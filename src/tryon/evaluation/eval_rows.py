@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from tryon.core.errors import RequestError
+from tryon.workflow.batch_manifest import from_spreadsheet_safe
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 PATH_COLUMNS = ("photo", "result", "ground_truth", "packshot", "reference_mask", "mask", "garment")
@@ -156,7 +157,9 @@ def read_manifest(path: Path) -> list[EvalRow]:
             if not reader.fieldnames or "photo" not in [f.strip() for f in reader.fieldnames]:
                 raise RequestError("MANIFEST", f"{path} has no 'photo' column (header: {reader.fieldnames})")
             for line, values in enumerate(reader, start=2):
-                rows.append(row_from_dict(values, base, line))
+                # a cell written by a spreadsheet-safe CSV (tryon batch cross) reads as it was written
+                cells = {k: from_spreadsheet_safe(v) if isinstance(v, str) else v for k, v in values.items()}
+                rows.append(row_from_dict(cells, base, line))
     if not rows:
         raise RequestError("MANIFEST", f"{path} has no rows")
     ids = [(row.id, row.seed) for row in rows]
@@ -194,6 +197,13 @@ def _pairs(path: Path) -> list[tuple[str, str]]:
     return pairs
 
 
+def _listed(path: Path, why: str) -> Path:
+    """``path`` (a file the dataset's layout names, ``why``); RequestError when it does not exist."""
+    if not path.is_file():
+        raise RequestError("SOURCE", f"{path} does not exist ({why})")
+    return path
+
+
 def _results_for(results: Path | None, person: str, cloth: str) -> Path | None:
     if results is None:
         return None
@@ -214,7 +224,7 @@ def read_viton_hd(folder: Path, *, paired: bool, results: Path | None, work: Pat
     pairs = [(p, p) for p in people] if paired else _pairs(pairs_file)
     rows = []
     for line, (person, cloth) in enumerate(pairs, start=1):
-        photo = folder / "image" / person
+        photo = _listed(folder / "image" / person, f"named in {pairs_file}")
         parse = _find(folder / "image-parse-v3", Path(person).stem)
         mask = None
         if parse is not None:
@@ -226,7 +236,7 @@ def read_viton_hd(folder: Path, *, paired: bool, results: Path | None, work: Pat
                 photo=photo,
                 result=_results_for(results, person, cloth),
                 ground_truth=photo if paired else None,
-                packshot=folder / "cloth" / cloth,
+                packshot=_listed(folder / "cloth" / cloth, f"the garment of {person}"),
                 reference_mask=mask,
                 garment_class="upper-body",
                 job={"preset": "upper-body"},
@@ -237,13 +247,16 @@ def read_viton_hd(folder: Path, *, paired: bool, results: Path | None, work: Pat
 
 
 def read_dresscode(folder: Path, *, paired: bool, results: Path | None, work: Path) -> list[EvalRow]:
-    """DressCode: ``<category>/images/`` (``X_0`` person, ``X_1`` garment), ``label_maps/`` (``X_4``)."""
+    """DressCode: ``<category>/images/`` (``X_0`` person, ``X_1`` garment), ``label_maps/`` (``X_4``),
+    ``<category>/test_pairs_paired.txt`` / ``test_pairs_unpaired.txt``; results in ``results/<category>/``
+    or ``results/`` itself."""
     rows = []
     for category, garment_class in DRESSCODE_CATEGORIES.items():
         base = folder / category
         pairs_file = base / ("test_pairs_paired.txt" if paired else "test_pairs_unpaired.txt")
         if not pairs_file.is_file():
             continue
+        found = results / category if results is not None and (results / category).is_dir() else results
         for person, cloth in _pairs(pairs_file):
             stem = Path(person).stem.rsplit("_", 1)[0]
             label_map = _find(base / "label_maps", f"{stem}_4")
@@ -251,14 +264,14 @@ def read_dresscode(folder: Path, *, paired: bool, results: Path | None, work: Pa
             if label_map is not None:
                 labels = DRESSCODE_GARMENT_LABELS[garment_class]
                 mask = _label_mask(label_map, labels, work / "reference-masks" / category / f"{stem}.png")
-            photo = base / "images" / person
+            photo = _listed(base / "images" / person, f"named in {pairs_file}")
             rows.append(
                 EvalRow(
                     id=f"{category}/{Path(person).stem}" + ("" if paired else f"_{Path(cloth).stem}"),
                     photo=photo,
-                    result=_results_for(results, person, cloth),
+                    result=_results_for(found, person, cloth),
                     ground_truth=photo if paired else None,
-                    packshot=base / "images" / cloth,
+                    packshot=_listed(base / "images" / cloth, f"named in {pairs_file}"),
                     reference_mask=mask,
                     garment_class=garment_class,
                     job={"preset": garment_class},

@@ -138,6 +138,9 @@ class MetricModels:
         if "clip" not in self._loaded:
             from transformers import CLIPModel, CLIPProcessor
 
+            from tryon.handlers.common import loading_progress_bars
+
+            loading_progress_bars("transformers")  # the "Loading weights" bar only when asked for
             source = str(self._source("clip"))
             self._loaded["clip"] = (
                 CLIPModel.from_pretrained(source).eval(),
@@ -150,6 +153,9 @@ class MetricModels:
         if "dino" not in self._loaded:
             from transformers import AutoImageProcessor, AutoModel
 
+            from tryon.handlers.common import loading_progress_bars
+
+            loading_progress_bars("transformers")
             source = str(self._source("dino"))
             self._loaded["dino"] = (
                 AutoModel.from_pretrained(source).eval(),

@@ -61,8 +61,8 @@ def _needs(row: EvalRow, family: str) -> str | None:
         return "prompt"
     if family == "mask" and row.reference_mask is None:
         return "reference_mask"
-    if family == "preservation" and row.mask is None and row.result is not None:
-        return "mask"
+    if family in {"mask", "preservation"} and row.mask is None and row.result is not None:
+        return "mask"  # an existing result without the mask it was painted in (the workflow writes one)
     return None
 
 
@@ -156,6 +156,8 @@ def _row_record(row: EvalRow) -> dict[str, Any]:
         "mask": str(row.mask) if row.mask else None,
         "ground_truth": str(row.ground_truth) if row.ground_truth else None,
         "reference_mask": str(row.reference_mask) if row.reference_mask else None,
+        "packshot": str(row.packshot or row.garment) if (row.packshot or row.garment) else None,
+        "prompt": row.prompt or row.job.get("prompt"),
         "metrics": {},
     }
 

@@ -9,6 +9,7 @@ a report is reproducible. Published KID figures are often multiplied by 100 or 1
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -92,7 +93,11 @@ def fid_kid(
     shared = _Once(network).module
     subset = min(KID_SUBSET_SIZE, len(real), len(fake))
     fid = FrechetInceptionDistance(feature=shared, normalize=False)
-    kid = KernelInceptionDistance(feature=shared, subsets=KID_SUBSETS, subset_size=subset, normalize=False)
+    with warnings.catch_warnings():  # "will save all extracted features in buffer": by design, and said
+        warnings.filterwarnings("ignore", message=".*will save all extracted features", category=UserWarning)
+        kid = KernelInceptionDistance(
+            feature=shared, subsets=KID_SUBSETS, subset_size=subset, normalize=False
+        )
     with torch.no_grad():
         for is_real, images in ((True, real), (False, fake)):
             for batch in _batches(images):

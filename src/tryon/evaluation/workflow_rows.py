@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from tryon.core.errors import RequestError
 from tryon.evaluation.eval_rows import EvalRow
 
 SCORED_IMAGE = "inpainted-0.png"
@@ -79,7 +80,7 @@ def run_rows_locally(
                 overrides=overrides,
                 preset=preset,
                 garment=row.garment,
-                name=f"eval-{_safe(row.id)}-s{seed}{row.photo.suffix.lower()}",
+                name=_object_name(row, seed),
                 timeout=timeout,
             )
             status = _status(run.result)
@@ -98,11 +99,10 @@ def run_rows_on_stack(
     on_status: Callable[[str], None] = lambda _m: None,
     timeout: float = 3600.0,
 ) -> list[EvalRow]:
-    """Every row x seed on a deployed stack, as ``tryon submit`` runs one photo."""
+    """Every row x seed on a deployed stack, each exactly as ``tryon submit`` runs one photo
+    (:func:`tryon.aws.stack.upload_job`, then the execution EventBridge started, followed to its end)."""
     from tryon.aws import stack as stacks
     from tryon.aws.executions import follow_execution
-    from tryon.core.s3uri import s3_uri
-    from tryon.workflow import params
 
     cfn, s3, sfn = (session.client(name) for name in ("cloudformation", "s3", "stepfunctions"))
     found = stacks.find_stack(cfn, stack_name)
@@ -110,23 +110,39 @@ def run_rows_on_stack(
     todo = expand_seeds(rows, seeds)
     for index, (row, seed) in enumerate(todo, start=1):
         overrides, preset = _job(row, seed)
-        if row.garment is not None:
-            packshot = stacks.upload_garment(s3, found, row.garment)
-            overrides["garment_image"] = s3_uri(packshot.bucket, packshot.key, packshot.version_id)
-        metadata = params.to_metadata(overrides, preset)
-        name = f"eval-{_safe(row.id)}-s{seed}{row.photo.suffix.lower()}"
-        upload = stacks.upload_photo(s3, found, row.photo, name=name, metadata=metadata)
+        upload, _ = stacks.upload_job(
+            s3, found, row.photo, overrides=overrides, preset=preset, garment=row.garment,
+            name=_object_name(row, seed),
+        )  # fmt: skip
         arn = stacks.find_execution(sfn, found, upload, timeout_seconds=min(timeout, 300.0))
         result = follow_execution(sfn, arn, timeout=timeout, poll_s=2.0)
         out_dir = work / "rows" / _safe(row.id) / f"s{seed}"
-        files: list[Path] = []
-        if result.artifact_uri is not None and result.artifact_uri.endswith("/manifest.json"):
-            bucket, keys = stacks.result_keys(s3, result.artifact_uri)
-            files = stacks.download(s3, bucket, keys, out_dir)
+        files = stacks.download_results(s3, result.artifact_uri, out_dir)
         status = _status(result)
         on_status(f"[{index}/{len(todo)}] {row.id} seed {seed}: {status}")
         done.append(_scored(row, seed, out_dir, files, status))
     return done
+
+
+def check_jobs(rows: Sequence[EvalRow], seeds: int) -> None:
+    """Refuse, before any model loads or any upload, a row the workflow would refuse: its photo (or
+    packshot) not an image the input rule forwards, or a job parameter Prepare rejects."""
+    from tryon.local.runner import check_photo
+    from tryon.workflow import params
+
+    for row, seed in expand_seeds(rows, min(seeds, 1)):
+        try:
+            check_photo(row.photo, field="photo")
+            if row.garment is not None:
+                check_photo(row.garment, field="garment")
+            params.to_metadata(*_job(row, seed))
+        except RequestError as exc:
+            raise RequestError(exc.field, f"{row.where()}: {exc.detail}") from None
+
+
+def _object_name(row: EvalRow, seed: int) -> str:
+    """The object name a row's run is uploaded under: its own per row and seed (one job each)."""
+    return f"eval-{_safe(row.id)}-s{seed}{row.photo.suffix.lower()}"
 
 
 def _status(result: Any) -> str:

@@ -83,8 +83,9 @@ def stack_template(
     """The template with the parameter values a :class:`LocalWorkflow` of these arguments uses.
 
     ``upscale=False`` empties ``UpscaleEndpointName``; ``modes`` set the ``<Kind>Mode``
-    parameters; ``layout`` sets ``EndpointLayout`` unless ``parameters`` do. Every value is checked as CloudFormation checks it. ``tryon run`` reads the
-    functions' environment from it to check a job before any model loads.
+    parameters; ``layout`` sets ``EndpointLayout`` unless ``parameters`` do. Every value is
+    checked as CloudFormation checks it. ``tryon run`` reads the functions' environment from it
+    to check a job before any model loads.
     """
     params = dict(parameters or {})
     params["EndpointLayout"] = check_layout(params.get("EndpointLayout", layout or "separate"))

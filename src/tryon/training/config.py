@@ -32,6 +32,9 @@ TEXT_ENCODER_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj")
 REPORT_TO = ("tensorboard", "none")
 #: Validation metrics a run can keep its best adapter by (tryon.training.heldout computes them).
 VALIDATION_METRICS = ("clip_i", "dino", "clip_t")
+#: Validation interval when photos are held out and none is given: validation at this interval costs at
+#: most 10% of the training time (bench/validation_overhead.py; docs/benchmarks.md#validation-overhead).
+DEFAULT_VALIDATION_STEPS = 200
 #: Learning rates the DreamBooth recipes use when none is given.
 DEFAULT_LR = {"lora": 1e-4, "full": 5e-6}
 
@@ -106,10 +109,18 @@ class TrainingConfig:
     checkpoints_total_limit: int | None = _opt(None, "Keep at most this many checkpoints.")
     checkpoint_dir: str | None = _opt(None, "Checkpoint folder (default: <output_dir>/checkpoints).")
     resume_from_checkpoint: str | None = _opt(None, '"latest" or a checkpoint folder to resume from.')
-    validation_steps: int = _opt(0, "Render validation images every N steps (0: only at the end).")
+    validation_steps: int | None = _opt(
+        None,
+        f"Render (and score) the validation photos every N steps (default: {DEFAULT_VALIDATION_STEPS} when "
+        "photos are held out, else 0; 0: only the final grid).",
+    )
     validation_prompt: str | None = _opt(None, "Validation prompt (default: the instance prompt).")
-    num_validation_images: int = _opt(2, "Images per validation round.")
-    validation_inference_steps: int = _opt(25, "Denoising steps of validation images.")
+    num_validation_images: int | None = _opt(
+        None,
+        "Renders of each validation photo per round (default: 1 when photos are held out, "
+        "else 2 of the one training photo validation renders).",
+    )
+    validation_inference_steps: int = _opt(15, "Denoising steps of validation renders (DPM-Solver++ 2M).")
     skip_final_validation: bool = _opt(False, "Do not render the final validation grid.")
     validation_holdout: int | None = _opt(
         None,
@@ -152,6 +163,19 @@ class TrainingConfig:
             return self.validation_holdout
         return 2 if photos >= 6 else 0
 
+    def effective_validation_steps(self, held_out: bool) -> int:
+        """Steps between validation rounds (0: none but the final grid): the given value, else
+        :data:`DEFAULT_VALIDATION_STEPS` when photos are held out, else 0 (as before held-out photos)."""
+        if self.validation_steps is not None:
+            return self.validation_steps
+        return DEFAULT_VALIDATION_STEPS if held_out else 0
+
+    def effective_validation_images(self, held_out: bool) -> int:
+        """Renders of each validation photo per round: the given value, else 1 per held-out photo, else 2."""
+        if self.num_validation_images is not None:
+            return self.num_validation_images
+        return 1 if held_out else 2
+
     @property
     def effective_checkpoint_dir(self) -> Path:
         """Where checkpoints are written and looked for."""
@@ -180,25 +204,21 @@ class TrainingConfig:
             "gradient_accumulation_steps",
             "max_train_steps",
             "lora_rank",
-            "num_validation_images",
             "validation_inference_steps",
             "class_generation_steps",
             "lr_num_cycles",
         )
         for name in positive:
             need(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
-        for name in (
-            "lr_warmup_steps",
-            "checkpointing_steps",
-            "validation_steps",
-            "num_class_images",
-            "log_metrics_every",
-        ):
+        for name in ("lr_warmup_steps", "checkpointing_steps", "num_class_images", "log_metrics_every"):
             need(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
+        for name in ("validation_steps", "validation_holdout"):
+            value = getattr(self, name)
+            need(value is None or value >= 0, name, f"must be >= 0, got {value}")
         need(
-            self.validation_holdout is None or self.validation_holdout >= 0,
-            "validation_holdout",
-            f"must be >= 0, got {self.validation_holdout}",
+            self.num_validation_images is None or self.num_validation_images >= 1,
+            "num_validation_images",
+            f"must be >= 1, got {self.num_validation_images}",
         )
         need(
             self.best_metric in VALIDATION_METRICS,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,10 +101,27 @@ class Validator:
         renders: Sequence[Sequence[Image.Image]],
         grid: Path,
         save_best: Callable[[Path], None],
+        *,
+        seconds: float = 0.0,
     ) -> dict[str, float]:
-        """Score, log, print the metric line, save the best weights; returns the metrics."""
+        """Score, log, print the metric line, save the best weights; returns the metrics.
+
+        ``seconds``: what rendering took; the round's record keeps the round's whole time (rendering
+        and scoring: ``seconds``) and the scoring's (``score_seconds``; the first round's includes
+        loading the metric networks and embedding the references).
+        """
+        started = time.perf_counter()
         metrics = self.score(renders)
-        self.history.append({"step": step, "grid": str(grid), **metrics})
+        scoring = time.perf_counter() - started
+        self.history.append(
+            {
+                "step": step,
+                "grid": str(grid),
+                **metrics,
+                "seconds": round(seconds + scoring, 3),
+                "score_seconds": round(scoring, 3),
+            }
+        )
         self.log({f"validation/{k}": v for k, v in metrics.items()}, step)
         self.log_images("validation", [img for images in renders for img in images], step)
         value = metrics.get(self.best_metric)
@@ -119,11 +137,11 @@ class Validator:
             marker = f" (best {self.best_metric} so far: saved to {target})"
         if metrics:
             print(metric_line(step, {f"validation_{k}": v for k, v in metrics.items()}) + marker, flush=True)
-        self.write()
+        self.write(curve=False)  # the curve is drawn once, at the end: matplotlib costs a second a plot
         return metrics
 
-    def write(self) -> Path:
-        """``validation.json`` (every round, the best) and ``validation_curve.png`` (with metrics)."""
+    def write(self, *, curve: bool = True) -> Path:
+        """``validation.json`` (every round, the best) and, with ``curve``, ``validation_curve.png``."""
         path = self.out_dir / HISTORY_NAME
         document = {
             "prompt": self.prompt,
@@ -134,7 +152,7 @@ class Validator:
             "rounds": self.history,
         }
         path.write_text(json.dumps(document, indent=2) + "\n")
-        if any(k in r for r in self.history for k in VALIDATION_METRICS):
+        if curve and any(k in r for r in self.history for k in VALIDATION_METRICS):
             self._curve()
         return path
 

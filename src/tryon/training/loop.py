@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import random
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -328,11 +329,13 @@ def train(
     if tensorboard:
         accelerator.init_trackers("fine-tune", config=_scalar_options(config))
     validator = _validator(accelerator, config, out_dir, held, metric_models, tensorboard)
+    every = config.effective_validation_steps(held.held_out)
+    render = _ValidationRenderer(accelerator, config, family, held, vae, text, unet)
 
     def save_best(target: Path) -> None:
         _save_weights(accelerator, unet, trained_encoders, target, lora=lora)
 
-    last_validated = -1
+    last_grid: tuple[int, Path] | None = None  # (step, grid) of the last periodic round
     bar = tqdm(
         total=config.max_train_steps,
         initial=global_step,
@@ -408,17 +411,10 @@ def train(
             if accelerator.is_main_process:
                 rotate_checkpoints(checkpoint_dir, config.checkpoints_total_limit)
                 accelerator.save_state(str(checkpoint_path(checkpoint_dir, global_step)))
-        if (
-            config.validation_steps
-            and global_step % config.validation_steps == 0
-            and accelerator.is_main_process
-        ):
-            grid, renders = _validate(
-                accelerator, config, family, held, vae, text, unet,
-                out_dir / "validation" / f"step-{global_step:06d}.png",
-            )  # fmt: skip
-            validator.round(global_step, renders, grid, save_best)
-            last_validated = global_step
+        if every and global_step % every == 0 and accelerator.is_main_process:
+            grid, renders, seconds = render(out_dir / "validation" / f"step-{global_step:06d}.png")
+            validator.round(global_step, renders, grid, save_best, seconds=seconds)
+            last_grid = (global_step, grid)
     bar.close()
 
     accelerator.wait_for_everyone()
@@ -438,12 +434,13 @@ def train(
             result.model_dir = out_dir
         _save_weights(accelerator, unet, trained_encoders, result.adapter_dir or out_dir, lora=lora)
         if not config.skip_final_validation:
-            result.validation_path, renders = _validate(
-                accelerator, config, family, held, vae, text, unet,
-                out_dir / outputs.VALIDATION_NAME,
-            )  # fmt: skip
-            if last_validated != global_step:  # the last step's round already scored these weights
-                validator.round(global_step, renders, result.validation_path, save_best)
+            final = out_dir / outputs.VALIDATION_NAME
+            if last_grid is not None and last_grid[0] == global_step:
+                # the last step's round rendered and scored these very weights: its grid is the final one
+                result.validation_path = Path(shutil.copyfile(last_grid[1], final))
+            else:
+                result.validation_path, renders, seconds = render(final)
+                validator.round(global_step, renders, result.validation_path, save_best, seconds=seconds)
         if validator.history:
             result.validation_history = validator.write()
         if validator.best is not None:
@@ -452,7 +449,11 @@ def train(
         result.seconds = time.perf_counter() - started
         outputs.write_config(
             out_dir,
-            config.effective_dict(),
+            {
+                **config.effective_dict(),
+                "validation_steps": every,
+                "num_validation_images": config.effective_validation_images(held.held_out),
+            },
             {
                 "base_family": family.name,
                 "global_step": global_step,
@@ -714,54 +715,82 @@ def _loss(
     return instance_loss + prior_weight * prior_loss
 
 
-def _validate(
-    accelerator: Any,
-    config: TrainingConfig,
-    family: Family,
-    held: heldout.HeldOut,
-    vae: Any,
-    text: TextStack,
-    unet: Any,
-    path: Path,
-) -> tuple[Path, list[list[Image.Image]]]:
-    """Render each validation photo with a fixed seed and mask; save one ``[image | mask | masked |
-    results]`` row per photo. Returns the grid and the renders (one list per photo)."""
-    import torch
-    from diffusers import DPMSolverMultistepScheduler
+class _ValidationRenderer:
+    """Renders the validation photos with the current weights: ``render(grid_path) -> (grid, renders, s)``.
 
-    unet_model = accelerator.unwrap_model(unet)
-    encoders = [accelerator.unwrap_model(enc) for enc in text.encoders]
-    pipe = family.pipeline(
-        vae=vae,
-        text=TextStack(text.tokenizers, encoders),
-        unet=unet_model,
-        scheduler=DPMSolverMultistepScheduler.from_pretrained(config.pretrained_model, subfolder="scheduler"),
-    )
-    pipe.set_progress_bar_config(disable=True)
-    was_training = unet_model.training
-    unet_model.eval()
-    cells: list[Image.Image] = []
-    renders: list[list[Image.Image]] = []
-    for image, mask in zip(held.images, held.masks, strict=True):
-        generator = torch.Generator("cpu").manual_seed(config.seed)
-        with torch.no_grad(), accelerator.autocast():
-            results = pipe(
-                prompt=config.validation_prompt or config.instance_prompt,
-                image=image,
-                mask_image=mask,
-                height=config.resolution,
-                width=config.resolution,
-                num_inference_steps=config.validation_inference_steps,
-                strength=1.0,  # SDXL inpainting defaults to 0.9999: one step would round to none
-                num_images_per_prompt=config.num_validation_images,
-                generator=generator,
-            ).images
-        renders.append(list(results))
-        masked = Image.composite(Image.new("RGB", image.size, (0, 0, 0)), image, mask)
-        cells += [image, mask.convert("RGB"), masked, *results]
-    unet_model.train(was_training)
-    grid = outputs.save_grid(cells, path, columns=3 + config.num_validation_images)
-    return grid, renders
+    One pipeline over the training modules (built at the first round, reused: the LoRA or
+    full weights it holds are the ones being trained); the renders of all photos go through it
+    in batched calls of at most ``max(2, renders per photo)`` renders (the peak memory of one
+    photo's two default images before batching), each render with its own generator: image ``r`` of
+    every photo starts from seed ``seed + r``, so rounds are comparable step after step. The
+    grid has one ``[image | mask | masked image | renders...]`` row per photo.
+    """
+
+    def __init__(
+        self,
+        accelerator: Any,
+        config: TrainingConfig,
+        family: Family,
+        held: heldout.HeldOut,
+        vae: Any,
+        text: TextStack,
+        unet: Any,
+    ) -> None:
+        self.accelerator, self.config, self.family, self.held = accelerator, config, family, held
+        self.vae, self.text, self.unet = vae, text, unet
+        self._pipe: Any = None
+
+    def pipeline(self) -> Any:
+        """The validation pipeline (built once)."""
+        if self._pipe is None:
+            from diffusers import DPMSolverMultistepScheduler
+
+            unwrap = self.accelerator.unwrap_model
+            self._pipe = self.family.pipeline(
+                vae=self.vae,
+                text=TextStack(self.text.tokenizers, [unwrap(enc) for enc in self.text.encoders]),
+                unet=unwrap(self.unet),
+                scheduler=DPMSolverMultistepScheduler.from_pretrained(
+                    self.config.pretrained_model, subfolder="scheduler"
+                ),
+            )
+            self._pipe.set_progress_bar_config(disable=True)
+        return self._pipe
+
+    def __call__(self, path: Path) -> tuple[Path, list[list[Image.Image]], float]:
+        import torch
+
+        started = time.perf_counter()
+        config, held = self.config, self.held
+        per_photo = config.effective_validation_images(held.held_out)
+        pipe = self.pipeline()
+        unet_model = self.accelerator.unwrap_model(self.unet)
+        was_training = unet_model.training
+        unet_model.eval()
+        todo = [(i, r) for i in range(len(held.images)) for r in range(per_photo)]
+        chunk = max(2, per_photo)
+        images: list[Image.Image] = []
+        for first in range(0, len(todo), chunk):
+            part = todo[first : first + chunk]
+            with torch.no_grad(), self.accelerator.autocast():
+                images += pipe(
+                    prompt=[config.validation_prompt or config.instance_prompt] * len(part),
+                    image=[held.images[i] for i, _ in part],
+                    mask_image=[held.masks[i] for i, _ in part],
+                    height=config.resolution,
+                    width=config.resolution,
+                    num_inference_steps=config.validation_inference_steps,
+                    strength=1.0,  # SDXL inpainting defaults to 0.9999: one step would round to none
+                    generator=[torch.Generator("cpu").manual_seed(config.seed + r) for _, r in part],
+                ).images
+        unet_model.train(was_training)
+        renders = [images[i * per_photo : (i + 1) * per_photo] for i in range(len(held.images))]
+        cells: list[Image.Image] = []
+        for image, mask, results in zip(held.images, held.masks, renders, strict=True):
+            masked = Image.composite(Image.new("RGB", image.size, (0, 0, 0)), image, mask)
+            cells += [image, mask.convert("RGB"), masked, *results]
+        grid = outputs.save_grid(cells, path, columns=3 + per_photo)
+        return grid, renders, time.perf_counter() - started
 
 
 def _micro_seed(seed: int, draw: int) -> int:
