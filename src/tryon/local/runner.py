@@ -124,8 +124,8 @@ def check_job(
 
     The parameter values and the preset's name are resolved against the stack's own job defaults
     and presets, the job's text against the content policy, and an upscale is held against the
-    upscaler's mode and time limit (:func:`tryon.workflow.job.check_upscalable`): what Prepare would refuse is refused here,
-    in about a second, with Prepare's message.
+    upscaler's mode and time limit (:func:`tryon.workflow.job.check_upscalable`): what Prepare
+    would refuse is refused here, in about a second, with Prepare's message.
     """
     from tryon.core import content_policy
     from tryon.workflow.job import check_upscalable
