@@ -463,3 +463,44 @@ def test_without_a_person_detector_the_whole_crop_is_the_person(tiny_models, tmp
     )
     pose = _run(sd_inpaint.model_fn(str(folder)), keep_body="pose")[0]["controls"]["pose"]
     assert pose["person_detector"] is None and pose["person_boxes"] == "crop" and pose["people"] == 1
+
+
+# --- asynchronous endpoints --------------------------------------------------------------------
+
+
+def test_an_asynchronous_endpoint_keeps_the_body_and_writes_the_control_images(model_dir):
+    from tryon.server import EndpointConfig, LocalEndpointServer
+    from tryon.server.async_api import AsyncOutput
+
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="async")
+        s3.put_object(Bucket="async", Key="in/photo.png", Body=encode_png(PHOTO))
+        s3.put_object(Bucket="async", Key="in/mask.png", Body=encode_png(MASK))
+        request = {
+            **BASE,
+            "image": "s3://async/in/photo.png",
+            "mask": "s3://async/in/mask.png",
+            "keep_body": "depth+pose",
+            "num_images": 2,
+            "output": "s3://async/results/job/",
+        }
+        s3.put_object(Bucket="async", Key="req/job.json", Body=json.dumps(request).encode())
+        output = AsyncOutput("s3://async/answers/", "s3://async/errors/")
+        config = EndpointConfig("inpaint-async", "sd_inpaint", str(model_dir), "async", async_output=output)
+        with LocalEndpointServer([config]) as server:
+            runtime = boto3.client("sagemaker-runtime", endpoint_url=server.url, region_name="us-east-1")
+            runtime.invoke_endpoint_async(
+                EndpointName="inpaint-async", InputLocation="s3://async/req/job.json", InferenceId="job-1"
+            )
+            deadline = time.monotonic() + 120
+            while not s3.list_objects_v2(Bucket="async", Prefix="answers/").get("KeyCount"):
+                assert not s3.list_objects_v2(Bucket="async", Prefix="errors/").get("KeyCount"), "failed"
+                assert time.monotonic() < deadline, "no answer"
+                time.sleep(0.1)
+        answer = json.loads(s3.get_object(Bucket="async", Key="answers/job-1.out")["Body"].read())
+        assert answer["controls"]["keep_body"] == "depth+pose" and len(answer["outputs"]) == 2
+        for name in ("depth", "pose"):
+            written = answer["controls"][name]["output"]
+            assert written["key"] == f"results/job/inpainted-{name}.png"
+            s3.head_object(Bucket="async", Key=written["key"])

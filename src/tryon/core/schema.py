@@ -152,9 +152,10 @@ ENDPOINT_KINDS: tuple[Kind, ...] = (
         slug="sd-inpaint",
         template="Inpaint",
         step="inpaint",
-        title="Stable Diffusion inpainting (+ LoRA adapters, IP-Adapter, SDXL refiner)",
+        title="Stable Diffusion inpainting (+ LoRA adapters, IP-Adapter, SDXL refiner, body controls)",
         handler_module="tryon.handlers.sd_inpaint",
-        tiny_folder="sd-inpaint-ip",  # with the tiny IP-Adapter: garment images work out of the box
+        # with the tiny IP-Adapter and body controls: garment images and keep_body work out of the box
+        tiny_folder="sd-inpaint-controls",
         modes=("realtime", "async"),  # not serverless: CPU only, and diffusion on CPU outlasts its 60 s
         default_instance_type="ml.g5.xlarge",
     ),

@@ -109,10 +109,15 @@ class ControlLayoutError(RuntimeError):
 
 
 def family(pipe: Any) -> str:
-    """The base's family: ``sdxl`` (two text encoders), ``sd2`` (1024-wide cross-attention) or ``sd15``."""
-    if getattr(pipe, "text_encoder_2", None) is not None:
+    """The base pipeline's family: ``sdxl``, ``sd2`` or ``sd15`` (:func:`family_from`)."""
+    return family_from(pipe.unet.config, two_text_encoders=getattr(pipe, "text_encoder_2", None) is not None)
+
+
+def family_from(unet_config: Mapping[str, Any], *, two_text_encoders: bool) -> str:
+    """``sdxl`` (two text encoders), ``sd2`` (1024-wide cross-attention: OpenCLIP ViT-H) or ``sd15``."""
+    if two_text_encoders:
         return "sdxl"
-    if pipe.unet.config.cross_attention_dim == SD2_CROSS_ATTENTION_DIM:
+    if unet_config["cross_attention_dim"] == SD2_CROSS_ATTENTION_DIM:
         return "sd2"
     return "sd15"
 
@@ -226,28 +231,41 @@ def _load_controlnet(folder: Path, pipe: Any, device: Any, dtype: Any) -> Any:
 
 def _check_fits(controlnet: Any, pipe: Any, folder: Path) -> None:
     """ControlLayoutError unless the ControlNet's residuals and conditioning fit the base's UNet."""
-    net, unet = controlnet.config, pipe.unet.config
+    wrong = misfits(controlnet.config, pipe.unet.config, pipe.vae.config)
+    if wrong:
+        raise ControlLayoutError(f"{folder} is a ControlNet for another base: {wrong}")
+
+
+def misfits(controlnet: Mapping[str, Any], unet: Mapping[str, Any], vae: Mapping[str, Any]) -> str:
+    """How a ControlNet's config does not fit a base's UNet and VAE configs ('' if it fits).
+
+    Read by the handler at start-up and by ``tryon package`` from the folders' ``config.json``.
+    """
     checks = {
-        "latent channels": (net.in_channels, pipe.vae.config.latent_channels),
-        "cross-attention width": (net.cross_attention_dim, unet.cross_attention_dim),
-        "block widths": (list(net.block_out_channels), list(unet.block_out_channels)),
-        "layers per block": (net.layers_per_block, unet.layers_per_block),
-        "added conditioning": (net.addition_embed_type, unet.addition_embed_type),
+        "latent channels": (controlnet.get("in_channels"), vae.get("latent_channels")),
+        "cross-attention width": (controlnet.get("cross_attention_dim"), unet.get("cross_attention_dim")),
+        "block widths": (
+            list(controlnet.get("block_out_channels", ())),
+            list(unet.get("block_out_channels", ())),
+        ),
+        "layers per block": (controlnet.get("layers_per_block"), unet.get("layers_per_block")),
+        "added conditioning": (controlnet.get("addition_embed_type"), unet.get("addition_embed_type")),
         "added conditioning width": (
-            net.projection_class_embeddings_input_dim,
-            unet.projection_class_embeddings_input_dim,
+            controlnet.get("projection_class_embeddings_input_dim"),
+            unet.get("projection_class_embeddings_input_dim"),
         ),
         "control image downsampling": (
-            2 ** (len(net.conditioning_embedding_out_channels) - 1),
-            pipe.vae_scale_factor,
+            2 ** (len(controlnet.get("conditioning_embedding_out_channels", ())) - 1),
+            2 ** (len(vae.get("block_out_channels", ())) - 1),
         ),
     }
     wrong = [f"{what} {got} (the base: {want})" for what, (got, want) in checks.items() if got != want]
-    if wrong:
-        raise ControlLayoutError(
-            f"{folder} is a ControlNet for another base: {'; '.join(wrong)}. Ship the ControlNet "
-            "trained for this base (SD 1.5 or SDXL; docs/endpoint-sd-inpaint.md#keep-the-body)"
-        )
+    if not wrong:
+        return ""
+    return (
+        f"{'; '.join(wrong)}. Ship the ControlNet trained for this base "
+        "(SD 1.5 or SDXL; docs/endpoint-sd-inpaint.md#keep-the-body)"
+    )
 
 
 def _pipelines(pipe: Any, base_family: str, controlnets: Mapping[str, Any]) -> dict[tuple[str, ...], Any]:
