@@ -341,7 +341,8 @@ def test_an_sd2_base_refuses_keep_body_by_name(tiny_models):
     [
         ({"keep_body": "skeleton"}, "keep_body", "must be one of none, depth, pose, depth+pose"),
         ({"keep_body": "depth+depth"}, "keep_body", "must be one of"),
-        ({"keep_body": ""}, "keep_body", "must not be empty"),
+        ({"keep_body": ""}, "keep_body", "must be one of"),
+        ({"keep_body": "Pose"}, "keep_body", "must be one of"),
         ({"keep_body": 1}, "keep_body", "must be a string"),
         ({"keep_body": "depth", "depth_scale": 2.5}, "depth_scale", "must be <= 2.0"),
         ({"keep_body": "depth", "depth_scale": -0.1}, "depth_scale", "must be >= 0.0"),

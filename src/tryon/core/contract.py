@@ -40,8 +40,10 @@ GARMENT_SCALE = 0.6
 #: Body structure an inpainting request can keep under the new garment (``keep_body``), each by a
 #: ControlNet on a control image estimated from the photo: docs/endpoint-sd-inpaint.md#keep-the-body.
 BODY_CONTROLS = ("depth", "pose")
-#: What ``keep_body`` accepts (``pose+depth`` too: the order does not matter).
+#: What ``keep_body`` takes (``pose+depth`` too: the order does not matter; lower case, no spaces).
 KEEP_BODY_CHOICES = ("none", "depth", "pose", "depth+pose")
+#: A regular expression for exactly the ``keep_body`` values :func:`parse_keep_body` accepts.
+KEEP_BODY_PATTERN = re.compile(r"none|depth|pose|depth\+pose|pose\+depth")
 #: Default weight of each control (``controlnet_conditioning_scale``: diffusers' default for
 #: ControlNet inpainting); 0 gives exactly the image without the control.
 CONTROL_SCALE = 0.5
@@ -133,7 +135,7 @@ def control_field(control: str, what: str) -> str:
 
 def _control_fields() -> tuple[Field, ...]:
     """``keep_body`` and, per control, its scale and the fraction of the schedule it applies to."""
-    fields = [Field("keep_body", "str", "none", {"max_length": 32, "allow_empty": False})]
+    fields = [Field("keep_body", "str", "none", {"max_length": 32})]  # its values: parse_keep_body
     for control in BODY_CONTROLS:
         fields += [
             Field(control_field(control, "scale"), "float", CONTROL_SCALE, _CONTROL_SCALE),
@@ -215,13 +217,11 @@ def check_refiner_steps(steps: int, strength: float) -> None:
 
 def parse_keep_body(value: str, field: str = "keep_body") -> tuple[str, ...]:
     """The controls ``value`` names, in :data:`BODY_CONTROLS` order (``()`` for ``none``); RequestError."""
-    text = value.strip().lower()
-    if text == "none":
-        return ()
-    parts = [part.strip() for part in text.split("+")]
-    if any(part not in BODY_CONTROLS for part in parts) or len(set(parts)) != len(parts):
-        raise RequestError(field, f"must be one of {', '.join(KEEP_BODY_CHOICES)}, got {value!r}")
-    return tuple(control for control in BODY_CONTROLS if control in parts)
+    if not isinstance(value, str) or not KEEP_BODY_PATTERN.fullmatch(value):
+        raise RequestError(
+            field, f"must be one of {', '.join(KEEP_BODY_CHOICES)} (or pose+depth), got {value!r}"
+        )
+    return tuple(control for control in BODY_CONTROLS if control in value.split("+"))
 
 
 def keep_body_name(controls: tuple[str, ...]) -> str:

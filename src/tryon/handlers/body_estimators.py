@@ -16,7 +16,6 @@ crop, whatever ``num_images``. torch and transformers are imported inside the fu
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,9 +84,8 @@ def _pixel_inputs(processed: Any, model: Any) -> dict[str, Any]:
 class DepthEstimator:
     """Relative depth of the crop, rendered as the depth ControlNet's input."""
 
-    def __init__(self, folder: Path, device: Any, dtype: Any) -> None:
-        self.folder = folder
-        self.model, self.processor = _load(folder, "AutoModelForDepthEstimation", device, dtype)
+    def __init__(self, model: Any, processor: Any) -> None:
+        self.model, self.processor = model, processor
 
     @property
     def name(self) -> str:
@@ -111,13 +109,12 @@ class DepthEstimator:
 class PersonDetector:
     """People's boxes in the crop, from an object detector with a ``person`` label."""
 
-    def __init__(self, folder: Path, device: Any, dtype: Any) -> None:
-        self.folder = folder
-        self.model, self.processor = _load(folder, "AutoModelForObjectDetection", device, dtype)
-        labels = {str(v).lower(): int(k) for k, v in self.model.config.id2label.items()}
+    def __init__(self, model: Any, processor: Any, *, where: str = "the person detector") -> None:
+        self.model, self.processor = model, processor
+        labels = {str(v).lower(): int(k) for k, v in model.config.id2label.items()}
         if PERSON_LABEL not in labels:
             raise EstimatorLayoutError(
-                f"{folder}: the detector has no {PERSON_LABEL!r} label (labels: "
+                f"{where}: the detector has no {PERSON_LABEL!r} label (labels: "
                 f"{', '.join(sorted(labels)[:10])}...); a person detector must detect people"
             )
         self.person = labels[PERSON_LABEL]
@@ -150,15 +147,21 @@ class PersonDetector:
 class PoseEstimator:
     """Body keypoints of the people in the crop (top-down ViTPose), drawn as OpenPose skeletons."""
 
-    def __init__(self, folder: Path, device: Any, dtype: Any, detector: PersonDetector | None) -> None:
-        self.folder = folder
-        self.model, self.processor = _load(folder, "VitPoseForPoseEstimation", device, dtype)
-        if self.model.config.num_labels != COCO_KEYPOINTS:
+    def __init__(
+        self,
+        model: Any,
+        processor: Any,
+        detector: PersonDetector | None,
+        *,
+        where: str = "the pose estimator",
+    ) -> None:
+        self.model, self.processor = model, processor
+        if model.config.num_labels != COCO_KEYPOINTS:
             raise EstimatorLayoutError(
-                f"{folder}: the pose estimator predicts {self.model.config.num_labels} keypoints; the "
+                f"{where}: the pose estimator predicts {model.config.num_labels} keypoints; the "
                 f"OpenPose drawing needs the {COCO_KEYPOINTS} COCO body keypoints"
             )
-        self.experts = int(getattr(self.model.config.backbone_config, "num_experts", 1) or 1)
+        self.experts = int(getattr(model.config.backbone_config, "num_experts", 1) or 1)
         self.detector = detector
 
     @property
@@ -201,15 +204,14 @@ class PoseEstimator:
 
 def load_depth(folder: Path, device: Any, dtype: Any) -> DepthEstimator:
     """The depth estimator in ``folder``."""
-    return DepthEstimator(folder, device, dtype)
+    return DepthEstimator(*_load(folder, "AutoModelForDepthEstimation", device, dtype))
 
 
 def load_pose(folder: Path, detector_folder: Path | None, device: Any, dtype: Any) -> PoseEstimator:
     """The pose estimator in ``folder``, with the person detector in ``detector_folder`` if given."""
-    detector = None if detector_folder is None else PersonDetector(detector_folder, device, dtype)
-    return PoseEstimator(folder, device, dtype, detector)
-
-
-def is_model_folder(folder: str | os.PathLike[str]) -> bool:
-    """Whether ``folder`` holds a transformers model (``config.json``)."""
-    return (Path(folder) / "config.json").is_file()
+    detector = None
+    if detector_folder is not None:
+        model, processor = _load(detector_folder, "AutoModelForObjectDetection", device, dtype)
+        detector = PersonDetector(model, processor, where=str(detector_folder))
+    model, processor = _load(folder, "VitPoseForPoseEstimation", device, dtype)
+    return PoseEstimator(model, processor, detector, where=str(folder))

@@ -199,8 +199,6 @@ def load(pipe: Any, model_dir: str | os.PathLike[str] | None, base_family: str) 
         raise ControlLayoutError(
             f"{model_dir}: {PERSON_DETECTOR_FOLDER}/ serves the pose control; add {needed_folders('pose')}"
         )
-    for name in PIPELINE_LOGGERS:
-        logging.getLogger(name).addFilter(_NOTICE_FILTER)  # a set: adding it twice keeps one
     device, dtype = pipe.device, pipe.unet.dtype
     controlnets = {c: _load_controlnet(present[CONTROLNET_FOLDERS[c]], pipe, device, dtype) for c in served}
     estimators: dict[str, Any] = {}
@@ -210,7 +208,16 @@ def load(pipe: Any, model_dir: str | os.PathLike[str] | None, base_family: str) 
         estimators["pose"] = body_estimators.load_pose(
             present[ESTIMATOR_FOLDERS["pose"]], present.get(PERSON_DETECTOR_FOLDER), device, dtype
         )
-    return BodyControls(controlnets, estimators, _pipelines(pipe, base_family, controlnets))
+    return assemble(pipe, base_family, controlnets, estimators)
+
+
+def assemble(
+    pipe: Any, base_family: str, controlnets: Mapping[str, Any], estimators: Mapping[str, Any]
+) -> BodyControls:
+    """:class:`BodyControls` of loaded ControlNets and estimators (by control), with their pipelines."""
+    for name in PIPELINE_LOGGERS:
+        logging.getLogger(name).addFilter(_NOTICE_FILTER)  # a set: adding it twice keeps one
+    return BodyControls(dict(controlnets), dict(estimators), _pipelines(pipe, base_family, controlnets))
 
 
 def _load_controlnet(folder: Path, pipe: Any, device: Any, dtype: Any) -> Any:

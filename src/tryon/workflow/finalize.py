@@ -1,4 +1,4 @@
-"""Finalize: preview.jpg (input | garment | mask overlay | result) and manifest.json (Pillow)."""
+"""Finalize: preview.jpg (input | garment | mask overlay | controls | result) and manifest.json (Pillow)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,17 @@ def _read_image(bucket: str, key: str) -> Image.Image:
     with Image.open(io.BytesIO(data)) as img:
         img.load()
         return img.copy()
+
+
+def _control_keys(controls: Any) -> dict[str, str]:
+    """Control name -> key of the control image the inpainting endpoint wrote (keep_body), in its order."""
+    if not isinstance(controls, dict):
+        return {}
+    return {
+        name: part["output"]["key"]
+        for name, part in controls.items()
+        if isinstance(part, dict) and isinstance(part.get("output"), dict) and "key" in part["output"]
+    }
 
 
 @as_step_errors
@@ -56,7 +67,15 @@ def finalize(payload: Envelope) -> FinalResult:
     if segment_part.get("mask_key"):
         uris["mask"] = s3_uri(out["bucket"], segment_part["mask_key"])
         panels.append(preview.mask_overlay(source, _read_image(out["bucket"], segment_part["mask_key"])))
-    inpainted = (state.get("inpaint") or {}).get("keys", [])
+    inpaint_part = state.get("inpaint") or {}
+    controls = _control_keys(inpaint_part.get("controls"))
+    if controls:  # keep_body: what the model was told, lined up with the photo
+        uris["controls"] = {name: layout.s3_uri(out["bucket"], key) for name, key in controls.items()}
+        panels += [
+            preview.control_panel(_read_image(out["bucket"], key), inpaint_part.get("crop_box"), source.size)
+            for key in controls.values()
+        ]
+    inpainted = inpaint_part.get("keys", [])
     upscaled = (state.get("upscale") or {}).get("keys", [])
     uris["inpainted"] = [s3_uri(out["bucket"], k) for k in inpainted]
     uris["upscaled"] = [s3_uri(out["bucket"], k) for k in upscaled]
