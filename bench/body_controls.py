@@ -14,7 +14,14 @@ rotating each round) so load from other processes hits all alike; one warm-up ca
 Printed per variant: the median ms per request, its ratio to plain inpainting, and the median
 ``estimate`` (estimators) and ``inference`` (pipeline) phases the handler reports.
 
+3. ``--flops``: what no load can blur, counted by ``torch.utils.flop_counter`` on the full-size
+   shapes built on PyTorch's meta device (no weights, no arithmetic: seconds): one denoising
+   step of the SD 1.5 inpainting UNet against one of its ControlNet at 512 px with guidance
+   (batch 2), and each estimator once on a 512 px crop (Depth Anything V2 small at 518 px,
+   RT-DETR R50vd at 640 px, ViTPose base at 256x192 for one person).
+
     .venv/bin/python -m bench.body_controls --repeats 10 --threads 1     # tiny, seconds
+    .venv/bin/python -m bench.body_controls --flops                      # + FLOP counts, seconds
     .venv/bin/python -m bench.body_controls --full --full-repeats 2      # + full size (minutes on CPU)
 """
 
@@ -131,6 +138,84 @@ def full(repeats: int, steps: int) -> None:
     )
 
 
+def flops(steps: int = 25) -> None:
+    """Figure 3: FLOPs of a UNet step vs a ControlNet step, and of each estimator, on meta tensors."""
+    import inspect
+
+    import diffusers
+    import torch
+    import transformers
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from bench.full_models import (
+        CONTROLNET_EMBEDDING,
+        DEPTH_ANYTHING_V2_SMALL,
+        SD15_INPAINT_UNET,
+        VITPOSE_BASE,
+    )
+
+    def tflop(module: Any, *args: Any, **kwargs: Any) -> float:
+        with FlopCounterMode(display=False) as counter:
+            module(*args, **kwargs)
+        return counter.get_total_flops() / 1e12
+
+    with torch.device("meta"):
+        unet = diffusers.UNet2DConditionModel(**SD15_INPAINT_UNET)
+        accepted = set(inspect.signature(diffusers.ControlNetModel.__init__).parameters) - {
+            "self",
+            "in_channels",
+        }
+        config = {k: v for k, v in dict(unet.config).items() if k in accepted and not k.startswith("_")}
+        controlnet = diffusers.ControlNetModel(
+            in_channels=4, conditioning_embedding_out_channels=CONTROLNET_EMBEDDING, **config
+        )
+        timestep, text = torch.tensor([500, 500]), torch.empty(2, 77, 768)
+        unet_step = tflop(unet, torch.empty(2, 9, 64, 64), timestep, encoder_hidden_states=text)
+        net_step = tflop(
+            controlnet,
+            torch.empty(2, 4, 64, 64),
+            timestep,
+            encoder_hidden_states=text,
+            controlnet_cond=torch.empty(2, 3, 512, 512),
+        )
+        spec = DEPTH_ANYTHING_V2_SMALL
+        depth = transformers.DepthAnythingForDepthEstimation(
+            transformers.DepthAnythingConfig(
+                backbone_config=transformers.Dinov2Config(**spec["backbone"]),
+                **{k: v for k, v in spec.items() if k != "backbone"},
+            )
+        )
+        pose = transformers.VitPoseForPoseEstimation(
+            transformers.VitPoseConfig(backbone_config=transformers.VitPoseBackboneConfig(**VITPOSE_BASE))
+        )
+        estimators = {
+            "Depth Anything V2 small, 518x518": tflop(depth, pixel_values=torch.empty(1, 3, 518, 518)),
+            "ViTPose base, 256x192, 1 person": tflop(pose, pixel_values=torch.empty(1, 3, 256, 192)),
+        }
+    # RT-DETR picks its queries by value (top-k of scores): counted on real tensors, on the CPU
+    detector = transformers.RTDetrForObjectDetection(transformers.RTDetrConfig(num_labels=80)).eval()
+    with torch.no_grad():
+        estimators["RT-DETR R50vd, 640x640"] = tflop(detector, pixel_values=torch.zeros(1, 3, 640, 640))
+    print("FLOPs (torch.utils.flop_counter on meta tensors; full-size shapes, 512 px, guidance = batch 2):")
+    print(f"  SD 1.5 inpainting UNet, one step:  {unet_step:.3f} TFLOP")
+    print(
+        f"  SD 1.5 ControlNet, one step:       {net_step:.3f} TFLOP = {net_step / unet_step:.3f} x the UNet"
+    )
+    for name, value in estimators.items():
+        print(f"  {name + ':':<35}{value:.3f} TFLOP (once per request)")
+    pose_once = sum(v for k, v in estimators.items() if not k.startswith("Depth"))
+    depth_once = estimators["Depth Anything V2 small, 518x518"]
+    base = steps * unet_step
+    print(f"  a {steps}-step request, UNet + ControlNets + estimators (text encoder and VAE aside):")
+    for variant, nets, once in (
+        ("depth", 1, depth_once),
+        ("pose", 1, pose_once),
+        ("depth+pose", 2, depth_once + pose_once),
+    ):
+        total = base + steps * nets * net_step + once
+        print(f"    keep_body {variant:<10} {total / base:.3f} of plain")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=10, help="rounds on the tiny model")
@@ -139,6 +224,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--full-repeats", type=int, default=2)
     parser.add_argument("--full-steps", type=int, default=1)
+    parser.add_argument(
+        "--flops", action="store_true", help="also FLOP counts of the full-size shapes (seconds)"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     args = parser.parse_args(argv)
 
@@ -153,6 +241,8 @@ def main(argv: list[str] | None = None) -> None:
         f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} repeats={args.repeats}"
     )
     tiny(args.repeats)
+    if args.flops:
+        flops()
     if args.full:
         full(args.full_repeats, args.full_steps)
 
