@@ -259,3 +259,107 @@ def working_size(name: str, reduced: bool) -> int:
 def unet_params(pipe: Any) -> int:
     """Parameters of the pipeline's UNet."""
     return sum(p.numel() for p in pipe.unet.parameters())
+
+
+#: lllyasviel/control_v11f1p_sd15_depth and control_v11p_sd15_openpose: the SD 1.5 UNet's encoder
+#: and middle block on 4 latent channels, plus the control image's embedding (8x downsampling).
+CONTROLNET_EMBEDDING = (16, 32, 96, 256)
+#: depth-anything/Depth-Anything-V2-Small-hf: DINOv2 ViT-S/14 at 518 px (24.8 M parameters).
+DEPTH_ANYTHING_V2_SMALL: dict[str, Any] = {
+    "backbone": {
+        "image_size": 518,
+        "patch_size": 14,
+        "hidden_size": 384,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 6,
+        "out_indices": [3, 6, 9, 12],
+        "reshape_hidden_states": False,
+    },
+    "reassemble_hidden_size": 384,
+    "neck_hidden_sizes": [48, 96, 192, 384],
+    "fusion_hidden_size": 64,
+    "head_hidden_size": 32,
+}
+#: usyd-community/vitpose-base-simple: ViT-B/16 at 256x192 with the simple decoder, 17 COCO keypoints.
+VITPOSE_BASE: dict[str, Any] = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12}
+
+
+def build_body_controls(pipe: Any, *, device: Any = "cpu", dtype: Any = None, reduced: bool = False) -> Any:
+    """``tryon.handlers.controls.BodyControls`` for ``pipe`` (SD 1.5 shapes), random weights.
+
+    Full size: SD 1.5 depth and pose ControlNets, Depth Anything V2 small (with its 518 px image
+    processor), ViTPose base (256x192) and RT-DETR R50vd (640 px, 80 COCO labels, ``person``
+    first) as the person detector, nothing downloaded. ``reduced``: ControlNets of the reduced
+    pipeline's UNet and the tiny estimators of ``tryon.weights.tiny``.
+    """
+    import inspect
+
+    import diffusers
+    import torch
+    import transformers
+
+    from tryon.handlers import body_estimators, controls
+    from tryon.weights.tiny import ensure_tiny_models
+
+    dtype = dtype or torch.float32
+    unet = dict(pipe.unet.config)
+    downsamplings = len(pipe.vae.config.block_out_channels) - 1
+    embedding = CONTROLNET_EMBEDDING if not reduced else (8,) * downsamplings + (16,)
+    keys = set(inspect.signature(diffusers.ControlNetModel.__init__).parameters) - {"self", "in_channels"}
+    config = {k: v for k, v in unet.items() if k in keys and not k.startswith("_")}
+    torch.manual_seed(3)
+    with torch.device(device):
+        nets = {
+            name: diffusers.ControlNetModel(
+                in_channels=4, conditioning_embedding_out_channels=embedding, **config
+            )
+            for name in ("depth", "pose")
+        }
+    nets = {name: net.to(dtype=dtype).eval() for name, net in nets.items()}
+    if reduced:
+        tiny = ensure_tiny_models()
+        estimators = {
+            "depth": body_estimators.load_depth(tiny["depth-estimator"], device, dtype),
+            "pose": body_estimators.load_pose(tiny["pose-estimator"], tiny["person-detector"], device, dtype),
+        }
+        return controls.assemble(pipe, "sd15", nets, estimators)
+    imagenet = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
+    spec = DEPTH_ANYTHING_V2_SMALL
+    with torch.device(device):
+        depth = transformers.DepthAnythingForDepthEstimation(
+            transformers.DepthAnythingConfig(
+                backbone_config=transformers.Dinov2Config(**spec["backbone"]),
+                **{k: v for k, v in spec.items() if k != "backbone"},
+            )
+        )
+        pose = transformers.VitPoseForPoseEstimation(
+            transformers.VitPoseConfig(
+                backbone_config=transformers.VitPoseBackboneConfig(**VITPOSE_BASE), num_labels=17
+            )
+        )
+        labels = {0: "person", **{i: f"class-{i}" for i in range(1, 80)}}
+        detector = transformers.RTDetrForObjectDetection(
+            transformers.RTDetrConfig(id2label=labels, label2id={v: k for k, v in labels.items()})
+        )
+    depth, pose, detector = (m.to(dtype=dtype).eval() for m in (depth, pose, detector))
+    depth_processor = transformers.DPTImageProcessor(
+        size={"height": 518, "width": 518},
+        keep_aspect_ratio=True,
+        ensure_multiple_of=14,
+        resample=3,
+        **imagenet,
+    )
+    estimators = {
+        "depth": body_estimators.DepthEstimator(depth, depth_processor),
+        "pose": body_estimators.PoseEstimator(
+            pose,
+            transformers.VitPoseImageProcessor(),
+            body_estimators.PersonDetector(detector, transformers.RTDetrImageProcessor()),
+        ),
+    }
+    return controls.assemble(pipe, "sd15", nets, estimators)
+
+
+def params_m(module: Any) -> float:
+    """Millions of parameters of a torch module."""
+    return sum(p.numel() for p in module.parameters()) / 1e6

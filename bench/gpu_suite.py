@@ -11,6 +11,10 @@ handlers' ``predict_fn`` and prints, in a few minutes:
 - ``sd2-inpaint`` / ``sd15-inpaint``: 512 px, 25 steps, 1 and 4 images (4 = one batch),
   plus, for SD 2 and 1 image, channels-last against the plain run;
 - ``sdxl-inpaint``: 1024 px, 25 steps, 1 image;
+- ``keep-body``: SD 1.5 inpainting, 512 px, 25 steps, 1 image, with each body control (full-size
+  random SD 1.5 depth and pose ControlNets, Depth Anything V2 small, ViTPose base, RT-DETR R50vd)
+  against plain inpainting on the same request (``cost_vs_plain``: latency ratio), and the
+  estimators' time (``estimate_s``);
 - ``x4-upscaler``: 512 -> 2048 px, 20 steps, one pass (512 px tiles) and 256 px tiles, the
   latter batched (4 per call, the handler's default) and one per call;
 - ``train``: LoRA vs full fine-tune step rate of the SD 2 inpainting UNet at 512 px (bf16);
@@ -54,6 +58,7 @@ CASES = (
     "sd2-inpaint",
     "sd15-inpaint",
     "sdxl-inpaint",
+    "keep-body",
     "x4-upscaler",
     "train",
     "sd2-compile",
@@ -135,6 +140,10 @@ class Suite:
             row["inference_s"] = round(
                 statistics.median(a["timings_ms"]["inference"] for a in answers) / 1000, 4
             )
+            if all("estimate" in a["timings_ms"] for a in answers):  # keep_body's estimators
+                row["estimate_s"] = round(
+                    statistics.median(a["timings_ms"]["estimate"] for a in answers) / 1000, 4
+                )
         if "images" in row:
             row["images_per_s"] = round(row["images"] / row["latency_s"], 3)
         return self.add(row)
@@ -248,6 +257,28 @@ class Suite:
             self.add({"case": name, "variant": "batch gain", "batched_4_vs_1_each": round(
                 4 * plain[1]["latency_s"] / plain[4]["latency_s"], 3)})  # fmt: skip
 
+    def keep_body(self) -> None:
+        """SD 1.5, 1 image: each keep_body variant against plain inpainting, same model and request."""
+        from bench.batched_images import inpaint_model
+        from bench.body_controls import VARIANTS
+        from bench.full_models import build_body_controls
+        from tryon.handlers import sd_inpaint
+
+        pipe = self.pipeline("sd15-inpaint")
+        model = inpaint_model(pipe, name="sd15-inpaint")
+        model.family = "sd15"
+        model.controls = build_body_controls(pipe, device=self.device, dtype=self.dtype, reduced=self.reduced)
+        size = self.sizes.inpaint_px
+        extra = {"px": size, "steps": self.sizes.steps, "images": 1}
+        plain = None
+        for variant in VARIANTS:
+            request = {**self.inpaint_request(size, 1), "keep_body": variant}
+            row = self.measure(
+                "keep-body", variant, lambda r=request: sd_inpaint.predict_fn(r, model), **extra
+            )
+            plain = plain or row
+            row["cost_vs_plain"] = round(row["latency_s"] / plain["latency_s"], 3)  # latency ratio
+
     def compiled(self) -> None:
         """SD 2, 1 image: ``torch.compile`` of the UNet against the plain run, same process and input."""
         import torch
@@ -348,6 +379,7 @@ class Suite:
             "sd2-inpaint": lambda: self.inpaint("sd2-inpaint", sizes.inpaint_px, (1, 4), variants=True),
             "sd15-inpaint": lambda: self.inpaint("sd15-inpaint", sizes.inpaint_px, (1, 4), variants=False),
             "sdxl-inpaint": lambda: self.inpaint("sdxl-inpaint", sizes.sdxl_px, (1,), variants=False),
+            "keep-body": self.keep_body,
             "x4-upscaler": self.upscaler,
             "train": self.train,
             "sd2-compile": self.compiled,

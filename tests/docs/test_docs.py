@@ -56,6 +56,12 @@ MODEL_STAND_INS = {
     "sdxl-inpainting": "sdxl-inpaint",
     "sdxl-refiner-1.0": "sdxl-refiner",
     "ip-adapter-sd15": "ip-adapter",
+    "sd15-inpainting-keep-body": "sd-inpaint-controls",
+    "control_v11f1p_sd15_depth": "controlnet-depth",
+    "control_v11p_sd15_openpose": "controlnet-pose",
+    "depth-anything-v2-small": "depth-estimator",
+    "vitpose-base-simple": "pose-estimator",
+    "rtdetr_r50vd_coco_o365": "person-detector",
 }
 #: Adapter folders the examples name as the output of your fine-tuning, and their tiny stand-ins.
 ADAPTER_STAND_INS = {

@@ -1,8 +1,9 @@
 """Each packaged model.tar.gz, served the way the Hugging Face inference image serves it.
 
 For every kind: ``tryon package`` builds the archive from the tiny checkpoints (sd_inpaint with
-the tiny LoRA as its default adapter, a fine-tune's adapter as a named one and the tiny IP-Adapter
-for garment reference images), it is extracted
+the tiny LoRA as its default adapter, a fine-tune's adapter as a named one, the tiny IP-Adapter
+for garment reference images and the tiny depth/pose ControlNets, estimators and person detector
+for ``keep_body``), it is extracted
 like SageMaker does, and the same JSON requests go (a) to the local server (``tryon serve``'s
 app, this venv: transformers 5 / diffusers 0.42) and (b) through the toolkit's own
 ``HuggingFaceHandlerService`` in a subprocess under ``.venv-serving`` (the image's library
@@ -108,6 +109,7 @@ def _trained_adapter(base: Path, out: Path) -> Path:
 def model_dirs(tiny_models, s3_endpoint, tmp_path_factory) -> dict[str, Path]:
     """kind -> the archive built by ``tryon package``, extracted as SageMaker extracts it."""
     from tryon.aws.packaging import build_model_archive
+    from tryon.weights.tiny import control_parts
 
     root = tmp_path_factory.mktemp("compat")
     trained = _trained_adapter(tiny_models["sd-inpaint"], root / "trained-adapter")
@@ -119,6 +121,7 @@ def model_dirs(tiny_models, s3_endpoint, tmp_path_factory) -> dict[str, Path]:
                 "adapter_dir": tiny_models["lora-a"],
                 "named_adapters": {"trained": trained},
                 "ip_adapter_dir": tiny_models["ip-adapter"],  # garment reference images
+                "control_dirs": control_parts(tiny_models),  # keep_body: depth and pose
             }
         archive = build_model_archive(kind, root / f"{kind}.tar.gz", model_dir=tiny_models[weights], **extra)
         target = root / kind / "model"
@@ -137,6 +140,7 @@ def _requests() -> dict[str, list[dict[str, Any]]]:
     mask = box_mask(photo.size, (24, 16, 64, 56))
     out = f"s3://{OUT_BUCKET}/{{kind}}/{SIDE}/"
     inpaint = {"image": b64(photo), "mask": b64(mask), "prompt": "a red skirt", "steps": 2}
+    garment = b64(structured_photo(30, 40))
     return {
         "clipseg": [
             {"image": b64(photo), "queries": ["a skirt", "a shirt"], "negative_queries": ["face"]},
@@ -149,8 +153,25 @@ def _requests() -> dict[str, list[dict[str, Any]]]:
             {**inpaint, "seed": 8, "adapter": "trained", "adapter_scale": 0.7, "sampler": "DPMPP2MSampler"},
             {**inpaint, "seed": 9, "adapter": f"s3://{ADAPTER_BUCKET}/lora-b/", "output": out},
             {**inpaint, "seed": 10, "adapter": "none", "sampler": "LinearMultistepSampler"},
-            {**inpaint, "seed": 11, "garment_image": b64(structured_photo(30, 40)), "garment_scale": 0.8},
+            {**inpaint, "seed": 11, "garment_image": garment, "garment_scale": 0.8},
             {**inpaint, "seed": 12, "adapter": "trained", "garment_image": f"s3://{IN_BUCKET}/photo.png"},
+            {**inpaint, "seed": 13, "keep_body": "depth+pose", "num_images": 2, "pose_scale": 1.0},
+            {
+                **inpaint,
+                "seed": 14,
+                "keep_body": "pose",
+                "adapter": "trained",
+                "garment_image": garment,
+                "output": out,
+            },
+            {
+                **inpaint,
+                "seed": 15,
+                "keep_body": "depth",
+                "depth_scale": 1.2,
+                "depth_start": 0.2,
+                "depth_end": 0.9,
+            },
             {**inpaint, "steps": 0},  # bad: steps
         ],
         "sd_upscale": [
@@ -293,6 +314,31 @@ def test_images_written_to_s3_agree(kind, answers, s3_endpoint):
     assert local and set(local) == set(toolkit)
     for name, found in local.items():
         _assert_close_pixels(found, toolkit[name], f"{kind}/{name}")
+
+
+def test_every_library_class_the_body_controls_use_is_in_the_serving_image(serving_python):
+    """keep_body's library classes exist in the image's diffusers 0.33.1 and transformers 4.51.3."""
+    from tryon.handlers.controls import LIBRARY_CLASSES
+
+    check = "import importlib, json, sys\n" + "\n".join(
+        f"m = importlib.import_module({library!r}); print({library!r}, m.__version__, "
+        f"json.dumps([n for n in {list(names)!r} if not hasattr(m, n)]))"
+        for library, names in LIBRARY_CLASSES.items()
+    )
+    found = subprocess.run(
+        [str(serving_python), "-c", check],
+        env={"PATH": os.environ.get("PATH", ""), "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert found.returncode == 0, found.stderr[-2000:]
+    versions = {}
+    for line in found.stdout.splitlines():
+        library, version, missing = line.split(" ", 2)
+        versions[library] = version
+        assert json.loads(missing) == [], f"{library} {version} lacks {missing}"
+    assert versions == {"diffusers": "0.33.1", "transformers": "4.51.3"}
 
 
 def test_driver_never_sees_the_repository_sources(serving_python):

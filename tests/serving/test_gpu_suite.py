@@ -74,6 +74,17 @@ def test_channels_last_and_compile_are_reported_against_plain(suite_run):
     assert channels_last["vs_plain"] > 0 and compiled["vs_plain"] > 0
 
 
+def test_keep_body_rows_cost_each_control_against_plain(suite_run):
+    rows, _ = suite_run
+    variants = {r["variant"]: r for r in _rows(rows, "keep-body")}
+    assert list(variants) == ["none", "depth", "pose", "depth+pose"]
+    assert variants["none"]["cost_vs_plain"] == 1.0 and "estimate_s" not in variants["none"]
+    for name in ("depth", "pose", "depth+pose"):
+        row = variants[name]
+        assert row["cost_vs_plain"] > 0 and 0 < row["estimate_s"] < row["latency_s"], row
+        assert row["images"] == 1 and row["px"] == 64
+
+
 def test_upscaler_tiles_training_and_the_floor(suite_run):
     rows, _ = suite_run
     one_pass, tiled, one_per_call = _rows(rows, "x4-upscaler")

@@ -103,8 +103,10 @@ def test_happy_path_contract(handler, model):
         "garment",
         "compute_seconds",
         "refiner",
+        "controls",
     }
     assert response["refiner"] is None  # an SD 2 model has no refiner
+    assert response["controls"] is None  # keep_body none: no ControlNet ran
     assert len(response["images"]) == 2
     for encoded in response["images"]:
         img = _decode(encoded)

@@ -299,7 +299,7 @@ def test_ip_adapter_ships_in_ip_adapter_folder(tiny_models, tmp_path, capsys):
     names = {m.name for m in members(out)}
     assert {"ip_adapter/ip-adapter.safetensors", "ip_adapter/image_encoder/config.json"} <= names
     assert "code/tryon/handlers/ip_adapter.py" in names
-    # the archive is the one-folder model the CLI's tiny default is (sd-inpaint-ip)
+    # the archive is the one-folder tiny model with an IP-Adapter (sd-inpaint-ip)
     same = build_model_archive("sd_inpaint", tmp_path / "same.tar.gz", model_dir=tiny_models["sd-inpaint-ip"])
     assert {m.name for m in members(same)} == names
     capsys.readouterr()
@@ -371,3 +371,130 @@ def test_sdxl_refiner_ships_without_the_parts_it_shares(tiny_models, tmp_path, c
     assert run([*base, "--out", str(tmp_path / "z.tar.gz"), "--refiner", str(tiny_models["lora-b"])]) == 2
     err = capsys.readouterr().err
     assert "error: refiner_dir:" in err and "Traceback" not in err
+
+
+CONTROL_OPTIONS = {
+    "--controlnet": ["depth=controlnet-depth", "pose=controlnet-pose"],
+    "--depth": ["depth-estimator"],
+    "--pose": ["pose-estimator"],
+    "--person-detector": ["person-detector"],
+}
+
+
+def _control_args(tiny_models) -> list[str]:
+    args = []
+    for option, values in CONTROL_OPTIONS.items():
+        for value in values:
+            name, _, tiny = value.rpartition("=")
+            args += [option, f"{name}={tiny_models[tiny]}" if name else str(tiny_models[tiny])]
+    return args
+
+
+def test_body_controls_ship_in_their_folders_and_load(tiny_models, tmp_path, capsys):
+    from tryon.handlers import sd_inpaint
+
+    out = tmp_path / "controls.tar.gz"
+    base = ["package", "sd_inpaint", "--model-dir", str(tiny_models["sd-inpaint"])]
+    args = [*base, "--ip-adapter", str(tiny_models["ip-adapter"]), *_control_args(tiny_models)]
+    assert run([*args, "--out", str(out)]) == 0
+    names = {m.name for m in members(out)}
+    assert {
+        "controlnet_depth/config.json",
+        "controlnet_pose/diffusion_pytorch_model.safetensors",
+        "depth_estimator/preprocessor_config.json",
+        "pose_estimator/model.safetensors",
+        "person_detector/config.json",
+        "code/tryon/handlers/controls.py",
+        "code/tryon/handlers/body_estimators.py",
+        "code/tryon/handlers/control_images.py",
+    } <= names
+    # the archive is the one-folder model the CLI's tiny default is (sd-inpaint-controls)
+    same = build_model_archive(
+        "sd_inpaint", tmp_path / "same.tar.gz", model_dir=tiny_models["sd-inpaint-controls"]
+    )
+    assert {m.name for m in members(same)} == names
+    extracted = tmp_path / "extracted"
+    with tarfile.open(out) as tar:
+        tar.extractall(extracted, filter="data")
+    model = sd_inpaint.model_fn(str(extracted))
+    assert (
+        model.controls.available == ("depth", "pose")
+        and model.controls.estimators["pose"].detector is not None
+    )
+    capsys.readouterr()
+
+
+def test_body_control_mistakes_are_refused_before_packaging(tiny_models, tmp_path, capsys):
+    controls_model = tiny_models["sd-inpaint-controls"]
+    depth = {
+        "controlnet_depth": tiny_models["controlnet-depth"],
+        "depth_estimator": tiny_models["depth-estimator"],
+    }
+    for kind, model_dir, folders, field, message in [
+        (
+            "clipseg",
+            tiny_models["clipseg"],
+            depth,
+            "controlnet_depth",
+            "only served by the sd_inpaint endpoint",
+        ),
+        (
+            "sd_inpaint",
+            None,
+            depth,
+            "controlnet_depth",
+            "needs --model-dir with an SD 1.5 or SDXL inpainting base",
+        ),
+        ("sd_inpaint", tiny_models["sd2-inpaint"], depth, "controlnet_depth", "is an SD 2 inpainting base"),
+        (
+            "sd_inpaint",
+            tiny_models["sd-inpaint"],
+            {**depth, "controlnet_depth": tiny_models["sdxl-controlnet-depth"]},
+            "controlnet_depth",
+            "is a ControlNet for another base .*cross-attention width 64 \\(the base: 32\\)",
+        ),
+        (
+            "sd_inpaint",
+            tiny_models["sd-inpaint"],
+            {"controlnet_pose": tiny_models["controlnet-pose"]},
+            "controlnet_pose",
+            "needs both controlnet_pose/ and pose_estimator/",
+        ),
+        (
+            "sd_inpaint",
+            tiny_models["sd-inpaint"],
+            {**depth, "person_detector": tiny_models["person-detector"]},
+            "person_detector",
+            "serves the pose control",
+        ),
+        (
+            "sd_inpaint",
+            tiny_models["sd-inpaint"],
+            {**depth, "controlnet_depth": tiny_models["depth-estimator"]},
+            "controlnet_depth",
+            "is not a diffusers ControlNetModel folder",
+        ),
+        (
+            "sd_inpaint",
+            tiny_models["sd-inpaint"],
+            {**depth, "depth_estimator": tiny_models["lora-a"]},
+            "depth_estimator",
+            "is not a model folder",
+        ),
+        ("sd_inpaint", controls_model, depth, "controlnet_depth", "already has a controlnet_depth/ folder"),
+    ]:
+        with pytest.raises(PackagingError, match=f"^{field}: .*{message}"):
+            plan_archive(kind, model_dir=model_dir, control_dirs=folders)
+    base = [
+        "package",
+        "sd_inpaint",
+        "--model-dir",
+        str(tiny_models["sd2-inpaint"]),
+        "--out",
+        str(tmp_path / "z.tgz"),
+    ]
+    assert run([*base, *_control_args(tiny_models)]) == 2
+    err = capsys.readouterr().err
+    assert "error: controlnet_depth:" in err and "SD 2" in err and "Traceback" not in err
+    assert run([*base, "--controlnet", f"skeleton={tiny_models['controlnet-pose']}"]) == 2
+    assert "--controlnet 'skeleton=" in capsys.readouterr().err

@@ -28,7 +28,7 @@ def open_image(data: bytes) -> Image.Image:
 MANIFEST_KEYS = {
     "manifest_version", "status", "job_id", "source", "preset", "execution", "created_at", "input", "params",
     "upscale", "upscale_plan", "ignored_metadata", "seeds", "coverage", "scores", "models", "endpoints",
-    "components", "adapter", "garment", "refiner", "outputs",
+    "components", "adapter", "garment", "refiner", "controls", "outputs",
     "timings_ms", "cost", "moderation",
 }  # fmt: skip
 
@@ -73,6 +73,7 @@ def test_s3_event_with_upscale_and_adapter_from_metadata(wf):
     assert 0 < plan["estimated_seconds"] <= 0.8 * plan["limit_seconds"]
     assert manifest["adapter"] == {"name": "garment-a", "scale": 0.8}
     assert manifest["refiner"] is None and manifest["params"]["use_refiner"] is None  # SD 2: none asked
+    assert manifest["controls"] is None and manifest["params"]["keep_body"] is None  # no body kept
     assert manifest["params"]["adapter"] == "garment-a" and manifest["params"]["steps"] == 2
     assert len(manifest["seeds"]) == 1 and manifest["seeds"][0] == manifest["params"]["seed"]
     assert manifest["input"]["version_id"] and manifest["input"]["image"]["width"] == WIDTH

@@ -8,6 +8,8 @@
     ├── adapters/<name>/          named LoRA adapters (sd_inpaint only)
     ├── ip_adapter/               IP-Adapter for garment reference images (sd_inpaint only)
     ├── refiner/                  SDXL refiner: model_index.json, unet/, scheduler/ (SDXL sd_inpaint only)
+    ├── controlnet_depth/ ...     body controls (sd_inpaint, SD 1.5 / SDXL): controlnet_depth/,
+    │                             depth_estimator/, controlnet_pose/, pose_estimator/, person_detector/
     └── code/
         ├── inference.py          from models/<kind>/code/
         ├── requirements.txt      only if models/<kind>/code/ has one (none do: see below)
@@ -35,8 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import tryon
+from tryon.core.contract import BODY_CONTROLS
 from tryon.core.errors import RequestError
-from tryon.handlers import HANDLER_MODULES, ip_adapter, refiner
+from tryon.handlers import HANDLER_MODULES, controls, ip_adapter, refiner
 from tryon.handlers.adapters import DEFAULT_NAME, LORA_WEIGHT_NAME, NAME_PATTERN, NONE_NAME, weight_file
 
 #: Only this kind serves LoRA adapters.
@@ -208,6 +211,76 @@ def _check_refiner(folder: Path, kind: str, model_dir: Path | None) -> None:
         raise PackagingError(field, f"{model_dir} already has a {refiner.FOLDER}/ folder")
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _check_controls(control_dirs: Mapping[str, Path], kind: str, model_dir: Path | None) -> None:
+    """The body-control folders (model-folder name -> folder) fit an SD 1.5 or SDXL base in ``model_dir``.
+
+    Each is checked as the endpoint will load it: a ControlNet must fit the base's UNet and VAE, an
+    estimator must have its image processor, and each control needs both its ControlNet and its
+    estimator (given here or already in ``model_dir``).
+    """
+    if not control_dirs:
+        return
+    first = next(iter(control_dirs))
+    unknown = sorted(set(control_dirs) - set(controls.FOLDERS))
+    if unknown:
+        raise PackagingError(
+            unknown[0], f"is not a body-control folder; known: {', '.join(controls.FOLDERS)}"
+        )
+    if kind != ADAPTER_KIND:
+        raise PackagingError(first, f"body controls are only served by the {ADAPTER_KIND} endpoint")
+    index = _read_json(model_dir / "model_index.json") if model_dir is not None else {}
+    unet = _read_json(model_dir / "unet" / "config.json") if model_dir is not None else {}
+    if not index or "cross_attention_dim" not in unet:
+        raise PackagingError(
+            first,
+            "needs --model-dir with an SD 1.5 or SDXL inpainting base (diffusers layout): the ControlNets "
+            "must fit its UNet",
+        )
+    if controls.family_from(unet, two_text_encoders=bool(index.get("text_encoder_2"))) == "sd2":
+        raise PackagingError(first, f"{model_dir} is an SD 2 inpainting base. {controls.SD2_REFUSAL}")
+    vae = _read_json(model_dir / "vae" / "config.json")
+    existing = controls.find(model_dir)
+    for folder, path in control_dirs.items():
+        if folder in existing:
+            raise PackagingError(folder, f"{model_dir} already has a {folder}/ folder")
+        config = _read_json(path / "config.json")
+        if not path.is_dir() or not config:
+            raise PackagingError(folder, f"{path} is not a model folder (no readable config.json)")
+        if folder in controls.CONTROLNET_FOLDERS.values():
+            if config.get("_class_name") != "ControlNetModel":
+                raise PackagingError(folder, f"{path} is not a diffusers ControlNetModel folder")
+            wrong = controls.misfits(config, unet, vae)
+            if wrong:
+                raise PackagingError(
+                    folder, f"{path} is a ControlNet for another base than {model_dir}: {wrong}"
+                )
+        elif not (path / "preprocessor_config.json").is_file():
+            raise PackagingError(
+                folder, f"{path} has no preprocessor_config.json (the model's image processor)"
+            )
+    present = set(existing) | set(control_dirs)
+    for control in BODY_CONTROLS:
+        net, estimator = controls.CONTROLNET_FOLDERS[control], controls.ESTIMATOR_FOLDERS[control]
+        if (net in present) != (estimator in present):
+            given = net if net in control_dirs else estimator
+            raise PackagingError(
+                given,
+                f"the {control} control needs both {controls.needed_folders(control)}: give --controlnet "
+                f"{control}=DIR and --{control} DIR",
+            )
+    if controls.PERSON_DETECTOR_FOLDER in control_dirs and controls.ESTIMATOR_FOLDERS["pose"] not in present:
+        raise PackagingError(
+            controls.PERSON_DETECTOR_FOLDER, f"serves the pose control; add {controls.needed_folders('pose')}"
+        )
+
+
 def plan_archive(
     kind: str,
     *,
@@ -217,6 +290,7 @@ def plan_archive(
     models_dir: Path | None = None,
     ip_adapter_dir: Path | None = None,
     refiner_dir: Path | None = None,
+    control_dirs: Mapping[str, Path] | None = None,
 ) -> list[ArchiveEntry]:
     """Every member of the archive, sorted, with directories; raises PackagingError on bad input."""
     if kind not in HANDLER_MODULES:
@@ -277,6 +351,11 @@ def plan_archive(
         for rel, path in _walk_files(Path(refiner_dir)):
             if rel.split("/", 1)[0] not in refiner.SHARED:  # the endpoint uses the base's
                 add(f"{refiner.FOLDER}/{rel}", path, f"refiner_dir {refiner_dir}")
+    control_dirs = {name: Path(folder) for name, folder in (control_dirs or {}).items()}
+    _check_controls(control_dirs, kind, model_dir)
+    for name, folder in sorted(control_dirs.items()):
+        for rel, path in _walk_files(folder):
+            add(f"{name}/{rel}", path, f"{name} {folder}")
 
     dirs = {parent.as_posix() for arcname in files for parent in Path(arcname).parents if parent != Path(".")}
     entries = [ArchiveEntry(d, None) for d in dirs]
@@ -308,6 +387,7 @@ def build_model_archive(
     models_dir: str | os.PathLike[str] | None = None,
     ip_adapter_dir: str | os.PathLike[str] | None = None,
     refiner_dir: str | os.PathLike[str] | None = None,
+    control_dirs: Mapping[str, str | os.PathLike[str]] | None = None,
     compresslevel: int = 6,
     progress: ProgressFn | None = None,
 ) -> Path:
@@ -318,7 +398,9 @@ def build_model_archive(
     sd_inpaint, into ``adapter/`` and ``adapters/<name>/``; ``ip_adapter_dir``: an IP-Adapter
     (weights + ``image_encoder/``) for garment reference images, into ``ip_adapter/``;
     ``refiner_dir``: an SDXL refiner for an SDXL ``model_dir``, into ``refiner/`` without the
-    text encoder, tokenizer and VAE it shares with the base.
+    text encoder, tokenizer and VAE it shares with the base; ``control_dirs``: body-control folders
+    by their name in the model folder (``controlnet_depth``, ``depth_estimator``, ``controlnet_pose``,
+    ``pose_estimator``, ``person_detector``), checked against the base in ``model_dir``.
     ``progress(arcname, nbytes)`` is called after each file. The archive is written to a
     temporary file and renamed, so a failed build never leaves a partial archive behind.
     """
@@ -337,6 +419,7 @@ def build_model_archive(
         models_dir=Path(models_dir) if models_dir is not None else None,
         ip_adapter_dir=Path(ip_adapter_dir) if ip_adapter_dir is not None else None,
         refiner_dir=Path(refiner_dir) if refiner_dir is not None else None,
+        control_dirs={k: Path(v) for k, v in (control_dirs or {}).items()},
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)

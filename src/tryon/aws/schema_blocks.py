@@ -241,6 +241,8 @@ def _doc_sent(row: schema.Param) -> str:
         rules.append("only when set")
     if row.with_param:
         rules.append(f"only with {_code(row.with_param)}")
+    if row.with_choice:
+        rules.append(f"only while {_code(row.with_choice[0])} names {_code(row.with_choice[1])}")
     if row.unless:
         rules.append(f"not when {_code(row.unless[0])} is {_code(_text(row.unless[1]))}")
     return fields + (f"; {', '.join(rules)}" if rules else "")

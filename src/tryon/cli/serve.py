@@ -264,6 +264,29 @@ def package(
             help="SDXL refiner folder (sd_inpaint, SDXL --model-dir) -> refiner/, without its shared parts."
         ),
     ] = None,
+    controlnet: Annotated[
+        list[str],
+        typer.Option(
+            help="CONTROL=DIR ControlNet (sd_inpaint, SD 1.5 / SDXL --model-dir; CONTROL: depth or pose) "
+            "-> controlnet_CONTROL/. Repeatable."
+        ),
+    ] = [],  # noqa: B006  (typer reads list defaults)
+    depth: Annotated[
+        Path | None,
+        typer.Option(
+            help="Depth estimator (transformers, e.g. Depth Anything) for keep_body depth -> depth_estimator/"
+        ),
+    ] = None,
+    pose: Annotated[
+        Path | None,
+        typer.Option(help="Pose estimator (transformers ViTPose) for keep_body pose -> pose_estimator/."),
+    ] = None,
+    person_detector: Annotated[
+        Path | None,
+        typer.Option(
+            help="Person detector (transformers, e.g. RT-DETR) for the pose estimator -> person_detector/."
+        ),
+    ] = None,
     compress_level: Annotated[int, typer.Option(help="gzip level (1 fast .. 9 small).", min=0, max=9)] = 6,
 ) -> None:
     """Build model.tar.gz for a SageMaker endpoint: weights at the root, code/ with the handler."""
@@ -279,6 +302,7 @@ def package(
         if name in named:
             raise fail(f"--named-adapter: {name!r} is given twice")
         named[name] = Path(folder)
+    controls = _control_dirs(controlnet, depth=depth, pose=pose, person_detector=person_detector)
     if model_dir is None:
         typer.echo("note: no --model-dir; the endpoint will load HF_MODEL_ID (or its hub id) at start")
     try:
@@ -289,6 +313,7 @@ def package(
             named_adapters=named,
             ip_adapter_dir=ip_adapter,
             refiner_dir=refiner,
+            control_dirs=controls,
         )
         total = sum(e.size for e in entries)
         with Progress(
@@ -307,6 +332,7 @@ def package(
                 named_adapters=named,
                 ip_adapter_dir=ip_adapter,
                 refiner_dir=refiner,
+                control_dirs=controls,
                 compresslevel=compress_level,
                 progress=lambda _name, nbytes: bar.advance(task, nbytes),
             )
@@ -320,3 +346,29 @@ def package(
     size = path.stat().st_size
     typer.echo(f"wrote {path} ({size / 1e6:.1f} MB from {total / 1e6:.1f} MB in {files} files)")
     typer.echo(f"sha256 {digest.hexdigest()}")
+
+
+def _control_dirs(
+    controlnets: list[str], *, depth: Path | None, pose: Path | None, person_detector: Path | None
+) -> dict[str, Path]:
+    """Model-folder name -> folder of every body-control option of ``tryon package``."""
+    from tryon.handlers.controls import CONTROLNET_FOLDERS, ESTIMATOR_FOLDERS, PERSON_DETECTOR_FOLDER
+
+    folders: dict[str, Path] = {}
+    for spec in controlnets:
+        control, sep, folder = spec.partition("=")
+        if not sep or not folder or control not in CONTROLNET_FOLDERS:
+            raise fail(
+                f"--controlnet {spec!r}: expected CONTROL=DIR, CONTROL one of {', '.join(CONTROLNET_FOLDERS)}"
+            )
+        if CONTROLNET_FOLDERS[control] in folders:
+            raise fail(f"--controlnet: {control!r} is given twice")
+        folders[CONTROLNET_FOLDERS[control]] = Path(folder)
+    for folder_name, given in (
+        (ESTIMATOR_FOLDERS["depth"], depth),
+        (ESTIMATOR_FOLDERS["pose"], pose),
+        (PERSON_DETECTOR_FOLDER, person_detector),
+    ):
+        if given is not None:
+            folders[folder_name] = given
+    return folders

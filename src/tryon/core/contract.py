@@ -37,6 +37,16 @@ UPSCALE_MAX_SIDE = 2048
 UPSCALE_MAX_OUTPUT_SIDE = 8192
 #: Default weight of a garment reference image (IP-Adapter scale; 0 ignores the image).
 GARMENT_SCALE = 0.6
+#: Body structure an inpainting request can keep under the new garment (``keep_body``), each by a
+#: ControlNet on a control image estimated from the photo: docs/endpoint-sd-inpaint.md#keep-the-body.
+BODY_CONTROLS = ("depth", "pose")
+#: What ``keep_body`` takes (``pose+depth`` too: the order does not matter; lower case, no spaces).
+KEEP_BODY_CHOICES = ("none", "depth", "pose", "depth+pose")
+#: A regular expression for exactly the ``keep_body`` values :func:`parse_keep_body` accepts.
+KEEP_BODY_PATTERN = re.compile(r"none|depth|pose|depth\+pose|pose\+depth")
+#: Default weight of each control (``controlnet_conditioning_scale``: diffusers' default for
+#: ControlNet inpainting); 0 gives exactly the image without the control.
+CONTROL_SCALE = 0.5
 
 #: Every endpoint's answer carries this field: the seconds its worker spent on the request, every
 #: phase of its ``timings_ms`` but those in :data:`WAITING_PHASES`. Instance time is what a
@@ -114,6 +124,25 @@ _GROW = {"minimum": 0, "maximum": 256}
 _STEPS = {"minimum": 1, "maximum": 150}
 _GUIDANCE = {"minimum": 0.0, "maximum": 50.0}
 _SEED = {"minimum": 0, "maximum": MAX_SEED}
+_CONTROL_SCALE = {"minimum": 0.0, "maximum": 2.0}
+_FRACTION = {"minimum": 0.0, "maximum": 1.0}
+
+
+def control_field(control: str, what: str) -> str:
+    """The request field of one setting of a body control: ``depth_scale``, ``pose_start``, ..."""
+    return f"{control}_{what}"
+
+
+def _control_fields() -> tuple[Field, ...]:
+    """``keep_body`` and, per control, its scale and the fraction of the schedule it applies to."""
+    fields = [Field("keep_body", "str", "none", {"max_length": 32})]  # its values: parse_keep_body
+    for control in BODY_CONTROLS:
+        fields += [
+            Field(control_field(control, "scale"), "float", CONTROL_SCALE, _CONTROL_SCALE),
+            Field(control_field(control, "start"), "float", 0.0, _FRACTION),
+            Field(control_field(control, "end"), "float", 1.0, _FRACTION),
+        ]
+    return tuple(fields)
 
 
 def _output_fields(default_name: str) -> tuple[Field, ...]:
@@ -165,6 +194,9 @@ SD_INPAINT = EndpointContract(
         Field("use_refiner", "bool", None),
         Field("refiner_steps", "int", 30, _STEPS),
         Field("refiner_strength", "float", 0.3, {"minimum": 0.0, "maximum": 1.0, "exclusive_minimum": True}),
+        # Keep the body (ControlNet): which controls (keep_body), and per control its weight
+        # (<control>_scale) and the fractions of the denoising schedule it applies between.
+        *_control_fields(),
         *_output_fields("inpainted"),
     ),
 )
@@ -180,6 +212,32 @@ def check_refiner_steps(steps: int, strength: float) -> None:
             "refiner_strength",
             f"{strength} x refiner_steps {steps} leaves no refining step; "
             "refiner_steps x refiner_strength must be >= 1",
+        )
+
+
+def parse_keep_body(value: str, field: str = "keep_body") -> tuple[str, ...]:
+    """The controls ``value`` names, in :data:`BODY_CONTROLS` order (``()`` for ``none``); RequestError."""
+    if not isinstance(value, str) or not KEEP_BODY_PATTERN.fullmatch(value):
+        raise RequestError(
+            field, f"must be one of {', '.join(KEEP_BODY_CHOICES)} (or pose+depth), got {value!r}"
+        )
+    return tuple(control for control in BODY_CONTROLS if control in value.split("+"))
+
+
+def keep_body_name(controls: tuple[str, ...]) -> str:
+    """The canonical ``keep_body`` spelling of ``controls``: ``none``, ``depth``, ``pose``, ``depth+pose``."""
+    return "+".join(controls) or "none"
+
+
+def check_control_window(control: str, start: float, end: float) -> None:
+    """A control applies between the fractions ``start`` < ``end`` of the denoising schedule.
+
+    Checked by the handler on each request and by the workflow's Prepare on each job.
+    """
+    if start >= end:
+        raise RequestError(
+            control_field(control, "start"),
+            f"{start} must be < {control_field(control, 'end')} {end}: the control would apply to no step",
         )
 
 

@@ -152,9 +152,10 @@ ENDPOINT_KINDS: tuple[Kind, ...] = (
         slug="sd-inpaint",
         template="Inpaint",
         step="inpaint",
-        title="Stable Diffusion inpainting (+ LoRA adapters, IP-Adapter, SDXL refiner)",
+        title="Stable Diffusion inpainting (+ LoRA adapters, IP-Adapter, SDXL refiner, body controls)",
         handler_module="tryon.handlers.sd_inpaint",
-        tiny_folder="sd-inpaint-ip",  # with the tiny IP-Adapter: garment images work out of the box
+        # with the tiny IP-Adapter and body controls: garment images and keep_body work out of the box
+        tiny_folder="sd-inpaint-controls",
         modes=("realtime", "async"),  # not serverless: CPU only, and diffusion on CPU outlasts its 60 s
         default_instance_type="ml.g5.xlarge",
     ),
@@ -222,6 +223,9 @@ class Param:
     with_param: str | None = None
     #: not sent while this other parameter has this value (``refiner_steps`` when ``use_refiner`` is false)
     unless: tuple[str, Any] | None = None
+    #: sent only while this other parameter's ``+``-joined value names this choice
+    #: (``depth_scale`` while ``keep_body`` is ``depth`` or ``depth+pose``)
+    with_choice: tuple[str, str] | None = None
     #: the job's default when no layer sets it (the field's when not given); the template's default too
     default: Any = _FROM_FIELD
     #: None is a value (unset: the endpoint decides); an empty template default or metadata value unsets
@@ -231,6 +235,9 @@ class Param:
     limits: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     #: a check beyond type and limits, ``(value) -> None`` raising RequestError (adapter specs, s3:// URIs)
     check: Callable[[Any], None] | None = None
+    #: the one spelling of a valid value (``keep_body``: ``pose+depth`` -> ``depth+pose``), so equal jobs
+    #: have equal parameters (and job ids)
+    normalize: Callable[[Any], Any] | None = None
     #: regular expression the template parameter's value must match (besides the limits)
     pattern: str | None = None
     #: whether the template has a job default for it (``Default<Name>`` -> ``TRYON_DEFAULT_<NAME>``)
@@ -344,6 +351,44 @@ def _check_adapter(value: Any) -> None:
 
 def _check_s3_image(value: Any) -> None:
     parse_versioned_s3_uri(value, field="garment_image")
+
+
+def _check_keep_body(value: Any) -> None:
+    contract.parse_keep_body(value)
+
+
+def _canonical_keep_body(value: str) -> str:
+    return contract.keep_body_name(contract.parse_keep_body(value))
+
+
+_CONTROL_SETTINGS = {
+    "scale": "Weight of keep_body's {control} control (controlnet_conditioning_scale; 0 ignores it)",
+    "start": "Fraction of the denoising schedule at which keep_body's {control} control starts",
+    "end": "Fraction of the denoising schedule at which keep_body's {control} control ends",
+}
+
+
+def _control_rows() -> tuple[Param, ...]:
+    """Each body control's scale, start and end: sent only with a ``keep_body`` that names the control."""
+    rows = []
+    for control in contract.BODY_CONTROLS:
+        for what, help_ in _CONTROL_SETTINGS.items():
+            name = contract.control_field(control, what)
+            rows.append(
+                Param(
+                    name,
+                    help_.format(control=control),
+                    _INP[name],
+                    (("sd_inpaint", name),),
+                    send="when_set",
+                    with_choice=("keep_body", control),
+                    default=None,
+                    optional=True,
+                    template=False,  # per job: the stack's default is keep_body's alone
+                    note=f"`{control}_start` < `{control}_end`" if what == "start" else "",
+                )
+            )
+    return tuple(rows)
 
 
 _SEG, _INP, _UP = contract.CLIPSEG, contract.SD_INPAINT, contract.SD_UPSCALE
@@ -532,6 +577,23 @@ PARAMS: tuple[Param, ...] = (
         default=None,
         optional=True,
     ),
+    # -- keep the body (SD 1.5 / SDXL endpoints packaged with ControlNets): unset is not sent
+    Param(
+        "keep_body",
+        "Keep the body under the garment: none, depth, pose or depth+pose (needs an SD 1.5 or SDXL endpoint "
+        "packaged with ControlNets)",
+        _INP["keep_body"],
+        (("sd_inpaint", "keep_body"),),
+        send="when_set",
+        default=None,
+        optional=True,
+        check=_check_keep_body,
+        normalize=_canonical_keep_body,
+        pattern=contract.KEEP_BODY_PATTERN.pattern,
+        unset="not kept; nothing is sent, so an SD 2 endpoint is never asked",
+        note="`none`, `depth`, `pose`, `depth+pose` (or `pose+depth`); [Keep the body](#keep-the-body)",
+    ),
+    *_control_rows(),
     # -- Upscale (x4 upscaler)
     Param(
         "upscale",
@@ -572,6 +634,10 @@ def is_sent(row: Param, params: Mapping[str, Any]) -> bool:
         return False
     if row.with_param is not None and not _is_set(params.get(row.with_param)):
         return False
+    if row.with_choice is not None:
+        other, choice = row.with_choice
+        if not _is_set(params.get(other)) or choice not in str(params[other]).split("+"):
+            return False
     return not (row.unless is not None and params.get(row.unless[0]) is row.unless[1])
 
 

@@ -111,14 +111,17 @@ def read_object(uri: str, *, field: str, max_bytes: int = imaging.DEFAULT_MAX_BY
 
 @dataclass(frozen=True)
 class OutputTarget:
-    """Where an endpoint writes its images: ``s3://bucket/<prefix><name>[-<i>].png``."""
+    """Where an endpoint writes its images: ``s3://bucket/<prefix><name>[-<i>|-<label>].png``."""
 
     bucket: str
     prefix: str
     name: str
 
-    def key(self, index: int | None = None) -> str:
-        """``<prefix><name>.png``, or ``<prefix><name>-<index>.png`` for one of several images."""
+    def key(self, index: int | str | None = None) -> str:
+        """``<prefix><name>.png``, or ``<prefix><name>-<index>.png`` for one of several images.
+
+        ``index`` may be a label (``depth``) for an image that goes with the others (a control image).
+        """
         suffix = "" if index is None else f"-{index}"
         return f"{self.prefix}{self.name}{suffix}.png"
 
@@ -149,9 +152,26 @@ def write_pngs(
 
     An item is an image or a :class:`~tryon.handlers.png_writer.PendingPNG` already being compressed.
     """
+    return _write(target, [target.key(i if indexed else None) for i in range(len(images))], images)
+
+
+def write_labelled_pngs(
+    target: OutputTarget, images: Mapping[str, Image.Image | PendingPNG]
+) -> dict[str, dict[str, Any]]:
+    """Upload each image as ``<prefix><name>-<label>.png``; label -> ``{"uri", "key", "bytes", "size"}``."""
+    labels = list(images)
+    written = _write(target, [target.key(label) for label in labels], [images[label] for label in labels])
+    return dict(zip(labels, written, strict=True))
+
+
+def _write(
+    target: OutputTarget, keys: Sequence[str], images: Sequence[Image.Image | PendingPNG]
+) -> list[dict[str, Any]]:
+    """Upload ``images`` under ``keys``, in parallel when there are several."""
+    if not images:
+        return []
     pngs = [image if isinstance(image, PendingPNG) else start_png(image) for image in images]
     client = s3_client()
-    keys = [target.key(i if indexed else None) for i in range(len(pngs))]
     if len(pngs) == 1:
         return [_put_png(client, target.bucket, keys[0], pngs[0])]
     try:

@@ -1,4 +1,4 @@
-"""Stable Diffusion inpainting endpoint: crop-to-mask, samplers, LoRA adapters.
+"""Stable Diffusion inpainting endpoint: crop-to-mask, samplers, LoRA adapters, garment images, body controls.
 
 SageMaker entry points (Hugging Face inference toolkit contract): :func:`model_fn`,
 :func:`input_fn`, :func:`predict_fn`, :func:`output_fn`. The request and response
@@ -22,7 +22,7 @@ from tryon.core import imaging
 from tryon.core.contract import COMPUTE_SECONDS, SD_INPAINT
 from tryon.core.errors import RequestError
 from tryon.core.validation import require_mapping
-from tryon.handlers import cancellation, crop, ip_adapter, png_writer, refiner, threads
+from tryon.handlers import cancellation, controls, crop, ip_adapter, png_writer, refiner, threads
 from tryon.handlers.adapters import (
     AdapterCache,
     AdapterSource,
@@ -44,7 +44,7 @@ from tryon.handlers.common import (
     torch_device_and_dtype,
 )
 from tryon.handlers.compat import dtype_kwargs
-from tryon.handlers.s3io import OutputTarget, output_target, write_pngs
+from tryon.handlers.s3io import OutputTarget, output_target, write_labelled_pngs, write_pngs
 from tryon.handlers.samplers import SchedulerCache
 
 DEFAULT_MODEL_ID = "stabilityai/stable-diffusion-2-inpainting"
@@ -73,6 +73,10 @@ class InpaintModel:
     garments: ip_adapter.GarmentConditioner | None = None
     #: The SDXL refiner in the model folder's ``refiner/``, if any (refiner.py).
     refiner: refiner.Refiner | None = None
+    #: The base's family: ``sd15``, ``sd2`` or ``sdxl`` (controls.family).
+    family: str = "sd15"
+    #: The depth/pose ControlNets and estimators in the model folder, if any (controls.py).
+    controls: controls.BodyControls | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,7 @@ def model_fn(model_dir: str | None, context: Any = None) -> InpaintModel:
         pipe.unet.set_attn_processor(AttnProcessor2_0())
     pipe.set_progress_bar_config(disable=not progress_bars_enabled())
     garments = ip_adapter.load(pipe, model_dir)  # after the attention processors are chosen
+    base_family = controls.family(pipe)
     model = InpaintModel(
         pipe=pipe,
         model_id=os.environ.get("TRYON_MODEL_ID") or source,
@@ -126,6 +131,9 @@ def model_fn(model_dir: str | None, context: Any = None) -> InpaintModel:
         default_adapter=default_adapter(model_dir),
         garments=garments,
         refiner=refiner.load(pipe, model_dir, is_sdxl=hasattr(pipe, "text_encoder_2")),
+        family=base_family,
+        # after the IP-Adapter: the ControlNet pipelines share the base's modules as they are now
+        controls=controls.load(pipe, model_dir, base_family),
     )
     if model.default_adapter is not None:
         model.adapters.activate(model.default_adapter)
@@ -214,7 +222,7 @@ def image_seeds(params: InpaintParams) -> list[int]:
 
 
 def _generate(
-    model: InpaintModel,
+    pipe: Any,
     params: InpaintParams,
     image: Image.Image,
     mask: Image.Image,
@@ -232,7 +240,7 @@ def _generate(
 
     seeds = image_seeds(params)
     count = len(seeds)
-    result = model.pipe(
+    result = pipe(
         prompt=[params.prompt] * count,
         negative_prompt=None if params.negative_prompt is None else [params.negative_prompt] * count,
         image=[image] * count,
@@ -245,7 +253,7 @@ def _generate(
         generator=[torch.Generator(device="cpu").manual_seed(seed) for seed in seeds],
         output_type=output_type,  # "latent" when the refiner takes over
         callback_on_step_end=cancellation.step_end_callback,  # stops work nobody waits for
-        **conditioning,  # the garment image's embeddings (ip_adapter.py), if the model takes them
+        **conditioning,  # the garment image's embeddings (ip_adapter.py), the control images (controls.py)
     )
     return list(result.images)
 
@@ -255,6 +263,7 @@ def predict_fn(data: Mapping[str, Any], model: InpaintModel) -> dict[str, Any]:
     timer = PhaseTimer()
     params = parse_params(require_mapping(data), model)
     refining = refiner.read_request(data, model.refiner, sampler=params.sampler)
+    keeping = controls.read_request(data, model.controls, model.family)
     with timer.phase("decode"):
         image, mask = _load_inputs(data)
         garment = ip_adapter.read_request(data, model.garments)
@@ -273,15 +282,25 @@ def predict_fn(data: Mapping[str, Any], model: InpaintModel) -> dict[str, Any]:
         encoder = png_writer.WindowEncoder(image, box)
     with timer.phase("queue"):  # waiting for other callers of the same pipeline
         model.lock.acquire()
+    estimates: dict[str, Any] = {}
     try:
         with timer.phase("preprocess"):
             model.adapters.activate(adapter, params.adapter_scale)
             model.pipe.scheduler = model.schedulers.get(params.sampler)
+        pipe = model.pipe
+        if keeping is not None:
+            # depth / pose of the original photo's crop, once for every image of the request
+            with timer.phase("estimate"), threads.fitted(model.pipe.unet, model.pipe.device):
+                estimates = controls.estimate(model.controls, keeping, work_image)
+            pipe, control_kwargs = controls.pipeline_and_kwargs(model.controls, keeping, estimates)
+            pipe.scheduler = model.pipe.scheduler
         with timer.phase("inference"), threads.fitted(model.pipe.unet, model.pipe.device):
             # encoding the garment image is model work too: the same phase and thread count
             conditioning = ip_adapter.pipeline_kwargs(model.garments, garment, params.guidance_scale)
+            if keeping is not None:
+                conditioning.update(control_kwargs)
             generated = _generate(
-                model, params, work_image, work_mask, conditioning, refiner.base_output_type(refining)
+                pipe, params, work_image, work_mask, conditioning, refiner.base_output_type(refining)
             )
         if refining is not None:
             with timer.phase("refine"), threads.fitted(model.refiner.pipe.unet, model.pipe.device):
@@ -303,11 +322,16 @@ def predict_fn(data: Mapping[str, Any], model: InpaintModel) -> dict[str, Any]:
     with timer.phase("postprocess"):  # each image's window starts compressing as soon as it is blended
         paste = crop.PasteBack(image, box, mask)
         pngs = [encoder.start(paste.region(g)) for g in generated]
+    control_images = {name: estimate.image for name, estimate in estimates.items()}
     with timer.phase("encode"):
         if params.output is None:
-            written: dict[str, Any] = {"images": encode_inline(pngs)}
+            # the control images count towards the response limit too
+            encoded = encode_inline([*pngs, *control_images.values()])
+            written: dict[str, Any] = {"images": encoded[: len(pngs)]}
+            control_written = dict(zip(control_images, encoded[len(pngs) :], strict=True))
         else:
             written = {"outputs": write_pngs(params.output, pngs, indexed=True)}
+            control_written = write_labelled_pngs(params.output, control_images)
     return {
         **written,
         "seeds": image_seeds(params),
@@ -317,6 +341,9 @@ def predict_fn(data: Mapping[str, Any], model: InpaintModel) -> dict[str, Any]:
         "adapter": None if adapter is None else {"name": adapter.name, "scale": params.adapter_scale},
         "garment": ip_adapter.describe(garment, model.garments),
         "refiner": refiner.describe(refining),
+        "controls": controls.describe(
+            keeping, estimates, control_written, image_key="image" if params.output is None else "output"
+        ),
         "sampler": params.sampler or model.schedulers.default_name,
         "working_size": [params.width, params.height],
         "crop_box": list(box),

@@ -1,7 +1,8 @@
 """Deterministic tiny random checkpoints, built offline.
 
 They have the exact layout and classes of the real checkpoints (CLIPSeg, SD inpainting,
-SD x4 upscaler, diffusers-format LoRA adapters, SDXL inpainting and the SDXL refiner), so
+SD x4 upscaler, diffusers-format LoRA adapters, SDXL inpainting and the SDXL refiner, depth and
+pose ControlNets with their depth estimator, pose estimator and person detector), so
 every loading and inference path runs for real; their weights are random, so images are
 noise. They are saved in a layout both the serving image's transformers 4.51 and
 transformers 5 load (:mod:`tryon.weights.portable`).
@@ -30,6 +31,15 @@ NAMES = (
     "sd-inpaint-ip",
     "sdxl-inpaint",
     "sdxl-refiner",
+    "sd2-inpaint",
+    "controlnet-depth",
+    "controlnet-pose",
+    "sdxl-controlnet-depth",
+    "sdxl-controlnet-pose",
+    "depth-estimator",
+    "pose-estimator",
+    "person-detector",
+    "sd-inpaint-controls",
 )
 
 
@@ -155,11 +165,15 @@ def _tiny_vae(blocks: tuple[int, ...], scaling_factor: float = 0.18215, mid_atte
     )
 
 
-def build_sd_inpaint(out_dir: Path) -> None:
-    """StableDiffusionInpaintPipeline: 9-channel UNet, working resolution 64 px."""
+def build_sd_inpaint(out_dir: Path, *, text_encoder=None) -> None:
+    """StableDiffusionInpaintPipeline: 9-channel UNet, working resolution 64 px.
+
+    ``text_encoder`` (default: the tiny 32-wide CLIP text model) sets the UNet's cross-attention width.
+    """
     from diffusers import PNDMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
 
     tokenizer = build_clip_tokenizer()
+    text_encoder = text_encoder or _text_encoder(len(tokenizer))
     _seed(3)
     unet = UNet2DConditionModel(
         block_out_channels=(16, 32),
@@ -169,7 +183,7 @@ def build_sd_inpaint(out_dir: Path) -> None:
         out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
+        cross_attention_dim=text_encoder.config.hidden_size,
         attention_head_dim=4,
         norm_num_groups=8,
     )
@@ -183,7 +197,7 @@ def build_sd_inpaint(out_dir: Path) -> None:
     )
     pipe = StableDiffusionInpaintPipeline(
         vae=_tiny_vae((16, 32)),
-        text_encoder=_text_encoder(len(tokenizer)),
+        text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
         scheduler=scheduler,
@@ -446,6 +460,209 @@ def build_sd_inpaint_with_ip_adapter(base_dir: Path, ip_adapter_dir: Path, out_d
     shutil.copytree(ip_adapter_dir, out_dir / "ip_adapter")
 
 
+def build_sd2_inpaint(out_dir: Path) -> None:
+    """The tiny inpainting model with SD 2's signature: a 1024-wide text encoder (OpenCLIP ViT-H's
+    width; SD 1.x's CLIP ViT-L is 768) and so 1024-wide cross-attention. What the endpoint's
+    SD 2 rules (no ControlNets: ``tryon.handlers.controls.family``) are tested on."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    vocab_size = len(build_clip_tokenizer())
+    _seed(12)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            bos_token_id=vocab_size - 2,
+            eos_token_id=vocab_size - 1,
+            pad_token_id=vocab_size - 1,
+            hidden_size=1024,
+            intermediate_size=37,
+            num_attention_heads=4,
+            num_hidden_layers=1,
+            hidden_act="gelu",
+            vocab_size=vocab_size,
+            max_position_embeddings=77,
+            projection_dim=32,
+        )
+    )
+    build_sd_inpaint(out_dir, text_encoder=text_encoder)
+
+
+def _nonzero_controlnet_outputs(controlnet, seed: int) -> None:
+    """Random weights in the layers ControlNet initialises to zero (so a tiny one changes the image)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    layers = [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]
+    layers.append(controlnet.controlnet_cond_embedding.conv_out)
+    with torch.no_grad():
+        for layer in layers:
+            layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * 0.1)
+            layer.bias.copy_(torch.randn(layer.bias.shape, generator=generator) * 0.1)
+
+
+def build_controlnet(base_dir: Path, out_dir: Path, *, seed: int) -> None:
+    """A ControlNetModel for the inpainting base in ``base_dir``, as a real one is made for its base.
+
+    The UNet's blocks, widths and added conditioning (SDXL's pooled text and size ids), 4 latent
+    input channels (ControlNets see the latents, not the inpainting UNet's mask channels), and a
+    conditioning embedding that downsamples the control image by the VAE's factor. The layers a
+    ControlNet starts at zero are random too, so the tiny one changes the image.
+    """
+    import inspect
+
+    from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
+
+    unet = UNet2DConditionModel.load_config(base_dir / "unet")
+    vae = AutoencoderKL.load_config(base_dir / "vae")
+    accepted = set(inspect.signature(ControlNetModel.__init__).parameters) - {"self", "in_channels"}
+    config = {k: v for k, v in unet.items() if k in accepted and not k.startswith("_")}
+    downsamplings = len(vae["block_out_channels"]) - 1  # the VAE's factor is 2 ** downsamplings
+    embedding = tuple(8 * 2 ** min(i, 1) for i in range(downsamplings + 1))  # (8, 16, 16, ...)
+    _seed(seed)
+    controlnet = ControlNetModel(in_channels=4, conditioning_embedding_out_channels=embedding, **config)
+    _nonzero_controlnet_outputs(controlnet, seed + 1)
+    controlnet.save_pretrained(out_dir, safe_serialization=True)
+
+
+_IMAGENET = {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
+
+
+def build_depth_estimator(out_dir: Path) -> None:
+    """Depth Anything (``DepthAnythingForDepthEstimation`` on a tiny DINOv2) with Depth Anything V2's
+    image processor settings at 56 px instead of 518 (multiples of the patch size 14)."""
+    import torch
+    from transformers import (
+        DepthAnythingConfig,
+        DepthAnythingForDepthEstimation,
+        Dinov2Config,
+        DPTImageProcessor,
+    )
+
+    backbone = Dinov2Config(
+        image_size=56,
+        patch_size=14,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        out_features=["stage1", "stage2"],
+        reshape_hidden_states=False,
+    )
+    _seed(50)
+    model = DepthAnythingForDepthEstimation(
+        DepthAnythingConfig(
+            backbone_config=backbone,
+            reassemble_hidden_size=32,
+            patch_size=14,
+            reassemble_factors=[4, 2],
+            neck_hidden_sizes=[16, 32],
+            fusion_hidden_size=16,
+            head_hidden_size=16,
+            depth_estimation_type="relative",
+        )
+    ).eval()
+    with torch.no_grad():  # depths of order 1 (the random head's are ~1e-8): a map with contrast
+        model.head.conv3.weight.normal_(0.0, 1.0)
+        model.head.conv3.bias.fill_(0.5)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    DPTImageProcessor(
+        do_resize=True,
+        size={"height": 56, "width": 56},
+        keep_aspect_ratio=True,
+        ensure_multiple_of=14,
+        resample=3,
+        do_pad=False,
+        **_IMAGENET,
+    ).save_pretrained(out_dir)
+
+
+def build_pose_estimator(out_dir: Path) -> None:
+    """ViTPose (``VitPoseForPoseEstimation``, 17 COCO keypoints, simple decoder) at 64x48 px input
+    (the real one: 256x192), with ViTPose's image processor settings."""
+    import torch
+    from transformers import (
+        VitPoseBackboneConfig,
+        VitPoseConfig,
+        VitPoseForPoseEstimation,
+        VitPoseImageProcessor,
+    )
+
+    backbone = VitPoseBackboneConfig(
+        image_size=[64, 48],
+        patch_size=[16, 16],
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        out_indices=[2],
+    )
+    _seed(51)
+    model = VitPoseForPoseEstimation(
+        VitPoseConfig(backbone_config=backbone, num_labels=17, scale_factor=4, use_simple_decoder=True)
+    ).eval()
+    with torch.no_grad():  # heatmap peaks above the drawing's 0.3 score threshold: a skeleton to draw
+        model.head.conv.weight.mul_(8.0)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    VitPoseImageProcessor(
+        do_affine_transform=True, size={"height": 64, "width": 48}, normalize_factor=200.0, **_IMAGENET
+    ).save_pretrained(out_dir)
+
+
+def build_person_detector(out_dir: Path) -> None:
+    """RT-DETR (``RTDetrForObjectDetection``, a tiny ResNet backbone, 3 queries) with a ``person``
+    label it always finds, as PekingU/rtdetr_r50vd_coco_o365 is used beside ViTPose."""
+    import torch
+    from transformers import RTDetrConfig, RTDetrForObjectDetection, RTDetrImageProcessor, RTDetrResNetConfig
+
+    backbone = RTDetrResNetConfig(
+        embedding_size=8,
+        hidden_sizes=[8, 16, 16, 32],
+        depths=[1, 1, 1, 1],
+        layer_type="basic",
+        out_features=["stage2", "stage3", "stage4"],
+    )
+    _seed(52)
+    model = RTDetrForObjectDetection(
+        RTDetrConfig(
+            backbone_config=backbone,
+            encoder_hidden_dim=16,
+            encoder_in_channels=[16, 16, 32],
+            feat_strides=[8, 16, 32],
+            encoder_layers=1,
+            encoder_ffn_dim=32,
+            encoder_attention_heads=2,
+            encode_proj_layers=[2],
+            hidden_expansion=0.5,
+            d_model=16,
+            decoder_in_channels=[16, 16, 16],
+            decoder_ffn_dim=32,
+            num_queries=3,
+            decoder_layers=1,
+            decoder_attention_heads=2,
+            decoder_n_points=2,
+            num_feature_levels=3,
+            num_denoising=0,
+            id2label={0: "person", 1: "handbag"},
+            label2id={"person": 0, "handbag": 1},
+        )
+    ).eval()
+    with torch.no_grad():  # every query scores "person" well above the detector's 0.5 threshold
+        model.model.decoder.class_embed[-1].bias[0] = 4.0
+    model.save_pretrained(out_dir, safe_serialization=True)
+    RTDetrImageProcessor(size={"height": 64, "width": 64}).save_pretrained(out_dir)
+
+
+def build_sd_inpaint_with_controls(base_dir: Path, parts: dict[str, Path], out_dir: Path) -> None:
+    """A copy of ``base_dir`` (the tiny model with its IP-Adapter) carrying every body control folder.
+
+    ``parts``: folder name in the model (``controlnet_depth``, ``depth_estimator``, ...) -> its
+    tiny checkpoint. What ``tryon package sd_inpaint --controlnet ... --depth ... --pose ...``
+    ships; the CLI's tiny default, so ``tryon run --keep-body pose`` works without real weights.
+    """
+    shutil.copytree(base_dir, out_dir, dirs_exist_ok=True)
+    for folder, source in parts.items():
+        shutil.copytree(source, out_dir / folder)
+
+
 @contextmanager
 def _building(target: Path) -> Iterator[Path]:
     """Build into a temporary sibling and rename, so a crash never leaves a half model."""
@@ -455,6 +672,18 @@ def _building(target: Path) -> Iterator[Path]:
     yield tmp
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
+
+
+def control_parts(paths: dict[str, Path], *, sdxl: bool = False) -> dict[str, Path]:
+    """Model-folder name -> tiny checkpoint of every body control folder, for the SD (or SDXL) base."""
+    prefix = "sdxl-" if sdxl else ""
+    return {
+        "controlnet_depth": paths[f"{prefix}controlnet-depth"],
+        "controlnet_pose": paths[f"{prefix}controlnet-pose"],
+        "depth_estimator": paths["depth-estimator"],
+        "pose_estimator": paths["pose-estimator"],
+        "person_detector": paths["person-detector"],
+    }
 
 
 def ensure_tiny_models(root: Path = DEFAULT_DIR, *, force: bool = False) -> dict[str, Path]:
@@ -476,6 +705,17 @@ def ensure_tiny_models(root: Path = DEFAULT_DIR, *, force: bool = False) -> dict
         "ip-adapter": lambda d: build_ip_adapter(paths["sd-inpaint"], d),
         "sd-inpaint-ip": lambda d: build_sd_inpaint_with_ip_adapter(
             paths["sd-inpaint"], paths["ip-adapter"], d
+        ),
+        "sd2-inpaint": build_sd2_inpaint,
+        "controlnet-depth": lambda d: build_controlnet(paths["sd-inpaint"], d, seed=40),
+        "controlnet-pose": lambda d: build_controlnet(paths["sd-inpaint"], d, seed=42),
+        "sdxl-controlnet-depth": lambda d: build_controlnet(paths["sdxl-inpaint"], d, seed=44),
+        "sdxl-controlnet-pose": lambda d: build_controlnet(paths["sdxl-inpaint"], d, seed=46),
+        "depth-estimator": build_depth_estimator,
+        "pose-estimator": build_pose_estimator,
+        "person-detector": build_person_detector,
+        "sd-inpaint-controls": lambda d: build_sd_inpaint_with_controls(
+            paths["sd-inpaint-ip"], control_parts(paths), d
         ),
     }
     missing = [name for name in NAMES if not paths[name].exists()]

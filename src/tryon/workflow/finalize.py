@@ -1,5 +1,5 @@
-"""Finalize: the images published, preview.jpg (input | garment | mask overlay | result) and
-manifest.json (Pillow)."""
+"""Finalize: the images published, preview.jpg (input | garment | mask overlay | controls |
+result) and manifest.json (Pillow)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,17 @@ def _read_image(bucket: str, key: str) -> Image.Image:
     with Image.open(io.BytesIO(data)) as img:
         img.load()
         return img.copy()
+
+
+def _control_keys(controls: Any) -> dict[str, str]:
+    """Control name -> key of the control image the inpainting endpoint wrote (keep_body), in its order."""
+    if not isinstance(controls, dict):
+        return {}
+    return {
+        name: part["output"]["key"]
+        for name, part in controls.items()
+        if isinstance(part, dict) and isinstance(part.get("output"), dict) and "key" in part["output"]
+    }
 
 
 @as_step_errors
@@ -53,16 +64,26 @@ def finalize(payload: Envelope) -> FinalResult:
     if job.get("garment"):  # input | garment | mask | result
         uris["garment"] = job["garment"]["uri"]
         panels.append(preview.garment_panel(garment.read_image(job["garment"], settings), source.size))
-    # The endpoints wrote under the pending prefix; ModerateResults passed what is there: publish it.
+    # The endpoints wrote under the pending prefix; ModerateResults passed what is there: publish it
+    # (the control images of keep_body are the photo's depth and pose, drawn: published with them).
+    inpaint_part = state.get("inpaint") or {}
     mask_pending = [k for k in [(state.get("segment") or {}).get("mask_key")] if k]
-    inpainted_pending = (state.get("inpaint") or {}).get("keys", [])
+    controls_pending = _control_keys(inpaint_part.get("controls"))
+    inpainted_pending = inpaint_part.get("keys", [])
     upscaled_pending = (state.get("upscale") or {}).get("keys", [])
-    pending = [*mask_pending, *inpainted_pending, *upscaled_pending]
+    pending = [*mask_pending, *controls_pending.values(), *inpainted_pending, *upscaled_pending]
     published = dict(zip(pending, publish.publish(job, pending), strict=True))
     if mask_pending:
         mask_key = published[mask_pending[0]]
         uris["mask"] = s3_uri(out["bucket"], mask_key)
         panels.append(preview.mask_overlay(source, _read_image(out["bucket"], mask_key)))
+    controls = {name: published[key] for name, key in controls_pending.items()}
+    if controls:  # keep_body: what the model was told, lined up with the photo
+        uris["controls"] = {name: s3_uri(out["bucket"], key) for name, key in controls.items()}
+        panels += [
+            preview.control_panel(_read_image(out["bucket"], key), inpaint_part.get("crop_box"), source.size)
+            for key in controls.values()
+        ]
     inpainted = [published[k] for k in inpainted_pending]
     upscaled = [published[k] for k in upscaled_pending]
     uris["inpainted"] = [s3_uri(out["bucket"], k) for k in inpainted]

@@ -89,6 +89,8 @@ def _validate(param: Param, value: Any, source: str) -> Any:
         result = _READERS[param.type or "str"](payload, param.name, None, **param.limits)
         if param.check is not None and result is not None:
             param.check(result)
+        if param.normalize is not None and result is not None:
+            result = param.normalize(result)
     except RequestError as exc:
         raise RequestError(label, exc.detail) from None
     return result
@@ -245,6 +247,7 @@ def resolve(
     effective.update(metadata)
     effective.update(console)
     check_refiner(effective)
+    check_controls(effective)
     return effective
 
 
@@ -261,3 +264,23 @@ def check_refiner(effective: Mapping[str, Any]) -> None:
         _INPAINT["refiner_steps"].default if steps is None else steps,
         _INPAINT["refiner_strength"].default if strength is None else strength,
     )
+
+
+def kept_controls(effective: Mapping[str, Any]) -> tuple[str, ...]:
+    """The body controls a job keeps (``keep_body``), in the contract's order; () when unset or none."""
+    keep = effective.get("keep_body")
+    return () if keep is None else contract.parse_keep_body(keep)
+
+
+def check_controls(effective: Mapping[str, Any]) -> None:
+    """Refuse a kept control's schedule window that covers no step, as the endpoint would, before it runs.
+
+    Only for the controls ``keep_body`` names (the others' settings are not sent); an unset
+    start or end counts at the endpoint's default (the contract's).
+    """
+    for control in kept_controls(effective):
+        start, end = (
+            effective.get(name) if effective.get(name) is not None else _INPAINT[name].default
+            for name in (contract.control_field(control, "start"), contract.control_field(control, "end"))
+        )
+        contract.check_control_window(control, start, end)

@@ -1,4 +1,8 @@
-"""The preview image: input | garment (if the job has one) | mask overlay | result, side by side (Pillow)."""
+"""The preview image: input | garment | mask overlay | control images | result, side by side (Pillow).
+
+The garment panel is there when the job has a packshot, the control images (depth map, pose
+skeleton) when it kept the body.
+"""
 
 from __future__ import annotations
 
@@ -28,8 +32,18 @@ def garment_panel(garment: Image.Image, size: tuple[int, int]) -> Image.Image:
     return ImageOps.pad(imaging.to_rgb(garment), size, color=(255, 255, 255))
 
 
+def control_panel(control: Image.Image, crop_box: Sequence[int] | None, size: tuple[int, int]) -> Image.Image:
+    """A control image (made at the working size from the photo's crop) on black, in the photo's ``size``,
+    resized into ``crop_box`` (left, top, right, bottom) where it lines up with the photo."""
+    panel = Image.new("RGB", size, (0, 0, 0))
+    left, top, right, bottom = crop_box if crop_box else (0, 0, *size)
+    window = (max(1, right - left), max(1, bottom - top))
+    panel.paste(imaging.to_rgb(control).resize(window, Image.Resampling.BILINEAR), (left, top))
+    return panel
+
+
 def compose_preview(panels: Sequence[Image.Image], height: int = PREVIEW_HEIGHT) -> Image.Image:
-    """Panels side by side (input | garment | mask overlay | result), scaled to one height."""
+    """Panels side by side (input | garment | mask overlay | controls | result), scaled to one height."""
     target = min(height, max(p.height for p in panels))
     scaled = [
         imaging.to_rgb(p).resize(

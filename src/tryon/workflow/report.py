@@ -122,6 +122,8 @@ def build_manifest(
         "garment": {**job["garment"], "used": inpaint.get("garment")} if job.get("garment") else None,
         # the SDXL refiner pass the endpoint ran ({"steps", "strength"}), None when it ran none
         "refiner": inpaint.get("refiner"),
+        # keep_body: the controls used (scale, start, end, estimator) and their control images, else None
+        "controls": inpaint.get("controls"),
         "outputs": dict(uris),
         "timings_ms": steps,
         "cost": cost(state, instance_types or {}),

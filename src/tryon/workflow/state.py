@@ -123,6 +123,11 @@ class InpaintResult(TypedDict):
     adapter: Any
     garment: NotRequired[Any]  # the endpoint's report of the garment image it used (None without one)
     refiner: NotRequired[Any]  # the endpoint's report of the SDXL refiner pass: steps, strength (or None)
+    # the endpoint's report of keep_body: per control its settings and the control image it wrote (or None)
+    controls: NotRequired[Any]
+    crop_box: NotRequired[
+        list[int] | None
+    ]  # the photo window the endpoint inpainted: left, top, right, bottom
     model: str | None
     timings_ms: dict[str, Any]
     elapsed_ms: float

@@ -24,7 +24,7 @@ from tryon.core import schema
 from tryon.core.contract import COMPUTE_SECONDS
 from tryon.core.kinds import EndpointKind
 from tryon.core.s3uri import s3_uri
-from tryon.workflow import claim, clients, endpoints, layout, report, storage
+from tryon.workflow import claim, clients, endpoints, layout, params, report, storage
 from tryon.workflow.jobid import fallback_job_id
 from tryon.workflow.settings import Settings
 from tryon.workflow.state import (
@@ -161,9 +161,10 @@ def _segment_result(state: SegmentInput, results: list[dict[str, Any]], elapsed_
 
 def _inpaint_requests(state: InpaintInput) -> list[dict[str, Any]]:
     """The job's inpainting fields by the schema's send rules: an optional one (sampler, adapter,
-    garment image, the SDXL refiner's) only when set, so an endpoint is never sent a field it
-    would refuse (an SD 2 model has no refiner); with ``use_refiner`` false, refiner steps and
-    strength are not sent."""
+    garment image, the SDXL refiner's, keep_body) only when set, so an endpoint is never sent a
+    field it would refuse (an SD 2 model has no refiner and no ControlNets); with ``use_refiner``
+    false, refiner steps and strength are not sent; a control's settings go only with a
+    ``keep_body`` naming that control."""
     job = state["job"]
     out = job["output"]
     return [
@@ -177,6 +178,24 @@ def _inpaint_requests(state: InpaintInput) -> list[dict[str, Any]]:
     ]
 
 
+def _control_report(result: Mapping[str, Any], *, endpoint: str, job: Job) -> Any:
+    """The endpoint's ``controls`` report, each control image checked to lie under the pending prefix."""
+    reported = result.get("controls")
+    kept = params.kept_controls(job["params"])
+    if not kept:
+        return reported  # None: keep_body unset or none
+    written = (
+        [(reported.get(c) or {}).get("output") for c in kept] if isinstance(reported, Mapping) else [None]
+    )
+    keys = [w.get("key") if isinstance(w, Mapping) else None for w in written]
+    if not all(isinstance(k, str) and k.startswith(job["output"]["pending_prefix"]) for k in keys):
+        raise EndpointUnavailable(
+            f"endpoint {endpoint} reported controls {reported!r} instead of the {'+'.join(kept)} "
+            f"control image(s) written under {_output_prefix(job)}"
+        )
+    return reported
+
+
 def _inpaint_result(state: InpaintInput, results: list[dict[str, Any]], elapsed_ms: float) -> InpaintResult:
     job = state["job"]
     [result] = results
@@ -188,6 +207,8 @@ def _inpaint_result(state: InpaintInput, results: list[dict[str, Any]], elapsed_
         "adapter": result.get("adapter"),
         "garment": result.get("garment"),
         "refiner": result.get("refiner"),
+        "controls": _control_report(result, endpoint=endpoint, job=job),
+        "crop_box": result.get("crop_box"),
         "model": result.get("model"),
         "timings_ms": result.get("timings_ms", {}),
         "elapsed_ms": elapsed_ms,
