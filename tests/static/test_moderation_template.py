@@ -225,13 +225,33 @@ def test_template_defaults_are_the_policys_defaults_and_reach_every_function(sta
         0,
         100,
     )
-    env = stack.doc["Globals"]["Function"]["Environment"]["Variables"]
+    # Prepare records the settings in each job: short ones in its environment, long ones in SSM
+    # parameters under /<stack>/moderation/ (Lambda's 4 KB: tests/static/test_template_limits.py)
+    resources = stack.doc["Resources"]
+    env = resources["PrepareFunction"]["Properties"]["Environment"]["Variables"]
+    stored = {
+        res["Properties"]["Value"]["Ref"]: res["Properties"]["Name"]["Fn::Sub"]
+        for res in resources.values()
+        if res["Type"] == "AWS::SSM::Parameter" and "/moderation/" in json.dumps(res["Properties"]["Name"])
+    }
+    assert env[content_policy.PARAMETERS_VARIABLE] == {"Fn::Sub": "/${AWS::StackName}/moderation/"}
     for parameter, variable in content_policy.CONFIG_VARIABLES.items():
-        assert env[variable] == {"Ref": parameter}
-    for name in stack.resources_of_type("AWS::Serverless::Function"):
-        assert (
-            content_policy.parse_config(stack.function_environment(name)) == content_policy.ModerationConfig()
-        )
+        if parameter in content_policy.STORED_PARAMETERS:
+            name = content_policy.STORED_PARAMETERS[parameter]
+            assert stored[parameter] == f"/${{AWS::StackName}}/moderation/{name}" and variable not in env
+        else:
+            assert env[variable] == {"Ref": parameter}
+    assert _moderation(stack) == content_policy.ModerationConfig()
+    # an empty setting has no parameter (SSM refuses empty values); the categories always have one
+    assert set(stack.ssm_parameters("/tryon-local/moderation/")) == {"categories"}
+    labelled = SamTemplate(TEMPLATE, {"ModerationAllowedLabels": "Bare Back"})
+    assert _moderation(labelled).allowed_labels == ("Bare Back",)
+
+
+def _moderation(stack: SamTemplate) -> content_policy.ModerationConfig:
+    """The settings Prepare reads from this template's stack (environment and SSM parameters)."""
+    env = stack.function_environment("PrepareFunction")
+    return content_policy.parse_config(env, stack.ssm_parameters(env[content_policy.PARAMETERS_VARIABLE]))
 
 
 def test_turning_moderation_off_needs_a_reason_on_aws_and_locally():
@@ -242,11 +262,11 @@ def test_turning_moderation_off_needs_a_reason_on_aws_and_locally():
     }
     off = SamTemplate(TEMPLATE, {"ContentModeration": "off"})
     with pytest.raises(content_policy.RequestError, match=r"^ContentModerationOffReason: is required"):
-        content_policy.parse_config(off.function_environment("PrepareFunction"))
+        _moderation(off)
     signed = SamTemplate(
         TEMPLATE, {"ContentModeration": "off", "ContentModerationOffReason": "studio photos"}
     )
-    config = content_policy.parse_config(signed.function_environment("PrepareFunction"))
+    config = _moderation(signed)
     assert not config.enabled and config.off_reason == "studio photos"
 
 

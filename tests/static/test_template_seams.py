@@ -48,9 +48,8 @@ def test_complete_async_keeps_what_it_failed_on_in_a_queue_with_an_alarm():
     assert alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
     assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
     # the failure record of the step that then times out names the queue
-    assert DOC["Globals"]["Function"]["Environment"]["Variables"]["TRYON_ASYNC_DEAD_LETTERS"] == {
-        "Ref": queue
-    }
+    recorder = RESOURCES["RecordFailureFunction"]["Properties"]["Environment"]["Variables"]
+    assert recorder["TRYON_ASYNC_DEAD_LETTERS"] == {"Ref": queue}
 
 
 def test_the_event_dead_letter_queue_has_an_alarm_too():

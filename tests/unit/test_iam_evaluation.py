@@ -75,6 +75,17 @@ def test_a_copy_reads_its_source_and_writes_its_destination():
     assert (versioned[0].action, versioned[0].resource) == ("s3:GetObjectVersion", "arn:aws:s3:::s/p/x")
 
 
+def test_ssm_parameters_and_paths_are_named_by_their_hierarchy():
+    one = iam.requests_for("ssm", "GetParameter", {"Name": "/stack/presets"}, **WHERE)
+    assert [(r.action, r.resource) for r in one] == [
+        ("ssm:GetParameter", "arn:aws:ssm:us-east-1:123456789012:parameter/stack/presets")
+    ]
+    path = iam.requests_for("ssm", "GetParametersByPath", {"Path": "/stack/moderation/"}, **WHERE)
+    assert [(r.action, r.resource) for r in path] == [
+        ("ssm:GetParametersByPath", "arn:aws:ssm:us-east-1:123456789012:parameter/stack/moderation")
+    ]
+
+
 def test_rekognition_has_no_resource_and_reads_an_s3_image_as_the_caller():
     inline = iam.requests_for("rekognition", "DetectModerationLabels", {"Image": {"Bytes": b"x"}}, **WHERE)
     assert [(r.action, r.resource) for r in inline] == [("rekognition:DetectModerationLabels", "*")]

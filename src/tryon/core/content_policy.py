@@ -515,6 +515,17 @@ CONFIG_VARIABLES: dict[str, str] = {
     "ModerationAllowedLabels": "TRYON_MODERATION_ALLOWED_LABELS",
     "ModerationMinConfidence": "TRYON_MODERATION_MIN_CONFIDENCE",
 }
+#: The variable naming the SSM path (``/<stack>/moderation/``) of the settings kept in SSM.
+PARAMETERS_VARIABLE = "TRYON_MODERATION_PARAMETERS"
+#: Template parameters too long for Lambda's 4 KB environment -> their SSM parameter under that
+#: path (template.yaml creates each one only when it is not empty).
+STORED_PARAMETERS: dict[str, str] = {
+    "ModerationCategories": "categories",
+    "ModerationAllowedLabels": "allowed-labels",
+    "ContentModerationOffReason": "off-reason",
+}
+#: A warm Prepare reads them again after this many seconds (an update applies within a minute).
+PARAMETERS_MAX_AGE_S = 60
 _SWITCH = {"on": True, "off": False}
 
 
@@ -530,12 +541,16 @@ def _names(text: str, parameter: str) -> tuple[str, ...]:
     return names
 
 
-def parse_config(env: Mapping[str, str]) -> ModerationConfig:
+def parse_config(env: Mapping[str, str], stored: Mapping[str, str] | None = None) -> ModerationConfig:
     """The stack's settings from the function environment; RequestError naming the template parameter.
 
     Unset variables take the defaults (moderation on). ``off`` needs a reason, recorded in
-    every manifest: turning moderation off is a decision someone signs.
+    every manifest: turning moderation off is a decision someone signs. ``stored``: on a stack,
+    the SSM parameters under :data:`PARAMETERS_VARIABLE`'s path by name (:data:`STORED_PARAMETERS`;
+    an absent one is empty), which replace their variables.
     """
+    if stored is not None:
+        env = {**env} | {CONFIG_VARIABLES[p]: stored.get(name, "") for p, name in STORED_PARAMETERS.items()}
     switch = (env.get("TRYON_MODERATION") or "on").strip().lower()
     if switch not in _SWITCH:
         raise RequestError("ContentModeration", f"must be 'on' or 'off', got {switch!r}")

@@ -592,6 +592,7 @@ PARAMS: tuple[Param, ...] = (
         pattern=contract.KEEP_BODY_PATTERN.pattern,
         unset="not kept; nothing is sent, so an SD 2 endpoint is never asked",
         note="`none`, `depth`, `pose`, `depth+pose` (or `pose+depth`); [Keep the body](#keep-the-body)",
+        policy="exempt: a choice from a closed list of body controls",
     ),
     *_control_rows(),
     # -- Upscale (x4 upscaler)

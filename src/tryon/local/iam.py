@@ -40,6 +40,7 @@ SERVICE_PREFIXES = {
     "sagemaker-runtime": "sagemaker",
     "sqs": "sqs",
     "rekognition": "rekognition",
+    "ssm": "ssm",
 }
 #: S3 errors that mean "no such key" (the implicit s3:ListBucket then decides 404 against 403).
 MISSING_KEY_CODES = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
@@ -177,6 +178,13 @@ def requests_for(
             Request(
                 f"sagemaker:{operation}", _arn(partition, "sagemaker", region, account, f"endpoint/{name}")
             )
+        ]
+    if service == "ssm" and operation in ("GetParameter", "GetParameters", "GetParametersByPath"):
+        # a parameter's ARN is its name after "parameter" (a hierarchy's leading slash is the separator)
+        names = params.get("Names") or [params.get("Name") or params.get("Path", "")]
+        return [
+            Request(f"ssm:{operation}", _arn(partition, "ssm", region, account, "parameter/" + n.strip("/")))
+            for n in names
         ]
     if service == "rekognition" and operation == "DetectModerationLabels":
         # no resource type; an image named by S3Object is read with the caller's permissions

@@ -220,6 +220,17 @@ class SamTemplate:
         resolved = {k: self.resolve(v) for k, v in value.items()}
         return {k: v for k, v in resolved.items() if v is not _NO_VALUE}
 
+    def ssm_parameters(self, path: str = "/") -> dict[str, str]:
+        """The values of the template's SSM parameters (those its conditions create) under ``path``,
+        by their name below it (as ``GetParametersByPath`` gives them)."""
+        found = {}
+        for res in self.resources_of_type("AWS::SSM::Parameter").values():
+            props = self.resolve(res.get("Properties", {}))
+            name = str(props.get("Name", ""))
+            if name.startswith(path):
+                found[name[len(path) :].lstrip("/")] = str(props["Value"])
+        return found
+
     def function_environment(self, logical_id: str) -> dict[str, str]:
         """A function's environment: Globals merged with its own variables, resolved to strings."""
         glob = self.doc.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})

@@ -11,6 +11,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError
 
 from tryon.core import timeouts
+from tryon.core.errors import RequestError
 
 #: Step Functions owns retries of endpoint calls (visible in the execution history), so
 #: botocore makes exactly one attempt; the read time-out covers SageMaker's 60 s invocation
@@ -90,6 +91,20 @@ def ssm_parameter(name: str, *, max_age: int) -> str:
     aws-lambda-powertools' parameters utility caches it; GetParameterError when it cannot be read.
     """
     return str(_ssm_provider().get(name, max_age=max_age))
+
+
+def ssm_parameters(path: str, *, max_age: int) -> dict[str, str]:
+    """Every SSM parameter directly under ``path``, by its name below it (cached like :func:`ssm_parameter`).
+
+    A parameter that cannot be read is a :class:`~tryon.core.errors.RequestError` naming the path.
+    """
+    from aws_lambda_powertools.utilities.parameters import GetParameterError
+
+    try:
+        found = _ssm_provider().get_multiple(path, max_age=max_age)
+    except GetParameterError as exc:
+        raise RequestError(f"SSM parameters {path}", f"could not be read: {exc}") from None
+    return {str(name): str(value) for name, value in found.items()}
 
 
 def reset_clients() -> None:

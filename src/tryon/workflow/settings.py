@@ -87,10 +87,23 @@ class Settings:
     quarantine_prefix: str = "quarantine/"
     #: the ``TRYON_MODERATION*`` variables as set (template parameters ContentModeration, ...)
     moderation_env: tuple[tuple[str, str], ...] = ()
+    #: the SSM path (``/<stack>/moderation/``) of the settings too long for the environment
+    moderation_parameters: str = ""
 
     def moderation(self) -> content_policy.ModerationConfig:
-        """The stack's moderation settings, validated (RequestError naming the template parameter)."""
-        return content_policy.parse_config(dict(self.moderation_env))
+        """The stack's moderation settings, validated (RequestError naming the template parameter).
+
+        On a stack, ModerationCategories, ModerationAllowedLabels and ContentModerationOffReason
+        are SSM parameters under :attr:`moderation_parameters` (an absent one is empty).
+        """
+        stored = None
+        if self.moderation_parameters:
+            from tryon.workflow import clients
+
+            stored = clients.ssm_parameters(
+                self.moderation_parameters, max_age=content_policy.PARAMETERS_MAX_AGE_S
+            )
+        return content_policy.parse_config(dict(self.moderation_env), stored)
 
     #: seconds of one denoising step of one full upscaler tile on the upscaler's instance
     #: (template parameter ``UpscaleTileStepSeconds``): Prepare's estimate (tryon.core.upscale_budget)
@@ -149,5 +162,6 @@ class Settings:
             moderation_env=tuple(
                 (var, env[var]) for var in content_policy.CONFIG_VARIABLES.values() if var in env
             ),
+            moderation_parameters=env.get(content_policy.PARAMETERS_VARIABLE, ""),
             upscale_tile_step_seconds=upscale_budget.tile_step_seconds(env),
         )
