@@ -40,7 +40,7 @@ print(json.dumps(sorted(sys.modules)))
 def test_every_step_has_a_function():
     """Every folder under functions/ is a function of the template; only the ones that decode
     images get the Pillow layer."""
-    decode_images = ["batch_summarize", "batch_validate", "finalize", "prepare"]
+    decode_images = ["batch_summarize", "batch_validate", "finalize", "masks", "prepare"]
     light = ["complete_async", "inpaint", "record_failure", "segment", "submit_async", "upscale"]
     assert sorted(decode_images + light) == FUNCTIONS
     assert not [n for n in light if uses_imaging_layer(n)]
@@ -73,5 +73,11 @@ def test_function_imports_only_light_modules(name):
     # Functions without the imaging layer must not need Pillow (it would not be there).
     assert uses_imaging_layer(name) == ("PIL" in loaded), f"functions/{name}: Pillow use and layers disagree"
     assert any(
-        m in loaded for m in ("tryon.workflow.steps", "tryon.workflow.prepare", "tryon.workflow.finalize")
+        m in loaded
+        for m in (
+            "tryon.workflow.steps",
+            "tryon.workflow.prepare",
+            "tryon.workflow.finalize",
+            "tryon.workflow.mask_compose",
+        )
     )

@@ -29,7 +29,7 @@ MANIFEST_KEYS = {
     "manifest_version", "status", "job_id", "source", "preset", "execution", "created_at", "input", "params",
     "upscale", "ignored_metadata", "seeds", "coverage", "scores", "models", "endpoints", "components",
     "adapter", "garment", "refiner", "outputs",
-    "timings_ms", "cost",
+    "timings_ms", "cost", "outfit", "garments",
 }  # fmt: skip
 
 

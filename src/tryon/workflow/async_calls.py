@@ -31,15 +31,20 @@ class Submitted(TypedDict):
     inference_ids: list[str]
 
 
-def waits(settings: Settings, num_images: int) -> dict[str, AsyncWait]:
+def waits(
+    settings: Settings, num_images: int, *, segment_requests: int = 1, passes: int = 1
+) -> dict[str, AsyncWait]:
     """How long each asynchronous step waits for its callback (the ASL's ``...SecondsPath``).
 
     One request may take the invocation time limit plus the grace (queueing, an instance
     starting from zero): that is the heartbeat, renewed as each answer arrives; the upscaler
-    sends one request per image, so its task may take that many times as long in all.
+    sends one request per image, so its task may take that many times as long in all. Segment
+    sends one request per garment that asks CLIPSeg; an outfit's passes after the first send
+    one request per image (each inpaints one image of the previous pass).
     """
     per_call = settings.async_invocation_seconds + settings.async_grace_seconds
-    calls = {"segment": 1, "inpaint": 1, "upscale": max(1, num_images)}
+    inpaint = max(1, num_images) if passes > 1 else 1
+    calls = {"segment": max(1, segment_requests), "inpaint": inpaint, "upscale": max(1, num_images)}
     return {
         step: {"heartbeat_seconds": per_call, "timeout_seconds": per_call * n} for step, n in calls.items()
     }
@@ -60,7 +65,7 @@ def submit(payload: Mapping[str, Any]) -> Submitted:
         )
     requests = calls.requests(state)
     task_id = async_tokens.new_task_id(job["job_id"], step)
-    wait = waits(settings, len(requests))[step]
+    wait = job["async_waits"][step]  # Prepare sized it for this job (garments, images)
     async_tokens.put(
         settings.token_table,
         task_id,

@@ -1,4 +1,4 @@
-"""Finalize: preview.jpg (input | garment | mask overlay | result) and manifest.json (Pillow)."""
+"""Finalize: preview.jpg (input | each garment's packshot and mask | result) and manifest.json (Pillow)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from tryon.core import imaging
 from tryon.core.s3uri import s3_uri
 from tryon.workflow import claim, garment, layout, preview, report, storage
 from tryon.workflow.settings import Settings
-from tryon.workflow.state import Envelope, FinalResult
+from tryon.workflow.state import Envelope, FinalResult, State
 from tryon.workflow.step_errors import as_step_errors
 from tryon.workflow.steps import publish_event
 
@@ -24,6 +24,20 @@ def _read_image(bucket: str, key: str) -> Image.Image:
     with Image.open(io.BytesIO(data)) as img:
         img.load()
         return img.copy()
+
+
+def _garment_panels(state: State, source: Image.Image, settings: Settings) -> list[Image.Image]:
+    """Each garment's packshot (if it has one) and mask overlay, in pass order (preview panels)."""
+    job = state["job"]
+    bucket = job["output"]["bucket"]
+    masks = {m["name"]: m["mask_key"] for m in (state.get("segment") or {}).get("garments", [])}
+    panels = []
+    for item in job.get("garments") or []:
+        if item["packshot"]:
+            panels.append(preview.garment_panel(garment.read_image(item["packshot"], settings), source.size))
+        if item["name"] in masks:
+            panels.append(preview.mask_overlay(source, _read_image(bucket, masks[item["name"]])))
+    return panels
 
 
 @as_step_errors
@@ -48,14 +62,14 @@ def finalize(payload: Envelope) -> FinalResult:
         max_pixels=settings.max_input_pixels,
     )
     uris: dict[str, Any] = {"input": inp["uri"], "prefix": s3_uri(out["bucket"], out["prefix"])}
-    panels = [source]
-    if job.get("garment"):  # input | garment | mask | result
+    panels = [source, *_garment_panels(state, source, settings)]
+    if job.get("garment"):
         uris["garment"] = job["garment"]["uri"]
-        panels.append(preview.garment_panel(garment.read_image(job["garment"], settings), source.size))
     segment_part = state.get("segment") or {}
     if segment_part.get("mask_key"):
         uris["mask"] = s3_uri(out["bucket"], segment_part["mask_key"])
-        panels.append(preview.mask_overlay(source, _read_image(out["bucket"], segment_part["mask_key"])))
+    if job.get("outfit"):
+        uris["masks"] = {m["name"]: s3_uri(out["bucket"], m["mask_key"]) for m in segment_part["garments"]}
     inpainted = (state.get("inpaint") or {}).get("keys", [])
     upscaled = (state.get("upscale") or {}).get("keys", [])
     uris["inpainted"] = [s3_uri(out["bucket"], k) for k in inpainted]

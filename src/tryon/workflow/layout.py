@@ -13,6 +13,12 @@ MASK_STEM = "mask"
 INPAINTED_STEM = "inpainted"
 UPSCALED_STEM = "upscaled"
 MASK = f"{MASK_STEM}.png"
+#: When the workflow composes a garment's mask (box, painted mask, keep-regions, outfit), CLIPSeg
+#: writes its own mask as ``clipseg[-<garment>].png`` (the garment) or ``keep[-<garment>].png`` (only
+#: its keep-regions), and a console's base64 mask is stored as ``painted[-<garment>].png``.
+CLIPSEG_STEM = "clipseg"
+KEEP_STEM = "keep"
+PAINTED_STEM = "painted"
 MANIFEST = "manifest.json"
 PREVIEW = "preview.jpg"
 
@@ -31,6 +37,16 @@ def result_name(key: str, input_prefix: str) -> str:
 def result_prefix(results_prefix: str, name: str, job_id: str) -> str:
     """``results/<name>/<job-id>/``."""
     return f"{results_prefix}{name}/{job_id}/"
+
+
+def garment_stem(stem: str, garment: str) -> str:
+    """A garment's file stem: ``mask-upper-body`` in an outfit; ``mask`` for a job that is no outfit."""
+    return f"{stem}-{garment}" if garment else stem
+
+
+def png(prefix: str, stem: str) -> str:
+    """``<prefix><stem>.png``."""
+    return f"{prefix}{stem}.png"
 
 
 def upscaled_stem(index: int) -> str:

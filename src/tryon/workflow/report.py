@@ -42,6 +42,56 @@ def cost(state: State, instance_types: Mapping[str, str]) -> dict[str, Any]:
     return {"compute_seconds": round(total, 3), "steps": steps}
 
 
+def _uri(bucket: str, key: str | None) -> str | None:
+    return f"s3://{bucket}/{key}" if key else None
+
+
+def garments(state: State) -> list[dict[str, Any]]:
+    """Each garment of the job, in pass order: its mask, parameters, seed(s), outputs, timings and cost."""
+    job = state["job"]
+    bucket = job["output"]["bucket"]
+    masks = {m["name"]: m for m in (state.get("segment") or {}).get("garments", [])}
+    passes = {p["index"]: p for p in (state.get("inpaint") or {}).get("passes", [])}
+    out = []
+    for item in job.get("garments") or []:
+        mask: Mapping[str, Any] = masks.get(item["name"]) or {}
+        done: Mapping[str, Any] = passes.get(item["index"]) or {}
+        clipseg = mask.get("clipseg") or None
+        clipseg_seconds = float((clipseg or {}).get("compute_seconds") or 0.0)
+        painted = item.get("painted")
+        out.append(
+            {
+                "index": item["index"],
+                "name": item["name"],
+                "garment_class": item["garment_class"],
+                "mask_mode": item["mask_mode"],
+                "status": "painted" if done else "no-garment-found" if mask.get("empty") else "not-run",
+                "mask": {
+                    "uri": _uri(bucket, mask.get("mask_key")),
+                    "coverage": mask.get("coverage"),
+                    "empty": mask.get("empty"),
+                    "box": item["box"],
+                    "box_role": item["box_role"],
+                    "painted": painted["uri"] if painted else None,
+                    "segment": item["segment"],
+                    "clipseg": clipseg,
+                    "given_up_pixels": mask.get("given_up", 0),
+                },
+                "params": item["params"],
+                "seed": item["params"]["seed"],
+                "seeds": done.get("seeds", []),
+                "packshot": {**item["packshot"], "used": done.get("packshot")} if item["packshot"] else None,
+                "adapter": done.get("adapter"),
+                "outputs": [_uri(bucket, key) for key in done.get("keys", [])],
+                "timings_ms": {"inpaint": done.get("elapsed_ms"), "endpoint": done.get("timings_ms")},
+                "cost": {
+                    "compute_seconds": round(clipseg_seconds + float(done.get("compute_seconds") or 0.0), 3)
+                },
+            }
+        )
+    return out
+
+
 def build_manifest(
     state: State,
     status: str,
@@ -90,6 +140,9 @@ def build_manifest(
         "outputs": dict(uris),
         "timings_ms": steps,
         "cost": cost(state, instance_types or {}),
+        # where each garment went and what was painted there, in the order the passes ran
+        "outfit": job.get("outfit", False),
+        "garments": garments(state),
     }
 
 

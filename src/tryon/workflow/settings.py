@@ -51,6 +51,8 @@ class Settings:
     input_prefix: str = "inputs/"
     #: where garment reference images (``garment_image``) may live in the input bucket
     garment_prefix: str = "garments/"
+    #: where painted masks (``mask_image``) may live in the input bucket
+    mask_prefix: str = "masks/"
     results_prefix: str = "results/"
     failures_prefix: str = "failures/"
     #: endpoint names, one per kind (``tryon.core.schema.Kind.settings_attribute``)
@@ -74,7 +76,7 @@ class Settings:
     async_grace_seconds: int = 600
     #: seconds a job claim holds (:mod:`tryon.workflow.claim`): at least the state machine's
     #: ``TimeoutSeconds``, so an expired claim belongs to an execution Step Functions has stopped
-    claim_seconds: int = 36000
+    claim_seconds: int = 108000
     #: where requests may name LoRA adapters by s3:// URI (the endpoints' role reads only there)
     adapter_bucket: str = ""
     adapter_prefix: str = "adapters/"
@@ -112,6 +114,7 @@ class Settings:
             notification_topic_arn=env.get("TRYON_NOTIFICATION_TOPIC_ARN", ""),
             event_bus=env.get("TRYON_EVENT_BUS", ""),
             garment_prefix=_prefix(env.get("TRYON_GARMENT_PREFIX", "garments/")),
+            mask_prefix=_prefix(env.get("TRYON_MASK_PREFIX", "masks/")),
             modes=tuple((kind, env.get(var) or "realtime") for kind, var in MODE_VARIABLES.items()),
             components=tuple((kind, env.get(var, "")) for kind, var in COMPONENT_VARIABLES.items()),
             instance_types=tuple((kind, env.get(var, "")) for kind, var in INSTANCE_TYPE_VARIABLES.items()),
@@ -119,7 +122,7 @@ class Settings:
             token_table=env.get("TRYON_TOKEN_TABLE", ""),
             async_invocation_seconds=int(env.get("TRYON_ASYNC_INVOCATION_SECONDS") or 900),
             async_grace_seconds=int(env.get("TRYON_ASYNC_GRACE_SECONDS") or 600),
-            claim_seconds=int(env.get("TRYON_CLAIM_SECONDS") or 36000),
+            claim_seconds=int(env.get("TRYON_CLAIM_SECONDS") or 108000),
             adapter_bucket=env.get("TRYON_ADAPTER_BUCKET", ""),
             adapter_prefix=_prefix(env.get("TRYON_ADAPTER_PREFIX", "adapters/")),
         )
