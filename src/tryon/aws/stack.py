@@ -36,6 +36,7 @@ class Stack:
     results_prefix: str = "results/"
     failures_prefix: str = "failures/"
     garment_prefix: str | None = None  # where garment packshots go (None: a stack without the output)
+    mask_prefix: str | None = None  # where painted masks go (None: a stack deployed before mask modes)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ def find_stack(cfn: Any, name: str) -> Stack:
         results_prefix=outputs.get("ResultsPrefix", "results/"),
         failures_prefix=outputs.get("FailuresPrefix", "failures/"),
         garment_prefix=outputs.get("GarmentPrefix"),
+        mask_prefix=outputs.get("MaskPrefix"),
     )
 
 
@@ -110,6 +112,17 @@ def upload_garment(s3: Any, stack: Stack, packshot: Path) -> Upload:
         )
     key = f"{stack.garment_prefix}{packshot.name}"
     return _put_image(s3, stack.input_bucket, key, packshot, "--garment", {})
+
+
+def upload_mask(s3: Any, stack: Stack, mask: Path) -> Upload:
+    """Put a painted mask under the stack's mask prefix (a job names it by ``mask_image``)."""
+    if stack.mask_prefix is None:
+        raise RequestError(
+            "--mask-mode",
+            f"stack {stack.name!r} has no output MaskPrefix (deployed before painted masks): "
+            "update it with sam deploy",
+        )
+    return _put_image(s3, stack.input_bucket, f"{stack.mask_prefix}{mask.name}", mask, "--mask-mode", {})
 
 
 def _execution_object(sfn: Any, execution_arn: str) -> tuple[str, str] | None:

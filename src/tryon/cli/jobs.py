@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,12 +28,32 @@ Preset = Annotated[
         "lower-body, dress, full-body, footwear); or your own."
     ),
 ]
-Garment = Annotated[
-    Path | None,
+Garments = Annotated[
+    list[str],
     typer.Option(
-        help="The garment's product photo (packshot): conditions the painting (needs an IP-Adapter)."
+        "--garment",
+        help="[CLASS=]WHAT: a garment's packshot file (conditions the painting; needs an IP-Adapter), "
+        "adapter:NAME, or both (adapter:jeans+jeans.jpg). With CLASS= (upper, lower, dress, full, outer, "
+        "shoes, or a class's full name) each names a garment of an outfit (up to 3, painted in the "
+        "order they are worn); repeat for more, or the same CLASS= to add to one.",
     ),
 ]
+MaskModes = Annotated[
+    list[str],
+    typer.Option(
+        "--mask-mode",
+        help="[CLASS=]MODE[:ARG]: where a garment goes: text:QUERY (CLIPSeg), class (its class's own "
+        "query; class:CLASS for a lone garment), image:FILE or image:s3://... (a painted mask, white "
+        "paints), box:x0,y0,x1,y1 (fractions or pixels). Other garment parameters: --set CLASS.NAME=VALUE.",
+    ),
+]
+#: What ``tryon run --help`` and ``tryon submit --help`` show after the description.
+OUTFIT_EXAMPLE = """\b
+An outfit (lower body painted first, then the top; docs/workflow.md, "Outfits"):
+  tryon run photo.jpg --garment upper=packshot.jpg \\
+    --garment lower=adapter:jeans --mask-mode lower=box:0,0.5,1,1 \\
+    --set upper.prompt="a silk blouse"
+"""
 Modes = Annotated[
     list[str],
     typer.Option(
@@ -160,18 +180,29 @@ def _model_dirs(models: list[str]) -> tuple[dict[str, str], bool]:
     return dirs, not chosen
 
 
-def _check_job(overrides: dict[str, Any], preset: str | None) -> None:
-    """Everything Prepare will check of the parameters (values, the preset's name), before models load."""
-    from tryon.workflow import params
+def _check_job(overrides: dict[str, Any], preset: str | None, uploads: Sequence[Any] = ()) -> None:
+    """Everything Prepare will check of the parameters (values, the preset's name, each garment's
+    mask mode and what it needs, the outfit's size and classes), before models load or files upload."""
+    from tryon.workflow import outfit, params
 
-    values, named_preset, _ignored = params.metadata_overrides(params.to_metadata(overrides, preset))
-    params.resolve(
+    named = {**overrides, **{item.override: f"s3://check/{item.kind}s/{item.path.name}" for item in uploads}}
+    metadata = params.to_metadata(named, preset)
+    values, named_preset, _ignored = params.metadata_overrides(metadata)
+    outfit.resolve_outfit(
         defaults=params.template_defaults(),
         preset_table=params.presets(),
         preset=named_preset,
         metadata=values,
         console={},
+        metadata_garments=outfit.metadata_garments(metadata),
     )
+
+
+def _garment_specs(garments: list[str], masks: list[str]) -> Any:
+    """``--garment`` and ``--mask-mode`` as job overrides and files to upload (one-line errors)."""
+    from tryon.cli import garment_specs
+
+    return garment_specs.parse(garments, masks)
 
 
 def _modes(specs: list[str]) -> dict[str, str]:
@@ -193,18 +224,20 @@ def _modes(specs: list[str]) -> dict[str, str]:
 
 def _run_locally(photo: Path, overrides: dict[str, Any], *, models: list[str], out: Path, preset: str | None,
                  upscale: bool | None, progress: bool, as_json: bool = False,
-                 modes: list[str] | None = None, garment: Path | None = None,
-                 layout: str = "separate") -> int:  # fmt: skip
+                 modes: list[str] | None = None, garments: list[str] | None = None,
+                 masks: list[str] | None = None, layout: str = "separate") -> int:  # fmt: skip
     from tryon.core.kinds import LAYOUTS
     from tryon.local.runner import TINY_PARAMETERS, check_photo, run_photo
 
     if layout not in LAYOUTS:
         raise fail(f"--layout: must be {' or '.join(LAYOUTS)}, got {layout!r}")
     check_photo(photo)
-    if garment is not None:
-        check_photo(garment, field="--garment")
+    specs = _garment_specs(garments or [], masks or [])
+    for item in specs.uploads:
+        check_photo(item.path, field=item.option)
+    overrides = {**overrides, **specs.overrides}
     endpoint_modes = _modes(modes or [])
-    _check_job(overrides, preset)  # bad values and unknown presets fail here, before any model loads
+    _check_job(overrides, preset, specs.uploads)  # bad values, presets, outfits: before any model loads
     if progress:
         os.environ["TRYON_PROGRESS_BARS"] = "1"
     model_dirs, all_tiny = _model_dirs(models)
@@ -223,7 +256,7 @@ def _run_locally(photo: Path, overrides: dict[str, Any], *, models: list[str], o
         on_event=_printer(as_json),
         on_status=lambda msg: typer.echo(msg, err=as_json),
         modes=endpoint_modes,
-        garment=garment,
+        uploads=specs.uploads,
         log_level=function_log_level(),
         layout=layout,
     )
@@ -260,13 +293,14 @@ def demo(
     raise typer.Exit(code)
 
 
-@app.command("run")
+@app.command("run", epilog=OUTFIT_EXAMPLE)
 @job_options
 def run_(
     image: Annotated[Path, typer.Argument(help="Your photo (JPEG, PNG or WebP).")],
     overrides: dict[str, Any],
     preset: Preset = None,
-    garment: Garment = None,
+    garment: Garments = [],  # noqa: B006
+    mask_mode: MaskModes = [],  # noqa: B006
     set_: Sets = [],  # noqa: B006
     models: Annotated[
         list[str],
@@ -291,7 +325,8 @@ def run_(
             progress=progress,
             as_json=as_json,
             modes=mode,
-            garment=garment,
+            garments=garment,
+            masks=mask_mode,
             layout=layout,
         )
     )
@@ -308,14 +343,15 @@ StackName = Annotated[str, typer.Option("--stack", help="Name of the deployed Cl
 Timeout = Annotated[float, typer.Option(help="Seconds to wait for the execution.")]
 
 
-@app.command()
+@app.command(epilog=OUTFIT_EXAMPLE)
 @job_options
 def submit(
     image: Annotated[Path, typer.Argument(help="Your photo (JPEG, PNG or WebP).")],
     stack: StackName,
     overrides: dict[str, Any],
     preset: Preset = None,
-    garment: Garment = None,
+    garment: Garments = [],  # noqa: B006
+    mask_mode: MaskModes = [],  # noqa: B006
     set_: Sets = [],  # noqa: B006
     name: Annotated[
         str | None, typer.Option(help="Object name under the input prefix (default: file name).")
@@ -329,8 +365,9 @@ def submit(
 ) -> None:
     """Upload a photo to a deployed stack (overrides as metadata), follow its execution, download results.
 
-    With --garment the packshot is uploaded under the stack's garment prefix first and the photo's
-    metadata names that very version (garment-image), as tryon run --garment does locally.
+    Packshot files (--garment) and painted masks (--mask-mode image:FILE) are uploaded first under
+    the stack's garment and mask prefixes, and the photo's metadata names those very versions, as
+    tryon run does locally.
     """
     from tryon.aws import stack as stacks
     from tryon.aws.executions import follow_execution
@@ -338,18 +375,23 @@ def submit(
     from tryon.local.runner import check_photo
     from tryon.workflow import params
 
-    overrides = _overrides(set_, overrides)
     check_photo(image, name=name)  # before any AWS call
-    if garment is not None:
-        check_photo(garment, field="--garment")
-    metadata = params.to_metadata(overrides, preset)
+    specs = _garment_specs(garment, mask_mode)
+    for item in specs.uploads:
+        check_photo(item.path, field=item.option)
+    overrides = {**_overrides(set_, overrides), **specs.overrides}
+    _check_job(overrides, preset, specs.uploads)
     cfn, s3, sfn = _clients(region, profile)
     found = stacks.find_stack(cfn, stack)
-    if garment is not None:
-        packshot = stacks.upload_garment(s3, found, garment)
-        garment_uri = s3_uri(packshot.bucket, packshot.key, packshot.version_id)
-        typer.echo(f"uploaded the garment {garment_uri}", err=as_json)
-        metadata = params.to_metadata({**overrides, "garment_image": garment_uri}, preset)
+    if any(item.kind == "garment" for item in specs.uploads) and found.garment_prefix is None:
+        stacks.upload_garment(s3, found, specs.uploads[0].path)  # refused: the stack has no GarmentPrefix
+    for item in specs.uploads:  # each file first, so the photo's metadata names that very version
+        upload = (stacks.upload_garment if item.kind == "garment" else stacks.upload_mask)(
+            s3, found, item.path
+        )
+        overrides[item.override] = s3_uri(upload.bucket, upload.key, upload.version_id)
+        typer.echo(f"uploaded the {item.kind} {overrides[item.override]}", err=as_json)
+    metadata = params.to_metadata(overrides, preset)
     upload = stacks.upload_photo(s3, found, image, name=name, metadata=metadata)
     uri = f"s3://{upload.bucket}/{upload.key}"
     typer.echo(f"uploaded {uri}", err=as_json)

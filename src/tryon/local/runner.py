@@ -9,11 +9,11 @@ the deployed stack would write is copied to ``out_dir``.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tryon.aws.executions import ExecutionResult, StateEvent
 from tryon.aws.stack import CONTENT_TYPES
@@ -34,12 +34,43 @@ TINY_PARAMETERS = {
 #: Files of an earlier run in ``out_dir`` that a new run replaces.
 _OUTPUT_PATTERNS = (
     "mask.png",
+    "mask-*.png",
+    "clipseg*.png",
+    "keep*.png",
+    "painted*.png",
     "inpainted-*.png",
     "upscaled-*.png",
     "manifest.json",
     "preview.jpg",
     "failure.json",
 )
+
+
+#: Where each kind of file a job names is uploaded: the template parameter holding its prefix.
+UPLOAD_PREFIXES = {"garment": "GarmentPrefix", "mask": "MaskPrefix"}
+
+
+class FileUpload(Protocol):
+    """A local file a job names (:class:`tryon.cli.garment_specs.Upload`)."""
+
+    override: str  # the job parameter its URI fills: garment_image, upper-body.mask_image, ...
+    path: Path
+    kind: str  # garment | mask (UPLOAD_PREFIXES)
+    option: str  # the command-line option that named it, for errors
+
+
+@dataclass(frozen=True)
+class _Packshot:
+    """``garment=``: a lone job's packshot, as ``--garment FILE`` names it."""
+
+    path: Path
+    override: str = "garment_image"
+    kind: str = "garment"
+    option: str = "--garment"
+
+
+def _uploads(uploads: Sequence[FileUpload], garment: Path | None) -> list[FileUpload]:
+    return [*uploads, *([_Packshot(garment)] if garment is not None else [])]
 
 
 @dataclass
@@ -94,20 +125,22 @@ def run_photo(
     timeout: float = 3600.0,
     modes: Mapping[str, str] | None = None,
     garment: Path | None = None,
+    uploads: Sequence[FileUpload] = (),
     log_level: str | None = "WARNING",
     layout: str = "separate",
 ) -> LocalRun:
     """Upload ``photo`` with ``overrides`` as metadata, run the workflow, copy its outputs to ``out_dir``.
 
-    ``garment``: the garment's packshot, uploaded under the stack's garment prefix and named
-    in the photo's metadata as ``garment-image`` (that very version). ``log_level``: the
-    functions' structured logs (on stderr; ``CRITICAL`` keeps them quiet). ``layout``:
-    ``separate`` endpoints, or ``shared`` (the real-time kinds as inference components of one
-    endpoint).
+    ``uploads``: files the job names (a garment's packshot, a painted mask), each uploaded
+    first under the stack's garment or mask prefix; the override it fills (``garment_image``,
+    ``upper-body.mask_image``, ...) names that very version in the photo's metadata.
+    ``garment``: a lone job's packshot (``garment_image``). ``log_level``: the functions'
+    structured logs (on stderr; ``CRITICAL`` keeps them quiet). ``layout``: ``separate``
+    endpoints, or ``shared`` (the real-time kinds as inference components of one endpoint).
     """
     check_photo(photo)
-    if garment is not None:
-        check_photo(garment, field="--garment")
+    for item in _uploads(uploads, garment):
+        check_photo(item.path, field=item.option)
     params.to_metadata(overrides, preset)  # bad values fail before the stack starts
     on_status("starting the local stack and loading the models")
     with open_workflow(
@@ -123,6 +156,7 @@ def run_photo(
             on_status=on_status,
             timeout=timeout,
             garment=garment,
+            uploads=uploads,
         )
 
 
@@ -163,6 +197,7 @@ def run_in(
     on_status: Callable[[str], None] = lambda _msg: None,
     timeout: float = 3600.0,
     garment: Path | None = None,
+    uploads: Sequence[FileUpload] = (),
     name: str | None = None,
 ) -> LocalRun:
     """One photo through an open local stack (:func:`open_workflow`), outputs copied to ``out_dir``.
@@ -174,14 +209,15 @@ def run_in(
     from tryon.core.s3uri import s3_uri
 
     header = check_photo(photo, name=name)
-    garment_header = check_photo(garment, field="--garment") if garment is not None else None
-    metadata = params.to_metadata(overrides, preset)
-    if garment is not None and garment_header is not None:
-        key = wf.template.parameters["GarmentPrefix"] + garment.name
-        put = wf.upload(garment, key, content_type=CONTENT_TYPES[garment_header.format])
-        uri = s3_uri(put["bucket"], put["key"], put["version_id"])
-        metadata = params.to_metadata({**overrides, "garment_image": uri}, preset)
-        on_status(f"uploaded the garment {uri}")
+    files = _uploads(uploads, garment)
+    headers = [check_photo(item.path, field=item.option) for item in files]
+    named = dict(overrides)
+    for item, file_header in zip(files, headers, strict=True):
+        key = wf.template.parameters[UPLOAD_PREFIXES[item.kind]] + item.path.name
+        put = wf.upload(item.path, key, content_type=CONTENT_TYPES[file_header.format])
+        named[item.override] = s3_uri(put["bucket"], put["key"], put["version_id"])
+        on_status(f"uploaded the {item.kind} {named[item.override]}")
+    metadata = params.to_metadata(named, preset)
     content_type = CONTENT_TYPES[header.format]
     started = datetime.now(UTC)
     key = f"{wf.input_prefix}{name}" if name else None
