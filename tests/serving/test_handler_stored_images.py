@@ -3,11 +3,8 @@ PNGs (an outfit's earlier pass, an inpainted image to upscale) of an accepted ph
 
 from __future__ import annotations
 
-import io
-
-import numpy as np
 import pytest
-from PIL import Image
+from support.images import encode, noise_image
 
 from tryon.core import imaging
 from tryon.core.errors import RequestError
@@ -17,10 +14,7 @@ BUCKET = "results-bucket"
 
 
 def _noisy_png(width: int, height: int) -> bytes:
-    pixels = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, "PNG", compress_level=1)
-    return buf.getvalue()
+    return encode(noise_image((width, height)), compress_level=1)
 
 
 @pytest.fixture(scope="module")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import json
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
+from support.images import encode, noise_image
+from support.images import pixels as image_pixels
 from support.workflow import DEADLINE_S
 from tryon.local import LocalWorkflow
 from tryon.local.samples import assemble_inpaint_model, sample_photo
@@ -22,13 +22,9 @@ ADAPTERS = {"garment-a": "lora-a", "garment-b": "lora-b"}
 EXACT_MASKS = {"DefaultSteps": 1, "DefaultThreshold": 0.0, "DefaultNegativeQueries": ""}
 
 
-def png(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, "PNG")
-    return buf.getvalue()
-
-
-PACKSHOT = png(Image.fromarray(np.random.default_rng(5).integers(0, 256, (40, 30, 3), dtype=np.uint8)))
+#: PNG bytes of an image
+png = encode
+PACKSHOT = png(noise_image((30, 40), seed=5))
 
 
 def outfit_stack(tiny_models: Any, tmp_path_factory: Any, **kwargs: Any) -> LocalWorkflow:
@@ -53,15 +49,17 @@ def record_requests(wf: Any) -> dict[str, list[dict[str, Any]]]:
 
 
 def photo_pixels() -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(PHOTO)).convert("RGB")).astype(int)
+    return image_pixels(PHOTO, "RGB").astype(int)
 
 
 def pixels(wf: Any, uri_or_key: str) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(wf.read_bytes(uri_or_key))).convert("RGB")).astype(int)
+    """An image the workflow wrote, as RGB ints (so pixels compare exactly)."""
+    return image_pixels(wf.read_bytes(uri_or_key), "RGB").astype(int)
 
 
 def mask_of(wf: Any, uri: str) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(wf.read_bytes(uri))).convert("L")) > 127
+    """A mask the workflow wrote, as booleans (painted: > 127)."""
+    return image_pixels(wf.read_bytes(uri), "L") > 127
 
 
 def box(left: int, top: int, right: int, bottom: int) -> np.ndarray:

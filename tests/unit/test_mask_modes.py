@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
 from PIL import Image, ImageChops
+from support.images import encode
 
 from tryon.core import mask_modes
 from tryon.core.errors import RequestError
 from tryon.workflow import mask_pixels as masks
 from tryon.workflow import params
-
-
-def _encode(img: Image.Image, fmt: str = "PNG") -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, fmt)
-    return buf.getvalue()
-
 
 # --- boxes --------------------------------------------------------------------------------
 
@@ -186,7 +178,7 @@ def test_the_new_parameters_read_back_in_canonical_form():
 def test_a_painted_mask_of_any_size_is_resized_to_the_photo_and_binarised():
     painted = Image.new("L", (20, 15), 0)
     painted.paste(200, (0, 0, 10, 15))  # the left half, gray 200 (> 127 paints)
-    mask = masks.painted_mask(_encode(painted), photo_size=(80, 60))
+    mask = masks.painted_mask(encode(painted), photo_size=(80, 60))
     assert mask.mode == "L" and mask.size == (80, 60)
     assert set(mask.getdata()) == {0, 255}
     assert masks.coverage(mask) == pytest.approx(0.5, abs=0.02)
@@ -195,20 +187,20 @@ def test_a_painted_mask_of_any_size_is_resized_to_the_photo_and_binarised():
 def test_a_painted_mask_on_a_transparent_canvas_paints_its_strokes_only():
     canvas = Image.new("RGBA", (40, 30), (255, 255, 255, 0))  # white, but transparent
     canvas.paste((255, 255, 255, 255), (0, 0, 20, 30))
-    mask = masks.painted_mask(_encode(canvas), photo_size=(40, 30))
+    mask = masks.painted_mask(encode(canvas), photo_size=(40, 30))
     assert masks.coverage(mask) == pytest.approx(0.5)
 
 
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        (_encode(Image.new("L", (40, 30), 0)), "all black: it paints nothing"),
-        (_encode(Image.new("L", (40, 30), 255)), "all white: it would repaint the whole photo"),
-        (_encode(Image.new("L", (30, 40), 255)), "aspect ratio"),
+        (encode(Image.new("L", (40, 30), 0)), "all black: it paints nothing"),
+        (encode(Image.new("L", (40, 30), 255)), "all white: it would repaint the whole photo"),
+        (encode(Image.new("L", (30, 40), 255)), "aspect ratio"),
         (b"not an image", "not a decodable PNG, JPEG or WebP"),
-        (_encode(Image.new("L", (40, 30), 90), "GIF"), "has format GIF"),
-        (_encode(Image.new("L", (40, 30), 90))[:-30], "truncated"),
-        (_encode(Image.new("1", (10000, 7500))), "decompression bomb|the limit is"),
+        (encode(Image.new("L", (40, 30), 90), "GIF"), "has format GIF"),
+        (encode(Image.new("L", (40, 30), 90))[:-30], "truncated"),
+        (encode(Image.new("1", (10000, 7500))), "decompression bomb|the limit is"),
     ],
 )
 def test_bad_painted_masks_are_refused_naming_the_field(data, message):

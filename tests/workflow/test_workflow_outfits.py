@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import io
 
-import numpy as np
 import pytest
 from PIL import Image
+from support.images import encode, noise_image
 from support.outfits import (
     HEIGHT,
     PACKSHOT,
@@ -235,11 +235,9 @@ def test_refusals_name_the_garment_and_the_field(wf, sent, garments, console, st
 def test_a_later_pass_reads_an_earlier_pass_over_the_upload_limit(wf, sent):
     """A noisy 3 MP photo is a small JPEG, but pass 1 writes a lossless PNG of over 8 MiB: pass 2's
     endpoint reads it (the stored-image limit), and nothing outside the masks changes."""
-    noise = np.random.default_rng(9).integers(0, 256, (1700, 1800, 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(noise).save(buf, "JPEG", quality=90)
-    assert len(buf.getvalue()) < 8 * 1024 * 1024
-    wf.upload(buf.getvalue(), "inputs/noisy.jpg", content_type="image/jpeg")
+    noisy = encode(noise_image((1800, 1700), seed=9), "JPEG", quality=90)
+    assert len(noisy) < 8 * 1024 * 1024
+    wf.upload(noisy, "inputs/noisy.jpg", content_type="image/jpeg")
     garments = [
         {"garment_class": "lower-body", "mask_mode": "box", "mask_box": "0.3,0.6,0.5,0.7"},
         {"garment_class": "upper-body", "mask_mode": "box", "mask_box": "0.3,0.2,0.5,0.3"},
