@@ -40,7 +40,7 @@ print(json.dumps(sorted(sys.modules)))
 def test_every_step_has_a_function():
     """Every folder under functions/ is a function of the template; only the ones that decode
     images get the Pillow layer."""
-    decode_images = ["batch_summarize", "batch_validate", "finalize", "moderate", "prepare"]
+    decode_images = ["batch_summarize", "batch_validate", "finalize", "masks", "moderate", "prepare"]
     light = ["complete_async", "inpaint", "record_failure", "segment", "submit_async", "upscale"]
     assert sorted(decode_images + light) == FUNCTIONS
     assert not [n for n in light if uses_imaging_layer(n)]
@@ -79,5 +79,6 @@ def test_function_imports_only_light_modules(name):
             "tryon.workflow.prepare",
             "tryon.workflow.finalize",
             "tryon.workflow.moderate",
+            "tryon.workflow.mask_compose",
         )
     )

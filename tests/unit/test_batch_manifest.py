@@ -86,3 +86,66 @@ def test_cross_product_and_batch_id():
         bm.cross_product(["a.jpg"], [{"image": "b.jpg"}])
     content = json.dumps(rows).encode()
     assert bm.batch_id_for(content, "v1") == bm.batch_id_for(content, "v1") != bm.batch_id_for(content, "v2")
+
+
+OUTFIT_CSV = (
+    "image,prompt,lower-body.adapter,lower-body.mask_mode,lower-body.mask_box,upper.garment_image,upper.prompt\n"
+    'a.jpg,studio photo,jeans,box,"0,0.5,1,1",s3://in/garments/top.png,a silk blouse\n'
+    "b.jpg,studio photo,,,,,\n"
+)
+
+
+def test_class_prefixed_columns_make_a_row_an_outfit():
+    first, second = (
+        bm.row_console_input(row, "in", "inputs/") for row in bm.parse_manifest(OUTFIT_CSV.encode(), "o.csv")
+    )
+    assert first == {
+        "image": "s3://in/inputs/a.jpg",
+        "prompt": "studio photo",
+        "garments": [
+            {"garment_class": "lower-body", "adapter": "jeans", "mask_mode": "box", "mask_box": "0,0.5,1,1"},
+            {
+                "garment_class": "upper-body",
+                "garment_image": "s3://in/garments/top.png",
+                "prompt": "a silk blouse",
+            },
+        ],
+    }
+    assert "garments" not in second  # no garment cell set: a job as before
+    # a JSON Lines row may list garments as a console input does, and mix in columns
+    jsonl = {
+        "image": "c.jpg",
+        "garments": [{"garment_class": "upper", "adapter": "tee"}],
+        "upper.prompt": "a tee",
+    }
+    console = bm.row_console_input(jsonl, "in", "inputs/")
+    assert console["garments"] == [{"garment_class": "upper-body", "adapter": "tee", "prompt": "a tee"}]
+    # and the CSV writer spells garments back as columns
+    text = bm.write_manifest([{"image": "a.jpg", **{"garments": first["garments"]}}], "csv")
+    assert text.splitlines()[0] == (
+        "image,lower-body.adapter,lower-body.mask_mode,lower-body.mask_box,upper-body.garment_image,upper-body.prompt"
+    )
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "message"),
+    [
+        ({"image": "a.jpg", "hat.adapter": "x"}, "row", "unknown field(s) hat.adapter"),
+        ({"image": "a.jpg", "upper.num_images": "2"}, "row", "unknown field(s) upper.num_images"),
+        ({"image": "a.jpg", "upper.steps": "500"}, "upper-body.steps", "must be <= 150"),
+        ({"image": "a.jpg", "upper.mask_box": "1,2"}, "upper-body.mask_box", "four numbers"),
+        ({"image": "a.jpg", **{f"{c}.prompt": "p" for c in ("upper", "lower", "shoes", "dress")}}, "garments",
+         "has 4 garments; the limit is 3"),
+        ({"image": "a.jpg", "upper.mask_image": "data:image/png;base64,iVBORw0KGgo="},
+         "upper-body.mask_image", "by s3:// URI"),
+    ],
+)  # fmt: skip
+def test_bad_outfit_cells_name_the_garment_and_the_column(row, field, message):
+    with pytest.raises(RequestError, match=message.replace("(", r"\(").replace(")", r"\)")) as caught:
+        bm.row_console_input(row, "in", "inputs/")
+    assert caught.value.field == field
+
+
+def test_an_unknown_garment_column_in_the_header_is_refused_with_the_convention():
+    with pytest.raises(RequestError, match=r"unknown column\(s\) hat.adapter; known: .*<class>.<parameter>"):
+        bm.parse_manifest(b"image,hat.adapter\na.jpg,x\n", "o.csv")

@@ -24,7 +24,9 @@ def test_run_and_submit_have_one_option_per_job_parameter():
     run_options, submit_options = _options("run"), _options("submit")
     rows = cli_rows()
     assert list(run_options) == list(submit_options) == [row.name for row in rows]
-    assert {row.name for row in schema.PARAMS} - set(run_options) == {"garment_image"}  # --garment FILE
+    # --garment [CLASS=]FILE|adapter:NAME and --mask-mode [CLASS=]MODE[:ARG] set these
+    by_garment_specs = {"garment_image", "mask_mode", "garment_class", "mask_box", "mask_image"}
+    assert {row.name for row in schema.PARAMS} - set(run_options) == by_garment_specs
     for row in rows:
         for option in (run_options[row.name], submit_options[row.name]):
             assert option.help == row.help_text()

@@ -83,7 +83,7 @@ def test_prepare_pins_the_garment_version_into_the_job_and_its_id(s3):
         "version_id": first,
         "uri": f"s3://{IN}/garments/g.png?versionId={first}",
         "size": len(flat_png((20, 24))),
-        "image": {"format": "PNG", "width": 20, "height": 24, "mode": "RGB"},
+        "image": {"format": "PNG", "width": 20, "height": 24, "mode": "RGB", "orientation": 1},
     }
     assert before["params"]["garment_image"] == before["garment"]["uri"]
     s3.put_object(Bucket=IN, Key="garments/g.png", Body=flat_png((22, 24)))  # a new packshot: a new job

@@ -70,7 +70,8 @@ def test_event_and_console_input_give_the_same_job(s3):
     j = from_event["job"]
     assert from_event["complete"] is False
     assert j["source"] == "s3-event" and from_console["job"]["source"] == "console"
-    assert j["input"]["image"] == {"format": "PNG", "width": 40, "height": 30, "mode": "RGB"}
+    header = {"format": "PNG", "width": 40, "height": 30, "mode": "RGB", "orientation": 1}
+    assert j["input"]["image"] == header
     assert j["params"]["steps"] == 12 and j["params"]["negative_queries"] == ["face", "hands"]
     assert isinstance(j["params"]["seed"], int)
     assert j["output"] == {
@@ -220,14 +221,17 @@ def test_failed_step_and_failure_record(s3):
     )
     assert record["job_id"].startswith("invalid-") and record["execution"] == "arn:x"
     checked = {"moderation": {"enabled": True, "inputs": [], "results": None}}
+    found = {"empty": False, "garments": [], "composed": False}
+    every_pass = {"keys": [], "passes": [], "done": True}
     assert (
-        steps.failed_step(
-            {"job": {"upscale": True}, "segment": {"empty": False}, "inpaint": {"keys": []}, **checked}
-        )
+        steps.failed_step({"job": {"upscale": True}, "segment": found, "inpaint": every_pass, **checked})
         == "upscale"
     )
-    assert steps.failed_step({"job": {"upscale": False}, "segment": {"empty": True}, **checked}) == "finalize"
-    assert steps.failed_step({"job": {"upscale": False}, "segment": {"empty": False}, **checked}) == "inpaint"
+    assert (
+        steps.failed_step({"job": {"upscale": False}, "segment": {**found, "empty": True}, **checked})
+        == "finalize"
+    )
+    assert steps.failed_step({"job": {"upscale": False}, "segment": found, **checked}) == "inpaint"
 
 
 def test_empty_upscaler_name_turns_upscaling_off(s3, monkeypatch):
@@ -403,9 +407,18 @@ def test_padding_is_a_job_parameter_sent_only_when_set(s3):
     s3.put_object(Bucket=IN, Key="inputs/pad.png", Body=flat_png(), Metadata={"padding": "96"})
 
     def request(**console):
-        built = prepare.prepare({"image": f"s3://{IN}/inputs/pad.png", **console})["job"]
-        segment = {"mask_key": built["output"]["prefix"] + "mask.png"}
-        [sent] = STEP_CALLS["inpaint"].requests({"job": built, "segment": segment})
+        prepared = prepare.prepare({"image": f"s3://{IN}/inputs/pad.png", **console})
+        built = prepared["job"]
+        mask = {
+            "name": "",
+            "mask_key": built["output"]["prefix"] + "mask.png",
+            "coverage": 0.5,
+            "empty": False,
+        }
+        segment = {**mask, "garments": [mask]}
+        [sent] = STEP_CALLS["inpaint"].requests(
+            {"job": built, "segment": segment, "inpaint": prepared["inpaint"]}
+        )
         return built, sent
 
     built, sent = request()

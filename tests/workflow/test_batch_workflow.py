@@ -205,3 +205,27 @@ def test_console_input_naming_another_bucket_or_prefix_or_bad_options_is_refused
     ]:
         outcome = batches.wait(batches.start(batch_input), timeout=60)
         assert outcome.result.status == "FAILED" and expected in outcome.result.cause, outcome.result.cause
+
+
+def test_a_batch_row_can_describe_an_outfit(stack):
+    """<class>.<parameter> columns make a row an outfit: a pass per garment, reported per garment."""
+    wf, batches, _ = stack
+    text = (
+        "image,seed,threshold,lower-body.mask_mode,lower-body.mask_box,lower-body.adapter,upper.mask_mode,"
+        "upper.mask_box,upper.prompt\n"
+        # threshold 1: the tiny CLIPSeg finds no keep-region of the classes; 0: the plain row's mask is all
+        'cat/model-a.jpg,7,1.0,box,"0,0.5,1,1",garment-a,box,"0,0,1,0.5",a linen shirt\n'
+        "cat/model-b.png,7,0.0,,,,,,\n"
+    )
+    key = batches.upload_manifest(text, "outfits.csv")["key"]
+    outcome = batches.wait(batches.find_started(key), timeout=300)
+    assert outcome.result.status == "SUCCEEDED", outcome.result.cause
+    outfit_row, plain_row = outcome.report["rows"]
+    assert outfit_row["status"] == plain_row["status"] == "succeeded"
+    assert outfit_row["adapter"] == "lower-body=garment-a"  # per garment, in pass order
+    assert outfit_row["prompt"].endswith("; upper-body=a linen shirt")
+    manifest = wf.read_json(outfit_row["manifest"])
+    assert [g["garment_class"] for g in manifest["garments"]] == ["lower-body", "upper-body"]
+    assert [g["status"] for g in manifest["garments"]] == ["painted", "painted"]
+    assert manifest["garments"][0]["adapter"] == {"name": "garment-a", "scale": 1.0}
+    assert not wf.read_json(plain_row["manifest"])["outfit"]

@@ -29,7 +29,7 @@ MANIFEST_KEYS = {
     "manifest_version", "status", "job_id", "source", "preset", "execution", "created_at", "input", "params",
     "upscale", "upscale_plan", "ignored_metadata", "seeds", "coverage", "scores", "models", "endpoints",
     "components", "adapter", "garment", "refiner", "controls", "outputs",
-    "timings_ms", "cost", "moderation",
+    "timings_ms", "cost", "moderation", "outfit", "garments",
 }  # fmt: skip
 
 

@@ -108,8 +108,10 @@ def s3(moto_s3):
 def _inpaint_request(s3, console: dict, metadata: dict | None = None) -> dict:
     s3.put_object(Bucket=IN, Key="inputs/p.png", Body=sample_photo(), Metadata=metadata or {})
     built = job.build_job(Settings.from_env(), {"image": f"s3://{IN}/inputs/p.png", **console})
-    segment = {"mask_key": built["output"]["prefix"] + "mask.png"}
-    [request] = STEP_CALLS["inpaint"].requests({"job": built, "segment": segment})
+    mask = {"name": "", "mask_key": built["output"]["prefix"] + "mask.png", "coverage": 0.5, "empty": False}
+    segment = {**mask, "garments": [mask]}
+    first_pass = {"passes": [], "done": False}
+    [request] = STEP_CALLS["inpaint"].requests({"job": built, "segment": segment, "inpaint": first_pass})
     return request
 
 

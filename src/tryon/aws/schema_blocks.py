@@ -251,15 +251,18 @@ def _doc_sent(row: schema.Param) -> str:
 def parameters_table() -> list[str]:
     """docs/workflow.md's parameter table, one line per row."""
     lines = [
-        "| parameter | type | default (template parameter) | limits | sent as |",
-        "| --- | --- | --- | --- | --- |",
+        "| parameter | type | default (template parameter) | limits | sent as | a garment's own |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for row in schema.PARAMS:
         kind = _DOC_TYPES[row.type or "str"] + (" or unset" if row.optional else "")
         if row.type == "str_list":
             kind += " (comma-separated in metadata)"
         limits = "; ".join(part for part in (row.limits_text(), row.note) if part) or "-"
-        lines.append(f"| {_code(row.name)} | {kind} | {_doc_default(row)} | {limits} | {_doc_sent(row)} |")
+        own = "yes" if row.garment else "no: the job's"
+        lines.append(
+            f"| {_code(row.name)} | {kind} | {_doc_default(row)} | {limits} | {_doc_sent(row)} | {own} |"
+        )
     return lines
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,6 +36,7 @@ class Stack:
     results_prefix: str = "results/"
     failures_prefix: str = "failures/"
     garment_prefix: str | None = None  # where garment packshots go (None: a stack without the output)
+    mask_prefix: str | None = None  # where painted masks go (None: a stack deployed before mask modes)
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ def find_stack(cfn: Any, name: str) -> Stack:
         results_prefix=outputs.get("ResultsPrefix", "results/"),
         failures_prefix=outputs.get("FailuresPrefix", "failures/"),
         garment_prefix=outputs.get("GarmentPrefix"),
+        mask_prefix=outputs.get("MaskPrefix"),
     )
 
 
@@ -100,14 +102,25 @@ def upload_photo(
     return _put_image(s3, stack.input_bucket, key, photo, "IMAGE", metadata or {})
 
 
-def upload_garment(s3: Any, stack: Stack, packshot: Path) -> Upload:
-    """Put a garment's packshot under the stack's garment prefix (a job names it by ``garment_image``)."""
-    if stack.garment_prefix is None:
+def _check_prefixes(stack: Stack, kinds: set[str]) -> None:
+    """Refuse files of a kind the stack has no prefix for (a stack deployed before them)."""
+    if "garment" in kinds and stack.garment_prefix is None:
         raise RequestError(
             "--garment",
             f"stack {stack.name!r} has no output GarmentPrefix (deployed before garment images): "
             "update it with sam deploy",
         )
+    if "mask" in kinds and stack.mask_prefix is None:
+        raise RequestError(
+            "--mask-mode",
+            f"stack {stack.name!r} has no output MaskPrefix (deployed before painted masks): "
+            "update it with sam deploy",
+        )
+
+
+def upload_garment(s3: Any, stack: Stack, packshot: Path) -> Upload:
+    """Put a garment's packshot under the stack's garment prefix (a job names it by ``garment_image``)."""
+    _check_prefixes(stack, {"garment"})
     key = f"{stack.garment_prefix}{packshot.name}"
     return _put_image(s3, stack.input_bucket, key, packshot, "--garment", {})
 
@@ -119,23 +132,25 @@ def upload_job(
     *,
     overrides: Mapping[str, Any],
     preset: str | None = None,
-    garment: Path | None = None,
+    files: Sequence[Any] = (),
     name: str | None = None,
-) -> tuple[Upload, str | None]:
-    """What ``tryon submit`` (and ``tryon eval --stack``) uploads to start one job: the garment's
-    packshot first when there is one, then the photo with the job's parameters as its metadata
-    (naming that very packshot version as ``garment_image``). Returns the photo's upload and the
-    packshot's ``s3://`` URI (None without a garment)."""
+) -> tuple[Upload, dict[str, str]]:
+    """What ``tryon submit`` (and ``tryon eval --stack``, the studio) uploads to start one job:
+    each file the job names first (packshots, painted masks), then the photo with the job's
+    parameters as its metadata, naming those very versions. ``files``: each with ``override``,
+    ``path`` and ``kind`` (``garment`` or ``mask``: :class:`tryon.cli.garment_specs.Upload`).
+    Returns the photo's upload and each file's URI by the override it fills."""
     from tryon.core.s3uri import s3_uri
     from tryon.workflow import params
 
-    garment_uri = None
-    if garment is not None:
-        packshot = upload_garment(s3, stack, garment)
-        garment_uri = s3_uri(packshot.bucket, packshot.key, packshot.version_id)
-        overrides = {**overrides, "garment_image": garment_uri}
-    metadata = params.to_metadata(overrides, preset)
-    return upload_photo(s3, stack, photo, name=name, metadata=metadata), garment_uri
+    _check_prefixes(stack, {item.kind for item in files})  # before anything is uploaded
+    uris: dict[str, str] = {}
+    for item in files:
+        put = upload_garment if item.kind == "garment" else upload_mask
+        done = put(s3, stack, item.path)
+        uris[item.override] = s3_uri(done.bucket, done.key, done.version_id)
+    metadata = params.to_metadata({**overrides, **uris}, preset)
+    return upload_photo(s3, stack, photo, name=name, metadata=metadata), uris
 
 
 def download_results(s3: Any, artifact_uri: str | None, out_dir: Path) -> list[Path]:
@@ -144,6 +159,12 @@ def download_results(s3: Any, artifact_uri: str | None, out_dir: Path) -> list[P
         return []
     bucket, keys = result_keys(s3, artifact_uri)
     return download(s3, bucket, keys, out_dir)
+
+
+def upload_mask(s3: Any, stack: Stack, mask: Path) -> Upload:
+    """Put a painted mask under the stack's mask prefix (a job names it by ``mask_image``)."""
+    _check_prefixes(stack, {"mask"})
+    return _put_image(s3, stack.input_bucket, f"{stack.mask_prefix}{mask.name}", mask, "--mask-mode", {})
 
 
 def _execution_object(sfn: Any, execution_arn: str) -> tuple[str, str] | None:

@@ -28,12 +28,32 @@ Preset = Annotated[
         "lower-body, dress, full-body, footwear); or your own."
     ),
 ]
-Garment = Annotated[
-    Path | None,
+Garments = Annotated[
+    list[str],
     typer.Option(
-        help="The garment's product photo (packshot): conditions the painting (needs an IP-Adapter)."
+        "--garment",
+        help="[CLASS=]WHAT: a garment's packshot file (conditions the painting; needs an IP-Adapter), "
+        "adapter:NAME, or both (adapter:jeans+jeans.jpg). With CLASS= (upper, lower, dress, full, outer, "
+        "shoes, or a class's full name) each names a garment of an outfit (up to 3, painted in the "
+        "order they are worn); repeat for more, or the same CLASS= to add to one.",
     ),
 ]
+MaskModes = Annotated[
+    list[str],
+    typer.Option(
+        "--mask-mode",
+        help="[CLASS=]MODE[:ARG]: where a garment goes: text:QUERY (CLIPSeg), class (its class's own "
+        "query; class:CLASS for a lone garment), image:FILE or image:s3://... (a painted mask, white "
+        "paints), box:x0,y0,x1,y1 (fractions or pixels). Other garment parameters: --set CLASS.NAME=VALUE.",
+    ),
+]
+#: What ``tryon run --help`` and ``tryon submit --help`` show after the description.
+OUTFIT_EXAMPLE = """\b
+An outfit (lower body painted first, then the top; docs/workflow.md, "Outfits"):
+  tryon run photo.jpg --garment upper=packshot.jpg \\
+    --garment lower=adapter:jeans --mask-mode lower=box:0,0.5,1,1 \\
+    --set upper.prompt="a silk blouse"
+"""
 Modes = Annotated[
     list[str],
     typer.Option(
@@ -181,6 +201,13 @@ def _model_dirs(models: list[str]) -> tuple[dict[str, str], bool]:
     return dirs, not chosen
 
 
+def _garment_specs(garments: list[str], masks: list[str]) -> Any:
+    """``--garment`` and ``--mask-mode`` as job overrides and files to upload (one-line errors)."""
+    from tryon.cli import garment_specs
+
+    return garment_specs.parse(garments, masks)
+
+
 def _modes(specs: list[str]) -> dict[str, str]:
     """``--mode KIND=MODE`` options as endpoint kind -> serving mode."""
     modes: dict[str, str] = {}
@@ -209,8 +236,9 @@ def moderation_parameters(reason: str | None) -> dict[str, str]:
 
 def _run_locally(photo: Path, overrides: dict[str, Any], *, models: list[str], out: Path, preset: str | None,
                  upscale: bool | None, progress: bool, as_json: bool = False,
-                 modes: list[str] | None = None, garment: Path | None = None,
-                 layout: str = "separate", moderation_off: str | None = None) -> int:  # fmt: skip
+                 modes: list[str] | None = None, garments: list[str] | None = None,
+                 masks: list[str] | None = None, layout: str = "separate",
+                 moderation_off: str | None = None) -> int:  # fmt: skip
     from tryon.core.kinds import LAYOUTS
     from tryon.local.runner import TINY_PARAMETERS, check_job, check_photo, run_photo
 
@@ -218,15 +246,23 @@ def _run_locally(photo: Path, overrides: dict[str, Any], *, models: list[str], o
         raise fail(f"--layout: must be {' or '.join(LAYOUTS)}, got {layout!r}")
     moderation = moderation_parameters(moderation_off)
     header = check_photo(photo)
-    if garment is not None:
-        check_photo(garment, field="--garment")
+    specs = _garment_specs(garments or [], masks or [])
+    for item in specs.uploads:
+        check_photo(item.path, field=item.option)
+    overrides = {**overrides, **specs.overrides}
     endpoint_modes = _modes(modes or [])
     # no --models: the tiny checkpoints; --moderation-off: the stack's moderation parameters
     parameters = {**(TINY_PARAMETERS if not models else {}), **moderation} or None
-    # bad values, the content policy, unknown presets and an upscale the upscaler's mode cannot
+    # bad values, presets, outfits, the content policy and an upscale the upscaler's mode cannot
     # finish fail here, with Prepare's own message, before any model loads
     check_job(
-        header, overrides, preset, parameters=parameters, upscale=upscale is not False, modes=endpoint_modes
+        header,
+        overrides,
+        preset,
+        parameters=parameters,
+        upscale=upscale is not False,
+        modes=endpoint_modes,
+        uploads=specs.uploads,
     )
     if progress:
         os.environ["TRYON_PROGRESS_BARS"] = "1"
@@ -246,7 +282,7 @@ def _run_locally(photo: Path, overrides: dict[str, Any], *, models: list[str], o
         on_event=_printer(as_json),
         on_status=lambda msg: typer.echo(msg, err=as_json),
         modes=endpoint_modes,
-        garment=garment,
+        uploads=specs.uploads,
         log_level=function_log_level(),
         layout=layout,
     )
@@ -289,13 +325,14 @@ def demo(
     raise typer.Exit(code)
 
 
-@app.command("run")
+@app.command("run", epilog=OUTFIT_EXAMPLE)
 @job_options
 def run_(
     image: Annotated[Path, typer.Argument(help="Your photo (JPEG, PNG or WebP).")],
     overrides: dict[str, Any],
     preset: Preset = None,
-    garment: Garment = None,
+    garment: Garments = [],  # noqa: B006
+    mask_mode: MaskModes = [],  # noqa: B006
     set_: Sets = [],  # noqa: B006
     models: Annotated[
         list[str],
@@ -321,7 +358,8 @@ def run_(
             progress=progress,
             as_json=as_json,
             modes=mode,
-            garment=garment,
+            garments=garment,
+            masks=mask_mode,
             layout=layout,
             moderation_off=moderation_off,
         )
@@ -339,14 +377,15 @@ StackName = Annotated[str, typer.Option("--stack", help="Name of the deployed Cl
 Timeout = Annotated[float, typer.Option(help="Seconds to wait for the execution.")]
 
 
-@app.command()
+@app.command(epilog=OUTFIT_EXAMPLE)
 @job_options
 def submit(
     image: Annotated[Path, typer.Argument(help="Your photo (JPEG, PNG or WebP).")],
     stack: StackName,
     overrides: dict[str, Any],
     preset: Preset = None,
-    garment: Garment = None,
+    garment: Garments = [],  # noqa: B006
+    mask_mode: MaskModes = [],  # noqa: B006
     set_: Sets = [],  # noqa: B006
     name: Annotated[
         str | None, typer.Option(help="Object name under the input prefix (default: file name).")
@@ -360,28 +399,29 @@ def submit(
 ) -> None:
     """Upload a photo to a deployed stack (overrides as metadata), follow its execution, download results.
 
-    With --garment the packshot is uploaded under the stack's garment prefix first and the photo's
-    metadata names that very version (garment-image), as tryon run --garment does locally.
+    Packshot files (--garment) and painted masks (--mask-mode image:FILE) are uploaded first under
+    the stack's garment and mask prefixes, and the photo's metadata names those very versions, as
+    tryon run does locally.
     """
     from tryon.aws import stack as stacks
     from tryon.aws.executions import follow_execution
-    from tryon.core import content_policy
-    from tryon.local.runner import check_photo
-    from tryon.workflow import params
+    from tryon.local.runner import check_parameters, check_photo
 
-    overrides = _overrides(set_, overrides)
     check_photo(image, name=name)  # before any AWS call
-    if garment is not None:
-        check_photo(garment, field="--garment")
-    params.to_metadata(overrides, preset)  # bad values fail before any AWS call
-    content_policy.check_job_text(overrides)  # what the stack's Prepare would refuse: before the upload
+    specs = _garment_specs(garment, mask_mode)
+    for item in specs.uploads:
+        check_photo(item.path, field=item.option)
+    overrides = {**_overrides(set_, overrides), **specs.overrides}
+    # bad values, presets, outfits and what the stack's Prepare would refuse by the content
+    # policy fail here, before any AWS call
+    check_parameters(overrides, preset, uploads=specs.uploads)
     cfn, s3, sfn = _clients(region, profile)
     found = stacks.find_stack(cfn, stack)
-    upload, garment_uri = stacks.upload_job(
-        s3, found, image, overrides=overrides, preset=preset, garment=garment, name=name
+    upload, uris = stacks.upload_job(
+        s3, found, image, overrides=overrides, preset=preset, files=specs.uploads, name=name
     )
-    if garment_uri is not None:
-        typer.echo(f"uploaded the garment {garment_uri}", err=as_json)
+    for item in specs.uploads:
+        typer.echo(f"uploaded the {item.kind} {uris[item.override]}", err=as_json)
     uri = f"s3://{upload.bucket}/{upload.key}"
     typer.echo(f"uploaded {uri}", err=as_json)
     if not follow:

@@ -24,6 +24,20 @@ DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 36_000_000
 
 
+def stored_png_bound(pixels: int) -> int:
+    """The most bytes a PNG of ``pixels`` pixels can take: stored without compression, 4 bytes a
+    pixel (RGBA), a filter byte a row (at most one a pixel), zlib's and the chunks' overhead."""
+    return 5 * pixels + pixels // 100 + 1024 * 1024
+
+
+#: Byte limit of an image named by ``s3://`` URI: a PNG of the pixel limit, whatever it holds. The
+#: workflow's own images (an outfit's earlier pass, an inpainted image to upscale) are lossless
+#: PNGs of the photo's size and may weigh far more than the JPEG upload (a 12 MP photo with sensor
+#: noise: about 21 MiB); the pixel limit, checked from the header before decoding, bounds memory.
+#: Uploads (Prepare) and inline base64 images keep :data:`DEFAULT_MAX_BYTES`.
+MAX_STORED_IMAGE_BYTES = stored_png_bound(DEFAULT_MAX_PIXELS)
+
+
 @dataclass(frozen=True)
 class ImageHeader:
     """What an image's header says, read without decoding the pixels."""
@@ -32,6 +46,28 @@ class ImageHeader:
     width: int
     height: int
     mode: str
+    #: EXIF orientation (1..8; 1 when absent): 5..8 turn the image a quarter, so
+    #: :func:`decode_image` answers ``height`` x ``width``.
+    orientation: int = 1
+
+    @property
+    def oriented_size(self) -> tuple[int, int]:
+        """(width, height) as decoded and shown: after the EXIF orientation."""
+        return (self.height, self.width) if self.orientation in _QUARTER_TURNS else (self.width, self.height)
+
+
+#: EXIF orientations that swap width and height (transpose, rotate 90/270, transverse).
+_QUARTER_TURNS = frozenset({5, 6, 7, 8})
+#: The EXIF tag holding the orientation.
+_ORIENTATION_TAG = 0x0112
+
+
+def _orientation(img: Image.Image) -> int:
+    try:
+        value = img.getexif().get(_ORIENTATION_TAG, 1)
+    except Exception:  # a broken EXIF block: decode_image's exif_transpose ignores it too
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def read_header(
@@ -48,7 +84,7 @@ def read_header(
         raise RequestError(field, f"is {len(data)} bytes; the limit is {max_bytes} bytes")
     try:
         with Image.open(io.BytesIO(data)) as img:
-            header = ImageHeader(img.format or "", img.width, img.height, img.mode)
+            header = ImageHeader(img.format or "", img.width, img.height, img.mode, _orientation(img))
     except Image.DecompressionBombError as exc:
         raise RequestError(field, f"refused as a decompression bomb ({exc})") from exc
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:

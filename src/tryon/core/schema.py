@@ -36,7 +36,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from tryon.core import contract
+from tryon.core import contract, mask_modes
+from tryon.core.errors import RequestError
 from tryon.core.kinds import KINDS, EndpointKind, EndpointMode
 from tryon.core.s3uri import parse_versioned_s3_uri
 
@@ -235,9 +236,12 @@ class Param:
     limits: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     #: a check beyond type and limits, ``(value) -> None`` raising RequestError (adapter specs, s3:// URIs)
     check: Callable[[Any], None] | None = None
-    #: the one spelling of a valid value (``keep_body``: ``pose+depth`` -> ``depth+pose``), so equal jobs
-    #: have equal parameters (and job ids)
-    normalize: Callable[[Any], Any] | None = None
+    #: the value's one spelling, ``(value) -> value`` (``upper`` -> ``upper-body``), so a job id
+    #: does not depend on how a caller spelled it
+    canonical: Callable[[Any], Any] | None = None
+    #: a garment of an outfit may set it for itself (``upper-body.prompt``); else it is the job's
+    #: (num_images, the refiner, upscaling): docs/workflow.md, "Outfits"
+    garment: bool = True
     #: regular expression the template parameter's value must match (besides the limits)
     pattern: str | None = None
     #: whether the template has a job default for it (``Default<Name>`` -> ``TRYON_DEFAULT_<NAME>``)
@@ -345,6 +349,29 @@ def limits_text(kind: str, limits: Mapping[str, Any]) -> str:
     return ""
 
 
+def _check_mask_image(value: Any) -> None:
+    """An ``s3://`` URI (checked by Prepare under the mask prefix) or, on the console, base64 text."""
+    if str(value).startswith("s3://"):
+        parse_versioned_s3_uri(value, field="mask_image")
+    elif not (str(value).startswith("data:image/") or str(value)[:4] in {"iVBO", "/9j/", "UklG"}):
+        raise RequestError(
+            "mask_image",
+            "must be an s3:// URI (under the mask prefix) or, on the console, a base64 PNG, JPEG or WebP "
+            "(data:image/png;base64,...)",
+        )
+
+
+#: What may happen where two garments' masks overlap (docs/workflow.md, "Outfits").
+OVERLAP_RULES = ("later-wins", "refuse")
+#: Longest ``mask_image``: a base64 mask on the console (the execution input is capped at 256 KiB).
+MAX_MASK_IMAGE_CHARS = 190_000
+
+
+def _check_overlap(value: Any) -> None:
+    if value not in OVERLAP_RULES:
+        raise RequestError("mask_overlap", f"must be one of {', '.join(OVERLAP_RULES)}, got {value!r}")
+
+
 def _check_adapter(value: Any) -> None:
     contract.check_adapter_spec(value)
 
@@ -436,6 +463,79 @@ PARAMS: tuple[Param, ...] = (
         limits={"minimum": 0.0, "maximum": 1.0},
         default=0.001,
     ),
+    # -- Where the garment goes: mask modes (docs/workflow.md); the workflow, not an endpoint, reads them
+    Param(
+        "mask_mode",
+        "How the mask is made: text (a CLIPSeg query), class (a garment class), image (a painted mask), box",
+        type="str",
+        limits={"max_length": 16},
+        default=None,
+        optional=True,
+        check=mask_modes.check_mode,
+        template=False,
+        cli=None,  # tryon run/submit --mask-mode [CLASS=]MODE[:ARG]
+        unset="implied: image with a mask_image, text with a query, class with a garment_class, else text",
+        note="[mask modes](#where-the-garment-goes-mask-modes)",
+        policy="exempt: a choice from a closed list of mask modes",
+    ),
+    Param(
+        "garment_class",
+        f"The garment's class: {', '.join(mask_modes.CLASS_NAMES)}; its query, keep-regions and pass order",
+        type="str",
+        limits={"max_length": 32},
+        default=None,
+        optional=True,
+        check=mask_modes.check_class,
+        canonical=mask_modes.canonical_class,
+        template=False,
+        cli=None,  # --mask-mode class:CLASS, or the CLASS= of --garment
+        unset="none",
+        note="or a short name: `upper`, `lower`, `full`, `outer`, `shoes` ([classes](#garment-classes))",
+        policy="exempt: a garment class from a closed list (its query is the policy's own)",
+    ),
+    Param(
+        "mask_box",
+        "A box x0,y0,x1,y1: the mask (box mode) or where CLIPSeg's mask may be (text, class)",
+        type="str",
+        limits={"max_length": 100},
+        default=None,
+        optional=True,
+        check=mask_modes.parse_box,
+        canonical=mask_modes.box_text,
+        template=False,
+        cli=None,  # --mask-mode box:x0,y0,x1,y1
+        unset="none",
+        note="fractions when all four lie in 0..1, else whole pixels inside the photo",
+        policy="exempt: four numbers",
+    ),
+    Param(
+        "mask_image",
+        "A painted mask (white paints): s3://<input-bucket>/<MaskPrefix>..., or base64 on the console",
+        type="str",
+        limits={"max_length": MAX_MASK_IMAGE_CHARS},
+        default=None,
+        optional=True,
+        check=_check_mask_image,
+        template=False,
+        cli=None,  # --mask-mode image:FILE uploads it
+        unset="none",
+        note="Prepare checks it like an upload (format, size, bombs, aspect ratio, not all black or white) "
+        "and pins its version",
+        policy="exempt: an s3:// URI or a base64 image, checked as an image (moderation sees the photo)",
+    ),
+    Param(
+        "mask_overlap",
+        "Where two garments' masks overlap: later-wins (the garment worn on top keeps it) or refuse",
+        type="str",
+        limits={"max_length": 16},
+        default=None,
+        optional=True,
+        check=_check_overlap,
+        template=False,
+        garment=False,
+        unset="later-wins",
+        policy="exempt: a choice from a closed list",
+    ),
     # -- Inpaint (Stable Diffusion inpainting)
     Param(
         "prompt",
@@ -469,7 +569,9 @@ PARAMS: tuple[Param, ...] = (
         _INP["strength"],
         (("sd_inpaint", "strength"),),
     ),
-    Param("num_images", "Images to paint", _INP["num_images"], (("sd_inpaint", "num_images"),)),
+    Param(
+        "num_images", "Images to paint", _INP["num_images"], (("sd_inpaint", "num_images"),), garment=False
+    ),
     Param(
         "padding",
         "Context around the mask's bounding box the inpainting crop keeps, in pixels",
@@ -553,6 +655,7 @@ PARAMS: tuple[Param, ...] = (
         send="when_set",
         optional=True,
         cli="--refiner/--no-refiner",
+        garment=False,
         unset="the endpoint refines whenever its model has a refiner",
         note="[SDXL refiner](#sdxl-refiner)",
     ),
@@ -566,6 +669,7 @@ PARAMS: tuple[Param, ...] = (
         default=None,
         optional=True,
         note="`refiner_steps` x `refiner_strength` >= 1",
+        garment=False,
     ),
     Param(
         "refiner_strength",
@@ -576,6 +680,7 @@ PARAMS: tuple[Param, ...] = (
         unless=("use_refiner", False),
         default=None,
         optional=True,
+        garment=False,
     ),
     # -- keep the body (SD 1.5 / SDXL endpoints packaged with ControlNets): unset is not sent
     Param(
@@ -588,7 +693,7 @@ PARAMS: tuple[Param, ...] = (
         default=None,
         optional=True,
         check=_check_keep_body,
-        normalize=_canonical_keep_body,
+        canonical=_canonical_keep_body,
         pattern=contract.KEEP_BODY_PATTERN.pattern,
         unset="not kept; nothing is sent, so an SD 2 endpoint is never asked",
         note="`none`, `depth`, `pose`, `depth+pose` (or `pose+depth`); [Keep the body](#keep-the-body)",
@@ -604,16 +709,22 @@ PARAMS: tuple[Param, ...] = (
         note="the photo must be at most 2048 px per side (`TRYON_UPSCALE_MAX_TILED_SIDE`, the upscaler's "
         "own limit) and its upscale must fit the upscaler's time limit in its mode "
         "([Upscaler time budget](#upscaler-time-budget)), else Prepare refuses it before any model runs",
+        garment=False,
     ),
-    Param("upscale_steps", "Upscaler diffusion steps", _UP["steps"], (("sd_upscale", "steps"),)),
+    Param(
+        "upscale_steps", "Upscaler diffusion steps", _UP["steps"], (("sd_upscale", "steps"),), garment=False
+    ),
     Param(
         "noise_level",
         "Noise the upscaler adds to its input (more: more new detail)",
         _UP["noise_level"],
         (("sd_upscale", "noise_level"),),
+        garment=False,
     ),
 )
 PARAM_NAMES: frozenset[str] = frozenset(p.name for p in PARAMS)
+#: The parameters a garment of an outfit may set for itself (``garment``); the others are the job's.
+GARMENT_PARAMS: frozenset[str] = frozenset(p.name for p in PARAMS if p.garment)
 _PARAMS_BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import TypedDict
 
 from tryon.core.contract import SD_INPAINT
+from tryon.core.mask_modes import MAX_GARMENTS
 
 # ------------------------------------------------------------------ what AWS enforces (docs)
 #: SageMaker answers a real-time or serverless ``InvokeEndpoint`` within 60 s or fails it.
@@ -76,8 +77,12 @@ MODERATION_FUNCTION_SECONDS = 90
 #: Each function's ``Timeout`` in template.yaml, by logical id.
 FUNCTION_TIMEOUTS: dict[str, int] = {
     "PrepareFunction": 30,
-    "SegmentFunction": endpoint_step_seconds(1),
-    "InpaintFunction": endpoint_step_seconds(1),
+    # one CLIPSeg request per garment of an outfit
+    "SegmentFunction": endpoint_step_seconds(MAX_GARMENTS),
+    # an outfit's later pass inpaints each image of the previous pass: one request per image
+    "InpaintFunction": endpoint_step_seconds(MAX_IMAGES),
+    # composes up to MAX_GARMENTS masks of the largest photo (Pillow)
+    "MasksFunction": 60,
     "UpscaleFunction": endpoint_step_seconds(MAX_IMAGES),
     "ModerateFunction": MODERATION_FUNCTION_SECONDS,
     "FinalizeFunction": 90,
@@ -108,6 +113,7 @@ TRYON_TASKS: dict[str, str] = {
     "ModerateInputs": "ModerateFunction",
     "ModerateResults": "ModerateFunction",
     "Segment": "SegmentFunction",
+    "Masks": "MasksFunction",
     "Inpaint": "InpaintFunction",
     "Upscale": "UpscaleFunction",
     "Finalize": "FinalizeFunction",
@@ -202,15 +208,31 @@ def async_wait(invocation_seconds: int, grace_seconds: int, requests: int) -> As
     return {"heartbeat_seconds": heartbeat, "timeout_seconds": requests * heartbeat + grace_seconds}
 
 
-def async_requests(step: str, num_images: int) -> int:
-    """Requests an asynchronous step sends: one, or one per image for the upscaler."""
+def async_requests(step: str, num_images: int, *, segment_requests: int = 1, passes: int = 1) -> int:
+    """Requests an asynchronous step sends at most: Segment one per garment that asks CLIPSeg,
+    Inpaint one (or one per image on an outfit's later passes), the upscaler one per image."""
+    if step == "segment":
+        return max(1, segment_requests)
+    if step == "inpaint":
+        return max(1, num_images) if passes > 1 else 1
     return max(1, num_images) if ASYNC_STEPS[step] else 1
 
 
-def async_waits(invocation_seconds: int, grace_seconds: int, num_images: int) -> dict[str, AsyncWait]:
+def async_waits(
+    invocation_seconds: int,
+    grace_seconds: int,
+    num_images: int,
+    *,
+    segment_requests: int = 1,
+    passes: int = 1,
+) -> dict[str, AsyncWait]:
     """Every asynchronous step's waits for a job of ``num_images`` images (``job.async_waits``)."""
     return {
-        step: async_wait(invocation_seconds, grace_seconds, async_requests(step, num_images))
+        step: async_wait(
+            invocation_seconds,
+            grace_seconds,
+            async_requests(step, num_images, segment_requests=segment_requests, passes=passes),
+        )
         for step in ASYNC_STEPS
     }
 
@@ -242,12 +264,14 @@ def longest_job_seconds(
     """The longest a try-on execution can run before some Task's own time-out ends it.
 
     Prepare, both moderation checks, each endpoint step on its slower path (asynchronous at the
-    template parameters' maxima for the most images, or real-time), Finalize and the failure
-    recorder, each with every retry its ``Retry`` allows.
+    template parameters' maxima for the most images and garments, or real-time; Inpaint once per
+    garment), Masks, Finalize and the failure recorder, each with every retry its ``Retry`` allows.
     """
-    waits = async_waits(invocation_seconds, grace_seconds, num_images)
+    waits = async_waits(
+        invocation_seconds, grace_seconds, num_images, segment_requests=MAX_GARMENTS, passes=MAX_GARMENTS
+    )
     total = 0.0
-    for name in ("Prepare", "Finalize", "RecordFailure"):
+    for name in ("Prepare", "Masks", "Finalize", "RecordFailure"):
         function = TRYON_TASKS[name]
         total += _task_worst_case(task_timeout(function), FUNCTION_TIMEOUTS[function], endpoint=False)
     for name in ("ModerateInputs", "ModerateResults"):  # retried on ModerationUnavailable
@@ -260,7 +284,8 @@ def longest_job_seconds(
         )
         submit = FUNCTION_TIMEOUTS["SubmitAsyncFunction"]
         asynchronous = _task_worst_case(wait["timeout_seconds"], submit, endpoint=True)
-        total += max(realtime, asynchronous)
+        runs = MAX_GARMENTS if step == "inpaint" else 1  # an outfit's passes, one after the other
+        total += runs * max(realtime, asynchronous)
     return math.ceil(total)
 
 
@@ -289,7 +314,8 @@ def batch_minimum_seconds() -> int:
     return math.ceil(BATCH_ROW_TIMEOUT_SECONDS + sum(CHILD_START_RETRY.delays()) + tasks)
 
 
-#: The batch execution's ``TimeoutSeconds`` (7 days): above one row's worst case and the batch's
-#: own Tasks. A batch that runs longer (many slow rows at a low concurrency) is stopped without a
-#: report: size ``max_concurrency`` so that rows / concurrency x a row's time fits (docs/batches.md).
-BATCH_EXECUTION_TIMEOUT_SECONDS = 7 * 24 * 3600
+#: The batch execution's ``TimeoutSeconds`` (14 days): above one row's worst case (an outfit of
+#: three garments, every step asynchronous at the maxima) and the batch's own Tasks. A batch that
+#: runs longer (many slow rows at a low concurrency) is stopped without a report: size
+#: ``max_concurrency`` so that rows / concurrency x a row's time fits (docs/batches.md).
+BATCH_EXECUTION_TIMEOUT_SECONDS = 14 * 24 * 3600

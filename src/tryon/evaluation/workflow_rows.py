@@ -103,6 +103,7 @@ def run_rows_on_stack(
     (:func:`tryon.aws.stack.upload_job`, then the execution EventBridge started, followed to its end)."""
     from tryon.aws import stack as stacks
     from tryon.aws.executions import follow_execution
+    from tryon.cli.garment_specs import Upload
 
     cfn, s3, sfn = (session.client(name) for name in ("cloudformation", "s3", "stepfunctions"))
     found = stacks.find_stack(cfn, stack_name)
@@ -110,8 +111,9 @@ def run_rows_on_stack(
     todo = expand_seeds(rows, seeds)
     for index, (row, seed) in enumerate(todo, start=1):
         overrides, preset = _job(row, seed)
+        files = [Upload("garment_image", row.garment, "garment", "garment")] if row.garment else []
         upload, _ = stacks.upload_job(
-            s3, found, row.photo, overrides=overrides, preset=preset, garment=row.garment,
+            s3, found, row.photo, overrides=overrides, preset=preset, files=files,
             name=_object_name(row, seed),
         )  # fmt: skip
         arn = stacks.find_execution(sfn, found, upload, timeout_seconds=min(timeout, 300.0))

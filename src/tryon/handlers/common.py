@@ -112,11 +112,16 @@ def json_response(prediction: Mapping[str, Any], accept: str | None) -> str:
 
 
 def read_image_bytes(value: Any, *, field: str) -> bytes:
-    """Bytes of an image field: base64 text (``data:`` URLs too) or ``s3://bucket/key[?versionId=V]``."""
+    """Bytes of an image field: base64 text (``data:`` URLs too) or ``s3://bucket/key[?versionId=V]``.
+
+    An ``s3://`` image may weigh up to :data:`tryon.core.imaging.MAX_STORED_IMAGE_BYTES` (the
+    workflow's own PNGs: an outfit's earlier pass, an image to upscale); base64 text is bounded
+    by the request (SageMaker's 6 MB) and :data:`tryon.core.imaging.DEFAULT_MAX_BYTES`.
+    """
     if is_s3_uri(value):
         from tryon.handlers import s3io
 
-        return s3io.read_object(value, field=field)
+        return s3io.read_object(value, field=field, max_bytes=imaging.MAX_STORED_IMAGE_BYTES)
     return imaging.b64decode(value, field=field)
 
 
@@ -130,7 +135,8 @@ def load_image(
     if field not in payload or payload[field] in (None, ""):
         raise RequestError(field, "is required (base64 PNG/JPEG/WebP or s3://bucket/key)")
     data = read_image_bytes(payload[field], field=field)
-    return imaging.decode_image(data, field=field, max_pixels=max_pixels)
+    max_bytes = imaging.MAX_STORED_IMAGE_BYTES if is_s3_uri(payload[field]) else imaging.DEFAULT_MAX_BYTES
+    return imaging.decode_image(data, field=field, max_pixels=max_pixels, max_bytes=max_bytes)
 
 
 def encode_image(img: Image.Image | PendingPNG) -> str:

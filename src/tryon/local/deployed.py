@@ -26,6 +26,7 @@ def publish_stack(
         "OutputBucketName": wf.output_bucket,
         "InputPrefix": wf.input_prefix,
         "GarmentPrefix": wf.template.parameters["GarmentPrefix"],
+        "MaskPrefix": wf.template.parameters["MaskPrefix"],
         "StateMachineArn": wf.state_machine_arn,
         **(extra_outputs or {}),
     }

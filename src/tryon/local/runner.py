@@ -9,11 +9,11 @@ the deployed stack would write is copied to ``out_dir``.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tryon.aws.executions import ExecutionResult, StateEvent
 from tryon.aws.stack import CONTENT_TYPES
@@ -38,12 +38,43 @@ TINY_PARAMETERS = {
 #: Files of an earlier run in ``out_dir`` that a new run replaces.
 _OUTPUT_PATTERNS = (
     "mask.png",
+    "mask-*.png",
+    "clipseg*.png",
+    "keep*.png",
+    "painted*.png",
     "inpainted-*.png",
     "upscaled-*.png",
     "manifest.json",
     "preview.jpg",
     "failure.json",
 )
+
+
+#: Where each kind of file a job names is uploaded: the template parameter holding its prefix.
+UPLOAD_PREFIXES = {"garment": "GarmentPrefix", "mask": "MaskPrefix"}
+
+
+class FileUpload(Protocol):
+    """A local file a job names (:class:`tryon.cli.garment_specs.Upload`)."""
+
+    override: str  # the job parameter its URI fills: garment_image, upper-body.mask_image, ...
+    path: Path
+    kind: str  # garment | mask (UPLOAD_PREFIXES)
+    option: str  # the command-line option that named it, for errors
+
+
+@dataclass(frozen=True)
+class _Packshot:
+    """``garment=``: a lone job's packshot, as ``--garment FILE`` names it."""
+
+    path: Path
+    override: str = "garment_image"
+    kind: str = "garment"
+    option: str = "--garment"
+
+
+def _uploads(uploads: Sequence[FileUpload], garment: Path | None) -> list[FileUpload]:
+    return [*uploads, *([_Packshot(garment)] if garment is not None else [])]
 
 
 @dataclass
@@ -111,6 +142,41 @@ def prepare_environment(
     return {**env, PRESETS_PARAMETER_VARIABLE: "", PRESETS_VARIABLE: template.parameters["Presets"]}
 
 
+def check_parameters(
+    overrides: Mapping[str, Any],
+    preset: str | None = None,
+    *,
+    uploads: Sequence[FileUpload] = (),
+    env: Mapping[str, str] | None = None,
+) -> Any:
+    """A job's parameters checked as Prepare checks them, before any file uploads or model loads.
+
+    Values, the preset's name, each garment of an outfit (its class, mask mode and what the mode
+    needs) and every garment's text against the content policy, resolved against the job defaults
+    and presets of ``env`` (Prepare's environment; default: the template's defaults). Files the
+    job names (``uploads``) count as given. Returns the :class:`tryon.workflow.outfit.Resolved` job.
+    """
+    from tryon.core import content_policy
+    from tryon.workflow import outfit
+
+    named = {**overrides, **{item.override: f"s3://check/{item.kind}s/{item.path.name}" for item in uploads}}
+    metadata = params.to_metadata(named, preset)
+    values, named_preset, _ignored = params.metadata_overrides(metadata)
+    resolved = outfit.resolve_outfit(
+        defaults=params.template_defaults(env),
+        preset_table=params.presets(env),
+        preset=named_preset,
+        metadata=values,
+        console={},
+        metadata_garments=outfit.metadata_garments(metadata),
+    )
+    for item in resolved.garments:
+        content_policy.check_job_text(
+            {**resolved.params, **item.params}, label=item.label, mask_mode=item.mode
+        )
+    return resolved
+
+
 def check_job(
     header: imaging.ImageHeader,
     overrides: Mapping[str, Any],
@@ -119,28 +185,19 @@ def check_job(
     parameters: Mapping[str, Any] | None = None,
     upscale: bool = True,
     modes: Mapping[str, str] | None = None,
+    uploads: Sequence[FileUpload] = (),
 ) -> dict[str, Any] | None:
     """Check a job as the local stack's Prepare will, before any model loads; its upscale plan (or None).
 
-    The parameter values and the preset's name are resolved against the stack's own job defaults
-    and presets, the job's text against the content policy, and an upscale is held against the
-    upscaler's mode and time limit (:func:`tryon.workflow.job.check_upscalable`): what Prepare
-    would refuse is refused here, in about a second, with Prepare's message.
+    :func:`check_parameters` against the stack's own job defaults and presets, then an upscale is
+    held against the upscaler's mode and time limit (:func:`tryon.workflow.job.check_upscalable`):
+    what Prepare would refuse is refused here, in about a second, with Prepare's message.
     """
-    from tryon.core import content_policy
     from tryon.workflow.job import check_upscalable
     from tryon.workflow.settings import Settings
 
     env = prepare_environment(parameters, upscale=upscale, modes=modes)
-    values, named_preset, _ignored = params.metadata_overrides(params.to_metadata(overrides, preset))
-    effective = params.resolve(
-        defaults=params.template_defaults(env),
-        preset_table=params.presets(env),
-        preset=named_preset,
-        metadata=values,
-        console={},
-    )
-    content_policy.check_job_text(effective)  # the prompt policy Prepare applies
+    effective = check_parameters(overrides, preset, uploads=uploads, env=env).params
     settings = Settings.from_env(env)
     if not (effective["upscale"] and settings.upscaler_configured):
         return None
@@ -167,20 +224,22 @@ def run_photo(
     timeout: float = 3600.0,
     modes: Mapping[str, str] | None = None,
     garment: Path | None = None,
+    uploads: Sequence[FileUpload] = (),
     log_level: str | None = "WARNING",
     layout: str = "separate",
 ) -> LocalRun:
     """Upload ``photo`` with ``overrides`` as metadata, run the workflow, copy its outputs to ``out_dir``.
 
-    ``garment``: the garment's packshot, uploaded under the stack's garment prefix and named
-    in the photo's metadata as ``garment-image`` (that very version). ``log_level``: the
-    functions' structured logs (on stderr; ``CRITICAL`` keeps them quiet). ``layout``:
-    ``separate`` endpoints, or ``shared`` (the real-time kinds as inference components of one
-    endpoint).
+    ``uploads``: files the job names (a garment's packshot, a painted mask), each uploaded
+    first under the stack's garment or mask prefix; the override it fills (``garment_image``,
+    ``upper-body.mask_image``, ...) names that very version in the photo's metadata.
+    ``garment``: a lone job's packshot (``garment_image``). ``log_level``: the functions'
+    structured logs (on stderr; ``CRITICAL`` keeps them quiet). ``layout``: ``separate``
+    endpoints, or ``shared`` (the real-time kinds as inference components of one endpoint).
     """
     check_photo(photo)
-    if garment is not None:
-        check_photo(garment, field="--garment")
+    for item in _uploads(uploads, garment):
+        check_photo(item.path, field=item.option)
     params.to_metadata(overrides, preset)  # bad values fail before the stack starts
     on_status("starting the local stack and loading the models")
     with open_workflow(
@@ -196,6 +255,7 @@ def run_photo(
             on_status=on_status,
             timeout=timeout,
             garment=garment,
+            uploads=uploads,
         )
 
 
@@ -236,6 +296,7 @@ def run_in(
     on_status: Callable[[str], None] = lambda _msg: None,
     timeout: float = 3600.0,
     garment: Path | None = None,
+    uploads: Sequence[FileUpload] = (),
     name: str | None = None,
 ) -> LocalRun:
     """One photo through an open local stack (:func:`open_workflow`), outputs copied to ``out_dir``.
@@ -247,14 +308,15 @@ def run_in(
     from tryon.core.s3uri import s3_uri
 
     header = check_photo(photo, name=name)
-    garment_header = check_photo(garment, field="--garment") if garment is not None else None
-    metadata = params.to_metadata(overrides, preset)
-    if garment is not None and garment_header is not None:
-        key = wf.template.parameters["GarmentPrefix"] + garment.name
-        put = wf.upload(garment, key, content_type=CONTENT_TYPES[garment_header.format])
-        uri = s3_uri(put["bucket"], put["key"], put["version_id"])
-        metadata = params.to_metadata({**overrides, "garment_image": uri}, preset)
-        on_status(f"uploaded the garment {uri}")
+    files = _uploads(uploads, garment)
+    headers = [check_photo(item.path, field=item.option) for item in files]
+    named = dict(overrides)
+    for item, file_header in zip(files, headers, strict=True):
+        key = wf.template.parameters[UPLOAD_PREFIXES[item.kind]] + item.path.name
+        put = wf.upload(item.path, key, content_type=CONTENT_TYPES[file_header.format])
+        named[item.override] = s3_uri(put["bucket"], put["key"], put["version_id"])
+        on_status(f"uploaded the {item.kind} {named[item.override]}")
+    metadata = params.to_metadata(named, preset)
     content_type = CONTENT_TYPES[header.format]
     started = datetime.now(UTC)
     key = f"{wf.input_prefix}{name}" if name else None

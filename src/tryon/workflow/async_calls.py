@@ -32,14 +32,24 @@ class Submitted(TypedDict):
     inference_ids: list[str]
 
 
-def waits(settings: Settings, num_images: int) -> dict[str, AsyncWait]:
+def waits(
+    settings: Settings, num_images: int, *, segment_requests: int = 1, passes: int = 1
+) -> dict[str, AsyncWait]:
     """How long each asynchronous step waits for its callback (the ASL's ``...SecondsPath``).
 
-    :func:`tryon.core.timeouts.async_wait` has the rule: a heartbeat of one request's invocation
-    time plus the grace, renewed as each answer arrives, and a time-out strictly above it (the
-    upscaler sends one request per image, so its task may take that many heartbeats).
+    :func:`tryon.core.timeouts.async_waits` has the rule: a heartbeat of one request's invocation
+    time plus the grace, renewed as each answer arrives, and a time-out strictly above it (a step
+    that sends several requests may take that many heartbeats). Segment sends one request per
+    garment that asks CLIPSeg; the upscaler one per image; an outfit's passes after the first
+    one per image (each inpaints one image of the previous pass).
     """
-    return timeouts.async_waits(settings.async_invocation_seconds, settings.async_grace_seconds, num_images)
+    return timeouts.async_waits(
+        settings.async_invocation_seconds,
+        settings.async_grace_seconds,
+        num_images,
+        segment_requests=segment_requests,
+        passes=passes,
+    )
 
 
 @as_step_errors
@@ -57,7 +67,7 @@ def submit(payload: Mapping[str, Any]) -> Submitted:
         )
     requests = calls.requests(state)
     task_id = async_tokens.new_task_id(job["job_id"], step)
-    wait = waits(settings, len(requests))[step]
+    wait = job["async_waits"][step]  # Prepare sized it for this job (garments, images)
     async_tokens.put(
         settings.token_table,
         task_id,

@@ -2,8 +2,11 @@
 
 A row names the input photo (``image``: an ``s3://`` URI, or a key under the input prefix)
 and any job parameter (:data:`tryon.workflow.params.PARAM_NAMES`) or ``preset`` as a column.
-An empty CSV cell (or a JSON ``null``) leaves that parameter at its default. Rows are numbered
-from 1 in file order (a CSV's header is not a row). Standard library only.
+An outfit's garments are columns ``<class>.<parameter>`` (``lower-body.adapter``,
+``upper-body.garment_image``; :mod:`tryon.workflow.garment_keys`): a row with any such cell
+set is an outfit of those classes (a JSON Lines row may list ``garments`` as a console input
+does). An empty CSV cell (or a JSON ``null``) leaves that parameter at its default. Rows are
+numbered from 1 in file order (a CSV's header is not a row). Standard library only.
 """
 
 from __future__ import annotations
@@ -15,9 +18,10 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from tryon.core import mask_modes
 from tryon.core.errors import RequestError
 from tryon.core.s3uri import is_s3_uri
-from tryon.workflow import params
+from tryon.workflow import garment_keys, outfit, params
 
 #: Manifest file suffixes and their formats.
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -25,9 +29,30 @@ FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 MAX_MANIFEST_BYTES = 8 * 1024 * 1024
 #: Most rows in one batch (one Distributed Map run; Step Functions runs up to 10,000 children at once).
 MAX_ROWS = 10_000
-#: Columns besides the job parameters.
-ROW_FIELDS = frozenset({"image", "preset"})
+#: Columns besides the job parameters (``garments``: a JSON Lines row's outfit, as in a console input).
+ROW_FIELDS = frozenset({"image", "preset", "garments"})
 COLUMNS = ROW_FIELDS | params.PARAM_NAMES
+
+
+def _unknown_columns(names: Iterable[str]) -> list[str]:
+    """Columns that name neither a row field, a job parameter nor ``<class>.<garment parameter>``."""
+    unknown = []
+    for name in names:
+        if name in COLUMNS:
+            continue
+        if mask_modes.is_class_key(name):
+            try:
+                garment_keys.split_flat({name: ""}, "batch")
+                continue
+            except RequestError:
+                pass
+        unknown.append(name)
+    return sorted(unknown)
+
+
+def _known_columns_text() -> str:
+    outfits = "<class>.<parameter> for an outfit's garments (e.g. upper-body.adapter)"
+    return f"{', '.join(sorted(COLUMNS))}, and {outfits}"
 
 
 def manifest_format(key: str) -> str:
@@ -85,11 +110,9 @@ def _csv_rows(text: str) -> list[dict[str, Any]]:
         )
     if "image" not in header:
         raise RequestError("batch", f"the CSV header must have an image column; it has {', '.join(header)!r}")
-    unknown = sorted(set(header) - COLUMNS)
+    unknown = _unknown_columns(header)
     if unknown:
-        raise RequestError(
-            "batch", f"unknown column(s) {', '.join(unknown)}; known: {', '.join(sorted(COLUMNS))}"
-        )
+        raise RequestError("batch", f"unknown column(s) {', '.join(unknown)}; known: {_known_columns_text()}")
     rows = []
     for record in reader:
         if None in record:
@@ -144,23 +167,58 @@ def image_uri(value: Any, input_bucket: str, input_prefix: str) -> str:
     return f"s3://{input_bucket}/{key if key.startswith(input_prefix) else input_prefix + key}"
 
 
+def _no_inline_masks(garments: list[dict[str, Any]], values: Mapping[str, Any]) -> None:
+    """A batch row names painted masks by s3:// URI: base64 belongs to one console input."""
+    for where, mask in [("mask_image", values.get("mask_image"))] + [
+        (f"{g.get('garment_class') or f'garments[{i}]'}.mask_image", g.get("mask_image"))
+        for i, g in enumerate(garments)
+    ]:
+        if isinstance(mask, str) and not mask.startswith("s3://"):
+            raise RequestError(where, "a batch row names a painted mask by s3:// URI (under the mask prefix)")
+
+
 def row_console_input(row: Any, input_bucket: str, input_prefix: str) -> dict[str, Any]:
-    """One row -> the single-image workflow's console input (values typed, unknown columns refused)."""
+    """One row -> the single-image workflow's console input (values typed, unknown columns refused).
+
+    ``<class>.<parameter>`` cells become the console input's ``garments``, one per class.
+    """
     if not isinstance(row, Mapping):
         raise RequestError("row", f"must be a JSON object, got {type(row).__name__}")
-    unknown = sorted(set(row) - COLUMNS)
+    unknown = _unknown_columns(row)
     if unknown:
-        raise RequestError(
-            "row", f"unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(COLUMNS))}"
-        )
+        raise RequestError("row", f"unknown field(s) {', '.join(unknown)}; known: {_known_columns_text()}")
     given = {k: v for k, v in row.items() if v is not None}
     console: dict[str, Any] = {"image": image_uri(given.get("image"), input_bucket, input_prefix)}
     if given.get("preset") is not None:
         if not isinstance(given["preset"], str):
             raise RequestError("preset", f"must be a preset name, got {given['preset']!r}")
         console["preset"] = given["preset"].strip()
-    values = {k: v for k, v in given.items() if k in params.PARAM_NAMES}
-    console.update(params.validate_layer(values, "input", from_text=True))
+    job_values, by_class = garment_keys.split_flat(
+        {k: v for k, v in given.items() if k not in ROW_FIELDS}, "batch"
+    )
+    console.update(params.validate_layer(job_values, "input", from_text=True))
+    garments = (
+        [dict(g) for g in given.get("garments") or []] if isinstance(given.get("garments"), list) else []
+    )
+    if "garments" in given and not isinstance(given["garments"], list):
+        outfit.console_garments(given["garments"])  # refused, naming the field
+    for cls, values in by_class.items():
+        try:
+            typed = params.validate_layer(values, "input", from_text=True)
+        except RequestError as exc:
+            raise RequestError(f"{cls}.{exc.field}", exc.detail) from None
+        same = [
+            g
+            for g in garments
+            if g.get("garment_class") and mask_modes.canonical_class(g["garment_class"]) == cls
+        ]
+        if same:
+            same[0].update(typed)
+        else:
+            garments.append({"garment_class": cls, **typed})
+    if garments:
+        console["garments"] = outfit.console_garments(garments)
+    _no_inline_masks(console.get("garments", []), console)
     return console
 
 
@@ -168,10 +226,10 @@ def cross_product(images: Iterable[str], variants: Iterable[Mapping[str, Any]]) 
     """Rows for every photo x every variant (a variant is a dict of parameters, e.g. an adapter)."""
     variants = [dict(v) for v in variants] or [{}]
     for variant in variants:
-        unknown = sorted(set(variant) - (COLUMNS - {"image"}))
+        unknown = _unknown_columns(set(variant) - {"image"}) + (["image"] if "image" in variant else [])
         if unknown:
-            raise RequestError("variant", f"unknown field(s) {', '.join(unknown)}")
-        params.validate_layer({k: v for k, v in variant.items() if k != "preset"}, "variant", from_text=True)
+            raise RequestError("variant", f"unknown field(s) {', '.join(sorted(unknown))}")
+        row_console_input({"image": "s3://variant/check.png", **variant}, "variant", "")
     return [{"image": image, **variant} for image in images for variant in variants]
 
 
@@ -179,6 +237,14 @@ def write_manifest(rows: list[Mapping[str, Any]], fmt: str) -> str:
     """Rows as CSV (columns: image first, then the others in first-seen order) or JSON Lines."""
     if fmt == "jsonl":
         return "".join(json.dumps(dict(row) if isinstance(row, Mapping) else row) + "\n" for row in rows)
+    # a CSV spells an outfit's garments as <class>.<parameter> columns
+    rows = [
+        {
+            **{k: v for k, v in row.items() if k != "garments"},
+            **garment_keys.to_flat(row.get("garments") or []),
+        }
+        for row in rows
+    ]
     columns: list[str] = ["image"]
     for row in rows:
         columns += [k for k in row if k not in columns]  # CSV rows are always objects

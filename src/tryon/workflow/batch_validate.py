@@ -32,6 +32,7 @@ from tryon.workflow.batch_types import BatchRow, BatchState, RowError
 from tryon.workflow.job import build_job, inspect_image, parse_trigger
 from tryon.workflow.prepare import complete_manifest, within_handler_limits
 from tryon.workflow.settings import Settings, _prefix
+from tryon.workflow.state import Job
 from tryon.workflow.step_errors import as_step_errors
 
 ROWS_FILE = "rows.json"
@@ -179,11 +180,24 @@ def _validate_row(settings: Settings, number: int, row: Any, inspect: _Inspectio
         "input": {**console, "image": s3_uri(inp["bucket"], inp["key"], inp["version_id"])},
         "job_id": job["job_id"],
         "result_prefix": prefix,
-        "params": {
-            k: job["params"][k] for k in ("query", "prompt", "adapter", "garment_image", "seed", "num_images")
-        },
+        "params": _row_params(job),
         "upscale": job["upscale"],
     }
+
+
+#: A row's parameters the report shows: per garment (``lower-body=jeans; upper-body=...``) in an outfit.
+_REPORTED = ("query", "prompt", "adapter", "garment_image")
+
+
+def _row_params(job: Job) -> dict[str, Any]:
+    values = {k: job["params"][k] for k in ("seed", "num_images")}
+    for name in _REPORTED:
+        if not job["outfit"]:
+            values[name] = job["params"][name]
+            continue
+        given = [f"{g['name']}={g['params'][name]}" for g in job["garments"] if g["params"].get(name)]
+        values[name] = "; ".join(given) or None
+    return values
 
 
 def validate_rows(settings: Settings, rows: list[Any]) -> list[BatchRow]:

@@ -1,5 +1,5 @@
-"""Finalize: the images published, preview.jpg (input | garment | mask overlay | controls |
-result) and manifest.json (Pillow)."""
+"""Finalize: the images published, preview.jpg (input | each garment's packshot and mask |
+controls | result) and manifest.json (Pillow)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tryon.core import imaging
 from tryon.core.s3uri import s3_uri
 from tryon.workflow import claim, garment, layout, preview, publish, report, storage
 from tryon.workflow.settings import Settings
-from tryon.workflow.state import Envelope, FinalResult
+from tryon.workflow.state import Envelope, FinalResult, State
 from tryon.workflow.step_errors import as_step_errors
 from tryon.workflow.steps import announce, publish_event
 
@@ -38,6 +38,23 @@ def _control_keys(controls: Any) -> dict[str, str]:
     }
 
 
+def _garment_panels(state: State, source: Image.Image, settings: Settings) -> list[Image.Image]:
+    """Each garment's packshot (if it has one) and mask overlay, in pass order (preview panels)."""
+    job = state["job"]
+    bucket = job["output"]["bucket"]
+    masks = {  # published by now
+        m["name"]: layout.public_key(job["output"], m["mask_key"])
+        for m in (state.get("segment") or {}).get("garments", [])
+    }
+    panels = []
+    for item in job.get("garments") or []:
+        if item["packshot"]:
+            panels.append(preview.garment_panel(garment.read_image(item["packshot"], settings), source.size))
+        if item["name"] in masks:
+            panels.append(preview.mask_overlay(source, _read_image(bucket, masks[item["name"]])))
+    return panels
+
+
 @as_step_errors
 def finalize(payload: Envelope) -> FinalResult:
     """Publish the pending images, write preview.jpg and manifest.json (last: it marks the job complete)."""
@@ -60,32 +77,34 @@ def finalize(payload: Envelope) -> FinalResult:
         max_pixels=settings.max_input_pixels,
     )
     uris: dict[str, Any] = {"input": inp["uri"], "prefix": s3_uri(out["bucket"], out["prefix"])}
-    panels = [source]
-    if job.get("garment"):  # input | garment | mask | result
+    if job.get("garment"):
         uris["garment"] = job["garment"]["uri"]
-        panels.append(preview.garment_panel(garment.read_image(job["garment"], settings), source.size))
-    # The endpoints wrote under the pending prefix; ModerateResults passed what is there: publish it
-    # (the control images of keep_body are the photo's depth and pose, drawn: published with them).
+    # The endpoints (and Masks) wrote under the pending prefix; ModerateResults passed what is
+    # there: publish all of it (masks, every pass, keep_body's control images, upscaled images).
+    pending = publish.pending_keys(state)
+    publish.publish(job, pending)
+
+    def public(key: str) -> str:
+        return layout.public_key(out, key)
+
+    panels = [source, *_garment_panels(state, source, settings)]
+    segment_part = state.get("segment") or {}
+    if segment_part.get("mask_key"):
+        uris["mask"] = s3_uri(out["bucket"], public(segment_part["mask_key"]))
+    if job.get("outfit"):
+        uris["masks"] = {
+            m["name"]: s3_uri(out["bucket"], public(m["mask_key"])) for m in segment_part["garments"]
+        }
     inpaint_part = state.get("inpaint") or {}
-    mask_pending = [k for k in [(state.get("segment") or {}).get("mask_key")] if k]
-    controls_pending = _control_keys(inpaint_part.get("controls"))
-    inpainted_pending = inpaint_part.get("keys", [])
-    upscaled_pending = (state.get("upscale") or {}).get("keys", [])
-    pending = [*mask_pending, *controls_pending.values(), *inpainted_pending, *upscaled_pending]
-    published = dict(zip(pending, publish.publish(job, pending), strict=True))
-    if mask_pending:
-        mask_key = published[mask_pending[0]]
-        uris["mask"] = s3_uri(out["bucket"], mask_key)
-        panels.append(preview.mask_overlay(source, _read_image(out["bucket"], mask_key)))
-    controls = {name: published[key] for name, key in controls_pending.items()}
+    controls = {name: public(key) for name, key in _control_keys(inpaint_part.get("controls")).items()}
     if controls:  # keep_body: what the model was told, lined up with the photo
         uris["controls"] = {name: s3_uri(out["bucket"], key) for name, key in controls.items()}
         panels += [
             preview.control_panel(_read_image(out["bucket"], key), inpaint_part.get("crop_box"), source.size)
             for key in controls.values()
         ]
-    inpainted = [published[k] for k in inpainted_pending]
-    upscaled = [published[k] for k in upscaled_pending]
+    inpainted = [public(k) for k in inpaint_part.get("keys", [])]
+    upscaled = [public(k) for k in (state.get("upscale") or {}).get("keys", [])]
     uris["inpainted"] = [s3_uri(out["bucket"], k) for k in inpainted]
     uris["upscaled"] = [s3_uri(out["bucket"], k) for k in upscaled]
     final = upscaled or inpainted

@@ -12,15 +12,15 @@ from tryon.core.contract import upscale_max_side
 from tryon.core.errors import RequestError
 from tryon.core.kinds import KINDS
 from tryon.core.s3uri import parse_versioned_s3_uri, s3_uri, version_or_none
-from tryon.workflow import async_calls, garment, layout, params, storage
+from tryon.workflow import async_calls, garment, garment_plan, layout, outfit, params, storage
 from tryon.workflow.jobid import job_id_for
 from tryon.workflow.settings import IMAGE_SUFFIXES, Settings
 from tryon.workflow.state import Job
 
 #: Bytes fetched with a ranged GET to read the image header before anything else.
 HEADER_BYTES = 64 * 1024
-#: Fields a console input may carry besides the parameters.
-CONSOLE_FIELDS = frozenset({"image", "preset"})
+#: Fields a console input may carry besides the parameters (``garments``: an outfit, tryon.workflow.outfit).
+CONSOLE_FIELDS = frozenset({"image", "preset", "garments"})
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class Trigger:
     version_id: str | None
     overrides: dict[str, Any]
     preset: str | None
+    garments: list[dict[str, Any]] | None = None  # a console input's outfit, validated
 
 
 def parse_trigger(event: Any) -> Trigger:
@@ -46,7 +47,10 @@ def parse_trigger(event: Any) -> Trigger:
         bucket, key, version = parse_versioned_s3_uri(event["image"], field="image")
         preset = validation.get_str(event, "preset", None, max_length=64)
         overrides = {k: v for k, v in event.items() if k in params.PARAM_NAMES}
-        return Trigger("console", bucket, key, version, params.validate_layer(overrides, "input"), preset)
+        garments = outfit.console_garments(event["garments"]) if "garments" in event else None
+        return Trigger(
+            "console", bucket, key, version, params.validate_layer(overrides, "input"), preset, garments
+        )
     raise RequestError(
         "input",
         'must be an EventBridge S3 "Object Created" event or a console input like '
@@ -150,23 +154,6 @@ def check_upscalable(
 Inspector = garment.Inspect
 
 
-def check_adapter_location(settings: Settings, adapter: str | None) -> None:
-    """An ``s3://`` adapter must lie under the stack's adapter location, which the endpoints may read.
-
-    Refused here, before any model runs, rather than as an access error from the endpoint.
-    """
-    if not adapter or not adapter.startswith("s3://"):
-        return
-    bucket = settings.adapter_bucket or settings.output_bucket
-    allowed = f"s3://{bucket}/{settings.adapter_prefix}"
-    if bucket and not adapter.startswith(allowed):
-        raise RequestError(
-            "adapter",
-            f"{adapter} is outside {allowed}, the only place the endpoints may read adapters from "
-            "(template parameters AdapterBucket and AdapterPrefix)",
-        )
-
-
 def build_job(settings: Settings, event: Any, *, inspect: Inspector | None = None) -> Job:
     """The validated job (a small JSON-able dict) for an event or console input.
 
@@ -178,28 +165,45 @@ def build_job(settings: Settings, event: Any, *, inspect: Inspector | None = Non
     key, head = _locate(settings, trigger)
     inspect = inspect or inspect_image
     header = inspect(settings, trigger.bucket, key, head, "image")
-    meta_values, meta_preset, ignored = params.metadata_overrides(head.get("Metadata", {}))
-    effective = params.resolve(
+    metadata = head.get("Metadata", {})
+    meta_values, meta_preset, ignored = params.metadata_overrides(metadata)
+    resolved = outfit.resolve_outfit(
         defaults=params.template_defaults(),
         preset_table=params.presets(),
         preset=trigger.preset or meta_preset,
         metadata=meta_values,
         console=trigger.overrides,
+        metadata_garments=outfit.metadata_garments(metadata),
+        console_garments=trigger.garments,
     )
-    content_policy.check_job_text(effective)  # before any image is read further or any model runs
-    check_adapter_location(settings, effective["adapter"])
-    packshot = None
-    if effective["garment_image"]:  # checked like the photo; pinned, so the job id names that version
-        packshot = garment.check(settings, effective["garment_image"], inspect)
-        effective["garment_image"] = packshot["uri"]
+    for item in resolved.garments:  # every garment's text, before any image is read further or any model runs
+        content_policy.check_job_text(
+            {**resolved.params, **item.params}, label=item.label, mask_mode=item.mode
+        )
+    size = header.oriented_size
+    # each garment's adapter, packshot, painted mask and box, checked; objects pinned to the version read
+    checked = [garment_plan.check_garment(settings, item, size, inspect) for item in resolved.garments]
+    effective = dict(resolved.params) if resolved.outfit else {**resolved.params, **checked[0].params}
+    id_params = dict(effective)
+    if resolved.outfit:
+        id_params["garments"] = [dict(c.params, garment_class=c.garment.garment_class) for c in checked]
     version_id = version_or_none(head.get("VersionId"))
     etag = str(head.get("ETag", "")).strip('"')
-    job_id = job_id_for(trigger.bucket, key, version_id or etag, effective)
+    job_id = job_id_for(trigger.bucket, key, version_id or etag, id_params)
     if effective["seed"] is None:  # deterministic, so a re-delivered event gives the same images
         effective["seed"] = int(job_id[:8], 16)
+    for item in checked:  # a garment without its own seed takes the job's
+        if item.params["seed"] is None:
+            item.params["seed"] = effective["seed"]
     upscale = bool(effective["upscale"]) and settings.upscaler_configured
     upscale_plan = check_upscalable(settings, header, effective) if upscale else None
     name = layout.result_name(key, settings.input_prefix)
+    prefix = layout.result_prefix(settings.results_prefix, name, job_id)
+    # every image of the job is written under its pending prefix first; Finalize publishes it to
+    # ``prefix`` once moderation passed it (tryon.workflow.publish)
+    pending = layout.pending_prefix(settings.pending_prefix, job_id)
+    garments = garment_plan.plan(settings, resolved, checked, pending)
+    segment_requests = sum(1 for g in garments if g["segment"])
     return {
         "job_id": job_id,
         "source": trigger.source,
@@ -214,20 +218,23 @@ def build_job(settings: Settings, event: Any, *, inspect: Inspector | None = Non
             "image": asdict(header),
         },
         "params": effective,
-        "garment": packshot,
+        "garment": None if resolved.outfit else checked[0].packshot,
         "upscale": upscale,
         "upscale_plan": upscale_plan,
         "ignored_metadata": ignored,
-        "output": {
-            "bucket": settings.output_bucket,
-            "prefix": layout.result_prefix(settings.results_prefix, name, job_id),
-            "pending_prefix": layout.pending_prefix(settings.pending_prefix, job_id),
-        },
+        "output": {"bucket": settings.output_bucket, "prefix": prefix, "pending_prefix": pending},
         "endpoints": {
             kind: settings.endpoint(kind) if kind != "sd_upscale" or upscale else None for kind in KINDS
         },
         "components": {kind: settings.component(kind) for kind in KINDS},
         "modes": {kind: settings.mode(kind) for kind in KINDS},
-        "async_waits": async_calls.waits(settings, effective["num_images"]),
+        "async_waits": async_calls.waits(
+            settings, effective["num_images"], segment_requests=segment_requests, passes=len(garments)
+        ),
         "moderation": moderation.as_dict(),
+        "garments": garments,
+        "outfit": resolved.outfit,
+        "size": list(size),
+        "needs_segment": segment_requests > 0,
+        "compose_masks": any(garment_plan.compose_needed(item, resolved.outfit) for item in checked),
     }

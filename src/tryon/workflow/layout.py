@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import PurePosixPath
+from typing import Any
 
 from tryon.core.s3uri import s3_uri as s3_uri  # URIs of the keys below: one formatter (tryon.core.s3uri)
 
@@ -13,6 +15,12 @@ MASK_STEM = "mask"
 INPAINTED_STEM = "inpainted"
 UPSCALED_STEM = "upscaled"
 MASK = f"{MASK_STEM}.png"
+#: When the workflow composes a garment's mask (box, painted mask, keep-regions, outfit), CLIPSeg
+#: writes its own mask as ``clipseg[-<garment>].png`` (the garment) or ``keep[-<garment>].png`` (only
+#: its keep-regions), and a console's base64 mask is stored as ``painted[-<garment>].png``.
+CLIPSEG_STEM = "clipseg"
+KEEP_STEM = "keep"
+PAINTED_STEM = "painted"
 MANIFEST = "manifest.json"
 PREVIEW = "preview.jpg"
 
@@ -48,6 +56,16 @@ def quarantine_key(quarantine_prefix: str, job_id: str, key: str) -> str:
     return f"{quarantine_prefix}{job_id}/{file_name(key)}"
 
 
+def garment_stem(stem: str, garment: str) -> str:
+    """A garment's file stem: ``mask-upper-body`` in an outfit; ``mask`` for a job that is no outfit."""
+    return f"{stem}-{garment}" if garment else stem
+
+
+def png(prefix: str, stem: str) -> str:
+    """``<prefix><stem>.png``."""
+    return f"{prefix}{stem}.png"
+
+
 def upscaled_stem(index: int) -> str:
     """``upscaled-<i>``: the upscaler takes one image a call, so the workflow numbers them."""
     return f"{UPSCALED_STEM}-{index}"
@@ -74,3 +92,10 @@ MAP_RUNS = "map-runs"
 def async_request_key(async_prefix: str, job_id: str, inference_id: str) -> str:
     """``async/requests/<job-id>/<inference-id>.json``: one asynchronous request's JSON body."""
     return f"{async_prefix}{ASYNC_REQUESTS}{job_id}/{inference_id}.json"
+
+
+def public_key(output: Mapping[str, Any], key: str) -> str:
+    """Where a key of the job's pending prefix is published (the same file name under its result
+    prefix); any other key as it is. ``output`` is the job's ``output``."""
+    pending = output.get("pending_prefix") or ""
+    return output["prefix"] + key[len(pending) :] if pending and key.startswith(pending) else key

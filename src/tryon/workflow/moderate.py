@@ -33,7 +33,7 @@ from tryon.core import content_policy, imaging
 from tryon.core.content_policy import Label, ModerationConfig
 from tryon.core.errors import RequestError
 from tryon.core.s3uri import s3_uri
-from tryon.workflow import clients, layout, storage
+from tryon.workflow import clients, layout, publish, storage
 from tryon.workflow.settings import Settings
 from tryon.workflow.state import CheckedImage, Job, ModerateInput, ModerateResultsInput, ModerationResult
 from tryon.workflow.step_errors import ContentRefused, ModerationFailed, ModerationUnavailable, as_step_errors
@@ -267,10 +267,12 @@ def moderate_inputs(job: Job) -> ModerationResult:
 
 
 def result_keys(state: Mapping[str, Any]) -> list[str]:
-    """The images the endpoints wrote for the job (pending), in the manifest's order."""
+    """The images of the person the endpoints made for the job (pending), in the manifest's order:
+    every pass of an outfit (each is published), then the upscaled ones."""
     inpaint = state.get("inpaint") or {}
     upscale = state.get("upscale") or {}
-    return [*inpaint.get("keys", []), *upscale.get("keys", [])]
+    passes = [key for done in inpaint.get("passes") or [] for key in done.get("keys", [])]
+    return list(dict.fromkeys([*passes, *inpaint.get("keys", []), *upscale.get("keys", [])]))
 
 
 def quarantine(job: Job, refused: list[Check], settings: Settings) -> list[dict[str, Any]]:
@@ -306,8 +308,8 @@ def moderate_results(state: Mapping[str, Any]) -> ModerationResult:
     refused = [check for check in checks if check.blocking]
     if refused:
         quarantined = quarantine(job, refused, settings)
-        mask = (state.get("segment") or {}).get("mask_key")
-        storage.delete_all(out["bucket"], [*keys, *([mask] if mask else [])])  # nothing of it is published
+        # nothing of the job is published: every pending image goes (masks and controls too)
+        storage.delete_all(out["bucket"], list(dict.fromkeys([*keys, *publish.pending_keys(state)])))
         first = refused[0]
         raise ContentRefused.from_refusal(
             content_policy.ContentRefused(

@@ -12,8 +12,9 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tryon.core import contract, schema, validation
+from tryon.core import contract, mask_modes, schema, validation
 from tryon.core.errors import RequestError
+from tryon.workflow import garment_keys
 
 #: One row per job parameter (its type, limits, defaults and every name): :mod:`tryon.core.schema`.
 Param = schema.Param
@@ -22,16 +23,9 @@ PARAM_NAMES = schema.PARAM_NAMES
 _BY_NAME = {p.name: p for p in PARAMS}
 _INPAINT = contract.SD_INPAINT
 
-#: Regions every garment class keeps out of its mask: who the person is, and what they hold.
-_KEEP = ["face", "hair", "hands"]
-#: Garment classes: what CLIPSeg looks for and what it keeps out of the mask (docs/workflow.md).
-GARMENT_CLASSES: dict[str, dict[str, Any]] = {
-    "upper-body": {"query": "upper body clothes", "negative_queries": [*_KEEP, "pants", "skirt"]},
-    "lower-body": {"query": "pants or a skirt", "negative_queries": [*_KEEP, "shirt", "shoes"]},
-    "dress": {"query": "a dress", "negative_queries": [*_KEEP, "shoes"]},
-    "full-body": {"query": "clothes", "negative_queries": [*_KEEP, "shoes"]},
-    "footwear": {"query": "shoes", "negative_queries": ["hands", "pants", "skirt"], "dilate": 4},
-}
+#: Garment classes as presets: what CLIPSeg looks for, what it keeps out of the mask
+#: (:data:`tryon.core.mask_modes.CLASSES`, which also orders an outfit's passes).
+GARMENT_CLASSES: dict[str, dict[str, Any]] = {c.name: c.layer("class") for c in mask_modes.CLASSES}
 #: The stack keeps its extra presets (template parameter ``Presets``) in an SSM parameter, because
 #: they may be longer than Lambda's 4 KB of environment allows; this variable names it.
 PRESETS_PARAMETER_VARIABLE = "TRYON_PRESETS_PARAMETER"
@@ -84,13 +78,15 @@ def _validate(param: Param, value: Any, source: str) -> Any:
         if param.optional:
             return None
         raise RequestError(label, "must not be null")
+    if param.name == "mask_box" and isinstance(value, list | tuple):  # a console's JSON list of four numbers
+        value = ",".join(str(v) for v in value)
     payload = {param.name: value}
     try:
         result = _READERS[param.type or "str"](payload, param.name, None, **param.limits)
         if param.check is not None and result is not None:
             param.check(result)
-        if param.normalize is not None and result is not None:
-            result = param.normalize(result)
+        if param.canonical is not None and result is not None:
+            result = param.canonical(result)
     except RequestError as exc:
         raise RequestError(label, exc.detail) from None
     return result
@@ -184,6 +180,8 @@ def metadata_overrides(metadata: Mapping[str, str]) -> tuple[dict[str, Any], str
         name = key.lower().removeprefix("x-amz-meta-").replace("-", "_")  # the rows' metadata_key, read back
         if name == "preset":
             preset = raw.strip() or None
+        elif mask_modes.is_class_key(name):
+            continue  # a garment's parameter (<class>.<name>): tryon.workflow.outfit reads those
         elif name in PARAM_NAMES:
             values[name] = raw
         else:
@@ -191,33 +189,57 @@ def metadata_overrides(metadata: Mapping[str, str]) -> tuple[dict[str, Any], str
     return validate_layer(values, "metadata", from_text=True), preset, sorted(ignored)
 
 
+#: S3 caps an object's user-defined metadata at 2 KB: the UTF-8 bytes of every key and value.
+MAX_METADATA_BYTES = 2048
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _meta_key(name: str) -> str:
+    return _BY_NAME[name].metadata_key if name in _BY_NAME else name.replace("_", "-")
+
+
 def to_metadata(overrides: Mapping[str, Any], preset: str | None = None) -> dict[str, str]:
     """S3 user metadata that :func:`metadata_overrides` reads back as ``overrides`` (validated first).
 
-    ``{"num_images": 2}`` -> ``{"num-images": "2"}``; lists are comma-joined. S3 metadata is
-    ASCII, so other characters are refused (use a console input for such prompts).
+    ``{"num_images": 2}`` -> ``{"num-images": "2"}``; lists are comma-joined; an outfit's
+    garment parameters keep their ``<class>.`` prefix (``upper-body.garment-image``). S3
+    metadata is ASCII and at most 2 KB, so other characters and longer sets are refused (use
+    a console input for those).
     """
-
-    def text(value: Any) -> str:
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, list | tuple):
-            return ",".join(str(v) for v in value)
-        return str(value)
-
-    def meta_key(name: str) -> str:
-        return _BY_NAME[name].metadata_key if name in _BY_NAME else name.replace("_", "-")
-
-    metadata = {meta_key(name): text(value) for name, value in overrides.items() if value is not None}
+    job_values, garments = garment_keys.split_flat(
+        {k: v for k, v in overrides.items() if v is not None}, "metadata"
+    )
+    metadata = {_meta_key(name): _text(value) for name, value in job_values.items()}
+    for cls, values in garments.items():
+        metadata.update({f"{cls}.{_meta_key(name)}": _text(value) for name, value in values.items()})
     if preset:
         metadata["preset"] = preset
     for key, value in metadata.items():
         if not value.isascii():
             raise RequestError(key, "S3 metadata must be ASCII; use a console input for other characters")
+    size = sum(len(key.encode()) + len(value.encode()) for key, value in metadata.items())
+    if size > MAX_METADATA_BYTES:
+        raise RequestError(
+            "metadata",
+            f"the parameters are {size} bytes as S3 metadata; S3 allows {MAX_METADATA_BYTES} "
+            "(keys and values): shorten the prompts or start the job with a console input",
+        )
     # Prepare's own validation, so bad values fail before upload; unlike Prepare (which ignores
     # metadata other tools set) an unknown name here is a typo and is refused.
-    named = {name: metadata[meta_key(name)] for name, value in overrides.items() if value is not None}
-    validate_layer(named, "metadata", from_text=True)
+    validate_layer({name: metadata[_meta_key(name)] for name in job_values}, "metadata", from_text=True)
+    for cls, values in garments.items():
+        named = {name: metadata[f"{cls}.{_meta_key(name)}"] for name in values}
+        try:
+            validate_layer(named, "metadata", from_text=True)
+        except RequestError as exc:
+            raise RequestError(f"{cls}.{exc.field}", exc.detail) from None
     return metadata
 
 
@@ -233,13 +255,15 @@ def resolve(
     preset: str | None,
     metadata: Mapping[str, Any],
     console: Mapping[str, Any],
+    base: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Merge the layers (defaults < preset < metadata < console) into effective parameters.
+    """Merge the layers (defaults < base < preset < metadata < console) into effective parameters.
 
     ``preset`` may name several presets, comma-separated, applied left to right
-    (``lower-body,quality``: a garment class and a quality level).
+    (``lower-body,quality``: a garment class and a quality level). ``base`` is a garment
+    class's own layer (:meth:`tryon.core.mask_modes.GarmentClass.layer`).
     """
-    effective = dict(defaults)
+    effective = {**defaults, **(base or {})}
     for name in preset_names(preset):
         if name not in preset_table:
             raise RequestError("preset", f"unknown preset {name!r}; known: {', '.join(sorted(preset_table))}")

@@ -52,7 +52,16 @@ def prepare(event: Mapping[str, Any], *, execution: str | None = None) -> Prepar
     job = build_job(settings, event)
     bucket, prefix = settings.output_bucket, job["output"]["prefix"]
     manifest_uri = s3_uri(bucket, prefix + layout.MANIFEST)
-    result: Prepared = {"job": job, "complete": False, "running": False, "manifest": None}
+    # no mask and no pass yet: the Choices read $.segment.composed and $.inpaint.done, which
+    # always exist (a Choice on a missing path is an error), and Inpaint runs one pass per entry
+    result: Prepared = {
+        "job": job,
+        "complete": False,
+        "running": False,
+        "manifest": None,
+        "segment": {"composed": False},
+        "inpaint": {"passes": [], "done": False},
+    }
     if complete_manifest(bucket, prefix):
         return result | {"complete": True, "manifest": manifest_uri}
     if execution is None:

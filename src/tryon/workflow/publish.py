@@ -13,7 +13,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tryon.workflow import storage
+from tryon.core.errors import RequestError
+from tryon.core.s3uri import parse_versioned_s3_uri
+from tryon.workflow import layout, storage
 
 
 def published_key(job: Mapping[str, Any], key: str) -> str:
@@ -22,7 +24,44 @@ def published_key(job: Mapping[str, Any], key: str) -> str:
     pending = out["pending_prefix"]
     if not key.startswith(pending):
         raise ValueError(f"{key} is not under the job's pending prefix {pending}")
-    return out["prefix"] + key[len(pending) :]
+    return layout.public_key(out, key)
+
+
+def pending_keys(state: Mapping[str, Any]) -> list[str]:
+    """Every image under the job's pending prefix that the state's results name, once, in order.
+
+    The masks (CLIPSeg's, each garment's, an outfit's union, a console's painted one), every
+    pass's images, the control images of keep_body and the upscaled ones: what Finalize publishes
+    and what a refusal discards. Planned files no step wrote are not named by any result.
+    """
+    job = state["job"]
+    bucket, pending = job["output"]["bucket"], job["output"]["pending_prefix"]
+    found: dict[str, None] = {}
+
+    def walk(value: Any) -> None:
+        if isinstance(value, Mapping):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, str):
+            key = value
+            if value.startswith("s3://"):
+                try:
+                    named, key, _version = parse_versioned_s3_uri(value, field="key")
+                except RequestError:
+                    return
+                if named != bucket:
+                    return
+            if key.startswith(pending):
+                found[key] = None
+
+    for part in ("segment", "inpaint", "upscale"):
+        walk(state.get(part))
+    for item in job.get("garments") or []:
+        walk(item.get("painted"))
+    return list(found)
 
 
 def publish(job: Mapping[str, Any], keys: Sequence[str]) -> list[str]:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tryon.core import content_policy, timeouts
+from tryon.workflow import layout
 from tryon.workflow.state import State
 
 MANIFEST_VERSION = 1
@@ -75,6 +76,63 @@ def moderation(state: State) -> dict[str, Any]:
     }
 
 
+def _uri(output: Mapping[str, Any], key: str | None) -> str | None:
+    """The URI of a key the state names, as published (a pending key's published copy)."""
+    return f"s3://{output['bucket']}/{layout.public_key(output, key)}" if key else None
+
+
+def garments(state: State) -> list[dict[str, Any]]:
+    """Each garment of the job, in pass order: its mask, parameters, seed(s), outputs, timings and cost."""
+    job = state["job"]
+    output = job["output"]
+    masks = {m["name"]: m for m in (state.get("segment") or {}).get("garments", [])}
+    passes = {p["index"]: p for p in (state.get("inpaint") or {}).get("passes", [])}
+    out = []
+    for item in job.get("garments") or []:
+        mask: Mapping[str, Any] = masks.get(item["name"]) or {}
+        done: Mapping[str, Any] = passes.get(item["index"]) or {}
+        clipseg = mask.get("clipseg") or None
+        if clipseg and clipseg.get("mask_key"):  # CLIPSeg's own mask, as published
+            clipseg = {**clipseg, "mask_key": layout.public_key(output, clipseg["mask_key"])}
+        clipseg_seconds = float((clipseg or {}).get("compute_seconds") or 0.0)
+        painted = item.get("painted")
+        if painted and str(painted.get("uri", "")).startswith(f"s3://{output['bucket']}/"):
+            # a console's painted mask, stored with the job's images and published with them
+            key = str(painted["uri"])[len(f"s3://{output['bucket']}/") :].split("?versionId=")[0]
+            painted = {**painted, "uri": _uri(output, key)}
+        out.append(
+            {
+                "index": item["index"],
+                "name": item["name"],
+                "garment_class": item["garment_class"],
+                "mask_mode": item["mask_mode"],
+                "status": "painted" if done else "no-garment-found" if mask.get("empty") else "not-run",
+                "mask": {
+                    "uri": _uri(output, mask.get("mask_key")),
+                    "coverage": mask.get("coverage"),
+                    "empty": mask.get("empty"),
+                    "box": item["box"],
+                    "box_role": item["box_role"],
+                    "painted": painted["uri"] if painted else None,
+                    "segment": item["segment"],
+                    "clipseg": clipseg,
+                    "given_up_pixels": mask.get("given_up", 0),
+                },
+                "params": item["params"],
+                "seed": item["params"]["seed"],
+                "seeds": done.get("seeds", []),
+                "packshot": {**item["packshot"], "used": done.get("packshot")} if item["packshot"] else None,
+                "adapter": done.get("adapter"),
+                "outputs": [_uri(output, key) for key in done.get("keys", [])],
+                "timings_ms": {"inpaint": done.get("elapsed_ms"), "endpoint": done.get("timings_ms")},
+                "cost": {
+                    "compute_seconds": round(clipseg_seconds + float(done.get("compute_seconds") or 0.0), 3)
+                },
+            }
+        )
+    return out
+
+
 def build_manifest(
     state: State,
     status: str,
@@ -129,6 +187,9 @@ def build_manifest(
         "cost": cost(state, instance_types or {}),
         # on or off (and why), the policy version, categories, minimum confidence, each check's labels
         "moderation": moderation(state),
+        # where each garment went and what was painted there, in the order the passes ran
+        "outfit": job.get("outfit", False),
+        "garments": garments(state),
     }
 
 

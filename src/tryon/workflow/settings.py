@@ -51,6 +51,8 @@ class Settings:
     input_prefix: str = "inputs/"
     #: where garment reference images (``garment_image``) may live in the input bucket
     garment_prefix: str = "garments/"
+    #: where painted masks (``mask_image``) may live in the input bucket
+    mask_prefix: str = "masks/"
     results_prefix: str = "results/"
     failures_prefix: str = "failures/"
     #: endpoint names, one per kind (``tryon.core.schema.Kind.settings_attribute``)
@@ -142,6 +144,7 @@ class Settings:
             notification_topic_arn=env.get("TRYON_NOTIFICATION_TOPIC_ARN", ""),
             event_bus=env.get("TRYON_EVENT_BUS", ""),
             garment_prefix=_prefix(env.get("TRYON_GARMENT_PREFIX", "garments/")),
+            mask_prefix=_prefix(env.get("TRYON_MASK_PREFIX", "masks/")),
             modes=tuple((kind, env.get(var) or "realtime") for kind, var in MODE_VARIABLES.items()),
             components=tuple((kind, env.get(var, "")) for kind, var in COMPONENT_VARIABLES.items()),
             instance_types=tuple((kind, env.get(var, "")) for kind, var in INSTANCE_TYPE_VARIABLES.items()),

@@ -68,6 +68,60 @@ class JobGarment(TypedDict):
     image: dict[str, Any]  # tryon.core.imaging.ImageHeader as a dict
 
 
+class JobPaintedMask(TypedDict):
+    """A painted mask Prepare checked (tryon.workflow.garment_plan): an object under the mask prefix,
+    pinned to the version read, or a console's base64 mask Prepare stored in the result folder."""
+
+    source: (
+        str  # "s3" (the caller's object) | "console" (base64 in the input, stored as painted[-<name>].png)
+    )
+    bucket: str
+    key: str
+    version_id: str | None
+    uri: str  # s3://bucket/key?versionId=V: what the Masks state reads
+    size: int
+    image: dict[str, Any]  # tryon.core.imaging.ImageHeader as a dict (of the mask as given)
+    sha256: str  # of the mask's bytes as given (what the job id names for a console mask)
+
+
+class SegmentAsk(TypedDict):
+    """What a garment's CLIPSeg request asks (tryon.core.mask_modes.segment_ask)."""
+
+    role: str  # "garment": its mask (text, class modes) | "keep": only its keep-regions (box, image modes)
+    queries: list[str]
+    negative_queries: list[str]
+
+
+class GarmentFiles(TypedDict):
+    """Where a garment's files go in the result folder (keys under the job's output prefix)."""
+
+    mask: str  # its final mask: mask.png, or mask-<name>.png in an outfit
+    clipseg: (
+        str | None
+    )  # CLIPSeg's own mask when the workflow composes it (clipseg[-<name>].png, keep[-<name>].png)
+    output_stem: str  # the file stem its pass's images are written under (inpainted for the last pass)
+
+
+class OutfitGarment(TypedDict):
+    """One garment of a job and its pass: where it goes (mask mode) and what is painted (parameters).
+
+    A job that is no outfit has exactly one, made of its own parameters (``name`` empty).
+    docs/workflow.md, "Where the garment goes" and "Outfits", describes every field.
+    """
+
+    index: int  # its pass, in the order garments are worn (tryon.core.mask_modes.CLASSES)
+    name: str  # names its files: its class in an outfit ("garment" without one); "" for a lone job
+    garment_class: str | None
+    mask_mode: str  # text | class | image | box (resolved)
+    params: dict[str, Any]  # every garment parameter (tryon.workflow.outfit.GARMENT_PARAMS), effective
+    packshot: JobGarment | None  # its garment_image, checked and pinned
+    painted: JobPaintedMask | None  # its mask_image, checked and pinned (image mode)
+    box: list[int] | None  # its mask_box in pixels of the (EXIF-oriented) photo: left, top, right, bottom
+    box_role: str | None  # "mask" (box mode) | "restrict" (text, class: CLIPSeg's mask is cut to it)
+    segment: SegmentAsk | None  # its CLIPSeg request, None when it needs none
+    files: GarmentFiles
+
+
 class Job(TypedDict):
     """What Prepare validated: the input, the effective parameters, where results go."""
 
@@ -89,6 +143,11 @@ class Job(TypedDict):
     modes: dict[str, str]  # endpoint kind -> realtime | serverless | async (the ASL picks the path)
     async_waits: dict[str, AsyncWait]  # step -> its callback waits, used when its endpoint is async
     moderation: dict[str, Any]  # tryon.core.content_policy.ModerationConfig.as_dict(): the stack's settings
+    garments: list[OutfitGarment]  # in pass order; one for a job that is no outfit
+    outfit: bool  # the job lists garments (console garments, <class>.* keys)
+    size: list[int]  # the photo's (EXIF-oriented) width and height: every mask's size
+    needs_segment: bool  # some garment asks CLIPSeg (else the Segment state is skipped)
+    compose_masks: bool  # the Masks state composes the masks (box, painted, keep-regions, outfits)
 
 
 class Prepared(TypedDict):
@@ -97,17 +156,44 @@ class Prepared(TypedDict):
     job: Job
     complete: bool
     manifest: str | None  # s3:// URI of the existing manifest when ``complete`` (or ``running``)
+    segment: SegmentStart  # no mask yet (Segment, then Masks when the job composes, write ``$.segment``)
+    inpaint: PassesStart  # no pass has run yet (Inpaint runs one pass per entry, while not ``done``)
     running: NotRequired[bool]  # another execution holds the job's claim (tryon.workflow.claim)
     claimed_by: NotRequired[str]  # that execution, when ``running``
     took_over_claim_of: NotRequired[str]  # an expired claim this execution took over
 
 
+class GarmentMask(TypedDict):
+    """One garment's mask in ``$.segment.garments`` (in pass order): what its pass repaints."""
+
+    name: str  # the garment's name (OutfitGarment.name)
+    mask_key: str
+    coverage: float
+    empty: bool  # coverage <= its min_coverage: its pass is skipped (no-garment-found)
+    clipseg: NotRequired[
+        dict[str, Any] | None
+    ]  # its CLIPSeg answer: mask_key, coverage, scores, compute_seconds
+    given_up: NotRequired[int]  # pixels a later garment took (mask_overlap later-wins)
+
+
 class SegmentResult(TypedDict):
-    """``$.segment``: the mask CLIPSeg wrote and how much of the photo it covers."""
+    """``$.segment``: the masks (CLIPSeg's, then the Masks state's) and how much of the photo they cover.
+
+    The top-level ``mask_key``/``coverage`` are the job's mask: the one garment's, or for an
+    outfit the union of the garments' (``mask.png``).
+    """
 
     mask_key: str
     coverage: float
-    empty: bool  # coverage <= min_coverage: the job ends as no-garment-found
+    empty: bool  # every garment's mask is empty: the job ends as no-garment-found
+    garments: list[GarmentMask]
+    composed: bool  # written by the Masks state (box, painted, keep-regions, outfit); Segment's are not
+
+
+class SegmentStart(TypedDict):
+    """``$.segment`` before any mask (Prepare's answer carries it): nothing composed yet."""
+
+    composed: bool
     scores: dict[str, Any]
     model: str | None
     timings_ms: dict[str, Any]
@@ -115,11 +201,42 @@ class SegmentResult(TypedDict):
     compute_seconds: float  # the endpoints' own work (their compute_seconds, summed)
 
 
+class PassResult(TypedDict):
+    """One garment's inpainting pass, in ``$.inpaint.passes``."""
+
+    garment: str  # the garment's name (OutfitGarment.name)
+    index: int  # the garment's index in job.garments
+    keys: list[str]
+    seeds: list[int]
+    adapter: Any
+    packshot: Any  # the endpoint's report of the garment image it used (None without one)
+    refiner: Any
+    controls: Any  # keep_body: the endpoint's controls report, control images' keys (or None)
+    crop_box: list[int] | None  # the crop window the endpoint inpainted (lines the controls up)
+    model: str | None
+    timings_ms: list[dict[str, Any]]  # one per request
+    elapsed_ms: float
+    compute_seconds: float
+
+
+class PassesStart(TypedDict):
+    """``$.inpaint`` before the first pass (Prepare's answer carries it)."""
+
+    passes: list[PassResult]
+    done: bool
+
+
 class InpaintResult(TypedDict):
-    """``$.inpaint``: the images the inpainting endpoint wrote, with the seeds it used."""
+    """``$.inpaint``: the images so far (the last pass's), with the seeds used; every pass under ``passes``.
+
+    The top-level fields are the last pass's (a lone garment's: its one pass), ``elapsed_ms``
+    and ``compute_seconds`` the passes' sums.
+    """
 
     keys: list[str]
     seeds: list[int]
+    passes: list[PassResult]
+    done: bool  # no garment's pass is left: Upscale or Finalize next
     adapter: Any
     garment: NotRequired[Any]  # the endpoint's report of the garment image it used (None without one)
     refiner: NotRequired[Any]  # the endpoint's report of the SDXL refiner pass: steps, strength (or None)
@@ -214,8 +331,8 @@ class State(TypedDict, total=False):
     complete: bool
     running: bool
     manifest: str | None
-    segment: SegmentResult
-    inpaint: InpaintResult
+    segment: SegmentResult | SegmentStart
+    inpaint: InpaintResult | PassesStart
     upscale: UpscaleResult
     moderation: ModerationResult
     status: str
@@ -229,11 +346,18 @@ class SegmentInput(TypedDict):
     job: Job
 
 
+class MasksInput(TypedDict):
+    """What the Masks task is given: the whole document (no ``segment`` when nothing asked CLIPSeg)."""
+
+    state: State
+
+
 class InpaintInput(TypedDict):
-    """What the Inpaint task is given."""
+    """What the Inpaint task is given: the passes so far, for the next one."""
 
     job: Job
     segment: SegmentResult
+    inpaint: InpaintResult | PassesStart
 
 
 class UpscaleInput(TypedDict):
@@ -264,7 +388,7 @@ class AsyncSubmitInput(TypedDict):
     task_token: str
     job: Job
     segment: NotRequired[SegmentResult]  # Inpaint's input
-    inpaint: NotRequired[InpaintResult]  # Upscale's input
+    inpaint: NotRequired[InpaintResult | PassesStart]  # Inpaint's (the passes so far) and Upscale's input
 
 
 class Envelope(TypedDict):
@@ -284,6 +408,7 @@ class NamedStepEnvelope(Envelope):
 STEP_RESULT_KEYS: dict[str, str] = {
     "prepare": "job",
     "segment": "segment",
+    "masks": "segment",  # the Masks state replaces CLIPSeg's masks by the composed ones
     "inpaint": "inpaint",
     "upscale": "upscale",
 }

@@ -3,7 +3,8 @@
 The state machine threads one document through the states, typed in
 :mod:`tryon.workflow.state`: the job from Prepare, then the ``segment``, ``inpaint`` and
 ``upscale`` results under their own keys, then :mod:`tryon.workflow.finalize`. The endpoints read the input
-version the job names and write their images into the job's result prefix themselves, so
+version the job names and write their images under the job's pending prefix themselves
+(Finalize publishes them once moderation passed them), so
 only keys and metadata travel (SageMaker caps a real-time answer at 6 MB, Step Functions a
 state at 256 KiB). This module does not need Pillow: the functions using it ship without
 the imaging layer.
@@ -20,20 +21,16 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from tryon.core import schema
-from tryon.core.contract import COMPUTE_SECONDS
 from tryon.core.kinds import EndpointKind
 from tryon.core.s3uri import s3_uri
-from tryon.workflow import claim, clients, endpoints, layout, params, report, storage
+from tryon.workflow import claim, clients, endpoints, layout, report, step_requests, storage
 from tryon.workflow.jobid import fallback_job_id
 from tryon.workflow.settings import Settings
 from tryon.workflow.state import (
-    STEP_RESULT_KEYS,
     Envelope,
     FailureResult,
     InpaintInput,
     InpaintResult,
-    Job,
     NamedStepEnvelope,
     SegmentInput,
     SegmentResult,
@@ -43,6 +40,8 @@ from tryon.workflow.state import (
 )
 from tryon.workflow.step_errors import EndpointUnavailable, as_step_errors
 
+#: The instance time a step's endpoint calls took (re-exported: the step's result records it).
+compute_seconds = step_requests.compute_seconds
 #: EventBridge ``source`` of the completion and failure events.
 EVENT_SOURCE = "tryon.workflow"
 
@@ -96,168 +95,6 @@ def _elapsed_ms(start: float) -> float:
     return round((time.perf_counter() - start) * 1000.0, 1)
 
 
-def _input_uri(job: Job) -> str:
-    """The upload as the endpoints read it: the object version the job was prepared from."""
-    inp = job["input"]
-    return s3_uri(inp["bucket"], inp["key"], inp.get("version_id"))
-
-
-def _output_prefix(job: Job) -> str:
-    """``s3://<output-bucket>/<pending prefix>``: where the endpoints write this job's images.
-
-    Not the result prefix: nothing reaches it before moderation passed it and Finalize
-    published it (:mod:`tryon.workflow.moderate`, :mod:`tryon.workflow.publish`).
-    """
-    return s3_uri(job["output"]["bucket"], job["output"]["pending_prefix"])
-
-
-def compute_seconds(results: list[dict[str, Any]]) -> float:
-    """The instance time a step's endpoint calls took: their answers' ``compute_seconds``, summed."""
-    return round(sum(float(result.get(COMPUTE_SECONDS) or 0.0) for result in results), 3)
-
-
-def _written_keys(result: Mapping[str, Any], *, endpoint: str, job: Job, count: int) -> list[str]:
-    """Keys of the images the endpoint wrote, checked to lie under the job's pending prefix."""
-    outputs = result.get("outputs")
-    out = job["output"]
-    if not isinstance(outputs, list) or len(outputs) != count:
-        raise EndpointUnavailable(
-            f"endpoint {endpoint} reported {outputs!r} instead of {count} written image(s)"
-        )
-    keys = [o.get("key") if isinstance(o, Mapping) else None for o in outputs]
-    if not all(isinstance(k, str) and k.startswith(out["pending_prefix"]) for k in keys):
-        raise EndpointUnavailable(f"endpoint {endpoint} wrote outside {_output_prefix(job)}: {keys!r}")
-    return keys
-
-
-def _segment_requests(state: SegmentInput) -> list[dict[str, Any]]:
-    job = state["job"]
-    return [
-        {
-            "image": _input_uri(job),
-            **schema.request_fields("clipseg", job["params"]),
-            "output": _output_prefix(job),
-            "output_name": layout.MASK_STEM,
-        }
-    ]
-
-
-def _segment_result(state: SegmentInput, results: list[dict[str, Any]], elapsed_ms: float) -> SegmentResult:
-    job = state["job"]
-    [result] = results
-    [key] = _written_keys(result, endpoint=job["endpoints"]["clipseg"], job=job, count=1)
-    coverage = float(result.get("coverage", 0.0))
-    return {
-        "mask_key": key,
-        "coverage": coverage,
-        "empty": coverage <= job["params"]["min_coverage"],
-        "scores": result.get("scores", {}),
-        "model": result.get("model"),
-        "timings_ms": result.get("timings_ms", {}),
-        "elapsed_ms": elapsed_ms,
-        "compute_seconds": compute_seconds(results),
-    }
-
-
-def _inpaint_requests(state: InpaintInput) -> list[dict[str, Any]]:
-    """The job's inpainting fields by the schema's send rules: an optional one (sampler, adapter,
-    garment image, the SDXL refiner's, keep_body) only when set, so an endpoint is never sent a
-    field it would refuse (an SD 2 model has no refiner and no ControlNets); with ``use_refiner``
-    false, refiner steps and strength are not sent; a control's settings go only with a
-    ``keep_body`` naming that control."""
-    job = state["job"]
-    out = job["output"]
-    return [
-        {
-            "image": _input_uri(job),
-            "mask": s3_uri(out["bucket"], state["segment"]["mask_key"]),
-            **schema.request_fields("sd_inpaint", job["params"]),
-            "output": _output_prefix(job),
-            "output_name": layout.INPAINTED_STEM,
-        }
-    ]
-
-
-def _control_report(result: Mapping[str, Any], *, endpoint: str, job: Job) -> Any:
-    """The endpoint's ``controls`` report, each control image checked to lie under the pending prefix."""
-    reported = result.get("controls")
-    kept = params.kept_controls(job["params"])
-    if not kept:
-        return reported  # None: keep_body unset or none
-    written = (
-        [(reported.get(c) or {}).get("output") for c in kept] if isinstance(reported, Mapping) else [None]
-    )
-    keys = [w.get("key") if isinstance(w, Mapping) else None for w in written]
-    if not all(isinstance(k, str) and k.startswith(job["output"]["pending_prefix"]) for k in keys):
-        raise EndpointUnavailable(
-            f"endpoint {endpoint} reported controls {reported!r} instead of the {'+'.join(kept)} "
-            f"control image(s) written under {_output_prefix(job)}"
-        )
-    return reported
-
-
-def _inpaint_result(state: InpaintInput, results: list[dict[str, Any]], elapsed_ms: float) -> InpaintResult:
-    job = state["job"]
-    [result] = results
-    endpoint = job["endpoints"]["sd_inpaint"]
-    keys = _written_keys(result, endpoint=endpoint, job=job, count=job["params"]["num_images"])
-    return {
-        "keys": keys,
-        "seeds": result.get("seeds", []),
-        "adapter": result.get("adapter"),
-        "garment": result.get("garment"),
-        "refiner": result.get("refiner"),
-        "controls": _control_report(result, endpoint=endpoint, job=job),
-        "crop_box": result.get("crop_box"),
-        "model": result.get("model"),
-        "timings_ms": result.get("timings_ms", {}),
-        "elapsed_ms": elapsed_ms,
-        "compute_seconds": compute_seconds(results),
-    }
-
-
-def _upscale_seeds(state: UpscaleInput) -> list[int]:
-    """The seed of each image: the one its inpainting used, else the job's."""
-    seeds = state["inpaint"].get("seeds") or []
-    keys = state["inpaint"]["keys"]
-    return [seeds[i] if i < len(seeds) else state["job"]["params"]["seed"] for i in range(len(keys))]
-
-
-def _upscale_requests(state: UpscaleInput) -> list[dict[str, Any]]:
-    job = state["job"]
-    out = job["output"]
-    fields = schema.request_fields("sd_upscale", job["params"])
-    return [
-        {
-            "image": s3_uri(out["bucket"], source_key),
-            **fields,
-            "seed": seed,  # each image's own: the one its inpainting used
-            "output": _output_prefix(job),
-            "output_name": layout.upscaled_stem(i),
-        }
-        for i, (source_key, seed) in enumerate(
-            zip(state["inpaint"]["keys"], _upscale_seeds(state), strict=True)
-        )
-    ]
-
-
-def _upscale_result(state: UpscaleInput, results: list[dict[str, Any]], elapsed_ms: float) -> UpscaleResult:
-    job = state["job"]
-    endpoint = job["endpoints"]["sd_upscale"] or ""
-    keys: list[str] = []
-    for result in results:
-        keys += _written_keys(result, endpoint=endpoint, job=job, count=1)
-    seeds = _upscale_seeds(state)
-    return {
-        "keys": keys,
-        "seeds": [result.get("seed", seed) for result, seed in zip(results, seeds, strict=True)],
-        "model": results[-1].get("model") if results else None,
-        "timings_ms": [result.get("timings_ms", {}) for result in results],
-        "elapsed_ms": elapsed_ms,
-        "compute_seconds": compute_seconds(results),
-    }
-
-
 @dataclass(frozen=True)
 class StepCalls:
     """One endpoint step: its endpoint kind, the requests it sends, and how their answers become its result.
@@ -273,9 +110,9 @@ class StepCalls:
 
 #: Workflow step -> its endpoint calls, in workflow order.
 STEP_CALLS: dict[str, StepCalls] = {
-    "segment": StepCalls("clipseg", _segment_requests, _segment_result),
-    "inpaint": StepCalls("sd_inpaint", _inpaint_requests, _inpaint_result),
-    "upscale": StepCalls("sd_upscale", _upscale_requests, _upscale_result),
+    "segment": StepCalls("clipseg", step_requests.segment_requests, step_requests.segment_result),
+    "inpaint": StepCalls("sd_inpaint", step_requests.inpaint_requests, step_requests.inpaint_result),
+    "upscale": StepCalls("sd_upscale", step_requests.upscale_requests, step_requests.upscale_result),
 }
 
 
@@ -291,13 +128,13 @@ def run_realtime(step: str, state: Any) -> Any:
 
 @as_step_errors
 def segment(state: SegmentInput) -> SegmentResult:
-    """CLIPSeg: text query -> mask.png (written by the endpoint into the result prefix), coverage."""
+    """CLIPSeg: each garment's query (or keep-regions) -> its mask, written by the endpoint, coverage."""
     return run_realtime("segment", state)
 
 
 @as_step_errors
 def inpaint(state: InpaintInput) -> InpaintResult:
-    """SD inpainting (+ LoRA adapter) -> inpainted-<i>.png, written by the endpoint into the result prefix."""
+    """The next garment's pass: SD inpainting (+ LoRA adapter, packshot) in its mask, on the last pass."""
     return run_realtime("inpaint", state)
 
 
@@ -312,23 +149,28 @@ REFUSING_STEPS = {"prompt": "prepare", "input": "moderate-inputs", "output": "mo
 
 
 def failed_step(state: State) -> str:
-    """The step that failed: the first one whose result is missing from the state.
+    """The step that failed: the first one whose result is missing (or unfinished) in the state.
 
-    In workflow order: prepare, moderate-inputs, segment, inpaint, upscale (when asked),
-    moderate-results (unless no garment was found or moderation is off), finalize.
+    In workflow order: prepare, moderate-inputs, segment, masks, inpaint (every pass), upscale
+    (when asked), moderate-results (unless no garment was found or moderation is off), finalize.
     """
     job = state.get("job") or {}
     moderation = state.get("moderation") or {}
+    segment = state.get("segment") or {}
     if not job:
         return "prepare"
     if not moderation:
         return "moderate-inputs"
-    if (state.get("segment") or {}).get("empty"):
+    if job.get("needs_segment", True) and "garments" not in segment:
+        return "segment"
+    if job.get("compose_masks") and not segment.get("composed"):
+        return "masks"
+    if segment.get("empty"):
         return "finalize"
-    order = ["segment", "inpaint", *(["upscale"] if job.get("upscale") else [])]
-    for step in order:
-        if not state.get(STEP_RESULT_KEYS[step]):
-            return step
+    if not (state.get("inpaint") or {}).get("done", bool(state.get("inpaint"))):
+        return "inpaint"
+    if job.get("upscale") and not state.get("upscale"):
+        return "upscale"
     if moderation.get("enabled") and moderation.get("results") is None:
         return "moderate-results"
     return "finalize"
