@@ -48,6 +48,15 @@ def record_requests(wf: Any) -> dict[str, list[dict[str, Any]]]:
     return sent
 
 
+def as_sent(manifest: dict[str, Any], uri: str) -> str:
+    """A published URI of the manifest as the endpoints were sent it: under the job's pending
+    prefix (Finalize publishes to the result prefix once moderation passed the images)."""
+    published = manifest["outputs"]["prefix"]
+    assert uri.startswith(published), uri
+    bucket = published.removeprefix("s3://").split("/", 1)[0]
+    return f"s3://{bucket}/pending/{manifest['job_id']}/" + uri[len(published) :]
+
+
 def photo_pixels() -> np.ndarray:
     return image_pixels(PHOTO, "RGB").astype(int)
 

@@ -138,8 +138,14 @@ def test_prepare_refuses_bad_control_values_naming_field_and_limit(s3, layer, so
 def _inpaint_request(s3, console: dict, metadata: dict | None = None) -> dict:
     s3.put_object(Bucket=IN, Key="inputs/p.png", Body=sample_photo(), Metadata=metadata or {})
     built = job.build_job(Settings.from_env(), {"image": f"s3://{IN}/inputs/p.png", **console})
-    segment = {"mask_key": built["output"]["prefix"] + "mask.png"}
-    [request] = STEP_CALLS["inpaint"].requests({"job": built, "segment": segment})
+    [garment] = built["garments"]  # a job that is no outfit: one garment, one pass
+    mask = built["output"]["pending_prefix"] + "mask.png"
+    segment = {
+        "mask_key": mask,
+        "garments": [{"name": garment["name"], "mask_key": mask, "coverage": 0.5, "empty": False}],
+    }
+    state = {"job": built, "segment": segment, "inpaint": {"passes": [], "done": False}}
+    [request] = STEP_CALLS["inpaint"].requests(state)
     return request
 
 

@@ -15,6 +15,7 @@ from support.outfits import (
     PACKSHOT,
     PHOTO,
     WIDTH,
+    as_sent,
     box,
     changed,
     largest_state,
@@ -86,12 +87,12 @@ def test_two_garments_each_pass_in_its_own_mask_in_the_order_they_are_worn(wf, s
     prefix = manifest["outputs"]["prefix"]
     assert (
         first["image"].startswith(manifest["input"]["uri"])
-        and first["mask"] == prefix + "mask-lower-body.png"
+        and first["mask"] == as_sent(manifest, prefix + "mask-lower-body.png")
     )
     assert first["adapter"] == "garment-a" and "garment_image" not in first
     assert (
-        second["image"] == prefix + "inpainted-lower-body-0.png"
-        and second["mask"] == prefix + "mask-upper-body.png"
+        second["image"] == as_sent(manifest, prefix + "inpainted-lower-body-0.png")
+        and second["mask"] == as_sent(manifest, prefix + "mask-upper-body.png")
     )
     assert second["garment_image"].startswith(f"s3://{wf.input_bucket}/garments/top.png?versionId=")
     assert "adapter" not in second and second["prompt"] == "a silk blouse"
@@ -168,8 +169,8 @@ def test_three_garments_with_clipseg_a_box_and_a_painted_mask_and_two_images(wf,
     prefix = manifest["outputs"]["prefix"]
     seed = manifest["garments"][1]["seed"]
     assert [r["image"] for r in requests[1:3]] == [
-        prefix + "inpainted-lower-body-0.png",
-        prefix + "inpainted-lower-body-1.png",
+        as_sent(manifest, prefix + "inpainted-lower-body-0.png"),
+        as_sent(manifest, prefix + "inpainted-lower-body-1.png"),
     ]
     assert [r["seed"] for r in requests[1:3]] == [seed, seed + 1]
     assert requests[0]["adapter"] == "garment-a" and requests[0]["adapter_scale"] == 0.5
@@ -250,4 +251,4 @@ def test_a_later_pass_reads_an_earlier_pass_over_the_upload_limit(wf, sent):
     manifest = wf.read_json(result.output["manifest"])
     first_pass = manifest["garments"][0]["outputs"][0]
     assert len(wf.read_bytes(first_pass)) > 8 * 1024 * 1024
-    assert sent["sd_inpaint"][1]["image"] == first_pass
+    assert sent["sd_inpaint"][1]["image"] == as_sent(manifest, first_pass)

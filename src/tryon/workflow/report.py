@@ -81,6 +81,21 @@ def _uri(output: Mapping[str, Any], key: str | None) -> str | None:
     return f"s3://{output['bucket']}/{layout.public_key(output, key)}" if key else None
 
 
+def _published(output: Mapping[str, Any], value: Any) -> Any:
+    """``value`` with each key or ``s3://`` URI under the job's pending prefix replaced by where
+    Finalize published it (the same file name under the result prefix)."""
+    if isinstance(value, Mapping):
+        return {k: _published(output, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_published(output, v) for v in value]
+    if isinstance(value, str) and output.get("pending_prefix"):
+        bucket_uri = f"s3://{output['bucket']}/"
+        if value.startswith(bucket_uri):
+            return bucket_uri + layout.public_key(output, value[len(bucket_uri) :])
+        return layout.public_key(output, value)
+    return value
+
+
 def garments(state: State) -> list[dict[str, Any]]:
     """Each garment of the job, in pass order: its mask, parameters, seed(s), outputs, timings and cost."""
     job = state["job"]
@@ -150,7 +165,7 @@ def build_manifest(
         for name, part in (("segment", segment), ("inpaint", inpaint), ("upscale", upscale))
         if part
     }
-    return {
+    manifest = {
         "manifest_version": MANIFEST_VERSION,
         "status": status,
         "job_id": job["job_id"],
@@ -191,6 +206,8 @@ def build_manifest(
         "outfit": job.get("outfit", False),
         "garments": garments(state),
     }
+    # every key or URI of the job's pending prefix in it (endpoints' reports) as published
+    return _published(job["output"], manifest)
 
 
 def timeout_cause(state: State, step: str, error: str, *, async_errors: str, dead_letters: str) -> str:
