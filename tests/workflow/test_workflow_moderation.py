@@ -46,7 +46,7 @@ def stack(tiny_models, one_torch_thread):
     models = {"clipseg": tiny_models["clipseg"], "sd_inpaint": tiny_models["sd-inpaint"]}
     with (
         distributed_map_engine(),
-        LocalWorkflow(models, parameters=FAST, upscale=False) as wf,
+        LocalWorkflow(models, parameters=FAST, upscale=False, stack_name="tryon-moderation") as wf,
     ):
         yield wf, LocalBatches(wf)
 
