@@ -24,6 +24,9 @@ JOB = {
     "endpoints": {"clipseg": "tryon-clipseg", "sd_inpaint": "tryon-sd-inpaint", "sd_upscale": None},
     "output": {"bucket": OUT, "prefix": PREFIX, "pending_prefix": PENDING},
     "params": {"min_coverage": 0.001},
+    # a job that is no outfit: one garment whose mask CLIPSeg makes (what Prepare plans)
+    "garments": [{"name": "", "segment": {"role": "garment"}, "params": {"min_coverage": 0.001}}],
+    "compose_masks": False,
 }
 
 
