@@ -18,7 +18,18 @@ from tryon.core.errors import RequestError
 from tryon.studio.backend import FileUpload, JobRequest, StackBackend
 
 #: What a garment card shows (besides its class, mask mode and painted mask or packshot upload).
-GARMENT_FIELDS = ("query", "mask_box", "adapter", "adapter_scale", "garment_scale", "prompt")
+GARMENT_FIELDS = (
+    "query",
+    "mask_box",
+    "negative_queries",
+    "adapter",
+    "adapter_scale",
+    "garment_scale",
+    "prompt",
+)
+#: Mask modes whose mask the user drew (painted, a box): taken as drawn, so the stack's default
+#: keep-regions (``negative_queries``) are not applied unless the garment names its own.
+DRAWN_MODES = frozenset({"image", "box"})
 #: The job's "how" fields.
 JOB_FIELDS = (
     "negative_prompt",
@@ -139,6 +150,8 @@ def job_request(body: Mapping[str, Any], save: Callable[..., Path]) -> JobReques
             value = _text(garment.get(name))
             if value:
                 overrides[key(name)] = value
+        if mode in DRAWN_MODES and not _text(garment.get("negative_queries")):
+            overrides[key("negative_queries")] = ""  # as drawn: no keep-regions, no CLIPSeg call
         if mode == "image":
             if not garment.get("mask"):
                 raise RequestError(f"{what} mask", "paint the mask on the photo first (image mode)")

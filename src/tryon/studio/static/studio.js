@@ -203,7 +203,11 @@ function drawGarments() {
     for (const spec of config.garment_fields) {
       if (spec.name === "query" && garment.mode !== "text") continue;
       if (spec.name === "mask_box" && garment.mode === "image") continue;
-      fields.append(fieldInput(spec, garment.values[spec.name], (v) => { garment.values[spec.name] = v; }));
+      const input = fieldInput(spec, garment.values[spec.name], (v) => { garment.values[spec.name] = v; });
+      if (spec.name === "negative_queries" && (garment.mode === "image" || garment.mode === "box")) {
+        input.querySelector("input").placeholder = "none: the mask is taken as drawn";
+      }
+      fields.append(input);
     }
     if (garment.mode === "image") {
       const paintHere = el("button", { type: "button", class: "paint-here", text: "Paint this garment's mask on the photo",
@@ -275,6 +279,11 @@ function table(target, entries) {
   target.replaceChildren(...entries.map(([k, v]) => el("tr", {}, el("td", { text: k }), el("td", { text: typeof v === "object" ? JSON.stringify(v) : String(v) }))));
 }
 
+function flatten(value, prefix = "") {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) return [[prefix, value === null ? "—" : value]];
+  return Object.entries(value).flatMap(([k, v]) => flatten(v, prefix ? `${prefix}.${k}` : k));
+}
+
 function showOutcome(view) {
   $("#run-status").textContent = view.status === "succeeded" ? `succeeded: ${view.outcome}` : "failed";
   $("#run-status").className = `status status-${view.status}`;
@@ -287,10 +296,12 @@ function showOutcome(view) {
   $("#results").append(...results.map((f) => el("a", { href: fileUrl(view.id, f), target: "_blank" }, el("img", { src: fileUrl(view.id, f), alt: f, title: f }))));
   if (files.includes("preview.jpg")) $("#preview").append(el("img", { src: fileUrl(view.id, "preview.jpg"), alt: "preview" }));
   const manifest = view.manifest || {};
-  const timings = manifest.timings_ms || manifest.timings || {};
-  table($("#timings"), Object.entries(timings).map(([k, v]) => [k, typeof v === "number" ? `${(v / 1000).toFixed(2)} s` : v]));
-  const cost = manifest.cost || {};
-  table($("#cost"), Object.entries(cost));
+  const timings = manifest.timings_ms || {};
+  table($("#timings"), Object.entries(timings).map(([step, t]) => {
+    const ms = t && typeof t === "object" ? t.elapsed_ms : t;
+    return [step, typeof ms === "number" ? `${(ms / 1000).toFixed(2)} s` : JSON.stringify(t)];
+  }));
+  table($("#cost"), flatten(manifest.cost || {}));
 }
 
 // ---------------------------------------------------------------- compare
