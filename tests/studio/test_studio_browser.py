@@ -63,6 +63,16 @@ def _loaded_images(browser: Any, selector: str) -> list[Any]:
     ]
 
 
+def _screenshot(browser: Any, path: Path) -> None:
+    """The whole page (the window grown to its height), from the top."""
+    size = browser.get_window_size()
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(size["width"], min(max(height, 600), 3000))
+    browser.execute_script("window.scrollTo(0, 0)")
+    browser.save_screenshot(str(path))
+    browser.set_window_size(size["width"], size["height"])
+
+
 def _run_and_wait(browser: Any) -> str:
     """Click Run and wait until the state list ends; the run's final status text."""
     _css(browser, "#run").click()
@@ -97,6 +107,8 @@ def test_page_loads_with_the_local_back_end(studio, browser, screenshots):
     row = schema.param("steps")
     assert steps.get_attribute("max") == str(row.limits["maximum"])
     assert steps.get_attribute("title") == row.help_text()
+    # the placeholder is the stack's own job default (the local stack's tiny-model steps)
+    assert steps.get_attribute("placeholder") == str(studio.backend.parameters[row.template_parameter])
     adapters = [o.get_attribute("value") for o in _all(browser, "#adapter-list option")]
     assert adapters == ["garment-a", "garment-b"]
 
@@ -121,7 +133,7 @@ def test_upload_a_photo_choose_a_class_and_an_adapter_and_run(studio, browser, s
     assert last["garments"][0]["adapter"]["name"] == "garment-a"
     assert last["garments"][0]["garment_class"] == "upper-body"
     assert "/shopper.png" in json.dumps(last["input"])
-    browser.save_screenshot(str(screenshots / "studio-try-on.png"))
+    _screenshot(browser, screenshots / "studio-try-on.png")
 
 
 def test_dress_the_sample_photo_in_two_garments(studio, browser, screenshots):
@@ -136,7 +148,7 @@ def test_dress_the_sample_photo_in_two_garments(studio, browser, screenshots):
     assert worn == [("lower-body", "garment-b"), ("upper-body", "garment-a")]  # in the order worn
     assert "/astronaut.jpg" in json.dumps(run.manifest["input"])
     assert len(_loaded_images(browser, "#mask img")) >= 1 and _loaded_images(browser, "#results img")
-    browser.save_screenshot(str(screenshots / "studio-outfit.png"))
+    _screenshot(browser, screenshots / "studio-outfit.png")
     _css(browser, "#garment-2 button.remove").click()
 
 
@@ -164,7 +176,7 @@ def test_paint_a_mask_and_run_without_segment(studio, browser, screenshots):
     garment = run.manifest["garments"][0]
     assert garment["mask_mode"] == "image" and garment["mask"]["painted"]
     assert _loaded_images(browser, "#mask img")
-    browser.save_screenshot(str(screenshots / "studio-painted-mask.png"))
+    _screenshot(browser, screenshots / "studio-painted-mask.png")
     _garment(browser, 1, cls="upper-body", mode="class")
 
 
@@ -181,7 +193,7 @@ def test_compare_two_adapters_as_one_batch(studio, browser, screenshots):
     captions = [c.text for c in _all(browser, "#compare-grid figcaption")]
     assert "adapter=garment-a" in captions[0] and "adapter=garment-b" in captions[1]
     assert all(c.endswith(("(succeeded)", "(already-complete)")) for c in captions), captions
-    browser.save_screenshot(str(screenshots / "studio-compare.png"))
+    _screenshot(browser, screenshots / "studio-compare.png")
 
 
 def test_open_a_batch_report(studio, browser, screenshots):
@@ -197,17 +209,19 @@ def test_open_a_batch_report(studio, browser, screenshots):
         "return fetch(arguments[0]).then(r => r.text())", csv_link
     )  # the CSV the link downloads
     assert answer.splitlines()[0].startswith("row,status")
-    browser.save_screenshot(str(screenshots / "studio-batches.png"))
+    _screenshot(browser, screenshots / "studio-batches.png")
 
 
 def test_start_a_batch_from_an_uploaded_manifest(studio, browser, tmp_path):
     key = f"{studio.backend.stack.input_prefix}astronaut.jpg"  # uploaded by the outfit test
     manifest = tmp_path / "two-prompts.csv"
     manifest.write_text(f"image,prompt,adapter\n{key},a red shirt,garment-a\n{key},a blue shirt,nonesuch\n")
+    shown = _css(browser, "#report-title").text  # the compare batch's report, opened before
     _css(browser, "#allow-invalid").click()
     _css(browser, "#manifest-file").send_keys(str(manifest))
     _wait(browser, lambda b: _css(b, "#batch-status").text.startswith(("batch succeeded", "batch failed")))
-    _wait(browser, lambda b: len(_all(b, "#report-rows tbody tr")) == 2)
+    _wait(browser, lambda b: _css(b, "#report-title").text not in {"", shown})
+    assert len(_all(browser, "#report-rows tbody tr")) == 2
     statuses = [td.text for td in _all(browser, "#report-rows tbody tr td:nth-child(2)")]
     failures = [td.text for td in _all(browser, "#report-rows tbody tr td.failure")]
     assert statuses[0] in {"succeeded", "already-complete"} and statuses[1] in {"failed", "invalid"}
@@ -250,7 +264,7 @@ def test_jobs_lists_recent_executions(studio, browser, screenshots):
     assert "SUCCEEDED" in statuses
     link = _all(browser, "#jobs-table a")[0].get_attribute("href")
     assert urlparse(link).path == "/api/object"
-    browser.save_screenshot(str(screenshots / "studio-jobs.png"))
+    _screenshot(browser, screenshots / "studio-jobs.png")
 
 
 def test_the_page_requests_nothing_but_the_app(studio, browser):

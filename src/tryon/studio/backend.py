@@ -79,6 +79,7 @@ class StackBackend:
         label: str,
         local_adapters: Sequence[str] = (),
         local: bool = False,
+        parameters: Mapping[str, Any] | None = None,
     ) -> None:
         self.client = client
         self.label = label
@@ -88,7 +89,8 @@ class StackBackend:
         self.stack = stacks.find_stack(cfn, stack_name)
         described = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
         self.outputs = {o["OutputKey"]: o["OutputValue"] for o in described.get("Outputs", [])}
-        self.parameters = {
+        #: the stack's template parameters (its job defaults, prefixes): CloudFormation's, else ``parameters``
+        self.parameters = dict(parameters or {}) | {
             p["ParameterKey"]: p.get("ParameterValue", "") for p in described.get("Parameters", [])
         }
         for attribute, name in (("results_prefix", "ResultsPrefix"), ("failures_prefix", "FailuresPrefix")):

@@ -63,10 +63,13 @@ def sample_path(name: str) -> Path:
     return SAMPLES_DIR / name
 
 
-def field_spec(name: str) -> dict[str, Any]:
-    """One parameter as the page renders it: type, limits, default, help (the row's)."""
+def field_spec(name: str, stack_parameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One parameter as the page renders it: type, limits, default, help (the row's); the default is the
+    stack's own job default where its template parameters set one (``DefaultSteps``), else the row's."""
     row = schema.param(name)
     default = row.default
+    if row.template_parameter and str((stack_parameters or {}).get(row.template_parameter, "")) != "":
+        default = (stack_parameters or {})[row.template_parameter]
     if isinstance(default, tuple):
         default = ",".join(default)
     return {
@@ -97,9 +100,9 @@ def page_config(backend: StackBackend) -> dict[str, Any]:
         "mask_modes": list(mask_modes.MASK_MODES),
         "mode_help": schema.param("mask_mode").help_text(),
         "class_help": schema.param("garment_class").help_text(),
-        "garment_fields": [field_spec(n) for n in GARMENT_FIELDS],
-        "job_fields": [field_spec(n) for n in JOB_FIELDS],
-        "varied": [field_spec(n) for n in VARIED],
+        "garment_fields": [field_spec(n, backend.parameters) for n in GARMENT_FIELDS],
+        "job_fields": [field_spec(n, backend.parameters) for n in JOB_FIELDS],
+        "varied": [field_spec(n, backend.parameters) for n in VARIED],
         "max_garments": MAX_GARMENTS,
         "max_upload_bytes": _max_bytes(),
         "samples": samples(),

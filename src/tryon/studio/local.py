@@ -68,4 +68,11 @@ def open_local(
                 },
             )
             label = "local stack, tiny random checkpoints (images are noise)" if all_tiny else "local stack"
-            yield StackBackend(wf.client, LOCAL_STACK, label=label, local_adapters=adapters, local=True)
+            yield StackBackend(
+                wf.client,
+                LOCAL_STACK,
+                label=label,
+                local_adapters=adapters,
+                local=True,
+                parameters={k: v for k, v in wf.template.parameters.items() if isinstance(v, str | int | float)},
+            )
