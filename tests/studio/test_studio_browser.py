@@ -111,6 +111,13 @@ def test_page_loads_with_the_local_back_end(studio, browser, screenshots):
     assert steps.get_attribute("placeholder") == str(studio.backend.parameters[row.template_parameter])
     adapters = [o.get_attribute("value") for o in _all(browser, "#adapter-list option")]
     assert adapters == ["garment-a", "garment-b"]
+    # a newcomer starts from the sample photo and an upper-body garment; a second card is lower-body
+    assert "chosen" in _css(browser, "#samples button[data-sample='astronaut.jpg']").get_attribute("class")
+    assert _css(browser, "#garment-1 select[name=class]").get_attribute("value") == "upper-body"
+    _css(browser, "#add-garment").click()
+    assert _css(browser, "#garment-2 select[name=class]").get_attribute("value") == "lower-body"
+    _css(browser, "#garment-2 button.remove").click()
+    assert not _all(browser, "#garment-2")
 
 
 def test_upload_a_photo_choose_a_class_and_an_adapter_and_run(studio, browser, screenshots, tmp_path):

@@ -74,5 +74,5 @@ def open_local(
                 label=label,
                 local_adapters=adapters,
                 local=True,
-                parameters={k: v for k, v in wf.template.parameters.items() if isinstance(v, str | int | float)},
+                parameters={k: v for k, v in wf.template.parameters.items() if isinstance(v, str | int)},
             )

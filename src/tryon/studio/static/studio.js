@@ -171,8 +171,12 @@ function setupPainting() {
 }
 
 // ---------------------------------------------------------------- garments
+//: The class a new garment card starts with: the first of these the outfit does not wear yet.
+const FIRST_CLASSES = ["upper-body", "lower-body", "footwear", "outerwear", "dress", "full-body"];
 function newGarment() {
-  return { cls: state.garments.length ? "" : "", mode: "class", packshot: null, layer: null, painted: false, values: {} };
+  const worn = new Set(state.garments.map((g) => g.cls));
+  const cls = FIRST_CLASSES.find((c) => !worn.has(c) && config.classes.some((k) => k.name === c)) || "";
+  return { cls, mode: "class", packshot: null, layer: null, painted: false, values: {} };
 }
 
 function drawGarments() {
@@ -434,7 +438,8 @@ async function start() {
     onclick: (e) => { for (const b of document.querySelectorAll(".samples button")) b.classList.remove("chosen"); e.currentTarget.classList.add("chosen"); choosePhoto({ sample: name }); } },
     el("img", { src: `/api/samples/${encodeURIComponent(name)}`, alt: name }))));
   $("#photo-file").addEventListener("change", async (e) => { if (e.target.files.length) choosePhoto(await readFile(e.target.files[0])); });
-  state.garments = [newGarment()];
+  state.garments = [];
+  state.garments.push(newGarment());
   drawGarments();
   $("#add-garment").addEventListener("click", () => { state.garments.push(newGarment()); drawGarments(); });
   const jobFields = $("#job-fields");
@@ -449,6 +454,8 @@ async function start() {
   $("#page-prev").addEventListener("click", () => openReport(state.report, state.page - 1));
   $("#page-next").addEventListener("click", () => openReport(state.report, state.page + 1));
   $("#jobs-refresh").addEventListener("click", loadJobs);
+  const firstSample = document.querySelector("#samples button");
+  if (firstSample) firstSample.click();  // a photo to start with: Run works at once
   document.body.dataset.ready = "true";
 }
 start().catch((error) => { $("#backend").textContent = `error: ${error.message}`; });
