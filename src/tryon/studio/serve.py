@@ -33,7 +33,8 @@ def serve(*, stack: str | None, models: list[str], host: str, port: int, region:
 
     from tryon.studio.app import create_app
 
-    on_status("starting the local stack and loading the models" if not stack else f"finding stack {stack}")
+    if not stack:  # a deployed stack is found in a second; a failure is then its one error line
+        on_status("starting the local stack and loading the models")
     with open_backend(stack, models, region=region, profile=profile) as backend:
         app: Any = create_app(backend)
         on_status(f"tryon studio on {backend.label}: open http://{host}:{port}/ (Ctrl-C stops it)")
