@@ -84,6 +84,12 @@ def _states(browser: Any) -> list[str]:
     return [li.text.strip() for li in _all(browser, "#states li")]
 
 
+def _choose_file(browser: Any, path: Path) -> None:
+    """Upload ``path`` as the photo and wait until the page has read it (Run then sends it)."""
+    _css(browser, "#photo-file").send_keys(str(path))
+    _wait(browser, lambda b: _css(b, "body").get_attribute("data-photo") == path.name)
+
+
 def _garment(browser: Any, number: int, *, cls: str = "", mode: str = "", adapter: str = "") -> None:
     card = f"#garment-{number}"
     if cls:
@@ -122,8 +128,8 @@ def test_page_loads_with_the_local_back_end(studio, browser, screenshots):
 
 def test_upload_a_photo_choose_a_class_and_an_adapter_and_run(studio, browser, screenshots, tmp_path):
     photo = save_photo(tmp_path / "shopper.png", (96, 128))
-    _css(browser, "#photo-file").send_keys(str(photo))
-    _wait(browser, lambda b: not _css(b, "#canvas-box").get_attribute("hidden"))
+    _choose_file(browser, photo)
+    assert not _css(browser, "#canvas-box").get_attribute("hidden")
     _garment(browser, 1, cls="upper-body", mode="class", adapter="garment-a")
     assert _run_and_wait(browser) == "succeeded: succeeded"
     states = _states(browser)
@@ -145,7 +151,7 @@ def test_upload_a_photo_choose_a_class_and_an_adapter_and_run(studio, browser, s
 
 def test_dress_the_sample_photo_in_two_garments(studio, browser, screenshots):
     _css(browser, "#samples button[data-sample='astronaut.jpg']").click()
-    _wait(browser, lambda b: "chosen" in _css(b, "#samples button").get_attribute("class"))
+    _wait(browser, lambda b: _css(b, "body").get_attribute("data-photo") == "astronaut.jpg")
     _garment(browser, 1, cls="upper-body", mode="class", adapter="garment-a")
     _css(browser, "#add-garment").click()
     _garment(browser, 2, cls="lower-body", mode="class", adapter="garment-b")
@@ -240,14 +246,14 @@ def test_a_non_image_is_refused_with_the_workflows_message(studio, browser, tmp_
     before = len(studio.backend.jobs())
     text = tmp_path / "notes.txt"
     text.write_text("not a photo")
-    _css(browser, "#photo-file").send_keys(str(text))
+    _choose_file(browser, text)
     _css(browser, "#run").click()
     _wait(browser, lambda b: not _css(b, "#run-error").get_attribute("hidden"))
     message = _css(browser, "#run-error").text
     assert message == "photo: notes.txt must end with one of .jpg, .jpeg, .png, .webp"
     disguised = tmp_path / "notes.png"  # an image's name, not an image's bytes
     disguised.write_text("not a photo either")
-    _css(browser, "#photo-file").send_keys(str(disguised))
+    _choose_file(browser, disguised)
     _css(browser, "#run").click()
     _wait(
         browser,
@@ -335,6 +341,17 @@ def test_the_stack_back_end_through_a_boto3_session(studio, tmp_path):
             _check_job({"steps": "500"}, None)
         assert bad.status_code == 400 and bad.json()["error"] == str(cli.value)
         assert "steps" in str(cli.value) and "150" in str(cli.value)
+        failing = {**body, "garments": [{**body["garments"][0], "adapter": "nonesuch"}]}
+        run = client.post("/api/runs", json=failing).json()
+        while (view := client.get(f"/api/runs/{run['id']}").json())["status"] not in {"succeeded", "failed"}:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        # the execution's failure in words, as tryon submit prints it after "error:"
+        assert view["status"] == "failed" and view["error"].startswith(
+            "inpaint: endpoint tryon-sd-inpaint refused"
+        )
+        assert "unknown adapter 'nonesuch'" in view["error"] and "Traceback" not in view["error"]
+        assert len(view["files"]) == 1 and view["files"][0].endswith(".json")  # the failure record
         assert any(row["status"] == "SUCCEEDED" for row in client.get("/api/jobs").json()["jobs"])
         assert client.get("/api/batches").json()["batches"]
 

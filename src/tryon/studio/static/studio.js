@@ -105,10 +105,12 @@ async function choosePhoto(photo) {
     $("#canvas-box").hidden = false;
     drawPaint();
     $("#run").disabled = false;
+    document.body.dataset.photo = photo.sample || photo.name;  // what Run will send (tests wait on it)
   };
   image.onerror = () => {
     // the server checks it with the workflow's limits and names the problem on Run
     $("#canvas-box").hidden = true; state.photoImage = null; $("#run").disabled = false;
+    document.body.dataset.photo = photo.sample || photo.name;
   };
   image.src = photo.sample ? `/api/samples/${encodeURIComponent(photo.sample)}` : photo.data;
 }
@@ -437,7 +439,12 @@ async function start() {
   $("#samples").append(...config.samples.map((name) => el("button", { type: "button", class: "sample", title: `sample photo ${name}`, "data-sample": name,
     onclick: (e) => { for (const b of document.querySelectorAll(".samples button")) b.classList.remove("chosen"); e.currentTarget.classList.add("chosen"); choosePhoto({ sample: name }); } },
     el("img", { src: `/api/samples/${encodeURIComponent(name)}`, alt: name }))));
-  $("#photo-file").addEventListener("change", async (e) => { if (e.target.files.length) choosePhoto(await readFile(e.target.files[0])); });
+  $("#photo-file").addEventListener("change", async (e) => {
+    if (!e.target.files.length) return;
+    $("#run").disabled = true;  // until the new photo is read: Run never sends the previous one
+    delete document.body.dataset.photo;
+    choosePhoto(await readFile(e.target.files[0]));
+  });
   state.garments = [];
   state.garments.push(newGarment());
   drawGarments();
