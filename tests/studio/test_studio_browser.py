@@ -10,6 +10,7 @@ through a boto3 session as ``tryon submit`` reaches a deployed stack.
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -341,6 +342,23 @@ def test_the_stack_back_end_through_a_boto3_session(studio, tmp_path):
             _check_job({"steps": "500"}, None)
         assert bad.status_code == 400 and bad.json()["error"] == str(cli.value)
         assert "steps" in str(cli.value) and "150" in str(cli.value)
+        # a text query and a packshot (the tiny inpainting model carries an IP-Adapter)
+        packshot = base64.b64encode(save_photo(tmp_path / "top.png", (64, 64)).read_bytes()).decode()
+        dressed = {
+            **body,
+            "garments": [
+                {"mode": "text", "query": "a shirt", "packshot": {"name": "top.png", "data": packshot}}
+            ],
+        }
+        run = client.post("/api/runs", json=dressed).json()
+        while (view := client.get(f"/api/runs/{run['id']}").json())["status"] not in {"succeeded", "failed"}:
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        assert view["status"] == "succeeded", view["error"]
+        assert "-> Segment" in [line.strip() for line in view["lines"]]
+        garment = view["manifest"]["garments"][0]
+        assert garment["mask_mode"] == "text" and garment["params"]["query"] == "a shirt"
+        assert "/garments/top.png" in json.dumps(garment["packshot"])  # uploaded under GarmentPrefix first
         failing = {**body, "garments": [{**body["garments"][0], "adapter": "nonesuch"}]}
         run = client.post("/api/runs", json=failing).json()
         while (view := client.get(f"/api/runs/{run['id']}").json())["status"] not in {"succeeded", "failed"}:
