@@ -23,7 +23,7 @@ UV_SPEC ?= uv==0.13.8
 UV := .cache/uv/bin/uv
 UV_INSTALL = $(UV) pip install --quiet --compile-bytecode
 
-.PHONY: venv serving-venv tools tiny-models demo test check lint format bench constraints clean image-mappings sam-build schema-blocks
+.PHONY: venv serving-venv tools tiny-models demo test check lint format bench constraints clean image-mappings sam-build schema-blocks studio-browser
 
 $(UV):
 	$(PYTHON) -m venv .cache/uv
@@ -32,7 +32,7 @@ $(UV):
 $(STAMP): pyproject.toml constraints.txt | $(UV)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q $(TORCH_SPEC)
-	$(UV_INSTALL) --python $(BIN)/python -c constraints.txt -e '.[models,server,cli,sagemaker,eval,dev]'
+	$(UV_INSTALL) --python $(BIN)/python -c constraints.txt -e '.[models,server,cli,studio,sagemaker,eval,dev]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -58,6 +58,17 @@ $(ASL_VALIDATOR):
 	cd .cache/node && npm install --silent --no-audit --no-fund asl-validator@4.0.0
 
 tools: $(SAM) $(ASL_VALIDATOR)
+
+# tests/studio drive the studio in a real browser: Debian's chromium and its chromedriver. As root
+# they are installed here; otherwise this says what to install (the tests fail without them, never skip).
+studio-browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
+	else \
+	  echo "error: tests/studio need chromium and chromedriver on the PATH: sudo apt-get install chromium chromium-driver (Debian/Ubuntu), or set CHROMIUM=/path/to/chrome CHROMEDRIVER=/path/to/chromedriver" >&2; \
+	  exit 2; \
+	fi
 
 # `sam build` without Docker needs the functions' runtime (Python 3.12) on the PATH: find one
 # (python3.12 on the PATH, else any pyenv 3.12.x) and put its folder first.
@@ -87,8 +98,8 @@ format: venv
 
 # The installs (each its own venv or folder), the tiny models and ruff run in parallel, then the suite.
 test:
-	@echo "make test: installing what is missing (venvs, SAM CLI, asl-validator) in parallel, tiny models, ruff"
-	$(MAKE) --no-print-directory -j4 -Otarget tiny-models lint serving-venv tools
+	@echo "make test: installing what is missing (venvs, SAM CLI, asl-validator, the studio tests' chromium) in parallel, tiny models, ruff"
+	$(MAKE) --no-print-directory -j4 -Otarget tiny-models lint serving-venv tools studio-browser
 	TRYON_REQUIRE_SERVING_VENV=1 $(BIN)/python -m pytest -q
 
 # Everyday work: ruff and the unit tests (no model, no subprocess), in well under 90 s.
@@ -113,7 +124,7 @@ schema-blocks: venv
 constraints:
 	rm -rf .venv-constraints && $(PYTHON) -m venv .venv-constraints
 	.venv-constraints/bin/pip install -q $(TORCH_SPEC)
-	.venv-constraints/bin/pip install -q -e '.[models,server,cli,sagemaker,eval,dev]'
+	.venv-constraints/bin/pip install -q -e '.[models,server,cli,studio,sagemaker,eval,dev]'
 	{ sed -n '1,3p' constraints.txt; .venv-constraints/bin/pip freeze --exclude-editable \
 	  | grep -v -E '^(torch|nvidia-|triton)' | sed 's/+cpu$$//'; } > constraints.txt.new
 	mv constraints.txt.new constraints.txt && rm -rf .venv-constraints

@@ -157,7 +157,7 @@ def run(argv: list[str] | None = None) -> int:
     # 2 cores, docs/bench-workflow.md). Torch is imported lazily, so this applies to it.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     quiet_library_notices()
-    from tryon.cli import batch, deploy, evaluate, finetune, jobs, models, serve  # noqa: F401  (registers commands)
+    from tryon.cli import batch, deploy, evaluate, finetune, jobs, models, serve, studio_command  # noqa: F401  (registers commands)
 
     try:
         code = _run_app(argv)
