@@ -40,7 +40,7 @@ def test_every_bad_row_is_named_at_once_before_any_model_loads(tmp_path, capsys,
     def no_models(*_args, **_kwargs):
         raise AssertionError("models were looked for before the manifest was checked")
 
-    monkeypatch.setattr(tryon.cli.jobs, "_model_dirs", no_models)
+    monkeypatch.setattr(tryon.cli.jobs, "resolve_models", no_models)
     save_photo(tmp_path / "a.png", (32, 32))
     manifest = tmp_path / "m.jsonl"
     rows = [

@@ -132,8 +132,8 @@ def test_serve_refuses_a_folder_without_weights_instead_of_the_hub(hub_unreachab
     [
         (
             ["--preset", "nope"],
-            "preset: unknown preset 'nope'; known: draft, dress, footwear, full-body, lower-body, quality, "
-            "standard, upper-body",
+            "preset: unknown preset 'nope'; known: draft, dress, footwear, full-body, lower-body, outerwear, "
+            "quality, standard, upper-body",
         ),
         (["--set", "threshold=2"], "threshold (from metadata): must be <= 1"),
         # the content policy (docs/responsible-use.md), as Prepare applies it

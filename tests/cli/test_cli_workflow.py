@@ -46,7 +46,8 @@ def test_demo_writes_what_the_stack_writes(demo_run):
     code, out, stdout = demo_run
     assert code == 0, stdout
     assert _state_lines(stdout) == [
-        "Receive", "Prepare", "AlreadyComplete", "ModerateInputs", "SegmentRequested", "SegmentMode", "Segment", "MaskFound",
+        "Receive", "Prepare", "AlreadyComplete", "ModerateInputs", "SegmentRequested", "SegmentMode",
+        "Segment", "MaskFound",
         "InpaintMode", "Inpaint", "UpscaleRequested", "UpscaleMode", "Upscale", "ModerateResults", "Finalize",
     ]  # fmt: skip
     assert "EventBridge started" in stdout

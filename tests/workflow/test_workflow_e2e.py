@@ -51,7 +51,8 @@ def test_s3_event_with_upscale_and_adapter_from_metadata(wf):
     result = wf.wait(wf.start_from_s3_event(key), timeout=120, on_event=seen.append)
     assert result.succeeded, (result.error, result.cause)
     assert result.states() == [
-        "Receive", "Prepare", "AlreadyComplete", "ModerateInputs", "SegmentRequested", "SegmentMode", "Segment", "MaskFound",
+        "Receive", "Prepare", "AlreadyComplete", "ModerateInputs", "SegmentRequested", "SegmentMode",
+        "Segment", "MaskFound",
         "InpaintMode", "Inpaint", "UpscaleRequested", "UpscaleMode", "Upscale", "ModerateResults", "Finalize",
     ]  # fmt: skip
     assert all(e.duration_s is not None for e in seen if e.phase == "exited")

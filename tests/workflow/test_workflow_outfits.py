@@ -85,15 +85,13 @@ def test_two_garments_each_pass_in_its_own_mask_in_the_order_they_are_worn(wf, s
     # pass 1 (lower body) on the photo, pass 2 (upper body) on pass 1's image
     first, second = sent["sd_inpaint"]
     prefix = manifest["outputs"]["prefix"]
-    assert (
-        first["image"].startswith(manifest["input"]["uri"])
-        and first["mask"] == as_sent(manifest, prefix + "mask-lower-body.png")
+    assert first["image"].startswith(manifest["input"]["uri"]) and first["mask"] == as_sent(
+        manifest, prefix + "mask-lower-body.png"
     )
     assert first["adapter"] == "garment-a" and "garment_image" not in first
-    assert (
-        second["image"] == as_sent(manifest, prefix + "inpainted-lower-body-0.png")
-        and second["mask"] == as_sent(manifest, prefix + "mask-upper-body.png")
-    )
+    assert second["image"] == as_sent(manifest, prefix + "inpainted-lower-body-0.png") and second[
+        "mask"
+    ] == as_sent(manifest, prefix + "mask-upper-body.png")
     assert second["garment_image"].startswith(f"s3://{wf.input_bucket}/garments/top.png?versionId=")
     assert "adapter" not in second and second["prompt"] == "a silk blouse"
 

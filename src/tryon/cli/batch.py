@@ -110,14 +110,14 @@ def run_(
     as_json: Json = False,
 ) -> None:
     """A manifest on one machine: photos are files beside it; report, contact sheets and results in OUT."""
-    from tryon.cli.jobs import _model_dirs
+    from tryon.cli.jobs import resolve_models
     from tryon.local.batch_runner import local_rows, run_batch
     from tryon.local.runner import TINY_PARAMETERS
 
     options = _options(allow_invalid_rows, max_concurrency, tolerated_failure_percentage)
     # every bad row (missing photos, bad values, not an object) at once, before any model loads
     local_rows(manifest, allow_invalid_rows=allow_invalid_rows)
-    model_dirs, all_tiny = _model_dirs(models)
+    model_dirs, all_tiny = resolve_models(models)
     if all_tiny:
         typer.echo(
             "models: tiny random checkpoints (the images are noise; pass --models for real ones)", err=True

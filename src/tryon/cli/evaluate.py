@@ -130,11 +130,11 @@ def run(
 
             options.stack, options.session = stack, session(region, profile)
         else:
-            from tryon.cli.jobs import _model_dirs, _modes
+            from tryon.cli.jobs import _modes, resolve_models
             from tryon.local.runner import TINY_PARAMETERS
 
             options.modes = _modes(mode)
-            options.model_dirs, all_tiny = _model_dirs(models)
+            options.model_dirs, all_tiny = resolve_models(models)
             if all_tiny:
                 typer.echo(
                     "models: tiny random checkpoints (the images are noise; pass --models for real ones)",

@@ -187,7 +187,7 @@ def _tiny_model_dirs() -> dict[str, str]:
     return {kind: str(tiny[folder]) for kind, folder in TINY_MODEL_FOLDERS.items()}
 
 
-def _model_dirs(models: list[str]) -> tuple[dict[str, str], bool]:
+def resolve_models(models: list[str]) -> tuple[dict[str, str], bool]:
     """KIND=DIR|HUB-ID assignments over the tiny defaults; also says whether all three are tiny."""
     from tryon.aws.sagemaker_endpoints import parse_assignments
     from tryon.weights.hub import check_model_source
@@ -266,7 +266,7 @@ def _run_locally(photo: Path, overrides: dict[str, Any], *, models: list[str], o
     )
     if progress:
         os.environ["TRYON_PROGRESS_BARS"] = "1"
-    model_dirs, all_tiny = _model_dirs(models)
+    model_dirs, all_tiny = resolve_models(models)
     if all_tiny:
         typer.echo(
             "models: tiny random checkpoints (the images are noise; pass --models for real ones)", err=as_json

@@ -58,14 +58,14 @@ class RunOutcome:
 
 def check_job(request: JobRequest) -> None:
     """Everything Prepare checks before anything uploads: the photo and each file (format, size,
-    decoding, the name's suffix), every value, the preset, each garment's mask mode, the outfit."""
-    from tryon.cli.jobs import _check_job
-    from tryon.local.runner import check_photo
+    decoding, the name's suffix), every value, the preset, each garment's mask mode, the outfit,
+    the content policy (:func:`tryon.local.runner.check_parameters`, as ``tryon submit``)."""
+    from tryon.local.runner import check_parameters, check_photo
 
     check_photo(request.photo, field="photo")
     for item in request.uploads:
         check_photo(item.path, field=item.option)
-    _check_job(request.overrides, request.preset, request.uploads)
+    check_parameters(request.overrides, request.preset, uploads=request.uploads)
 
 
 class StackBackend:

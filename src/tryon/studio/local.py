@@ -37,13 +37,13 @@ def open_local(
 ) -> Iterator[StackBackend]:
     """The local stack with the tiny checkpoints (their inpainting model with :data:`TINY_ADAPTERS`)
     or ``models`` (``KIND=DIR|HUB-ID``, as ``tryon run --models``), as a :class:`StackBackend`."""
-    from tryon.cli.jobs import _model_dirs
+    from tryon.cli.jobs import resolve_models
     from tryon.handlers.adapters import list_adapters
     from tryon.local.batch_runner import LocalBatches, distributed_map_engine
     from tryon.local.deployed import publish_stack
     from tryon.local.runner import TINY_PARAMETERS, open_workflow
 
-    model_dirs, all_tiny = _model_dirs(models or [])
+    model_dirs, all_tiny = resolve_models(models or [])
     with tempfile.TemporaryDirectory(prefix="tryon-studio-") as scratch:
         if "sd_inpaint" not in {m.split("=", 1)[0] for m in models or []}:
             model_dirs["sd_inpaint"] = _tiny_inpaint_with_adapters(Path(scratch) / "sd-inpaint")
