@@ -49,6 +49,8 @@ STATES_UP_TO_UPSCALE = [
     "  <- AlreadyComplete",
     "  -> ModerateInputs",
     "  <- ModerateInputs",
+    "  -> SegmentRequested",
+    "  <- SegmentRequested",
     "  -> SegmentMode",
     "  <- SegmentMode",
     "  -> Segment",

@@ -35,6 +35,7 @@ def outfit_stack(tiny_models: Any, tmp_path_factory: Any, **kwargs: Any) -> Loca
     )
     models = {"clipseg": tiny_models["clipseg"], "sd_inpaint": inpaint}
     parameters = {**EXACT_MASKS, **kwargs.pop("parameters", {})}
+    kwargs.setdefault("stack_name", "tryon-outfits")  # beside the workflow tests' shared stack
     return LocalWorkflow(models, upscale=False, parameters=parameters, **kwargs)
 
 

@@ -34,7 +34,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def wf(tiny_models):
     models = {"clipseg": tiny_models["clipseg"], "sd_inpaint": tiny_models["sd-inpaint"]}
-    with LocalWorkflow(models, upscale=False, parameters=EXACT_MASKS) as stack:
+    with LocalWorkflow(models, upscale=False, parameters=EXACT_MASKS, stack_name="tryon-mask-modes") as stack:
         stack.sent = record_requests(stack)
         stack.upload(PHOTO, "inputs/model.png")
         yield stack
