@@ -363,7 +363,12 @@ def test_sdxl_refiner_ships_without_the_parts_it_shares(tiny_models, tmp_path, c
         ("clipseg", None, downloaded, "refiners are only served by the sd_inpaint endpoint"),
         ("sd_inpaint", None, downloaded, "needs --model-dir with an SDXL base"),
         ("sd_inpaint", tiny_models["sd-inpaint"], downloaded, "is not an SDXL base"),
-        ("sd_inpaint", tiny_models["sdxl-inpaint"], tiny_models["lora-a"], "is not a diffusers SDXL refiner"),
+        (
+            "sd_inpaint",
+            tiny_models["sdxl-inpaint"],
+            tiny_models["lora-a"],
+            "is not a complete SDXL refiner folder",
+        ),
         ("sd_inpaint", with_refiner, downloaded, "already has a refiner/ folder"),
     ]:
         with pytest.raises(PackagingError, match=f"^refiner_dir: .*{message}"):

@@ -47,7 +47,7 @@ def studio(tmp_path_factory) -> Any:
     import uvicorn
 
     from tryon.studio.app import create_app
-    from tryon.studio.local import open_local
+    from tryon.studio.local_stack import open_local
 
     with open_local() as backend:
         app = create_app(backend, tmp_path_factory.mktemp("studio-scratch"))

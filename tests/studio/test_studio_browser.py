@@ -311,7 +311,7 @@ def test_the_stack_back_end_through_a_boto3_session(studio, tmp_path):
     from starlette.testclient import TestClient
 
     from tryon.studio.app import create_app
-    from tryon.studio.serve import open_backend
+    from tryon.studio.launch import open_backend
 
     with open_backend("tryon-local", [], region="us-east-1") as backend:
         assert not backend.local and backend.label == "stack tryon-local (us-east-1)"
@@ -335,11 +335,11 @@ def test_the_stack_back_end_through_a_boto3_session(studio, tmp_path):
         image = client.get(f"/api/runs/{run['id']}/files/{view['files'][0]}")
         assert image.status_code == 200
         bad = client.post("/api/runs", json={**body, "job": {"steps": "500"}})
-        from tryon.cli.jobs import _check_job
         from tryon.core.errors import RequestError
+        from tryon.local.runner import check_parameters
 
         with pytest.raises(RequestError) as cli:  # what tryon run/submit print after "error:"
-            _check_job({"steps": "500"}, None)
+            check_parameters({"steps": "500"}, None)
         assert bad.status_code == 400 and bad.json()["error"] == str(cli.value)
         assert "steps" in str(cli.value) and "150" in str(cli.value)
         # a text query and a packshot (the tiny inpainting model carries an IP-Adapter)

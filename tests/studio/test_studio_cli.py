@@ -12,10 +12,10 @@ from tryon.cli import run
 @pytest.fixture
 def served(monkeypatch) -> list[dict[str, Any]]:
     """What ``tryon studio`` would serve (the server itself is the browser tests')."""
-    from tryon.studio import serve
+    from tryon.studio import launch
 
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(serve, "serve", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(launch, "serve", lambda **kwargs: calls.append(kwargs))
     return calls
 
 

@@ -37,7 +37,7 @@ def studio(
 ) -> None:
     """The try-on studio: try garments on photos, paint masks, compare adapters, review batches and jobs."""
     try:
-        from tryon.studio import serve
+        from tryon.studio import launch
     except ImportError as exc:  # the extra is missing
         raise fail(f"{exc}: install the studio extra, pip install 'tryon[studio]'") from None
 
@@ -47,5 +47,5 @@ def studio(
         raise fail(f"--port: must be 1..65535, got {port}")
     if host != LOOPBACK:
         typer.secho(NO_AUTH_WARNING.format(host=host, port=port), err=True, fg=typer.colors.YELLOW)
-    serve.serve(stack=stack, models=models, host=host, port=port, region=region, profile=profile,
+    launch.serve(stack=stack, models=models, host=host, port=port, region=region, profile=profile,
                 on_status=lambda message: typer.echo(message, err=True))  # fmt: skip

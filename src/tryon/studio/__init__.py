@@ -2,6 +2,6 @@
 
 Heavy (Starlette, uvicorn, the local stack): never imported by ``tryon.core`` or ``tryon.workflow``.
 :mod:`~tryon.studio.backend` is the page's work on a stack (``tryon submit``'s code path),
-:mod:`~tryon.studio.local` the local stack as one, :mod:`~tryon.studio.form` the fields from the
-schema's rows, :mod:`~tryon.studio.app` the web app, :mod:`~tryon.studio.serve` the server.
+:mod:`~tryon.studio.local_stack` the local stack as one, :mod:`~tryon.studio.form` the fields from the
+schema's rows, :mod:`~tryon.studio.app` the web app, :mod:`~tryon.studio.launch` the server.
 """

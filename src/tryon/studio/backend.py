@@ -2,7 +2,7 @@
 
 A :class:`StackBackend` talks to one try-on stack through boto3 clients: a deployed stack with
 the user's own credentials (``tryon studio --stack NAME``), or the local stack that
-``tryon run`` uses (:func:`tryon.studio.local.open_local`), published on moto under a stack name
+``tryon run`` uses (:func:`tryon.studio.local_stack.open_local`), published on moto under a stack name
 so that both back ends are this one class. It reads and writes only under the stack's
 documented prefixes (its outputs: input, garment, mask, batch prefixes in the input bucket;
 results, failures and batch reports in the output bucket; the adapter prefix).

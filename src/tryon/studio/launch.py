@@ -20,7 +20,7 @@ def open_backend(
         session = aws_session(region, profile)
         yield StackBackend(session.client, stack, label=f"stack {stack} ({session.region_name})")
         return
-    from tryon.studio.local import open_local
+    from tryon.studio.local_stack import open_local
 
     with open_local(models) as backend:
         yield backend
