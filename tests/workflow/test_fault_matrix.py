@@ -441,7 +441,10 @@ def run_matrix(wf: LocalWorkflow, scenarios: list[Scenario], known: set[CallId])
         for scenario in scenarios:
             cells.append(census(wf, injector, scenario, known))
             known.update(scenario.calls)
-        todo = [c for s in scenarios for c in cells_of(s)]
+        # every scenario's once-cells before any every-time cell: a call failing every time drains
+        # botocore's retry quota of the functions' clients (one process runs them all here), and a
+        # once-cell running beside it would then get no retry where a fresh sandbox would
+        todo = sorted((c for s in scenarios for c in cells_of(s)), key=lambda c: c.mode == "persistent")
         with ThreadPoolExecutor(max_workers=WORKERS) as pool:
             cells += list(pool.map(lambda c: run(wf, injector, c), todo))
     return cells
