@@ -30,10 +30,13 @@ def _wait(browser: Any, condition: Any, timeout: float = WAIT_S) -> Any:
     return WebDriverWait(browser, timeout, poll_frequency=0.2).until(condition)
 
 
-def _css(browser: Any, selector: str) -> Any:
+def _css(browser: Any, selector: str, timeout: float = 30.0) -> Any:
+    """The element, once the page's script has rendered it (a busy machine renders late)."""
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
 
-    return browser.find_element(By.CSS_SELECTOR, selector)
+    present = expected_conditions.presence_of_element_located((By.CSS_SELECTOR, selector))
+    return _wait(browser, present, timeout)
 
 
 def _all(browser: Any, selector: str) -> list[Any]:

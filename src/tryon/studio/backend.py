@@ -136,6 +136,24 @@ class StackBackend:
         return found
 
     # ------------------------------------------------------------------ one try-on
+    def _upload(
+        self, request: JobRequest, overrides: dict[str, Any], on_status: Callable[[str], None]
+    ) -> tuple[Any, dict[str, str]]:
+        """The job's files, then the photo with ``overrides`` as metadata: ``tryon submit``'s
+        :func:`tryon.aws.stack.upload_job`. The photo's upload and each file's URI by override."""
+        upload, uris = stacks.upload_job(
+            self.s3,
+            self.stack,
+            request.photo,
+            overrides=overrides,
+            preset=request.preset,
+            files=request.uploads,
+            name=request.photo.name,
+        )
+        for item in request.uploads:
+            on_status(f"uploaded the {item.kind} {uris[item.override]}")
+        return upload, uris
+
     def run(
         self,
         request: JobRequest,
@@ -146,20 +164,9 @@ class StackBackend:
         timeout: float = 3600.0,
     ) -> RunOutcome:
         """Upload the files and the photo (overrides as metadata), follow the execution, download."""
-        from tryon.workflow import params
 
         check_job(request)
-        overrides = dict(request.overrides)
-        for item in request.uploads:  # each file first, so the photo's metadata names that very version
-            put = (stacks.upload_garment if item.kind == "garment" else stacks.upload_mask)(
-                self.s3, self.stack, item.path
-            )
-            overrides[item.override] = s3_uri(put.bucket, put.key, put.version_id)
-            on_status(f"uploaded the {item.kind} {overrides[item.override]}")
-        metadata = params.to_metadata(overrides, request.preset)
-        upload = stacks.upload_photo(
-            self.s3, self.stack, request.photo, name=request.photo.name, metadata=metadata
-        )
+        upload = self._upload(request, request.overrides, on_status)[0]
         on_status(f"uploaded s3://{upload.bucket}/{upload.key}")
         arn = stacks.find_execution(
             self.sfn, self.stack, upload, timeout_seconds=300.0, poll_seconds=0.2 if self.local else 2.0
@@ -329,24 +336,14 @@ class StackBackend:
         prefix with the first variant's parameters (the stack's upload rule starts that job, whose
         job id is the first row's: the batch finds it complete or runs it beside it).
         """
-        from tryon.workflow import params
 
         if not 2 <= len(variants) <= 4:
             raise RequestError("variants", f"compare 2 to 4 variants, got {len(variants)}")
         for variant in variants:
             check_job(replace(request, overrides={**request.overrides, **variant}))
         self._require_batches()
-        overrides = dict(request.overrides)
-        for item in request.uploads:
-            put = (stacks.upload_garment if item.kind == "garment" else stacks.upload_mask)(
-                self.s3, self.stack, item.path
-            )
-            overrides[item.override] = s3_uri(put.bucket, put.key, put.version_id)
-            on_status(f"uploaded the {item.kind} {overrides[item.override]}")
-        first = params.to_metadata({**overrides, **variants[0]}, request.preset)
-        upload = stacks.upload_photo(
-            self.s3, self.stack, request.photo, name=request.photo.name, metadata=first
-        )
+        upload, uris = self._upload(request, {**request.overrides, **variants[0]}, on_status)
+        overrides = {**request.overrides, **uris}
         image = s3_uri(upload.bucket, upload.key, upload.version_id)
         on_status(f"uploaded {image}")
         preset = {"preset": request.preset} if request.preset else {}
