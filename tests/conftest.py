@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -111,3 +112,19 @@ def moto_s3(monkeypatch):
 
         yield make
     clients.reset_clients()
+
+
+@pytest.fixture(autouse=True)
+def _root_logging_restored():
+    """A command run in-process (``tryon serve`` calls ``logging.basicConfig(force=True)``) leaves no
+    handler behind on a stream that pytest closes with the test; a later log line would print
+    ``--- Logging error ---`` with a traceback into another test's output."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
+    for handler in handlers:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)

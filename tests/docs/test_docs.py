@@ -40,6 +40,7 @@ from markdown_it import MarkdownIt
 from PIL import Image
 from support.evaluation import docs_world
 from support.paths import REPO
+from support.processes import ctrl_c_reaches_it
 
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 DIRECTIVE = re.compile(
@@ -241,6 +242,7 @@ def _start_server(command: str, root: Path) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=ctrl_c_reaches_it,
     )
 
 

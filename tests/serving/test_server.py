@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 from support.images import b64, encode
+from support.processes import ctrl_c_reaches_it
 
 from tryon.core import imaging
 from tryon.handlers.common import load_image, parse_json_request
@@ -481,7 +482,13 @@ def test_serve_cli_runs_until_interrupted(tiny_models, tmp_path):
     ]
     env = {**__import__("os").environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        preexec_fn=ctrl_c_reaches_it,
     )
     lines: list[str] = []
     try:
