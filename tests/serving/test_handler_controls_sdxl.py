@@ -8,12 +8,9 @@ photo's. The same request paints the same pixels on the serving image's diffuser
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-
 import numpy as np
 import pytest
+from support.serving_venv import run_script, serving_python
 
 from tryon.core.imaging import b64decode, decode_image
 from tryon.local.samples import box_mask, inpaint_request, noise_image
@@ -106,31 +103,14 @@ print(json.dumps([answer["images"][0], controls["depth"]["image"], controls["pos
 
 
 def test_sdxl_controls_paint_the_same_on_the_serving_image_libraries(sdxl, repo_root):
-    serving = repo_root / ".venv-serving" / "bin" / "python"
-    if not serving.exists():
-        if os.environ.get("TRYON_REQUIRE_SERVING_VENV"):
-            pytest.fail(f"{serving} is missing: build it with `make serving-venv`")
-        pytest.skip(f"{serving} is missing: build it with `make serving-venv`")
+    serving_python(repo_root)  # before the run here: a missing serving venv says so first
     request = {**REQUEST, "keep_body": "depth+pose", "pose_scale": 1.0, "guidance_scale": 3.0}
     response, (ours,) = _run(
         sdxl, **{k: v for k, v in request.items() if k not in REQUEST or REQUEST[k] != v}
     )
-    done = subprocess.run(
-        [str(serving), "-c", _SERVING_SCRIPT, sdxl.model_dir],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={
-            "HF_HUB_OFFLINE": "1",
-            "OMP_NUM_THREADS": "1",
-            "PYTHONPATH": str(repo_root / "src"),
-            "PATH": os.defpath,
-        },
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
     theirs = [
-        np.asarray(decode_image(b64decode(b, field="x"))) for b in json.loads(done.stdout.splitlines()[-1])
+        np.asarray(decode_image(b64decode(b, field="x")))
+        for b in run_script(repo_root, _SERVING_SCRIPT, sdxl.model_dir, request=request)
     ]
     mine = [ours] + [
         np.asarray(decode_image(b64decode(response["controls"][c]["image"], field="x")))

@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+from support.serving_venv import run_script, serving_python
 
 from tryon.core.errors import RequestError
 from tryon.core.imaging import b64decode, decode_image
@@ -203,32 +204,12 @@ print(json.dumps(sd_inpaint.predict_fn(request, sd_inpaint.model_fn(sys.argv[1])
 
 
 def test_the_refiner_paints_the_same_on_the_serving_image_libraries(with_refiner, repo_root):
-    import json
-    import os
-    import subprocess
-
-    serving = repo_root / ".venv-serving" / "bin" / "python"
-    if not serving.exists():
-        pytest.skip(f"{serving} is missing: build it with `make serving-venv`")
+    serving_python(repo_root)
     request = {**REQUEST, "guidance_scale": 3.0, **FAST}
     _, (ours,) = _run(with_refiner, **request)
-    done = subprocess.run(
-        [str(serving), "-c", _SERVING_SCRIPT, with_refiner.model_dir],
-        input=json.dumps(request),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={
-            "HF_HUB_OFFLINE": "1",
-            "OMP_NUM_THREADS": "1",
-            "PYTHONPATH": str(repo_root / "src"),
-            "PATH": os.defpath,
-        },
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
     (theirs,) = [
         np.asarray(decode_image(b64decode(b, field="images")))
-        for b in json.loads(done.stdout.splitlines()[-1])
+        for b in run_script(repo_root, _SERVING_SCRIPT, with_refiner.model_dir, request=request)
     ]
     differing = np.abs(theirs.astype(int) - ours.astype(int)) > 1
     assert differing.mean() < 0.001  # within 1/255 in < 0.1% of values, as the container-compat test
