@@ -62,3 +62,22 @@ def check_permanent_model_error(wf: Any, calling_function: str) -> list[str]:
     calls = [name for name, _, _ in wf.invocations[before:]]
     assert calls.count(calling_function) == 1
     return calls
+
+
+def prepare_refusal(s3: Any, bucket: str, layer: dict[str, Any], source: str) -> str:
+    """The message Prepare refuses a photo with when ``layer`` comes as its upload ``metadata``
+    or as console ``input``; the upload is left as it was."""
+    import pytest
+
+    from tryon.core.errors import RequestError
+    from tryon.workflow import job
+    from tryon.workflow.settings import Settings
+
+    photo = sample_photo()
+    metadata = layer if source == "metadata" else {}
+    s3.put_object(Bucket=bucket, Key="inputs/p.png", Body=photo, Metadata=metadata)
+    console = {"image": f"s3://{bucket}/inputs/p.png", **(layer if source == "input" else {})}
+    with pytest.raises(RequestError) as info:
+        job.build_job(Settings.from_env(), console)
+    assert s3.get_object(Bucket=bucket, Key="inputs/p.png")["Body"].read() == photo
+    return str(info.value)

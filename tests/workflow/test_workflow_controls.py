@@ -15,6 +15,7 @@ import json
 
 import pytest
 from PIL import Image
+from support.workflow import prepare_refusal
 
 from tryon.core import contract
 from tryon.core.errors import RequestError
@@ -126,13 +127,8 @@ def s3(moto_s3):
     ],
 )
 def test_prepare_refuses_bad_control_values_naming_field_and_limit(s3, layer, source, message):
-    metadata = layer if source == "metadata" else {}
-    s3.put_object(Bucket=IN, Key="inputs/p.png", Body=sample_photo(), Metadata=metadata)
-    console = {"image": f"s3://{IN}/inputs/p.png", **(layer if source == "input" else {})}
-    with pytest.raises(RequestError) as info:
-        job.build_job(Settings.from_env(), console)
-    assert str(info.value).startswith(message), str(info.value)
-    assert s3.get_object(Bucket=IN, Key="inputs/p.png")["Body"].read() == sample_photo()
+    refused = prepare_refusal(s3, IN, layer, source)
+    assert refused.startswith(message), refused
 
 
 def _inpaint_request(s3, console: dict, metadata: dict | None = None) -> dict:
