@@ -77,13 +77,13 @@ def moderation(state: State) -> dict[str, Any]:
 
 
 def _uri(output: Mapping[str, Any], key: str | None) -> str | None:
-    """The URI of a key the state names, as published (a pending key's published copy)."""
-    return f"s3://{output['bucket']}/{layout.public_key(output, key)}" if key else None
+    return f"s3://{output['bucket']}/{key}" if key else None
 
 
 def _published(output: Mapping[str, Any], value: Any) -> Any:
     """``value`` with each key or ``s3://`` URI under the job's pending prefix replaced by where
-    Finalize published it (the same file name under the result prefix)."""
+    Finalize published it (the same file name under the result prefix; a URI loses its
+    ``versionId``, which named the pending object, not the published copy)."""
     if isinstance(value, Mapping):
         return {k: _published(output, v) for k, v in value.items()}
     if isinstance(value, list):
@@ -91,7 +91,10 @@ def _published(output: Mapping[str, Any], value: Any) -> Any:
     if isinstance(value, str) and output.get("pending_prefix"):
         bucket_uri = f"s3://{output['bucket']}/"
         if value.startswith(bucket_uri):
-            return bucket_uri + layout.public_key(output, value[len(bucket_uri) :])
+            key = value[len(bucket_uri) :]
+            if key.startswith(output["pending_prefix"]):
+                return bucket_uri + layout.public_key(output, key.split("?versionId=")[0])
+            return value
         return layout.public_key(output, value)
     return value
 
@@ -107,14 +110,8 @@ def garments(state: State) -> list[dict[str, Any]]:
         mask: Mapping[str, Any] = masks.get(item["name"]) or {}
         done: Mapping[str, Any] = passes.get(item["index"]) or {}
         clipseg = mask.get("clipseg") or None
-        if clipseg and clipseg.get("mask_key"):  # CLIPSeg's own mask, as published
-            clipseg = {**clipseg, "mask_key": layout.public_key(output, clipseg["mask_key"])}
         clipseg_seconds = float((clipseg or {}).get("compute_seconds") or 0.0)
-        painted = item.get("painted")
-        if painted and str(painted.get("uri", "")).startswith(f"s3://{output['bucket']}/"):
-            # a console's painted mask, stored with the job's images and published with them
-            key = str(painted["uri"])[len(f"s3://{output['bucket']}/") :].split("?versionId=")[0]
-            painted = {**painted, "uri": _uri(output, key)}
+        painted = item.get("painted")  # a console's, stored with the job's images: published (build_manifest)
         out.append(
             {
                 "index": item["index"],
